@@ -1,0 +1,46 @@
+// GEMM through oneDNN's matmul primitive. Creating a primitive JIT-compiles a kernel (tens of
+// microseconds to milliseconds), so primitives are cached by their full description; the cache
+// belongs to one OneDnnGemm object (one per backend), never to the process.
+// C (M, N) f32 = alpha * op(A) @ op(B) [+ bias (N) f32] + beta * C; A and B are f32 or bf16.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "core/dtype.h"
+
+namespace meshlm {
+
+struct GemmDesc {
+  DType ab_dtype = DType::fp32;
+  bool trans_a = false, trans_b = false;
+  int64_t M = 0, N = 0, K = 0;
+  int64_t lda = 0, ldb = 0, ldc = 0;
+  float alpha = 1.0f, beta = 0.0f;
+  bool has_bias = false;
+
+  auto key() const {
+    return std::make_tuple(int(ab_dtype), trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta,
+                           has_bias);
+  }
+};
+
+class OneDnnGemm {
+ public:
+  OneDnnGemm();
+  ~OneDnnGemm();
+  void run(const GemmDesc& d, const void* A, const void* B, void* C, const void* bias = nullptr);
+  size_t cached_primitives() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// oneDNN's plain BLAS-like sgemm (no primitive cache), kept for the benchmark comparison.
+void onednn_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                  int64_t ldc);
+
+}  // namespace meshlm

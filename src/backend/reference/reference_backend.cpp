@@ -1,0 +1,146 @@
+// The "reference" backend: the naive kernels of reference/kernels.h behind the Backend
+// interface, for fp32 and fp64. Slow on purpose; it is the meaning of each kernel.
+#include "backend/reference/kernels.h"
+#include "core/error.h"
+
+namespace meshlm {
+namespace {
+
+template <class F>
+void dispatch(DType dt, const char* what, F&& f) {
+  if (dt == DType::fp32) return f(float{});
+  if (dt == DType::fp64) return f(double{});
+  throw Error(std::string("reference backend: ") + what + " does not support " + dtype_name(dt));
+}
+
+#define C_(T, p) static_cast<const T*>(p)
+#define M_(T, p) static_cast<T*>(p)
+
+class ReferenceBackend final : public Backend {
+ public:
+  const char* name() const override { return "reference"; }
+  bool supports(Op, DType dt) const override { return dt == DType::fp32 || dt == DType::fp64; }
+
+  void gemm(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+            const void* A, int64_t lda, const void* B, int64_t ldb, float beta, void* C,
+            int64_t ldc) override {
+    dispatch(dt, "gemm", [&](auto t) {
+      using T = decltype(t);
+      reference::gemm<T>(ta, tb, M, N, K, T(alpha), C_(T, A), lda, C_(T, B), ldb, T(beta),
+                         M_(T, C), ldc);
+    });
+  }
+  void matmul_forward(DType dt, void* out, const void* inp, const void* w, const void* bias,
+                      int64_t N, int64_t C, int64_t OC, WeightLayout layout) override {
+    dispatch(dt, "matmul", [&](auto t) {
+      using T = decltype(t);
+      reference::matmul_forward<T>(M_(T, out), C_(T, inp), C_(T, w), C_(T, bias), N, C, OC, layout);
+    });
+  }
+  void matmul_backward(DType dt, void* dinp, void* dw, void* dbias, const void* dout,
+                       const void* inp, const void* w, int64_t N, int64_t C, int64_t OC,
+                       WeightLayout layout) override {
+    dispatch(dt, "matmul", [&](auto t) {
+      using T = decltype(t);
+      reference::matmul_backward<T>(M_(T, dinp), M_(T, dw), M_(T, dbias), C_(T, dout),
+                                    C_(T, inp), C_(T, w), N, C, OC, layout);
+    });
+  }
+  void layernorm_forward(DType dt, void* out, void* mean, void* rstd, const void* inp,
+                         const void* w, const void* b, int64_t N, int64_t C) override {
+    dispatch(dt, "layernorm", [&](auto t) {
+      using T = decltype(t);
+      reference::layernorm_forward<T>(M_(T, out), M_(T, mean), M_(T, rstd), C_(T, inp),
+                                      C_(T, w), C_(T, b), N, C);
+    });
+  }
+  void layernorm_backward(DType dt, void* dinp, void* dw, void* db, const void* dout,
+                          const void* inp, const void* w, const void* mean, const void* rstd,
+                          int64_t N, int64_t C) override {
+    dispatch(dt, "layernorm", [&](auto t) {
+      using T = decltype(t);
+      reference::layernorm_backward<T>(M_(T, dinp), M_(T, dw), M_(T, db), C_(T, dout),
+                                       C_(T, inp), C_(T, w), C_(T, mean), C_(T, rstd), N, C);
+    });
+  }
+  void attention_forward(DType dt, void* out, void* lse, const void* qkv, int64_t B, int64_t T_,
+                         int64_t C, int64_t NH) override {
+    dispatch(dt, "attention", [&](auto t) {
+      using T = decltype(t);
+      reference::attention_forward<T>(M_(T, out), M_(T, lse), C_(T, qkv), B, T_, C, NH);
+    });
+  }
+  void attention_backward(DType dt, void* dqkv, const void* dout, const void* qkv,
+                          const void* out, const void* lse, int64_t B, int64_t T_, int64_t C,
+                          int64_t NH) override {
+    dispatch(dt, "attention", [&](auto t) {
+      using T = decltype(t);
+      reference::attention_backward<T>(M_(T, dqkv), C_(T, dout), C_(T, qkv), C_(T, out),
+                                       C_(T, lse), B, T_, C, NH);
+    });
+  }
+  void gelu_forward(DType dt, void* out, const void* inp, int64_t n) override {
+    dispatch(dt, "gelu", [&](auto t) {
+      using T = decltype(t);
+      reference::gelu_forward<T>(M_(T, out), C_(T, inp), n);
+    });
+  }
+  void gelu_backward(DType dt, void* dinp, const void* inp, const void* dout, int64_t n) override {
+    dispatch(dt, "gelu", [&](auto t) {
+      using T = decltype(t);
+      reference::gelu_backward<T>(M_(T, dinp), C_(T, inp), C_(T, dout), n);
+    });
+  }
+  void residual_forward(DType dt, void* out, const void* a, const void* b, int64_t n) override {
+    dispatch(dt, "residual", [&](auto t) {
+      using T = decltype(t);
+      reference::residual_forward<T>(M_(T, out), C_(T, a), C_(T, b), n);
+    });
+  }
+  void embedding_forward(DType dt, void* out, const int32_t* tokens, const void* wte,
+                         const void* wpe, int64_t B, int64_t T_, int64_t C) override {
+    dispatch(dt, "embedding", [&](auto t) {
+      using T = decltype(t);
+      reference::embedding_forward<T>(M_(T, out), tokens, C_(T, wte), C_(T, wpe), B, T_, C);
+    });
+  }
+  void embedding_backward(DType dt, void* dwte, void* dwpe, const void* dout,
+                          const int32_t* tokens, int64_t B, int64_t T_, int64_t C) override {
+    dispatch(dt, "embedding", [&](auto t) {
+      using T = decltype(t);
+      reference::embedding_backward<T>(M_(T, dwte), M_(T, dwpe), C_(T, dout), tokens, B, T_, C);
+    });
+  }
+  void crossentropy_forward_backward(DType dt, void* losses, void* logits, const int32_t* targets,
+                                     float dloss, int64_t N, int64_t V, int64_t Vp) override {
+    dispatch(dt, "crossentropy", [&](auto t) {
+      using T = decltype(t);
+      reference::crossentropy_forward_backward<T>(M_(T, losses), M_(T, logits), targets, T(dloss),
+                                                  N, V, Vp);
+    });
+  }
+  void adamw_update(DType dt, void* p, const void* g, void* m, void* v, int64_t n,
+                    const AdamWArgs& args) override {
+    dispatch(dt, "adamw", [&](auto t) {
+      using T = decltype(t);
+      reference::adamw_update<T>(M_(T, p), C_(T, g), M_(T, m), M_(T, v), n, args);
+    });
+  }
+  double sum_squares(DType dt, const void* x, int64_t n) override {
+    double r = 0;
+    dispatch(dt, "sum_squares", [&](auto t) {
+      using T = decltype(t);
+      r = reference::sum_squares<T>(C_(T, x), n);
+    });
+    return r;
+  }
+};
+
+#undef C_
+#undef M_
+
+}  // namespace
+
+std::unique_ptr<Backend> make_reference_backend() { return std::make_unique<ReferenceBackend>(); }
+
+}  // namespace meshlm

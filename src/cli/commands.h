@@ -1,0 +1,15 @@
+// The `meshlm` subcommands, each registered on a CLI11 app and run after parsing.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace meshlm::cli {
+
+// Each add_* registers the subcommand and its options; the returned callback runs it and
+// returns the process exit code.
+void add_train(CLI::App& app);
+void add_eval(CLI::App& app);
+void add_sample(CLI::App& app);
+void add_prepare(CLI::App& app);
+void add_info(CLI::App& app);
+
+}  // namespace meshlm::cli

@@ -1,0 +1,37 @@
+// meshlm: trains GPT-style language models. This file only wires the subcommands; each lives
+// in commands.cpp. User errors (meshlm::Error) print one line and exit 1.
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "meshlm: trains GPT-2-style language models on CPU (data/tensor/pipeline parallel and\n"
+      "low precision are on the way).\n\n"
+      "Quick start:\n"
+      "  meshlm prepare --tokenizer bytes --input data/tinyshakespeare.txt --output data/shakespeare_bytes\n"
+      "  meshlm train --data data/shakespeare_bytes --out runs/demo --steps 200\n"
+      "  meshlm sample --checkpoint runs/demo/step_000200 --prompt 'ROMEO:'\n",
+      "meshlm"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "meshlm 0.1.0");
+  meshlm::cli::add_train(app);
+  meshlm::cli::add_eval(app);
+  meshlm::cli::add_sample(app);
+  meshlm::cli::add_prepare(app);
+  meshlm::cli::add_info(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const meshlm::Error& e) {
+    std::fprintf(stderr, "meshlm: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "meshlm: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,47 @@
+// The parameter table: every parameter's Hugging Face GPT-2 name, shape and offset in ONE flat
+// buffer. Gradients and optimizer moments are flat buffers with the same offsets, so a later
+// data-parallel bucket or ZeRO-1 shard is just a slice [begin, end) of them.
+//
+// Shapes follow Hugging Face: Conv1D weights are (in, out), e.g. c_attn.weight is (C, 3C).
+// The one exception: transformer.wte.weight is stored (Vp, C) with the padded vocabulary;
+// its first V rows are the Hugging Face tensor (`hf_shape`).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+
+namespace meshlm {
+
+struct ParamEntry {
+  std::string name;    // "transformer.h.0.attn.c_attn.weight"
+  Shape shape;         // as stored here
+  Shape hf_shape;      // as Hugging Face stores it (differs only for the padded wte)
+  int64_t offset = 0;  // in elements, into the flat buffer
+  double init_std = 0; // normal(0, init_std); 0 means constant init_value
+  double init_value = 0;
+  bool weight_decay = false;  // 2-D weights decay; biases, layernorms do not
+  int64_t numel() const { return shape_numel(shape); }
+  int64_t hf_numel() const { return shape_numel(hf_shape); }
+};
+
+class ParamTable {
+ public:
+  explicit ParamTable(const ModelConfig& cfg);
+  const std::vector<ParamEntry>& entries() const { return entries_; }
+  const ParamEntry& at(const std::string& name) const;  // throws on an unknown name
+  int64_t total() const { return total_; }
+
+ private:
+  void add(std::string name, Shape shape, double std, double value, bool decay);
+  std::vector<ParamEntry> entries_;
+  int64_t total_ = 0;
+};
+
+// Fills `flat` (dtype fp32 or fp64, total() elements) with the initial weights: each element a
+// pure function of (seed, parameter name, element index) so any sharding reproduces them.
+void init_params(const ParamTable& table, const ModelConfig& cfg, uint64_t seed, TensorView flat);
+
+}  // namespace meshlm

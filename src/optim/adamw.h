@@ -1,0 +1,38 @@
+// AdamW over the flat parameter buffer, with its moments as flat buffers of the same layout
+// (so a ZeRO-1 shard is a slice). Weight decay is decoupled and applies to 2-D weights only.
+#pragma once
+#include <cstdint>
+
+#include "backend/backend.h"
+#include "core/tensor.h"
+#include "model/params.h"
+
+namespace meshlm {
+
+struct AdamWConfig {
+  float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f;
+  float weight_decay = 0.1f;
+};
+
+class AdamW {
+ public:
+  AdamW(const ParamTable& table, DType dtype, const AdamWConfig& cfg);
+  // One update with learning rate lr; grads are multiplied by grad_scale first (clipping).
+  // `step` is 1-based and drives bias correction.
+  void step(Backend& be, Tensor& params, const Tensor& grads, float lr, float grad_scale,
+            int64_t step);
+  Tensor& m() { return m_; }  // (P,) first moments
+  Tensor& v() { return v_; }  // (P,) second moments
+
+ private:
+  const ParamTable& table_;
+  AdamWConfig cfg_;
+  Tensor m_, v_;
+};
+
+// Global L2 norm of the whole gradient buffer.
+double grad_norm(Backend& be, const Tensor& grads);
+// The factor that brings the norm down to max_norm (1 if already below, or max_norm <= 0).
+float clip_factor(double norm, double max_norm);
+
+}  // namespace meshlm

@@ -1,0 +1,174 @@
+#include "train/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "train/safetensors.h"
+
+namespace meshlm {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+uint64_t checksum64(const void* data, size_t n) {
+  const unsigned char* p = static_cast<const unsigned char*>(data);
+  uint64_t h = 0x6a09e667f3bcc908ull ^ n;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = mix64(h ^ w);
+  }
+  uint64_t tail = 0;
+  std::memcpy(&tail, p + i, n - i);
+  return mix64(h ^ tail);
+}
+
+std::string checkpoint_dir_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step_%06lld", (long long)step);
+  return buf;
+}
+
+namespace {
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  MESHLM_CHECK(in, p.string() + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_text(const fs::path& p, const std::string& s) {
+  std::ofstream out(p, std::ios::binary);
+  out << s;
+  out.close();
+  MESHLM_CHECK(out, p.string() + ": write failed");
+}
+
+void fsync_path(const fs::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+std::string hex(uint64_t x) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)x);
+  return buf;
+}
+
+const float* fp32_data(const Tensor& t) {
+  MESHLM_CHECK(t.dtype() == DType::fp32, "checkpoints hold fp32 models only");
+  return t.as<float>();
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const TrainerState& st,
+                     const json& config) {
+  const fs::path final_dir(dir);
+  const fs::path tmp = final_dir.string() + ".tmp";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+
+  const float* params = fp32_data(model.params());
+  std::vector<SafeTensorRef> weights;
+  for (const auto& e : model.table().entries())  // hf_shape: the first V rows of wte
+    weights.push_back({e.name, e.hf_shape, params + e.offset});
+  write_safetensors((tmp / "model.safetensors").string(), weights, {{"format", "pt"}});
+
+  if (opt) {
+    std::vector<SafeTensorRef> moments;
+    for (const auto& e : model.table().entries()) {
+      moments.push_back({"exp_avg/" + e.name, e.shape, fp32_data(opt->m()) + e.offset});
+      moments.push_back({"exp_avg_sq/" + e.name, e.shape, fp32_data(opt->v()) + e.offset});
+    }
+    write_safetensors((tmp / "optimizer.safetensors").string(), moments);
+  }
+
+  json trainer = {{"format_version", 1},
+                  {"step", st.step},
+                  {"loader", {{"shard", st.loader.shard}, {"position", st.loader.position},
+                              {"epoch", st.loader.epoch}}},
+                  {"config", config}};
+  write_text(tmp / "trainer.json", trainer.dump(2) + "\n");
+
+  json files = json::object();
+  for (const char* name : {"model.safetensors", "optimizer.safetensors", "trainer.json"}) {
+    if (!fs::exists(tmp / name)) continue;
+    const std::string bytes = read_file(tmp / name);
+    files[name] = {{"bytes", bytes.size()}, {"checksum", hex(checksum64(bytes.data(), bytes.size()))}};
+    fsync_path(tmp / name);
+  }
+  write_text(tmp / "COMPLETE", json{{"files", files}}.dump(2) + "\n");
+  fsync_path(tmp / "COMPLETE");
+  fsync_path(tmp);
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+  if (final_dir.has_parent_path()) fsync_path(final_dir.parent_path());
+}
+
+json verify_checkpoint(const std::string& dir) {
+  const fs::path d(dir);
+  MESHLM_CHECK(fs::is_directory(d), dir + ": no such checkpoint directory");
+  MESHLM_CHECK(fs::exists(d / "COMPLETE"),
+               dir + ": incomplete checkpoint (no COMPLETE marker; the save was interrupted?)");
+  json marker;
+  try {
+    marker = json::parse(read_file(d / "COMPLETE"));
+  } catch (const json::exception&) {
+    throw Error(dir + "/COMPLETE: corrupt completion marker");
+  }
+  MESHLM_CHECK(marker.contains("files") && marker["files"].contains("model.safetensors") &&
+                   marker["files"].contains("trainer.json"),
+               dir + "/COMPLETE: marker does not list model.safetensors and trainer.json");
+  for (auto it = marker["files"].begin(); it != marker["files"].end(); ++it) {
+    const fs::path p = d / it.key();
+    MESHLM_CHECK(fs::exists(p), p.string() + ": missing (listed in COMPLETE)");
+    const std::string bytes = read_file(p);
+    MESHLM_CHECK(bytes.size() == (*it)["bytes"].get<size_t>(),
+                 p.string() + ": " + std::to_string(bytes.size()) + " bytes, expected " +
+                     std::to_string((*it)["bytes"].get<size_t>()) + " (truncated?)");
+    MESHLM_CHECK(hex(checksum64(bytes.data(), bytes.size())) == (*it)["checksum"].get<std::string>(),
+                 p.string() + ": checksum mismatch (the file was modified or corrupted)");
+  }
+  try {
+    return json::parse(read_file(d / "trainer.json"));
+  } catch (const json::exception&) {
+    throw Error(dir + "/trainer.json: not valid JSON");
+  }
+}
+
+json load_checkpoint(const std::string& dir, Gpt& model, AdamW* opt) {
+  json trainer = verify_checkpoint(dir);
+  MESHLM_CHECK(model.params().dtype() == DType::fp32, "checkpoints load into fp32 models only");
+  const fs::path d(dir);
+  SafeTensorsFile weights((d / "model.safetensors").string());
+  float* params = model.params().as<float>();
+  model.params().zero();  // padded vocabulary rows stay zero
+  for (const auto& e : model.table().entries()) weights.read_f32(e.name, e.hf_shape, params + e.offset);
+  if (opt) {
+    MESHLM_CHECK(fs::exists(d / "optimizer.safetensors"),
+                 dir + ": has no optimizer.safetensors, cannot resume training from it");
+    SafeTensorsFile moments((d / "optimizer.safetensors").string());
+    for (const auto& e : model.table().entries()) {
+      moments.read_f32("exp_avg/" + e.name, e.shape, opt->m().as<float>() + e.offset);
+      moments.read_f32("exp_avg_sq/" + e.name, e.shape, opt->v().as<float>() + e.offset);
+    }
+  }
+  return trainer;
+}
+
+}  // namespace meshlm

@@ -1,0 +1,38 @@
+// Checkpoints: one directory per save, written atomically. Contents:
+//   model.safetensors      the weights, Hugging Face GPT-2 names and shapes (GPT2LMHeadModel
+//                          loads it; the tied lm_head is implied), fp32
+//   optimizer.safetensors  AdamW moments "exp_avg/<name>", "exp_avg_sq/<name>" (stored shapes)
+//   trainer.json           step, data-loader position, the full config
+//   COMPLETE               written last: byte count and checksum of every file above
+// The directory is built under a temporary name and renamed into place after COMPLETE exists,
+// so a crash never leaves a directory that looks complete. Loading verifies every checksum.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "data/loader.h"
+#include "model/gpt.h"
+#include "optim/adamw.h"
+
+namespace meshlm {
+
+struct TrainerState {
+  int64_t step = 0;  // optimizer steps completed
+  LoaderState loader;
+};
+
+// Writes checkpoint `dir` (must not be inside a partially written directory).
+void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const TrainerState& st,
+                     const nlohmann::json& config);
+// Verifies the directory (marker, sizes, checksums) and returns trainer.json.
+nlohmann::json verify_checkpoint(const std::string& dir);
+// Loads weights (and optimizer moments, if opt is given) into an fp32 model built from the
+// checkpoint's config; shape mismatches throw naming the tensor. Returns trainer.json.
+nlohmann::json load_checkpoint(const std::string& dir, Gpt& model, AdamW* opt);
+
+uint64_t checksum64(const void* data, size_t n);
+std::string checkpoint_dir_name(int64_t step);  // "step_000020"
+
+}  // namespace meshlm

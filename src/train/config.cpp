@@ -1,0 +1,198 @@
+#include "train/config.h"
+
+#include <toml++/toml.h>
+
+#include <charconv>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace meshlm {
+
+ModelConfig TrainConfig::model() const {
+  ModelConfig m;
+  m.n_layer = n_layer;
+  m.n_head = n_head;
+  m.n_embd = n_embd;
+  m.vocab_size = vocab_size;
+  m.max_seq_len = max_seq_len > 0 ? max_seq_len : seq_len;
+  return m;
+}
+
+LrSchedule TrainConfig::schedule() const {
+  return LrSchedule{lr_schedule, lr, min_lr, warmup_steps, steps};
+}
+
+AdamWConfig TrainConfig::adamw() const {
+  return AdamWConfig{float(beta1), float(beta2), float(eps), float(weight_decay)};
+}
+
+void TrainConfig::validate() const {
+  model().validate();
+  auto positive = [](int64_t v, const char* key) {
+    MESHLM_CHECK(v > 0, std::string(key) + " must be positive (got " + std::to_string(v) + ")");
+  };
+  positive(seq_len, "seq_len");
+  positive(batch_size, "batch_size");
+  positive(steps, "steps");
+  MESHLM_CHECK(micro_batch_size >= 0, "micro_batch_size must be >= 0");
+  MESHLM_CHECK(batch_size % micro_batch() == 0,
+               "batch_size (" + std::to_string(batch_size) + ") is not a multiple of micro_batch_size (" +
+                   std::to_string(micro_batch()) + ")");
+  MESHLM_CHECK(max_seq_len == 0 || seq_len <= max_seq_len,
+               "seq_len (" + std::to_string(seq_len) + ") exceeds max_seq_len (" +
+                   std::to_string(max_seq_len) + ")");
+  MESHLM_CHECK(eval_every >= 0 && eval_batches >= 0 && save_every >= 0 && threads >= 0,
+               "eval_every, eval_batches, save_every and threads must be >= 0");
+  MESHLM_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "beta1 and beta2 must be in [0, 1)");
+  MESHLM_CHECK(eps > 0, "eps must be positive");
+  MESHLM_CHECK(weight_decay >= 0 && grad_clip >= 0, "weight_decay and grad_clip must be >= 0");
+  schedule().validate();
+}
+
+nlohmann::json TrainConfig::to_json() const {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& k : config_keys()) j[k.key] = k.get(*this);
+  return j;
+}
+
+std::string flag_name(const std::string& key) {
+  std::string f = "--" + key;
+  for (char& c : f)
+    if (c == '_') c = '-';
+  return f;
+}
+
+namespace {
+
+int64_t parse_int(const std::string& v, const std::string& what) {
+  int64_t x = 0;
+  auto r = std::from_chars(v.data(), v.data() + v.size(), x);
+  MESHLM_CHECK(r.ec == std::errc() && r.ptr == v.data() + v.size(),
+               what + ": '" + v + "' is not an integer");
+  return x;
+}
+
+double parse_real(const std::string& v, const std::string& what) {
+  std::istringstream ss(v);
+  double x;
+  ss >> x;
+  MESHLM_CHECK(!ss.fail() && ss.eof(), what + ": '" + v + "' is not a number");
+  return x;
+}
+
+#define INT_KEY(name, help)                                                                  \
+  ConfigKey{#name, ConfigKind::integer, help,                                                \
+            [](TrainConfig& c, const std::string& v) { c.name = parse_int(v, #name); },      \
+            [](const TrainConfig& c) { return nlohmann::json(c.name); }}
+#define REAL_KEY(name, help)                                                                 \
+  ConfigKey{#name, ConfigKind::real, help,                                                   \
+            [](TrainConfig& c, const std::string& v) { c.name = parse_real(v, #name); },     \
+            [](const TrainConfig& c) { return nlohmann::json(c.name); }}
+#define TEXT_KEY(name, help)                                                                 \
+  ConfigKey{#name, ConfigKind::text, help,                                                   \
+            [](TrainConfig& c, const std::string& v) { c.name = v; },                        \
+            [](const TrainConfig& c) { return nlohmann::json(c.name); }}
+
+}  // namespace
+
+const std::vector<ConfigKey>& config_keys() {
+  static const std::vector<ConfigKey> keys = {
+      INT_KEY(n_layer, "transformer blocks (L)"),
+      INT_KEY(n_head, "attention heads (NH); must divide n_embd"),
+      INT_KEY(n_embd, "model width (C)"),
+      INT_KEY(vocab_size, "vocabulary size (V); 256 for the byte tokenizer"),
+      INT_KEY(max_seq_len, "rows of the position embedding; 0 means seq_len"),
+      INT_KEY(seq_len, "training sequence length (T)"),
+      INT_KEY(batch_size, "global batch: sequences per optimizer step"),
+      INT_KEY(micro_batch_size, "sequences per forward/backward; 0 means batch_size"),
+      REAL_KEY(lr, "peak learning rate"),
+      REAL_KEY(min_lr, "final learning rate of the cosine schedule"),
+      INT_KEY(warmup_steps, "linear warmup steps"),
+      TEXT_KEY(lr_schedule, "cosine or constant (after warmup)"),
+      REAL_KEY(weight_decay, "AdamW decoupled weight decay (2-D weights only)"),
+      REAL_KEY(beta1, "AdamW beta1"),
+      REAL_KEY(beta2, "AdamW beta2"),
+      REAL_KEY(eps, "AdamW epsilon"),
+      REAL_KEY(grad_clip, "clip the global gradient norm to this; 0 disables"),
+      INT_KEY(steps, "optimizer steps in total (a resumed run continues to this step)"),
+      INT_KEY(eval_every, "evaluate on the val split every N steps (and at the end); 0: only at the end"),
+      INT_KEY(eval_batches, "val batches per evaluation; 0 disables evaluation"),
+      INT_KEY(save_every, "write a checkpoint every N steps (and always at the end); 0: only at the end"),
+      INT_KEY(seed, "seed of the initial weights"),
+      INT_KEY(threads, "CPU threads; 0 means OMP_NUM_THREADS or all cores"),
+      REAL_KEY(peak_gflops, "peak GFLOP/s for MFU; 0 measures a large GEMM at start-up"),
+      TEXT_KEY(data, "directory of token shards (*train*.bin, *val*.bin)"),
+      TEXT_KEY(out, "run directory: metrics.jsonl and checkpoints"),
+      TEXT_KEY(backend, "kernel backend: cpu or reference"),
+  };
+  return keys;
+}
+
+void set_config_value(TrainConfig& cfg, const std::string& key, const std::string& value,
+                      const std::string& source) {
+  for (const auto& k : config_keys())
+    if (k.key == key) {
+      try {
+        k.set(cfg, value);
+      } catch (const Error& e) {
+        throw Error(source + ": " + e.what());
+      }
+      return;
+    }
+  throw Error(source + ": unknown config key '" + key + "'");
+}
+
+void apply_toml_file(TrainConfig& cfg, const std::string& path) {
+  toml::table tbl;
+  try {
+    tbl = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << path << ":" << e.source().begin.line << ": " << e.description();
+    throw Error(msg.str());
+  }
+  for (const auto& [k, node] : tbl) {
+    const std::string key(k.str());
+    const ConfigKey* spec = nullptr;
+    for (const auto& c : config_keys())
+      if (c.key == key) spec = &c;
+    MESHLM_CHECK(spec, path + ": unknown config key '" + key + "'");
+    std::string text;
+    if (spec->kind == ConfigKind::integer && node.is_integer()) {
+      text = std::to_string(node.value<int64_t>().value());
+    } else if (spec->kind == ConfigKind::real && (node.is_floating_point() || node.is_integer())) {
+      std::ostringstream ss;
+      ss.precision(17);
+      ss << node.value<double>().value();
+      text = ss.str();
+    } else if (spec->kind == ConfigKind::text && node.is_string()) {
+      text = node.value<std::string>().value();
+    } else {
+      const char* want = spec->kind == ConfigKind::integer ? "an integer"
+                         : spec->kind == ConfigKind::real  ? "a number"
+                                                           : "a string";
+      throw Error(path + ": key '" + key + "' must be " + want);
+    }
+    set_config_value(cfg, key, text, path);
+  }
+}
+
+void apply_json(TrainConfig& cfg, const nlohmann::json& j, const std::string& source) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    std::string text;
+    if (it->is_string()) {
+      text = it->get<std::string>();
+    } else if (it->is_number_integer()) {
+      text = std::to_string(it->get<int64_t>());
+    } else {
+      std::ostringstream ss;
+      ss.precision(17);
+      ss << it->get<double>();
+      text = ss.str();
+    }
+    set_config_value(cfg, it.key(), text, source);
+  }
+}
+
+}  // namespace meshlm

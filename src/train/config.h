@@ -1,0 +1,69 @@
+// Everything a training run is configured by, as one flat struct with a table of keys. Each
+// key can come from the defaults, a TOML file (`key = value`, keys as below), or a command-line
+// flag (`--key-with-dashes value`), later ones winning. The table drives all three plus --help
+// and the checkpoint's copy of the config, so a key is declared exactly once.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/config.h"
+#include "optim/adamw.h"
+#include "optim/schedule.h"
+
+namespace meshlm {
+
+struct TrainConfig {
+  // model
+  int64_t n_layer = 4, n_head = 4, n_embd = 256, vocab_size = 256;
+  int64_t max_seq_len = 0;  // 0: equal to seq_len
+  // batch
+  int64_t seq_len = 128;          // T
+  int64_t batch_size = 16;        // global batch, sequences per optimizer step
+  int64_t micro_batch_size = 0;   // 0: the whole batch in one micro-batch
+  // optimizer and schedule
+  double lr = 1e-3, min_lr = 1e-4;
+  int64_t warmup_steps = 20;
+  std::string lr_schedule = "cosine";
+  double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0;
+  // run
+  int64_t steps = 200, eval_every = 50, eval_batches = 8, save_every = 0;
+  int64_t seed = 1337, threads = 0;  // threads 0: all cores (OMP_NUM_THREADS if set)
+  double peak_gflops = 0;            // 0: measured by a short GEMM at start-up
+  std::string data, out = "runs/default", backend = "cpu";
+
+  ModelConfig model() const;
+  LrSchedule schedule() const;
+  AdamWConfig adamw() const;
+  int64_t micro_batch() const { return micro_batch_size > 0 ? micro_batch_size : batch_size; }
+  int64_t accumulation_steps() const { return batch_size / micro_batch(); }
+  void validate() const;  // one-line errors naming the key
+  nlohmann::json to_json() const;
+};
+
+enum class ConfigKind { integer, real, text };
+
+struct ConfigKey {
+  std::string key;  // "n_layer"; the flag is "--n-layer"
+  ConfigKind kind;
+  std::string help;
+  std::function<void(TrainConfig&, const std::string&)> set;  // parses; throws on bad value
+  std::function<nlohmann::json(const TrainConfig&)> get;
+};
+
+const std::vector<ConfigKey>& config_keys();
+std::string flag_name(const std::string& key);  // n_layer -> --n-layer
+
+// Applies `key = value` (value as text), naming `source` (file or flag) in errors.
+void set_config_value(TrainConfig& cfg, const std::string& key, const std::string& value,
+                      const std::string& source);
+// Reads a TOML file; unknown keys, wrong types and syntax errors throw naming file and key.
+void apply_toml_file(TrainConfig& cfg, const std::string& path);
+// Applies a JSON object of key -> value (as stored in checkpoints).
+void apply_json(TrainConfig& cfg, const nlohmann::json& j, const std::string& source);
+
+}  // namespace meshlm

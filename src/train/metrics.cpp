@@ -1,0 +1,63 @@
+#include "train/metrics.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <vector>
+
+#include "core/error.h"
+
+namespace meshlm {
+
+MetricsLog::MetricsLog(const std::string& path, bool append) {
+  f_ = std::fopen(path.c_str(), append ? "a" : "w");
+  MESHLM_CHECK(f_, path + ": cannot open for writing");
+}
+
+MetricsLog::~MetricsLog() {
+  if (f_) std::fclose(f_);
+}
+
+void MetricsLog::write(const nlohmann::json& line) {
+  std::fputs((line.dump() + "\n").c_str(), f_);
+  std::fflush(f_);
+}
+
+double measure_peak_gflops(Backend& be) {
+  const int64_t n = 2048;
+  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
+  double best = 0;
+  for (int rep = 0; rep < 3; rep++) {
+    auto t0 = std::chrono::steady_clock::now();
+    be.gemm(DType::fp32, false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * n * n * n / s / 1e9);
+  }
+  return best;
+}
+
+bool stderr_is_terminal() { return ::isatty(2) == 1; }
+
+std::string format_duration(double s) {
+  char buf[32];
+  if (s < 60)
+    std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600)
+    std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, int(s) % 3600 / 60);
+  return buf;
+}
+
+std::string progress_bar(int64_t done, int64_t total, double eta) {
+  const int width = 24;
+  const double frac = total > 0 ? double(done) / double(total) : 1.0;
+  std::string bar(width, '.');
+  for (int i = 0; i < int(frac * width + 1e-9); i++) bar[i] = '#';
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "[%s] %3.0f%%  step %lld/%lld  eta %s", bar.c_str(), frac * 100,
+                (long long)done, (long long)total, format_duration(eta).c_str());
+  return buf;
+}
+
+}  // namespace meshlm

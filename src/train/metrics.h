@@ -1,0 +1,31 @@
+// Metrics: one JSON object per line in <run>/metrics.jsonl, a human line per step on stdout,
+// and (on a terminal) a live progress line on stderr. Also the MFU peak measurement.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.h"
+
+namespace meshlm {
+
+class MetricsLog {
+ public:
+  MetricsLog(const std::string& path, bool append);
+  ~MetricsLog();
+  void write(const nlohmann::json& line);  // flushed at once: nothing lost on a crash
+
+ private:
+  FILE* f_ = nullptr;
+};
+
+// Achieved fp32 GFLOP/s of a 2048^3 GEMM on `be` (best of a few): the MFU denominator.
+double measure_peak_gflops(Backend& be);
+bool stderr_is_terminal();
+std::string format_duration(double seconds);  // "1m23s"
+// "[#######.............] 35%  step 70/200  eta 1m10s" (fits 80 columns)
+std::string progress_bar(int64_t done, int64_t total, double eta_seconds);
+
+}  // namespace meshlm

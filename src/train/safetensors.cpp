@@ -1,0 +1,99 @@
+#include "train/safetensors.h"
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace meshlm {
+
+using nlohmann::json;
+
+void write_safetensors(const std::string& path, const std::vector<SafeTensorRef>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  size_t offset = 0;
+  for (const auto& t : tensors) {
+    const size_t bytes = size_t(shape_numel(t.shape)) * 4;
+    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string h = header.dump();
+  while ((8 + h.size()) % 8) h += ' ';  // data starts 8-byte aligned
+  std::ofstream out(path, std::ios::binary);
+  MESHLM_CHECK(out, path + ": cannot create");
+  const uint64_t n = h.size();
+  out.write(reinterpret_cast<const char*>(&n), 8);
+  out.write(h.data(), std::streamsize(h.size()));
+  for (const auto& t : tensors)
+    out.write(reinterpret_cast<const char*>(t.data), std::streamsize(shape_numel(t.shape) * 4));
+  out.close();
+  MESHLM_CHECK(out, path + ": write failed");
+}
+
+SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  MESHLM_CHECK(in, path + ": cannot open");
+  const size_t size = size_t(in.tellg());
+  in.seekg(0);
+  MESHLM_CHECK(size >= 8, path + ": truncated safetensors file (" + std::to_string(size) + " bytes)");
+  uint64_t n = 0;
+  in.read(reinterpret_cast<char*>(&n), 8);
+  MESHLM_CHECK(n <= size - 8 && n < (100u << 20), path + ": truncated or corrupt safetensors header");
+  std::string h(n, '\0');
+  in.read(h.data(), std::streamsize(n));
+  json header;
+  try {
+    header = json::parse(h);
+  } catch (const std::exception& e) {
+    throw Error(path + ": corrupt safetensors header (" + e.what() + ")");
+  }
+  const size_t data_bytes = size - 8 - n;
+  size_t covered = 0;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      for (auto m = it->begin(); m != it->end(); ++m) metadata_[m.key()] = m->get<std::string>();
+      continue;
+    }
+    Entry e;
+    try {
+      e.dtype = it->at("dtype").get<std::string>();
+      e.shape = it->at("shape").get<Shape>();
+      e.begin = it->at("data_offsets").at(0).get<size_t>();
+      e.end = it->at("data_offsets").at(1).get<size_t>();
+    } catch (const std::exception& ex) {
+      throw Error(path + ": bad entry '" + it.key() + "' in safetensors header");
+    }
+    const size_t esz = e.dtype == "F32" ? 4 : e.dtype == "F16" || e.dtype == "BF16" ? 2 : 0;
+    MESHLM_CHECK(esz, path + ": tensor '" + it.key() + "' has unsupported dtype " + e.dtype);
+    MESHLM_CHECK(e.begin <= e.end && e.end <= data_bytes &&
+                     e.end - e.begin == size_t(shape_numel(e.shape)) * esz,
+                 path + ": tensor '" + it.key() + "' has offsets outside the file (truncated?)");
+    covered = std::max(covered, e.end);
+    entries_[it.key()] = e;
+  }
+  MESHLM_CHECK(covered == data_bytes, path + ": " + std::to_string(data_bytes - covered) +
+                                          " trailing bytes after the last tensor");
+  data_.resize(data_bytes);
+  in.read(data_.data(), std::streamsize(data_bytes));
+  MESHLM_CHECK(in, path + ": truncated safetensors file");
+}
+
+const SafeTensorsFile::Entry& SafeTensorsFile::entry(const std::string& name) const {
+  auto it = entries_.find(name);
+  MESHLM_CHECK(it != entries_.end(), path_ + ": tensor '" + name + "' is missing");
+  return it->second;
+}
+
+void SafeTensorsFile::read_f32(const std::string& name, const Shape& shape, float* dst) const {
+  const Entry& e = entry(name);
+  MESHLM_CHECK(e.dtype == "F32", path_ + ": tensor '" + name + "' is " + e.dtype + ", expected F32");
+  MESHLM_CHECK(e.shape == shape, path_ + ": tensor '" + name + "' has shape " + shape_str(e.shape) +
+                                     " but the model expects " + shape_str(shape));
+  std::memcpy(dst, data_.data() + e.begin, e.end - e.begin);
+}
+
+}  // namespace meshlm

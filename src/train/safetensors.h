@@ -1,0 +1,46 @@
+// The safetensors file format (Hugging Face): an 8-byte little-endian header length, a JSON
+// header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then the
+// raw little-endian tensor bytes. Only F32 is written; reading validates every offset.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace meshlm {
+
+struct SafeTensorRef {  // a tensor to write: bytes borrowed from the caller
+  std::string name;
+  Shape shape;
+  const float* data;
+};
+
+void write_safetensors(const std::string& path, const std::vector<SafeTensorRef>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+class SafeTensorsFile {
+ public:
+  struct Entry {
+    std::string dtype;
+    Shape shape;
+    size_t begin = 0, end = 0;  // byte offsets into the data section
+  };
+  // Reads and validates the whole file; throws meshlm::Error naming the file and problem.
+  explicit SafeTensorsFile(const std::string& path);
+  bool has(const std::string& name) const { return entries_.count(name) != 0; }
+  const Entry& entry(const std::string& name) const;
+  // Copies tensor `name` into dst, checking dtype F32 and that the shape equals `shape`.
+  void read_f32(const std::string& name, const Shape& shape, float* dst) const;
+  const std::map<std::string, Entry>& entries() const { return entries_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  std::string path_;
+  std::vector<char> data_;
+  std::map<std::string, Entry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
+}  // namespace meshlm

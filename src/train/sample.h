@@ -1,0 +1,23 @@
+// Autoregressive sampling from a model: temperature, top-k, a seeded counter-based RNG.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "model/gpt.h"
+
+namespace meshlm {
+
+struct SampleOptions {
+  int64_t tokens = 256;       // new tokens to generate
+  double temperature = 0.8;   // 0: greedy (argmax)
+  int64_t top_k = 0;          // 0: the whole vocabulary
+  uint64_t seed = 1;
+};
+
+// Generates after `prompt` (non-empty), calling on_token for each new token as it comes.
+// The context is the last max_seq_len tokens.
+std::vector<int32_t> sample(Gpt& model, const std::vector<int32_t>& prompt, const SampleOptions& opt,
+                            const std::function<void(int32_t)>& on_token = {});
+
+}  // namespace meshlm

@@ -1,0 +1,179 @@
+#include "train/trainer.h"
+
+#include <omp.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <ostream>
+
+#include "core/error.h"
+#include "data/loader.h"
+#include "model/gpt.h"
+#include "optim/adamw.h"
+#include "train/checkpoint.h"
+#include "train/eval.h"
+#include "train/metrics.h"
+
+namespace meshlm {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Set by SIGINT/SIGTERM. A signal handler can only reach process state; this flag is the one
+// piece of it, read once per step by the loop that installed the handler.
+volatile std::sig_atomic_t g_stop_requested = 0;
+void on_stop_signal(int) { g_stop_requested = 1; }
+
+struct SignalGuard {
+  void (*old_int)(int), (*old_term)(int);
+  SignalGuard() {
+    g_stop_requested = 0;
+    old_int = std::signal(SIGINT, on_stop_signal);
+    old_term = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~SignalGuard() {
+    std::signal(SIGINT, old_int);
+    std::signal(SIGTERM, old_term);
+  }
+};
+
+std::string fmt(const char* f, double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, x);
+  return buf;
+}
+
+}  // namespace
+
+TrainConfig checkpoint_config(const std::string& dir) {
+  nlohmann::json trainer = verify_checkpoint(dir);
+  TrainConfig cfg;
+  MESHLM_CHECK(trainer.contains("config"), dir + "/trainer.json: no config");
+  apply_json(cfg, trainer["config"], dir + "/trainer.json");
+  return cfg;
+}
+
+TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::ostream& out) {
+  cfg.validate();
+  MESHLM_CHECK(!cfg.data.empty(), "--data: no data directory given (run `meshlm prepare` first)");
+  if (cfg.threads > 0) omp_set_num_threads(int(cfg.threads));
+  auto backend = make_backend(cfg.backend);
+  const ModelConfig mcfg = cfg.model();
+  const int64_t T = cfg.seq_len, mb = cfg.micro_batch(), accum = cfg.accumulation_steps();
+
+  DataLoader train_data(cfg.data, "train", mb, T, mcfg.vocab_size);
+  std::unique_ptr<DataLoader> val_data;
+  if (cfg.eval_batches > 0) val_data = std::make_unique<DataLoader>(cfg.data, "val", mb, T, mcfg.vocab_size);
+
+  Gpt model(mcfg, *backend);
+  AdamW opt(model.table(), DType::fp32, cfg.adamw());
+  TrainerState st;
+  if (!resume_dir.empty()) {
+    nlohmann::json trainer = load_checkpoint(resume_dir, model, &opt);
+    st.step = trainer.at("step").get<int64_t>();
+    st.loader = {trainer["loader"]["shard"].get<int64_t>(), trainer["loader"]["position"].get<int64_t>(),
+                 trainer["loader"]["epoch"].get<int64_t>()};
+    train_data.set_state(st.loader);
+    out << "resumed from " << resume_dir << " at step " << st.step << "\n";
+  } else {
+    model.init(uint64_t(cfg.seed));
+  }
+
+  fs::create_directories(cfg.out);
+  MetricsLog metrics((fs::path(cfg.out) / "metrics.jsonl").string(), !resume_dir.empty());
+  const double peak = cfg.peak_gflops > 0 ? cfg.peak_gflops : measure_peak_gflops(*backend);
+  const double flops_per_step = mcfg.flops_per_token(T) * double(cfg.batch_size * T);
+  out << "model   " << mcfg.describe() << "\n"
+      << "batch   " << cfg.batch_size << " x " << T << " tokens (" << accum << " micro-batch"
+      << (accum > 1 ? "es" : "") << " of " << mb << "), " << cfg.steps << " steps\n"
+      << "compute " << backend->name() << " backend, " << omp_get_max_threads() << " threads, peak "
+      << fmt("%.0f", peak) << " GFLOP/s (" << (cfg.peak_gflops > 0 ? "given" : "measured") << ")\n"
+      << "run     " << cfg.out << "\n";
+  out.flush();
+
+  const LrSchedule sched = cfg.schedule();
+  const nlohmann::json cfg_json = cfg.to_json();
+  const bool tty = stderr_is_terminal();
+  SignalGuard signals;
+  TrainResult res;
+  std::vector<int32_t> x, y;
+  double tok_sum = 0, time_sum = 0;
+  const auto run_start = Clock::now();
+  const int64_t first_step = st.step;
+
+  auto save = [&](const char* why) {
+    st.loader = train_data.state();
+    const std::string dir = (fs::path(cfg.out) / checkpoint_dir_name(st.step)).string();
+    save_checkpoint(dir, model, &opt, st, cfg_json);
+    res.checkpoint = dir;
+    out << "saved   " << dir << " (" << why << ")\n";
+  };
+  auto run_eval = [&]() {
+    const double v = evaluate(model, *val_data, cfg.eval_batches, mb, T);
+    res.val_loss = v;
+    metrics.write({{"step", st.step}, {"val_loss", v}});
+    out << "eval    step " << st.step << " | val_loss " << fmt("%.4f", v) << "\n";
+  };
+
+  while (st.step < cfg.steps) {
+    const auto t0 = Clock::now();
+    model.zero_grad();
+    double loss = 0;
+    for (int64_t k = 0; k < accum; k++) {
+      train_data.next(x, y);
+      loss += model.forward(x.data(), y.data(), mb, T, 1.0f / float(accum)) / double(accum);
+      model.backward();
+    }
+    const double norm = grad_norm(*backend, model.grads());
+    const float clip = clip_factor(norm, cfg.grad_clip);
+    const double lr = sched.at(st.step);
+    opt.step(*backend, model.params(), model.grads(), float(lr), clip, st.step + 1);
+    st.step++;
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double tps = double(cfg.batch_size * T) / secs;
+    const double mfu = flops_per_step / secs / (peak * 1e9);
+    tok_sum += double(cfg.batch_size * T);
+    time_sum += secs;
+    res.last_loss = loss;
+    MESHLM_CHECK(std::isfinite(loss), "step " + std::to_string(st.step) +
+                                          ": the loss is not finite (lr too high?); stopping");
+    metrics.write({{"step", st.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
+                   {"ms_per_step", secs * 1e3}, {"tokens_per_s", tps}, {"mfu", mfu}});
+    if (tty) std::fputs("\r\033[K", stderr);
+    out << "step " << st.step << "/" << cfg.steps << " | loss " << fmt("%.4f", loss) << " | lr "
+        << fmt("%.2e", lr) << " | norm " << fmt("%.3f", norm) << " | " << fmt("%.0f", secs * 1e3)
+        << " ms | " << fmt("%.0f", tps) << " tok/s | MFU " << fmt("%.1f", mfu * 100) << "%\n";
+    out.flush();
+    if (tty) {
+      const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
+      const double eta = elapsed / double(st.step - first_step) * double(cfg.steps - st.step);
+      std::fputs(progress_bar(st.step, cfg.steps, eta).c_str(), stderr);
+      std::fflush(stderr);
+    }
+    const bool last = st.step == cfg.steps;
+    if (val_data && ((cfg.eval_every > 0 && st.step % cfg.eval_every == 0) || last)) run_eval();
+    if (g_stop_requested) {
+      if (tty) std::fputs("\r\033[K", stderr);
+      out << "interrupted at step " << st.step << "; saving a checkpoint\n";
+      save("interrupted");
+      res.interrupted = true;
+      break;
+    }
+    if (last)
+      save("end of run");
+    else if (cfg.save_every > 0 && st.step % cfg.save_every == 0)
+      save("save_every");
+  }
+  if (tty) std::fputs("\r\033[K", stderr);
+  res.steps = st.step;
+  res.tokens_per_s = time_sum > 0 ? tok_sum / time_sum : 0;
+  return res;
+}
+
+}  // namespace meshlm

@@ -1,0 +1,29 @@
+// The training loop: micro-batches with gradient accumulation, global-norm clipping, AdamW with
+// the LR schedule, periodic evaluation and checkpoints, metrics on stdout and in metrics.jsonl.
+// Ctrl-C finishes the current step, writes a checkpoint and returns (nothing is lost).
+#pragma once
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+
+#include "train/config.h"
+
+namespace meshlm {
+
+struct TrainResult {
+  int64_t steps = 0;           // optimizer steps completed in total
+  double last_loss = 0;        // train loss of the last step
+  double val_loss = -1;        // last evaluation, -1 if none ran
+  std::string checkpoint;      // the last checkpoint written
+  double tokens_per_s = 0;     // mean over this run's steps
+  bool interrupted = false;
+};
+
+// Trains per `cfg`; with `resume_dir` non-empty, continues from that checkpoint (weights,
+// optimizer, step, data position) bit-identically. Human-readable lines go to `out`.
+TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::ostream& out);
+
+// The config stored in a checkpoint (its trainer.json), after verifying the checkpoint.
+TrainConfig checkpoint_config(const std::string& dir);
+
+}  // namespace meshlm
