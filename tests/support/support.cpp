@@ -2,48 +2,69 @@
 
 #include <cmath>
 #include <cstdio>
+#include <functional>
 
 #include "core/rng.h"
 
 namespace meshlm::test {
 
+namespace {
+
 template <class A>
-static ::testing::AssertionResult close_impl(const A* a, const double* b, int64_t n, double atol,
-                                             double rtol) {
+::testing::AssertionResult report(const A* a, const double* b, int64_t n,
+                                  const std::function<double(int64_t)>& bound) {
   double worst = 0;
   int64_t worst_i = -1, bad = 0;
   std::string first;
   for (int64_t i = 0; i < n; i++) {
     const double err = std::fabs(double(a[i]) - b[i]);
-    const double ratio = err / (atol + rtol * std::fabs(b[i]));
-    if (!(ratio <= 1.0)) {  // also catches NaN
+    const double lim = bound(i);
+    const double ratio = lim > 0 ? err / lim : (err == 0 ? 0 : INFINITY);
+    if (!(err <= lim)) {  // also catches NaN
       if (bad < 5) {
-        char buf[160];
-        std::snprintf(buf, sizeof buf, "  [%lld] got %.9g want %.9g (err %.3g)\n", (long long)i,
-                      double(a[i]), b[i], err);
+        char buf[200];
+        std::snprintf(buf, sizeof buf, "  [%lld] got %.9g want %.9g err %.3g bound %.3g\n",
+                      (long long)i, double(a[i]), b[i], err, lim);
         first += buf;
       }
       bad++;
     }
-    if (ratio > worst || std::isnan(ratio)) {
+    if (!(ratio <= worst)) {
       worst = std::isnan(ratio) ? INFINITY : ratio;
       worst_i = i;
     }
   }
-  if (bad == 0) return ::testing::AssertionSuccess();
+  if (bad == 0) return ::testing::AssertionSuccess() << "worst " << worst << "x of bound";
   char buf[200];
-  std::snprintf(buf, sizeof buf, "%lld of %lld elements outside atol %.3g rtol %.3g; worst at %lld (%.3gx tolerance)\n",
-                (long long)bad, (long long)n, atol, rtol, (long long)worst_i, worst);
+  std::snprintf(buf, sizeof buf, "%lld of %lld elements outside their bound; worst at [%lld]: %.3gx the bound\n",
+                (long long)bad, (long long)n, (long long)worst_i, worst);
   return ::testing::AssertionFailure() << buf << first;
+}
+
+}  // namespace
+
+::testing::AssertionResult within(const std::vector<float>& got, const std::vector<double>& want,
+                                  const std::vector<double>& bound) {
+  if (got.size() != want.size() || got.size() != bound.size())
+    return ::testing::AssertionFailure() << "size mismatch";
+  return report(got.data(), want.data(), int64_t(got.size()), [&](int64_t i) { return bound[i]; });
+}
+
+::testing::AssertionResult within(const std::vector<double>& got, const std::vector<double>& want,
+                                  const std::vector<double>& bound) {
+  if (got.size() != want.size() || got.size() != bound.size())
+    return ::testing::AssertionFailure() << "size mismatch";
+  return report(got.data(), want.data(), int64_t(got.size()), [&](int64_t i) { return bound[i]; });
 }
 
 ::testing::AssertionResult all_close(const float* a, const double* b, int64_t n, double atol,
                                      double rtol) {
-  return close_impl(a, b, n, atol, rtol);
+  return report(a, b, n, [&](int64_t i) { return atol + rtol * std::fabs(b[i]); });
 }
+
 ::testing::AssertionResult all_close(const double* a, const double* b, int64_t n, double atol,
                                      double rtol) {
-  return close_impl(a, b, n, atol, rtol);
+  return report(a, b, n, [&](int64_t i) { return atol + rtol * std::fabs(b[i]); });
 }
 
 std::vector<double> random_values(int64_t n, uint64_t seed, double lo, double hi) {
@@ -52,7 +73,18 @@ std::vector<double> random_values(int64_t n, uint64_t seed, double lo, double hi
   return v;
 }
 
+std::vector<double> random_f32_values(int64_t n, uint64_t seed, double lo, double hi) {
+  std::vector<double> v = random_values(n, seed, lo, hi);
+  for (double& x : v) x = double(float(x));
+  return v;
+}
+
 std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
 std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+std::vector<double> abs_values(const std::vector<double>& v) {
+  std::vector<double> a(v.size());
+  for (size_t i = 0; i < v.size(); i++) a[i] = std::fabs(v[i]);
+  return a;
+}
 
 }  // namespace meshlm::test
