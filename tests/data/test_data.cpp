@@ -1,1 +1,124 @@
+// Token shards (llm.c format), the byte tokenizer, prepare, and the sequential loader.
 #include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "data/byte_tokenizer.h"
+#include "data/loader.h"
+#include "data/prepare.h"
+#include "data/shard.h"
+
+using namespace meshlm;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path temp_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("meshlm_test_data_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+void write_bytes(const fs::path& p, const std::string& s) {
+  std::ofstream(p, std::ios::binary) << s;
+}
+
+}  // namespace
+
+TEST(Shard, WritesLlmcHeaderAndReadsBack) {
+  auto d = temp_dir("shard");
+  std::vector<int32_t> toks = {0, 1, 65535, 42};
+  write_shard((d / "x_train.bin").string(), toks, 65536);
+  // The header, read independently: 256 int32, magic 20240520, version 1, count.
+  std::ifstream in(d / "x_train.bin", std::ios::binary);
+  int32_t header[256];
+  in.read(reinterpret_cast<char*>(header), sizeof header);
+  EXPECT_EQ(header[0], 20240520);
+  EXPECT_EQ(header[1], 1);
+  EXPECT_EQ(header[2], 4);
+  uint16_t body[4];
+  in.read(reinterpret_cast<char*>(body), sizeof body);
+  EXPECT_EQ(body[2], 65535);
+  EXPECT_EQ(fs::file_size(d / "x_train.bin"), 1024u + 8u);
+  Shard s((d / "x_train.bin").string());
+  EXPECT_EQ(s.size(), 4);
+  EXPECT_EQ(s.token(2), 65535);
+  EXPECT_EQ(s.max_token(), 65535);
+  // Over 65536 ids: the uint32 variant.
+  write_shard((d / "wide_train.bin").string(), {70000, 3}, 100000);
+  Shard w((d / "wide_train.bin").string());
+  EXPECT_EQ(w.token(0), 70000);
+}
+
+TEST(Shard, RejectsBadFilesWithTheFileName) {
+  auto d = temp_dir("bad");
+  write_bytes(d / "short.bin", "abc");
+  write_bytes(d / "magic.bin", std::string(1024, '\0'));
+  write_shard((d / "trunc.bin").string(), {1, 2, 3, 4}, 256);
+  fs::resize_file(d / "trunc.bin", 1024 + 5);
+  for (const char* name : {"short.bin", "magic.bin", "trunc.bin", "missing.bin"}) {
+    try {
+      Shard s((d / name).string());
+      FAIL() << name << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(ByteTokenizer, RoundTripsAnyBytes) {
+  std::string s;
+  for (int i = 0; i < 256; i++) s += char(i);
+  EXPECT_EQ(ByteTokenizer::decode(ByteTokenizer::encode(s)), s);
+  EXPECT_EQ(ByteTokenizer::encode("A")[0], 65);
+  EXPECT_THROW(ByteTokenizer::decode({300}), Error);
+}
+
+TEST(Prepare, SplitsTrainAndVal) {
+  auto d = temp_dir("prepare");
+  std::string text(1000, 'a');
+  text += std::string(1000, 'b');
+  write_bytes(d / "in.txt", text);
+  PrepareOptions o;
+  o.inputs = {(d / "in.txt").string()};
+  o.output = (d / "out").string();
+  o.val_fraction = 0.25;
+  auto r = prepare_shards(o);
+  EXPECT_EQ(r.train_tokens, 1500);
+  EXPECT_EQ(r.val_tokens, 500);
+  Shard val((d / "out" / "val_000000.bin").string());
+  EXPECT_EQ(val.token(0), 'b');  // the val split is the end of the text
+  EXPECT_TRUE(fs::exists(d / "out" / "manifest.json"));
+  o.inputs = {(d / "nope.txt").string()};
+  EXPECT_THROW(prepare_shards(o), Error);
+}
+
+TEST(Loader, SequentialWindowsAndState) {
+  auto d = temp_dir("loader");
+  std::vector<int32_t> toks(100);
+  for (int i = 0; i < 100; i++) toks[i] = i;
+  write_shard((d / "a_train.bin").string(), toks, 256);
+  DataLoader l(d.string(), "train", 2, 5, 256);  // windows of 11 tokens, stride 10
+  std::vector<int32_t> x, y;
+  l.next(x, y);
+  EXPECT_EQ(x[0], 0);
+  EXPECT_EQ(y[9], 10);
+  l.next(x, y);
+  EXPECT_EQ(x[0], 10);  // batch b starts at b * B * T
+  const LoaderState saved = l.state();
+  l.next(x, y);
+  const auto x3 = x;
+  l.set_state(saved);
+  l.next(x, y);
+  EXPECT_EQ(x, x3);
+  for (int i = 0; i < 7; i++) l.next(x, y);  // 9 windows fit in 100 tokens, then wrap
+  EXPECT_EQ(x[0], 0);
+  EXPECT_EQ(l.state().epoch, 1);
+  EXPECT_THROW(DataLoader(d.string(), "train", 2, 5, 50), Error);   // ids >= vocab
+  EXPECT_THROW(DataLoader(d.string(), "val", 2, 5, 256), Error);    // no val shards
+  EXPECT_THROW(DataLoader(d.string(), "train", 20, 5, 256), Error); // window too large
+}

@@ -88,3 +88,35 @@ std::vector<double> abs_values(const std::vector<double>& v) {
 }
 
 }  // namespace meshlm::test
+
+// ---- fixtures ----
+#include <filesystem>
+#include <fstream>
+
+#include "data/prepare.h"
+#include "support/fixtures.h"
+
+namespace meshlm::test {
+
+std::filesystem::path fresh_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("meshlm_test_" + name);
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+void make_byte_shards(const std::filesystem::path& dir, int64_t bytes) {
+  std::filesystem::create_directories(dir);
+  const char* words[] = {"the ", "king ", "shall ", "not ", "sleep ", "tonight", ",\n", "my ", "lord. "};
+  std::string text;
+  for (int64_t i = 0; int64_t(text.size()) < bytes; i++) text += words[random_u32(1, 2, i) % 9];
+  text.resize(bytes);
+  std::ofstream(dir / "corpus.txt", std::ios::binary) << text;
+  PrepareOptions o;
+  o.inputs = {(dir / "corpus.txt").string()};
+  o.output = dir.string();
+  o.val_fraction = 0.2;
+  prepare_shards(o);
+}
+
+}  // namespace meshlm::test
