@@ -2,16 +2,20 @@
 BUILD ?= build
 JOBS ?= 2
 
-.PHONY: demo test build setup clean
+.PHONY: demo test build configure setup clean
 
 setup:
 	@bash scripts/install-deps.sh
 
-build: setup
+configure: setup
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+
+build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-demo: build
+# The demo needs only the meshlm binary, not the tests and benchmarks.
+demo: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target meshlm
 	@bash scripts/demo.sh $(BUILD)/meshlm
 
 test: build

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# End-to-end tests of the meshlm command: every subcommand's --help, prepare -> train (TOML
+# config + flag overrides) -> resume -> eval -> sample -> info, and one-line errors with a
+# non-zero exit for each kind of bad input. Usage: cli_test.sh path/to/meshlm repo_root
+set -uo pipefail
+MESHLM="$1"
+ROOT="$2"
+WORK="$(mktemp -d /tmp/meshlm_cli.XXXXXX)"
+trap 'rm -rf "$WORK"' EXIT
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+
+# expect_ok NAME CMD...: the command succeeds
+expect_ok() {
+  local name="$1"; shift
+  if "$@" >"$WORK/out" 2>"$WORK/err"; then ok; else fail "$name: exit $?"; cat "$WORK/err"; fi
+}
+# expect_error NAME PATTERN CMD...: non-zero exit, one-line error on stderr matching PATTERN
+expect_error() {
+  local name="$1" pattern="$2"; shift 2
+  if "$@" >"$WORK/out" 2>"$WORK/err"; then fail "$name: succeeded, expected an error"; return; fi
+  local lines; lines=$(grep -c . "$WORK/err")
+  if [ "$lines" -ne 1 ]; then fail "$name: error is $lines lines:"; cat "$WORK/err"; return; fi
+  if ! grep -q -- "$pattern" "$WORK/err"; then fail "$name: error lacks '$pattern':"; cat "$WORK/err"; return; fi
+  ok
+}
+
+for sub in train eval sample prepare info; do
+  expect_ok "help $sub" "$MESHLM" "$sub" --help
+done
+"$MESHLM" train --help | grep -q -- "--n-layer" && ok || fail "train --help lists --n-layer"
+"$MESHLM" >/dev/null 2>&1 && fail "no subcommand should fail" || ok
+"$MESHLM" train --no-such-flag >/dev/null 2>&1 && fail "unknown flag should fail" || ok
+
+# prepare a small corpus
+head -c 60000 "$ROOT/data/tinyshakespeare.txt" > "$WORK/small.txt"
+expect_ok prepare "$MESHLM" prepare --tokenizer bytes --input "$WORK/small.txt" --output "$WORK/data"
+[ -f "$WORK/data/train_000000.bin" ] && [ -f "$WORK/data/val_000000.bin" ] && ok || fail "prepare wrote shards"
+
+# train from a TOML config, with a flag overriding one of its keys
+cat > "$WORK/tiny.toml" <<TOML
+n_layer = 2
+n_head = 2
+n_embd = 32
+seq_len = 32
+batch_size = 4
+steps = 999
+eval_every = 4
+eval_batches = 2
+peak_gflops = 100.0
+lr_schedule = "constant"
+TOML
+expect_ok train "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/run" --steps 6 --save-every 3
+[ -f "$WORK/run/step_000006/COMPLETE" ] && [ -f "$WORK/run/step_000003/model.safetensors" ] && ok || fail "checkpoints written"
+[ "$(grep -c '"loss"' "$WORK/run/metrics.jsonl")" -eq 6 ] && ok || fail "metrics.jsonl has 6 step lines"
+grep -q '"val_loss"' "$WORK/run/metrics.jsonl" && ok || fail "metrics.jsonl has eval lines"
+grep -q '"steps": 6' "$WORK/run/step_000006/trainer.json" && ok || fail "the flag overrode the config file"
+
+# resume continues to a later step
+expect_ok resume "$MESHLM" train --resume "$WORK/run/step_000006" --out "$WORK/run2" --steps 8
+[ -f "$WORK/run2/step_000008/COMPLETE" ] && ok || fail "resume reached step 8"
+
+# eval --json prints {"val_loss": x}
+expect_ok eval "$MESHLM" eval --checkpoint "$WORK/run/step_000006" --data "$WORK/data" --batches 2 --json
+grep -qE '^\{"val_loss":[0-9.]+\}$' "$WORK/out" && ok || { fail "eval --json output"; cat "$WORK/out"; }
+
+# sample is deterministic for a seed
+expect_ok sample "$MESHLM" sample --checkpoint "$WORK/run/step_000006" --prompt "ROMEO:" --tokens 20 --seed 3 --top-k 5
+cp "$WORK/out" "$WORK/sample1"
+"$MESHLM" sample --checkpoint "$WORK/run/step_000006" --prompt "ROMEO:" --tokens 20 --seed 3 --top-k 5 > "$WORK/sample2"
+cmp -s "$WORK/sample1" "$WORK/sample2" && ok || fail "sample is reproducible for a seed"
+expect_ok info "$MESHLM" info --checkpoint "$WORK/run/step_000006"
+
+# ---- bad input: one line naming the file/key, non-zero exit ----
+expect_error "missing data dir" "nowhere" "$MESHLM" train --data "$WORK/nowhere" --out "$WORK/bad1" --steps 1
+printf 'garbage' > "$WORK/garbage_train.bin"; mkdir -p "$WORK/bad_shards"; mv "$WORK/garbage_train.bin" "$WORK/bad_shards/"
+expect_error "truncated shard" "garbage_train.bin" "$MESHLM" train --data "$WORK/bad_shards" --out "$WORK/bad2" --steps 1
+head -c 2048 /dev/zero > "$WORK/bad_shards/garbage_train.bin"
+expect_error "wrong magic" "magic" "$MESHLM" train --data "$WORK/bad_shards" --out "$WORK/bad3" --steps 1
+expect_error "token id >= vocab" "vocab_size" "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/bad4" --vocab-size 50 --steps 1
+expect_error "non-positive size" "n_layer must be positive" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad5" --n-layer 0
+expect_error "bad number" "batch_size" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad6" --batch-size lots
+echo 'n_layers = 3' > "$WORK/typo.toml"
+expect_error "unknown config key" "unknown config key 'n_layers'" "$MESHLM" train --config "$WORK/typo.toml" --data "$WORK/data"
+echo 'n_layer = "three"' > "$WORK/type.toml"
+expect_error "wrong type in config" "n_layer" "$MESHLM" train --config "$WORK/type.toml" --data "$WORK/data"
+echo 'n_layer = = 3' > "$WORK/syntax.toml"
+expect_error "config syntax" "syntax.toml" "$MESHLM" train --config "$WORK/syntax.toml" --data "$WORK/data"
+expect_error "shape mismatch on resume" "differs from the checkpoint" "$MESHLM" train --resume "$WORK/run/step_000006" --n-embd 64 --out "$WORK/bad7"
+expect_error "missing checkpoint" "no such checkpoint" "$MESHLM" eval --checkpoint "$WORK/nope" --data "$WORK/data"
+cp -r "$WORK/run/step_000006" "$WORK/tampered"
+printf '\x01' | dd of="$WORK/tampered/model.safetensors" bs=1 seek=2000 conv=notrunc status=none
+expect_error "tampered checkpoint" "checksum mismatch" "$MESHLM" sample --checkpoint "$WORK/tampered"
+cp -r "$WORK/run/step_000006" "$WORK/truncated"
+truncate -s 1000 "$WORK/truncated/model.safetensors"
+expect_error "truncated checkpoint" "truncated" "$MESHLM" eval --checkpoint "$WORK/truncated" --data "$WORK/data"
+# failed runs leave no checkpoint behind
+ls -d "$WORK"/bad*/step_* >/dev/null 2>&1 && fail "a failed run left a checkpoint" || ok
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
