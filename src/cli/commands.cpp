@@ -82,7 +82,8 @@ void add_train(CLI::App& app) {
     TrainResult r = train(cfg, *resume, std::cout);
     std::cout << "done    " << r.steps << " steps, last loss " << r.last_loss;
     if (r.val_loss >= 0) std::cout << ", val_loss " << r.val_loss;
-    std::cout << ", " << int64_t(r.tokens_per_s) << " tok/s\n";
+    std::cout << ", " << int64_t(r.tokens_per_s) << " tok/s, peak RSS " << int64_t(r.peak_rss_mib)
+              << " MiB\n";
     if (r.interrupted) throw Error("interrupted; resume with --resume " + r.checkpoint);
   });
 }

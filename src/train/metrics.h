@@ -21,7 +21,8 @@ class MetricsLog {
   FILE* f_ = nullptr;
 };
 
-// Achieved fp32 GFLOP/s of a 2048^3 GEMM on `be` (best of a few): the MFU denominator.
+// Achieved fp32 GFLOP/s of a 2048^3 GEMM on `be` (best of 5 after a warm-up call): the MFU
+// denominator. About half a second on 2 cores.
 double measure_peak_gflops(Backend& be);
 bool stderr_is_terminal();
 std::string format_duration(double seconds);  // "1m23s"

@@ -1,5 +1,9 @@
 #include "train/safetensors.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -35,19 +39,25 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorRef>
 }
 
 SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  MESHLM_CHECK(in, path + ": cannot open");
-  const size_t size = size_t(in.tellg());
-  in.seekg(0);
-  MESHLM_CHECK(size >= 8, path + ": truncated safetensors file (" + std::to_string(size) + " bytes)");
+  int fd = ::open(path.c_str(), O_RDONLY);
+  MESHLM_CHECK(fd >= 0, path + ": cannot open (" + std::strerror(errno) + ")");
+  const off_t end = ::lseek(fd, 0, SEEK_END);
+  const size_t size = end > 0 ? size_t(end) : 0;
+  if (size < 8) {
+    ::close(fd);
+    throw Error(path + ": truncated safetensors file (" + std::to_string(size) + " bytes)");
+  }
+  map_ = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  MESHLM_CHECK(map_ != MAP_FAILED, path + ": mmap failed");
+  map_bytes_ = size;
+  const char* bytes = static_cast<const char*>(map_);
   uint64_t n = 0;
-  in.read(reinterpret_cast<char*>(&n), 8);
+  std::memcpy(&n, bytes, 8);
   MESHLM_CHECK(n <= size - 8 && n < (100u << 20), path + ": truncated or corrupt safetensors header");
-  std::string h(n, '\0');
-  in.read(h.data(), std::streamsize(n));
   json header;
   try {
-    header = json::parse(h);
+    header = json::parse(bytes + 8, bytes + 8 + n);
   } catch (const std::exception& e) {
     throw Error(path + ": corrupt safetensors header (" + e.what() + ")");
   }
@@ -77,9 +87,11 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
   }
   MESHLM_CHECK(covered == data_bytes, path + ": " + std::to_string(data_bytes - covered) +
                                           " trailing bytes after the last tensor");
-  data_.resize(data_bytes);
-  in.read(data_.data(), std::streamsize(data_bytes));
-  MESHLM_CHECK(in, path + ": truncated safetensors file");
+  data_ = bytes + 8 + n;
+}
+
+SafeTensorsFile::~SafeTensorsFile() {
+  if (map_) ::munmap(map_, map_bytes_);
 }
 
 const SafeTensorsFile::Entry& SafeTensorsFile::entry(const std::string& name) const {
@@ -93,7 +105,7 @@ void SafeTensorsFile::read_f32(const std::string& name, const Shape& shape, floa
   MESHLM_CHECK(e.dtype == "F32", path_ + ": tensor '" + name + "' is " + e.dtype + ", expected F32");
   MESHLM_CHECK(e.shape == shape, path_ + ": tensor '" + name + "' has shape " + shape_str(e.shape) +
                                      " but the model expects " + shape_str(shape));
-  std::memcpy(dst, data_.data() + e.begin, e.end - e.begin);
+  std::memcpy(dst, data_ + e.begin, e.end - e.begin);
 }
 
 }  // namespace meshlm

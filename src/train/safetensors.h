@@ -28,7 +28,10 @@ class SafeTensorsFile {
     size_t begin = 0, end = 0;  // byte offsets into the data section
   };
   // Reads and validates the whole file; throws meshlm::Error naming the file and problem.
-  explicit SafeTensorsFile(const std::string& path);
+  explicit SafeTensorsFile(const std::string& path);  // maps the file read-only
+  ~SafeTensorsFile();
+  SafeTensorsFile(const SafeTensorsFile&) = delete;
+  SafeTensorsFile& operator=(const SafeTensorsFile&) = delete;
   bool has(const std::string& name) const { return entries_.count(name) != 0; }
   const Entry& entry(const std::string& name) const;
   // Copies tensor `name` into dst, checking dtype F32 and that the shape equals `shape`.
@@ -38,7 +41,9 @@ class SafeTensorsFile {
 
  private:
   std::string path_;
-  std::vector<char> data_;
+  void* map_ = nullptr;
+  size_t map_bytes_ = 0;
+  const char* data_ = nullptr;  // the data section inside the mapping
   std::map<std::string, Entry> entries_;
   std::map<std::string, std::string> metadata_;
 };

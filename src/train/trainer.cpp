@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -173,6 +174,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   if (tty) std::fputs("\r\033[K", stderr);
   res.steps = st.step;
   res.tokens_per_s = time_sum > 0 ? tok_sum / time_sum : 0;
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  res.peak_rss_mib = double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
   return res;
 }
 

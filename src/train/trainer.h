@@ -17,6 +17,7 @@ struct TrainResult {
   std::string checkpoint;      // the last checkpoint written
   double tokens_per_s = 0;     // mean over this run's steps
   bool interrupted = false;
+  double peak_rss_mib = 0;     // of the whole process, at the end of the run
 };
 
 // Trains per `cfg`; with `resume_dir` non-empty, continues from that checkpoint (weights,
