@@ -63,7 +63,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(OneDnnGemm, CachesOnePrimitivePerShape) {
   OneDnnGemm g;
   std::vector<float> a(64 * 64, 1.0f), b(64 * 64, 1.0f), c(64 * 64);
-  GemmDesc d{DType::fp32, false, false, 64, 64, 64, 64, 64, 64, 1.0f, 0.0f, false};
+  GemmDesc d{DType::fp32, false, false, 64, 64, 64, 64, 64, 64, 1.0f, 0.0f, false, GemmRoute::primitive};
   for (int i = 0; i < 3; i++) g.run(d, a.data(), b.data(), c.data());
   EXPECT_EQ(g.cached_primitives(), 1u);
   EXPECT_EQ(c[0], 64.0f);
@@ -82,6 +82,35 @@ TEST(OneDnnGemm, Bf16OperandsAccumulateInFp32) {
   float c = 0;
   g.run({DType::bf16, false, false, 1, 1, K, K, 1, 1, 1.0f, 0.0f, false}, a.data(), b.data(), &c);
   EXPECT_EQ(c, 300.0f);
+}
+
+}  // namespace
+
+namespace {
+
+// Both routes (sgemm with the bias written first, and the primitive with the bias fused) give
+// the exact answer on small integers, with and without a bias.
+TEST(OneDnnGemm, BothRoutesAgreeExactlyOnIntegers) {
+  const int64_t M = 19, N = 45, K = 70;
+  std::vector<float> a(M * K), b(K * N), bias(N);
+  for (int64_t i = 0; i < M * K; i++) a[i] = float(i % 5 - 2);
+  for (int64_t i = 0; i < K * N; i++) b[i] = float(i % 7 - 3);
+  for (int64_t j = 0; j < N; j++) bias[j] = float(j % 3);
+  for (bool with_bias : {false, true}) {
+    std::vector<float> c1(M * N), c2(M * N);
+    OneDnnGemm g;
+    g.run({DType::fp32, false, false, M, N, K, K, N, N, 1.0f, 0.0f, with_bias, GemmRoute::sgemm}, a.data(),
+          b.data(), c1.data(), bias.data());
+    g.run({DType::fp32, false, false, M, N, K, K, N, N, 1.0f, 0.0f, with_bias, GemmRoute::primitive},
+          a.data(), b.data(), c2.data(), bias.data());
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        double want = with_bias ? bias[j] : 0.0;
+        for (int64_t k = 0; k < K; k++) want += double(a[i * K + k]) * b[k * N + j];
+        ASSERT_EQ(c1[i * N + j], float(want)) << "sgemm " << i << "," << j;
+        ASSERT_EQ(c2[i * N + j], float(want)) << "primitive " << i << "," << j;
+      }
+  }
 }
 
 }  // namespace

@@ -32,6 +32,27 @@ static memory::data_type dnnl_type(DType dt) {
 }
 
 void OneDnnGemm::run(const GemmDesc& d, const void* A, const void* B, void* C, const void* bias) {
+  GemmRoute route = d.route;
+  if (route == GemmRoute::automatic)
+    route = d.ab_dtype == DType::fp32 && !d.trans_b && (!d.has_bias || d.beta == 0.0f)
+                ? GemmRoute::sgemm
+                : GemmRoute::primitive;
+  if (route == GemmRoute::sgemm) {
+    MESHLM_CHECK(d.ab_dtype == DType::fp32, "oneDNN sgemm takes fp32 operands only");
+    float* c = static_cast<float*>(C);
+    float beta = d.beta;
+    if (d.has_bias) {  // C = bias broadcast over rows, then accumulate the product into it
+      MESHLM_CHECK(d.beta == 0.0f, "gemm: bias with beta != 0 is not supported");
+      const float* b = static_cast<const float*>(bias);
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < d.M; i++)
+        for (int64_t j = 0; j < d.N; j++) c[i * d.ldc + j] = b[j];
+      beta = 1.0f;
+    }
+    onednn_sgemm(d.trans_a, d.trans_b, d.M, d.N, d.K, d.alpha, static_cast<const float*>(A), d.lda,
+                 static_cast<const float*>(B), d.ldb, beta, c, d.ldc);
+    return;
+  }
   auto key = d.key();
   auto it = impl_->cache.find(key);
   if (it == impl_->cache.end()) {

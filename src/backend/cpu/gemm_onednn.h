@@ -1,6 +1,10 @@
-// GEMM through oneDNN's matmul primitive. Creating a primitive JIT-compiles a kernel (tens of
-// microseconds to milliseconds), so primitives are cached by their full description; the cache
-// belongs to one OneDnnGemm object (one per backend), never to the process.
+// GEMM through oneDNN. Two routes: the matmul primitive (fp32 and bf16 operands; creating one
+// JIT-compiles a kernel, so primitives are cached by their full description in the OneDnnGemm
+// object, never in the process) and oneDNN's BLAS-style sgemm (fp32 only, no setup cost).
+// Route::automatic picks by a fixed rule measured in BENCHMARKS.md: for fp32, sgemm when B is
+// not transposed (the forward and weight-gradient products, ~1.4x faster here), the primitive
+// when it is (the input-gradient product, ~1.25x faster). The rule is static, so a run's
+// arithmetic never depends on timing (resume stays bit-identical).
 // C (M, N) f32 = alpha * op(A) @ op(B) [+ bias (N) f32] + beta * C; A and B are f32 or bf16.
 #pragma once
 #include <cstdint>
@@ -12,6 +16,8 @@
 
 namespace meshlm {
 
+enum class GemmRoute { automatic, primitive, sgemm };
+
 struct GemmDesc {
   DType ab_dtype = DType::fp32;
   bool trans_a = false, trans_b = false;
@@ -19,6 +25,7 @@ struct GemmDesc {
   int64_t lda = 0, ldb = 0, ldc = 0;
   float alpha = 1.0f, beta = 0.0f;
   bool has_bias = false;
+  GemmRoute route = GemmRoute::automatic;
 
   auto key() const {
     return std::make_tuple(int(ab_dtype), trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta,
