@@ -18,7 +18,7 @@ MetricsLog::~MetricsLog() {
   if (f_) std::fclose(f_);
 }
 
-void MetricsLog::write(const nlohmann::json& line) {
+void MetricsLog::write(const nlohmann::ordered_json& line) {
   std::fputs((line.dump() + "\n").c_str(), f_);
   std::fflush(f_);
 }

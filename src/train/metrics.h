@@ -15,7 +15,7 @@ class MetricsLog {
  public:
   MetricsLog(const std::string& path, bool append);
   ~MetricsLog();
-  void write(const nlohmann::json& line);  // flushed at once: nothing lost on a crash
+  void write(const nlohmann::ordered_json& line);  // keys in the order given; flushed at once
 
  private:
   FILE* f_ = nullptr;

@@ -63,6 +63,14 @@ grep -q '"steps": 6' "$WORK/run/step_000006/trainer.json" && ok || fail "the fla
 expect_ok resume "$MESHLM" train --resume "$WORK/run/step_000006" --out "$WORK/run2" --steps 8
 [ -f "$WORK/run2/step_000008/COMPLETE" ] && ok || fail "resume reached step 8"
 
+# resume in a separate process is bit-identical to the uninterrupted run (steps 4-6)
+expect_ok "resume from step 3" "$MESHLM" train --resume "$WORK/run/step_000003" --out "$WORK/run3"
+for f in model.safetensors optimizer.safetensors; do
+  cmp -s "$WORK/run/step_000006/$f" "$WORK/run3/step_000006/$f" && ok || fail "resumed $f differs from the uninterrupted run"
+done
+diff <(grep '"loss"' "$WORK/run/metrics.jsonl" | tail -3 | sed 's/"ms_per_step".*//') \
+     <(grep '"loss"' "$WORK/run3/metrics.jsonl" | sed 's/"ms_per_step".*//') >/dev/null && ok || fail "resumed losses differ"
+
 # eval --json prints {"val_loss": x}
 expect_ok eval "$MESHLM" eval --checkpoint "$WORK/run/step_000006" --data "$WORK/data" --batches 2 --json
 grep -qE '^\{"val_loss":[0-9.]+\}$' "$WORK/out" && ok || { fail "eval --json output"; cat "$WORK/out"; }
