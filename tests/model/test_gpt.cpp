@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "model/gpt.h"
+#include "support/fixtures.h"
 #include "support/support.h"
 
 using namespace meshlm;
@@ -19,15 +20,7 @@ using namespace meshlm::test;
 
 namespace {
 
-ModelConfig tiny_config() {
-  ModelConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 16;
-  c.max_seq_len = 8;
-  c.vocab_size = 50;  // padded to 128: exercises the padding everywhere
-  return c;
-}
+ModelConfig tiny_config() { return tiny_model(50); }  // V 50 pads to 128
 
 std::vector<int32_t> tokens(int64_t n, int64_t V, uint64_t seed) {
   std::vector<int32_t> t(n);

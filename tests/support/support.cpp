@@ -98,6 +98,16 @@ std::vector<double> abs_values(const std::vector<double>& v) {
 
 namespace meshlm::test {
 
+ModelConfig tiny_model(int64_t vocab_size) {
+  ModelConfig c;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 16;
+  c.max_seq_len = 8;
+  c.vocab_size = vocab_size;
+  return c;
+}
+
 std::filesystem::path fresh_dir(const std::string& name) {
   auto d = std::filesystem::temp_directory_path() / ("meshlm_test_" + name);
   std::filesystem::remove_all(d);

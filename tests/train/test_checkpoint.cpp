@@ -20,15 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-ModelConfig config() {
-  ModelConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 16;
-  c.max_seq_len = 8;
-  c.vocab_size = 200;  // padded to 256
-  return c;
-}
+ModelConfig config() { return test::tiny_model(200); }  // V 200 pads to 256
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
