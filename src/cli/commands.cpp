@@ -4,6 +4,7 @@
 
 #include <omp.h>
 
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -37,6 +38,23 @@ std::unique_ptr<Gpt> load_model(const std::string& dir, Backend& be, TrainConfig
   return model;
 }
 
+// "AMD EPYC (avx512f avx512_bf16; no amx_bf16, no avx512_fp16)": what the kernels can use.
+std::string cpu_summary() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model = "unknown CPU", flags;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0 && model == "unknown CPU") model = line.substr(line.find(':') + 2);
+    if (line.rfind("flags", 0) == 0 && flags.empty()) flags = line + " ";
+  }
+  std::string have, lack;
+  for (const char* f : {"avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16"}) {
+    std::string& into = flags.find(std::string(" ") + f + " ") != std::string::npos ? have : lack;
+    into += (into.empty() ? "" : " ") + std::string(f);
+  }
+  return model + " (" + (have.empty() ? "none of the AVX-512 features" : have) +
+         (lack.empty() ? "" : "; lacks " + lack) + ")";
+}
+
 void set_threads(int64_t threads) {
   MESHLM_CHECK(threads >= 0, "--threads must be >= 0");
   if (threads > 0) omp_set_num_threads(int(threads));
@@ -54,10 +72,12 @@ void add_train(CLI::App& app) {
       "Ctrl-C finishes the current step and saves a checkpoint.");
   auto config_file = std::make_shared<std::string>();
   auto resume = std::make_shared<std::string>();
+  auto overwrite = std::make_shared<bool>(false);
   auto values = std::make_shared<std::map<std::string, std::string>>();
   auto options = std::make_shared<std::map<std::string, CLI::Option*>>();
   cmd->add_option("--config", *config_file, "TOML config file (keys as the flags, with _)");
   cmd->add_option("--resume", *resume, "checkpoint directory to continue from (bit-identical)");
+  cmd->add_flag("--overwrite", *overwrite, "start afresh in an --out that holds a run (removes its metrics and checkpoints)");
   const TrainConfig defaults;
   for (const auto& k : config_keys()) {
     std::string def = k.get(defaults).dump();
@@ -79,7 +99,7 @@ void add_train(CLI::App& app) {
                    "the model shape asked for (" + m.describe() + ") differs from the checkpoint's (" +
                        resumed_model.describe() + ") in " + *resume);
     }
-    TrainResult r = train(cfg, *resume, std::cout);
+    TrainResult r = train(cfg, *resume, std::cout, *overwrite);
     std::cout << "done    " << r.steps << " steps, last loss " << r.last_loss;
     if (r.val_loss >= 0) std::cout << ", val_loss " << r.val_loss;
     std::cout << ", " << int64_t(r.tokens_per_s) << " tok/s, peak RSS " << int64_t(r.peak_rss_mib)
@@ -191,6 +211,7 @@ void add_info(CLI::App& app) {
     std::cout << "meshlm     0.1.0 (C++20)\n"
               << "backends   cpu (oneDNN " << v->major << "." << v->minor << "." << v->patch
               << " + OpenMP), reference\n"
+              << "cpu        " << cpu_summary() << "\n"
               << "threads    " << omp_get_max_threads() << " (OpenMP)\n"
               << "precision  fp32 (bf16/fp16/fp8: not yet)\n";
 #ifdef MESHLM_WITH_MPI

@@ -139,6 +139,7 @@ void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const
                   {"step", st.step},
                   {"loader", {{"shard", st.loader.shard}, {"position", st.loader.position},
                               {"epoch", st.loader.epoch}}},
+                  {"rng", {{"seed", st.rng.seed}, {"counter", st.rng.counter}}},
                   {"config", config}};
   write_text(tmp / "trainer.json", trainer.dump(2) + "\n");
 

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/rng.h"
 #include "data/loader.h"
 #include "model/gpt.h"
 #include "optim/adamw.h"
@@ -21,6 +22,9 @@ namespace meshlm {
 struct TrainerState {
   int64_t step = 0;  // optimizer steps completed
   LoaderState loader;
+  // The trainer's random stream. Training draws nothing from it yet (no dropout, sequential
+  // data); it is checkpointed so that features which do resume exactly.
+  Rng rng;
 };
 
 // Writes checkpoint `dir` (must not be inside a partially written directory).

@@ -38,7 +38,7 @@ double measure_peak_gflops(Backend& be) {
   return best;
 }
 
-bool stderr_is_terminal() { return ::isatty(2) == 1; }
+bool stdout_is_terminal() { return ::isatty(1) == 1; }
 
 std::string format_duration(double s) {
   char buf[32];

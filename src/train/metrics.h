@@ -1,5 +1,5 @@
 // Metrics: one JSON object per line in <run>/metrics.jsonl, a human line per step on stdout,
-// and (on a terminal) a live progress line on stderr. Also the MFU peak measurement.
+// and (on a terminal) a live progress line under them. Also the MFU peak measurement.
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -24,7 +24,7 @@ class MetricsLog {
 // Achieved fp32 GFLOP/s of a 2048^3 GEMM on `be` (best of 5 after a warm-up call): the MFU
 // denominator. About half a second on 2 cores.
 double measure_peak_gflops(Backend& be);
-bool stderr_is_terminal();
+bool stdout_is_terminal();
 std::string format_duration(double seconds);  // "1m23s"
 // "[#######.............] 35%  step 70/200  eta 1m10s" (fits 80 columns)
 std::string progress_bar(int64_t done, int64_t total, double eta_seconds);

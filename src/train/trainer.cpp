@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <ostream>
 
 #include "core/error.h"
@@ -60,7 +61,49 @@ TrainConfig checkpoint_config(const std::string& dir) {
   return cfg;
 }
 
-TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::ostream& out) {
+namespace {
+
+bool is_checkpoint_dir(const fs::directory_entry& e) {
+  const std::string name = e.path().filename().string();
+  return e.is_directory() && name.rfind("step_", 0) == 0;
+}
+
+// A fresh run must not silently mix with (or overwrite) an earlier run in the same directory.
+void prepare_fresh_run_dir(const std::string& dir, bool overwrite) {
+  if (!fs::exists(dir)) return;
+  const fs::path metrics = fs::path(dir) / "metrics.jsonl";
+  bool has_run = fs::exists(metrics);
+  for (const auto& e : fs::directory_iterator(dir)) has_run = has_run || is_checkpoint_dir(e);
+  if (!has_run) return;
+  MESHLM_CHECK(overwrite, dir + ": already holds a run (metrics.jsonl or step_* checkpoints); "
+                              "continue it with --resume " + dir + "/step_NNNNNN, pick another --out, "
+                              "or pass --overwrite");
+  fs::remove(metrics);
+  for (const auto& e : fs::directory_iterator(dir))
+    if (is_checkpoint_dir(e)) fs::remove_all(e.path());
+}
+
+// Resuming into a run directory: drop metrics lines past the resumed step (an abandoned tail).
+void truncate_metrics_after(const fs::path& metrics, int64_t step) {
+  if (!fs::exists(metrics)) return;
+  std::ifstream in(metrics);
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    try {
+      if (nlohmann::json::parse(line).value("step", int64_t(0)) > step) continue;
+    } catch (const nlohmann::json::exception&) {
+      continue;  // a torn last line from a crash
+    }
+    kept += line + "\n";
+  }
+  in.close();
+  std::ofstream(metrics, std::ios::trunc) << kept;
+}
+
+}  // namespace
+
+TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::ostream& out,
+                  bool overwrite) {
   cfg.validate();
   MESHLM_CHECK(!cfg.data.empty(), "--data: no data directory given (run `meshlm prepare` first)");
   if (cfg.threads > 0) omp_set_num_threads(int(cfg.threads));
@@ -75,17 +118,23 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   Gpt model(mcfg, *backend);
   AdamW opt(model.table(), DType::fp32, cfg.adamw());
   TrainerState st;
+  st.rng = {uint64_t(cfg.seed), 0};
   if (!resume_dir.empty()) {
     nlohmann::json trainer = load_checkpoint(resume_dir, model, &opt);
     st.step = trainer.at("step").get<int64_t>();
     st.loader = {trainer["loader"]["shard"].get<int64_t>(), trainer["loader"]["position"].get<int64_t>(),
                  trainer["loader"]["epoch"].get<int64_t>()};
+    st.rng = {trainer["rng"]["seed"].get<uint64_t>(), trainer["rng"]["counter"].get<uint64_t>()};
     train_data.set_state(st.loader);
     out << "resumed from " << resume_dir << " at step " << st.step << "\n";
   } else {
     model.init(uint64_t(cfg.seed));
   }
 
+  if (resume_dir.empty())
+    prepare_fresh_run_dir(cfg.out, overwrite);
+  else
+    truncate_metrics_after(fs::path(cfg.out) / "metrics.jsonl", st.step);
   fs::create_directories(cfg.out);
   MetricsLog metrics((fs::path(cfg.out) / "metrics.jsonl").string(), !resume_dir.empty());
   const double peak = cfg.peak_gflops > 0 ? cfg.peak_gflops : measure_peak_gflops(*backend);
@@ -100,7 +149,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
 
   const LrSchedule sched = cfg.schedule();
   const nlohmann::json cfg_json = cfg.to_json();
-  const bool tty = stderr_is_terminal();
+  const bool tty = stdout_is_terminal();  // then a live progress line follows the log
   SignalGuard signals;
   TrainResult res;
   std::vector<int32_t> x, y;
@@ -146,7 +195,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
                                           ": the loss is not finite (lr too high?); stopping");
     metrics.write({{"step", st.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
                    {"ms_per_step", secs * 1e3}, {"tokens_per_s", tps}, {"mfu", mfu}});
-    if (tty) std::fputs("\r\033[K", stderr);
+    if (tty) out << "\r\033[K";  // erase the progress line
     out << "step " << st.step << "/" << cfg.steps << " | loss " << fmt("%.4f", loss) << " | lr "
         << fmt("%.2e", lr) << " | norm " << fmt("%.3f", norm) << " | " << fmt("%.0f", secs * 1e3)
         << " ms | " << fmt("%.0f", tps) << " tok/s | MFU " << fmt("%.1f", mfu * 100) << "%\n";
@@ -154,13 +203,12 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     if (tty) {
       const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
       const double eta = elapsed / double(st.step - first_step) * double(cfg.steps - st.step);
-      std::fputs(progress_bar(st.step, cfg.steps, eta).c_str(), stderr);
-      std::fflush(stderr);
+      out << progress_bar(st.step, cfg.steps, eta) << std::flush;
     }
     const bool last = st.step == cfg.steps;
     if (val_data && ((cfg.eval_every > 0 && st.step % cfg.eval_every == 0) || last)) run_eval();
     if (g_stop_requested) {
-      if (tty) std::fputs("\r\033[K", stderr);
+      if (tty) out << "\r\033[K";
       out << "interrupted at step " << st.step << "; saving a checkpoint\n";
       save("interrupted");
       res.interrupted = true;
@@ -171,7 +219,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     else if (cfg.save_every > 0 && st.step % cfg.save_every == 0)
       save("save_every");
   }
-  if (tty) std::fputs("\r\033[K", stderr);
+  if (tty) out << "\r\033[K" << std::flush;
   res.steps = st.step;
   res.tokens_per_s = time_sum > 0 ? tok_sum / time_sum : 0;
   struct rusage ru {};

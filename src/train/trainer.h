@@ -21,8 +21,12 @@ struct TrainResult {
 };
 
 // Trains per `cfg`; with `resume_dir` non-empty, continues from that checkpoint (weights,
-// optimizer, step, data position) bit-identically. Human-readable lines go to `out`.
-TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::ostream& out);
+// optimizer, step, data position) bit-identically, appending to <out>/metrics.jsonl (lines past
+// the resumed step, left by an abandoned run, are dropped). A fresh run refuses a run
+// directory that already holds a run unless `overwrite` (which removes its metrics and
+// checkpoints). Human-readable lines go to `out`.
+TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::ostream& out,
+                  bool overwrite = false);
 
 // The config stored in a checkpoint (its trainer.json), after verifying the checkpoint.
 TrainConfig checkpoint_config(const std::string& dir);

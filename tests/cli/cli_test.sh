@@ -71,6 +71,19 @@ done
 diff <(grep '"loss"' "$WORK/run/metrics.jsonl" | tail -3 | sed 's/"ms_per_step".*//') \
      <(grep '"loss"' "$WORK/run3/metrics.jsonl" | sed 's/"ms_per_step".*//') >/dev/null && ok || fail "resumed losses differ"
 
+# a fresh run refuses a directory holding a run; --overwrite starts afresh there
+expect_error "run dir in use" "already holds a run" "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/run" --steps 2
+expect_ok overwrite "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/run3" --steps 2 --overwrite
+[ -d "$WORK/run3/step_000002" ] && [ ! -d "$WORK/run3/step_000006" ] && ok || fail "--overwrite removed the old checkpoints"
+
+# Ctrl-C: the run stops after the current step, saves a checkpoint, exits non-zero
+"$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/int" --steps 1000000 --eval-batches 0 >"$WORK/int.log" 2>&1 &
+pid=$!
+for _ in $(seq 200); do grep -q '"loss"' "$WORK/int/metrics.jsonl" 2>/dev/null && break; sleep 0.05; done
+kill -INT "$pid"
+wait "$pid" && fail "interrupted run exited 0" || ok
+grep -q "interrupted at step" "$WORK/int.log" && ls "$WORK"/int/step_*/COMPLETE >/dev/null 2>&1 && ok || { fail "Ctrl-C saved a checkpoint"; cat "$WORK/int.log"; }
+
 # eval --json prints {"val_loss": x}
 expect_ok eval "$MESHLM" eval --checkpoint "$WORK/run/step_000006" --data "$WORK/data" --batches 2 --json
 grep -qE '^\{"val_loss":[0-9.]+\}$' "$WORK/out" && ok || { fail "eval --json output"; cat "$WORK/out"; }
