@@ -200,15 +200,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
         << fmt("%.2e", lr) << " | norm " << fmt("%.3f", norm) << " | " << fmt("%.0f", secs * 1e3)
         << " ms | " << fmt("%.0f", tps) << " tok/s | MFU " << fmt("%.1f", mfu * 100) << "%\n";
     out.flush();
-    if (tty) {
-      const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
-      const double eta = elapsed / double(st.step - first_step) * double(cfg.steps - st.step);
-      out << progress_bar(st.step, cfg.steps, eta) << std::flush;
-    }
     const bool last = st.step == cfg.steps;
     if (val_data && ((cfg.eval_every > 0 && st.step % cfg.eval_every == 0) || last)) run_eval();
     if (g_stop_requested) {
-      if (tty) out << "\r\033[K";
       out << "interrupted at step " << st.step << "; saving a checkpoint\n";
       save("interrupted");
       res.interrupted = true;
@@ -218,8 +212,12 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       save("end of run");
     else if (cfg.save_every > 0 && st.step % cfg.save_every == 0)
       save("save_every");
+    if (tty && !last) {  // the live progress line, erased before the next line is printed
+      const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
+      const double eta = elapsed / double(st.step - first_step) * double(cfg.steps - st.step);
+      out << progress_bar(st.step, cfg.steps, eta) << std::flush;
+    }
   }
-  if (tty) out << "\r\033[K" << std::flush;
   res.steps = st.step;
   res.tokens_per_s = time_sum > 0 ? tok_sum / time_sum : 0;
   struct rusage ru {};
