@@ -12,6 +12,7 @@ packages=(
   libcli11-dev         # command-line parsing
   nlohmann-json3-dev   # JSON (manifests, metrics, safetensors headers)
   libtomlplusplus-dev  # TOML config files
+  libpcre2-dev         # GPT-2 pre-tokenization regex (Unicode classes, JIT)
   python3-numpy        # tests only: the independent NumPy GPT-2 reference (tests/model)
 )
 

@@ -1,0 +1,249 @@
+#include "data/bpe.h"
+
+#include <climits>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace meshlm {
+
+using nlohmann::json;
+
+namespace {
+
+// GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the other 68 bytes to
+// code points 256, 257, ... in byte order. encoder.json spells every token this way.
+std::vector<int32_t> gpt2_byte_of_codepoint() {
+  std::vector<int32_t> byte_of(512, -1);
+  int32_t next = 256;
+  for (int b = 0; b < 256; b++) {
+    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    byte_of[size_t(printable ? b : next++)] = b;
+  }
+  return byte_of;
+}
+
+// Decodes one encoder.json key (UTF-8 of code points < 512) into the token's bytes.
+bool gpt2_key_bytes(const std::string& key, const std::vector<int32_t>& byte_of, std::string& out) {
+  out.clear();
+  for (size_t i = 0; i < key.size();) {
+    const unsigned char c = key[i];
+    uint32_t cp;
+    if (c < 0x80) {
+      cp = c;
+      i += 1;
+    } else if ((c & 0xE0) == 0xC0 && i + 1 < key.size()) {
+      cp = ((c & 0x1Fu) << 6) | (static_cast<unsigned char>(key[i + 1]) & 0x3Fu);
+      i += 2;
+    } else {
+      return false;
+    }
+    if (cp >= byte_of.size() || byte_of[cp] < 0) return false;
+    out += char(byte_of[cp]);
+  }
+  return true;
+}
+
+json parse_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  MESHLM_CHECK(in, path + ": cannot open tokenizer file");
+  try {
+    return json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw Error(path + ": not valid JSON at byte " + std::to_string(e.byte));
+  }
+}
+
+}  // namespace
+
+BpeTokenizer::BpeTokenizer() : pre_(std::make_unique<Pretokenizer>()) {}
+
+void BpeTokenizer::index() {
+  ranks_.clear();
+  ranks_.reserve(tokens_.size());
+  for (int32_t id = 0; id < first_special_; id++) {
+    auto [it, fresh] = ranks_.emplace(tokens_[size_t(id)], id);
+    MESHLM_CHECK(fresh, name_ + ": token " + std::to_string(id) + " repeats the bytes of token " +
+                            std::to_string(it->second));
+  }
+  for (int32_t b = 0; b < 256; b++)
+    MESHLM_CHECK(ranks_.count(std::string(1, char(b))), name_ + ": no token for byte " + std::to_string(b));
+}
+
+BpeTokenizer BpeTokenizer::load_gpt2(const std::string& dir) {
+  const std::string enc_path = dir + "/encoder.json", bpe_path = dir + "/vocab.bpe";
+  json enc = parse_json_file(enc_path);
+  MESHLM_CHECK(enc.is_object() && !enc.empty(), enc_path + ": expected an object of token -> id");
+  BpeTokenizer t;
+  t.name_ = "gpt2";
+  t.tokens_.assign(enc.size(), std::string());
+  std::vector<bool> seen(enc.size(), false);
+  const auto byte_of = gpt2_byte_of_codepoint();
+  std::string bytes;
+  for (auto it = enc.begin(); it != enc.end(); ++it) {
+    MESHLM_CHECK(it->is_number_integer(), enc_path + ": id of '" + it.key() + "' is not an integer");
+    const int64_t id = it->get<int64_t>();
+    MESHLM_CHECK(id >= 0 && id < int64_t(enc.size()) && !seen[size_t(id)],
+                 enc_path + ": ids are not a permutation of 0.." + std::to_string(enc.size() - 1));
+    seen[size_t(id)] = true;
+    if (it.key() == "<|endoftext|>") {
+      t.eot_ = int32_t(id);
+      t.tokens_[size_t(id)] = it.key();
+      continue;
+    }
+    MESHLM_CHECK(gpt2_key_bytes(it.key(), byte_of, bytes),
+                 enc_path + ": token '" + it.key() + "' is not in GPT-2's byte alphabet");
+    t.tokens_[size_t(id)] = bytes;
+  }
+  // GPT-2 puts its one special token last; every other id is mergeable.
+  MESHLM_CHECK(t.eot_ == int32_t(enc.size()) - 1, enc_path + ": <|endoftext|> must be the last id");
+  t.first_special_ = t.eot_;
+  t.specials_ = {"<|endoftext|>"};
+  // vocab.bpe holds the merges in rank order; with ids as ranks they are implied by
+  // encoder.json, so the file is only checked to belong to it.
+  std::ifstream bpe(bpe_path);
+  MESHLM_CHECK(bpe, bpe_path + ": cannot open");
+  std::string line;
+  int64_t merges = 0, lineno = 0;
+  while (std::getline(bpe, line)) {
+    lineno++;
+    if (line.empty() || line.rfind("#version", 0) == 0) continue;
+    const size_t sp = line.find(' ');
+    MESHLM_CHECK(sp != std::string::npos && sp > 0 && sp + 1 < line.size(),
+                 bpe_path + ":" + std::to_string(lineno) + ": expected 'left right'");
+    auto merged = enc.find(line.substr(0, sp) + line.substr(sp + 1));
+    MESHLM_CHECK(merged != enc.end() && merged->get<int64_t>() == 256 + merges,
+                 bpe_path + ":" + std::to_string(lineno) + ": merge does not match encoder.json");
+    merges++;
+  }
+  MESHLM_CHECK(merges == int64_t(enc.size()) - 257,
+               bpe_path + ": " + std::to_string(merges) + " merges for " + std::to_string(enc.size()) + " tokens");
+  t.index();
+  return t;
+}
+
+BpeTokenizer BpeTokenizer::from_merges(const std::vector<std::pair<int32_t, int32_t>>& merges,
+                                       const std::vector<std::string>& specials) {
+  BpeTokenizer t;
+  t.name_ = "meshlm-bpe";
+  for (int b = 0; b < 256; b++) t.tokens_.push_back(std::string(1, char(b)));
+  for (const auto& [a, b] : merges) {
+    const int32_t n = int32_t(t.tokens_.size());
+    MESHLM_CHECK(a >= 0 && b >= 0 && a < n && b < n,
+                 "merge " + std::to_string(n - 256) + " refers to a token not yet made");
+    t.tokens_.push_back(t.tokens_[size_t(a)] + t.tokens_[size_t(b)]);
+  }
+  t.merges_ = merges;
+  t.first_special_ = int32_t(t.tokens_.size());
+  for (const auto& s : specials) {
+    if (s == "<|endoftext|>") t.eot_ = int32_t(t.tokens_.size());
+    t.tokens_.push_back(s);
+  }
+  t.specials_ = specials;
+  t.index();
+  return t;
+}
+
+BpeTokenizer BpeTokenizer::load_json(const std::string& path) {
+  json j = parse_json_file(path);
+  MESHLM_CHECK(j.is_object() && j.value("format", "") == "meshlm-bpe",
+               path + ": not a meshlm tokenizer file (\"format\": \"meshlm-bpe\" missing)");
+  MESHLM_CHECK(j.value("version", 0) == 1, path + ": unsupported tokenizer file version");
+  MESHLM_CHECK(j.value("pattern", "") == "gpt2", path + ": unsupported pre-tokenization pattern");
+  std::vector<std::pair<int32_t, int32_t>> merges;
+  std::vector<std::string> specials;
+  try {
+    for (const auto& m : j.at("merges")) merges.emplace_back(m.at(0).get<int32_t>(), m.at(1).get<int32_t>());
+    std::vector<std::pair<int64_t, std::string>> sp;
+    for (auto it = j.at("special_tokens").begin(); it != j.at("special_tokens").end(); ++it)
+      sp.emplace_back(it->get<int64_t>(), it.key());
+    std::sort(sp.begin(), sp.end());
+    for (size_t i = 0; i < sp.size(); i++) {
+      MESHLM_CHECK(sp[i].first == int64_t(256 + merges.size() + i),
+                   path + ": special token '" + sp[i].second + "' must have id " +
+                       std::to_string(256 + merges.size() + i));
+      specials.push_back(sp[i].second);
+    }
+  } catch (const json::exception& e) {
+    throw Error(path + ": malformed merges or special_tokens (" + e.what() + ")");
+  }
+  try {
+    BpeTokenizer t = from_merges(merges, specials);
+    t.name_ = path;
+    return t;
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+}
+
+void BpeTokenizer::save_json(const std::string& path) const {
+  MESHLM_CHECK(name_ != "gpt2", "GPT-2's tokenizer is not saved in meshlm's format");
+  json j = {{"format", "meshlm-bpe"}, {"version", 1}, {"pattern", "gpt2"}};
+  j["merges"] = json::array();
+  for (const auto& [a, b] : merges_) j["merges"].push_back({a, b});
+  j["special_tokens"] = json::object();
+  for (size_t i = 0; i < specials_.size(); i++) j["special_tokens"][specials_[i]] = first_special_ + int32_t(i);
+  const std::string tmp = path + ".tmp";
+  std::ofstream out(tmp);
+  MESHLM_CHECK(out, tmp + ": cannot create");
+  out << j.dump() << "\n";
+  out.close();
+  MESHLM_CHECK(out, tmp + ": write failed");
+  std::rename(tmp.c_str(), path.c_str());
+}
+
+// tiktoken's byte-pair merge: boundaries between parts; repeatedly join the adjacent pair whose
+// joined bytes have the lowest rank. O(n^2) in the piece length, and pieces are short.
+void BpeTokenizer::encode_piece(std::string_view piece, std::vector<int32_t>& out) const {
+  if (auto it = ranks_.find(piece); it != ranks_.end()) {
+    out.push_back(it->second);
+    return;
+  }
+  const size_t n = piece.size();
+  std::vector<size_t> start(n + 1);  // part i is piece[start[i], start[i+1])
+  for (size_t i = 0; i <= n; i++) start[i] = i;
+  auto rank_of = [&](size_t i) -> int32_t {  // rank of parts i and i+1 joined
+    if (i + 2 >= start.size()) return INT32_MAX;
+    auto it = ranks_.find(piece.substr(start[i], start[i + 2] - start[i]));
+    return it == ranks_.end() ? INT32_MAX : it->second;
+  };
+  std::vector<int32_t> rank(n);
+  for (size_t i = 0; i + 1 < n; i++) rank[i] = rank_of(i);
+  if (n) rank[n - 1] = INT32_MAX;
+  while (rank.size() > 1) {
+    size_t best = 0;
+    for (size_t i = 1; i + 1 < rank.size(); i++)
+      if (rank[i] < rank[best]) best = i;
+    if (rank[best] == INT32_MAX) break;
+    start.erase(start.begin() + long(best) + 1);
+    rank.erase(rank.begin() + long(best) + 1);
+    rank[best] = rank_of(best);
+    if (best > 0) rank[best - 1] = rank_of(best - 1);
+  }
+  for (size_t i = 0; i + 1 < start.size(); i++)
+    out.push_back(ranks_.find(piece.substr(start[i], start[i + 1] - start[i]))->second);
+}
+
+std::vector<int32_t> BpeTokenizer::encode(std::string_view text) {
+  pieces_.clear();
+  pre_->split(text, pieces_);
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() / 3 + 1);
+  for (std::string_view p : pieces_) encode_piece(p, ids);
+  return ids;
+}
+
+std::string BpeTokenizer::decode(const std::vector<int32_t>& ids) const {
+  std::string s;
+  for (int32_t id : ids) {
+    MESHLM_CHECK(id >= 0 && id < int32_t(tokens_.size()),
+                 "decode: token id " + std::to_string(id) + " is outside the vocabulary of " +
+                     std::to_string(tokens_.size()));
+    s += tokens_[size_t(id)];
+  }
+  return s;
+}
+
+}  // namespace meshlm

@@ -1,0 +1,65 @@
+// Byte-level BPE tokenizers: GPT-2's own (encoder.json + vocab.bpe, encoding exactly as
+// tiktoken's "gpt2") and the ones `meshlm tokenizer train` makes (a JSON file, format below).
+//
+// Both work the same way: the text is cut into pieces by the GPT-2 pattern (pretokenize.h);
+// each piece starts as its bytes, one token per byte, and the adjacent pair whose merged bytes
+// have the lowest rank is merged until no merged pair has a rank. A token's rank is its id.
+// Every byte has a token, so any byte string encodes, and decode(encode(x)) == x.
+//
+// meshlm's tokenizer file (JSON):
+//   {"format": "meshlm-bpe", "version": 1, "pattern": "gpt2",
+//    "merges": [[a, b], ...],             merge i makes token 256 + i from tokens a and b
+//    "special_tokens": {"<|endoftext|>": id}}   ids after the merged tokens
+// Tokens 0..255 are the single bytes 0..255.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "data/pretokenize.h"
+
+namespace meshlm {
+
+class BpeTokenizer {
+ public:
+  // GPT-2's files, from a directory holding encoder.json and vocab.bpe.
+  static BpeTokenizer load_gpt2(const std::string& dir);
+  // A meshlm tokenizer file.
+  static BpeTokenizer load_json(const std::string& path);
+  // From merges (token a, token b) in order, plus the special tokens' names.
+  static BpeTokenizer from_merges(const std::vector<std::pair<int32_t, int32_t>>& merges,
+                                  const std::vector<std::string>& specials);
+  void save_json(const std::string& path) const;  // meshlm format; only for from_merges/load_json
+
+  // Ordinary text: special-token names in it are encoded as text, never as their ids.
+  std::vector<int32_t> encode(std::string_view text);
+  std::string decode(const std::vector<int32_t>& ids) const;  // throws on an unknown id
+  int64_t vocab_size() const { return int64_t(tokens_.size()); }
+  int32_t eot_id() const { return eot_; }  // <|endoftext|>, or -1
+  const std::string& token_bytes(int32_t id) const { return tokens_.at(size_t(id)); }
+  std::string name() const { return name_; }
+
+ private:
+  BpeTokenizer();
+  void encode_piece(std::string_view piece, std::vector<int32_t>& out) const;
+  void index();  // builds ranks_ from tokens_
+
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::string name_;
+  std::vector<std::string> tokens_;                                        // id -> bytes
+  std::unordered_map<std::string, int32_t, Hash, std::equal_to<>> ranks_;  // bytes -> id (mergeable)
+  std::vector<std::pair<int32_t, int32_t>> merges_;                        // meshlm format only
+  std::vector<std::string> specials_;
+  int32_t eot_ = -1;
+  int32_t first_special_ = 0;
+  std::unique_ptr<Pretokenizer> pre_;
+  std::vector<std::string_view> pieces_;
+};
+
+}  // namespace meshlm

@@ -1,0 +1,133 @@
+// The byte-level BPE tokenizers: GPT-2's, id for id against js-tiktoken's test vectors
+// (tests/data/gpt2_test_vectors.json) and tiny-shakespeare's published token count; the
+// round-trip property on random byte strings and random Unicode text; meshlm's own file format.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "data/bpe.h"
+#include "support/fixtures.h"
+
+using namespace meshlm;
+
+namespace {
+
+const std::string kRoot = MESHLM_SOURCE_DIR;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+BpeTokenizer& gpt2() {
+  static BpeTokenizer t = BpeTokenizer::load_gpt2(kRoot + "/data/gpt2");
+  return t;
+}
+
+std::string utf8(uint32_t cp) {
+  std::string s;
+  if (cp < 0x80) {
+    s += char(cp);
+  } else if (cp < 0x800) {
+    s += char(0xC0 | (cp >> 6));
+    s += char(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    s += char(0xE0 | (cp >> 12));
+    s += char(0x80 | ((cp >> 6) & 0x3F));
+    s += char(0x80 | (cp & 0x3F));
+  } else {
+    s += char(0xF0 | (cp >> 18));
+    s += char(0x80 | ((cp >> 12) & 0x3F));
+    s += char(0x80 | ((cp >> 6) & 0x3F));
+    s += char(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST(Gpt2Tokenizer, MatchesTiktokenTestVectors) {
+  auto doc = nlohmann::json::parse(slurp(kRoot + "/tests/data/gpt2_test_vectors.json"));
+  ASSERT_GE(doc["cases"].size(), 40u);
+  for (const auto& c : doc["cases"]) {
+    const std::string text = c["text"].get<std::string>();
+    const auto want = c["ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(gpt2().encode(text), want) << "text: " << text.substr(0, 80);
+    EXPECT_EQ(gpt2().decode(want), text);
+  }
+  EXPECT_EQ(gpt2().vocab_size(), 50257);
+  EXPECT_EQ(gpt2().eot_id(), 50256);
+  // Special-token names in ordinary text are text.
+  EXPECT_NE(gpt2().encode("<|endoftext|>"), std::vector<int32_t>{50256});
+}
+
+TEST(Gpt2Tokenizer, TinyShakespeareIs338025Tokens) {
+  EXPECT_EQ(gpt2().encode(slurp(kRoot + "/data/tinyshakespeare.txt")).size(), 338025u);
+}
+
+TEST(Gpt2Tokenizer, RoundTripsRandomBytesAndUnicode) {
+  for (int i = 0; i < 300; i++) {
+    std::string bytes;  // arbitrary, mostly invalid UTF-8
+    const int n = int(random_u32(5, 1, i) % 64);
+    for (int k = 0; k < n; k++) bytes += char(random_u32(5, 2, uint64_t(i) * 100 + k) & 0xFF);
+    ASSERT_EQ(gpt2().decode(gpt2().encode(bytes)), bytes) << "case " << i;
+    std::string text;  // valid UTF-8 over all planes (no surrogates), spaces and digits mixed in
+    for (int k = 0; k < n; k++) {
+      uint32_t r = random_u32(6, 3, uint64_t(i) * 100 + k), cp;
+      switch (r % 5) {
+        case 0: cp = 0x20 + r % 0x5F; break;           // ASCII
+        case 1: cp = " \t\n\r0123456789"[r % 15]; break;
+        case 2: cp = 0x80 + r % 0x780; break;            // 2-byte
+        case 3: cp = 0x800 + r % 0xF800; break;          // 3-byte
+        default: cp = 0x10000 + r % 0x100000; break;     // 4-byte
+      }
+      if (cp >= 0xD800 && cp < 0xE000) cp = 0x41;
+      text += utf8(cp);
+    }
+    ASSERT_EQ(gpt2().decode(gpt2().encode(text)), text) << "case " << i;
+  }
+}
+
+TEST(Gpt2Tokenizer, RejectsBadFiles) {
+  auto d = test::fresh_dir("bad_gpt2");
+  std::ofstream(d / "encoder.json") << "{\"a\": 0, oops}";
+  std::ofstream(d / "vocab.bpe") << "#version: 0.2\n";
+  try {
+    BpeTokenizer::load_gpt2(d.string());
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("encoder.json: not valid JSON at byte"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(gpt2().decode({50257}), Error);
+}
+
+TEST(MeshlmBpe, FileRoundTripAndMerges) {
+  // Merges: "t"+"h" -> 256, 256+"e" -> 257; then <|endoftext|> = 258.
+  auto t = BpeTokenizer::from_merges({{'t', 'h'}, {256, 'e'}}, {"<|endoftext|>"});
+  EXPECT_EQ(t.vocab_size(), 259);
+  EXPECT_EQ(t.eot_id(), 258);
+  EXPECT_EQ(t.encode("the"), (std::vector<int32_t>{257}));
+  EXPECT_EQ(t.encode(" the"), (std::vector<int32_t>{' ', 257}));  // no merge makes " t"
+  EXPECT_EQ(t.encode("thy"), (std::vector<int32_t>{256, 'y'}));
+  auto d = test::fresh_dir("bpe_file");
+  t.save_json((d / "tok.json").string());
+  auto u = BpeTokenizer::load_json((d / "tok.json").string());
+  EXPECT_EQ(u.encode("the thy"), t.encode("the thy"));
+  EXPECT_EQ(u.eot_id(), 258);
+  std::ofstream(d / "bad.json") << R"({"format": "meshlm-bpe", "version": 1, "pattern": "gpt2", "merges": [[300, 1]], "special_tokens": {}})";
+  EXPECT_THROW(BpeTokenizer::load_json((d / "bad.json").string()), Error);
+  std::ofstream(d / "trunc.json") << R"({"format": "meshlm-bpe", "vers)";
+  try {
+    BpeTokenizer::load_json((d / "trunc.json").string());
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("trunc.json: not valid JSON at byte"), std::string::npos) << e.what();
+  }
+}
