@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <iostream>
 #include <sstream>
 
 #include "core/error.h"
@@ -130,4 +131,43 @@ TEST(MeshlmBpe, FileRoundTripAndMerges) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("trunc.json: not valid JSON at byte"), std::string::npos) << e.what();
   }
+}
+
+#include <chrono>
+
+#include "data/bpe_train.h"
+
+TEST(BpeTrain, MergesMostFrequentPairsDeterministically) {
+  // Pieces: "aaab" x1 and " ab" x? : the pattern splits "ab ab ab" into "ab", " ab", " ab".
+  BpeTrainOptions o;
+  o.vocab_size = 256 + 2 + 1;  // two merges + <|endoftext|>
+  auto t = train_bpe({"ab ab ab"}, o);
+  // Pair counts: (a,b) x3, (' ',a) x2 -> first merge a+b = 256; then (' ', 256) x2 -> 257.
+  EXPECT_EQ(t.token_bytes(256), "ab");
+  EXPECT_EQ(t.token_bytes(257), " ab");
+  EXPECT_EQ(t.eot_id(), 258);
+  EXPECT_EQ(t.encode("ab ab"), (std::vector<int32_t>{256, 257}));
+  // Ties: (x,y) and (y,z) both occur twice in "xyz xyz" pieces... pick the smaller ids first.
+  BpeTrainOptions o2;
+  o2.vocab_size = 256 + 1 + 1;
+  auto u = train_bpe({"qr", "qr", "rs", "rs"}, o2);
+  EXPECT_EQ(u.token_bytes(256), "qr");  // 'q' < 'r'
+}
+
+TEST(BpeTrain, ShakespeareVocabularyRoundTripsAndCompresses) {
+  const std::string text = slurp(kRoot + "/data/tinyshakespeare.txt");
+  BpeTrainOptions o;
+  o.vocab_size = 1024;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto t = train_bpe({text}, o);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(t.vocab_size(), 1024);
+  const auto ids = t.encode(text);
+  EXPECT_EQ(t.decode(ids), text);
+  EXPECT_LT(ids.size(), text.size() / 2);  // at least 2 bytes per token
+  std::cout << "trained 1024 tokens in " << secs << " s; " << double(text.size()) / ids.size()
+            << " bytes per token\n";
+  // Same input, same vocabulary.
+  auto again = train_bpe({text}, o);
+  for (int32_t id = 256; id < 1024; id++) ASSERT_EQ(again.token_bytes(id), t.token_bytes(id));
 }
