@@ -1,6 +1,9 @@
 #include "data/bpe.h"
 
+#include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -146,6 +149,12 @@ BpeTokenizer BpeTokenizer::from_merges(const std::vector<std::pair<int32_t, int3
   return t;
 }
 
+BpeTokenizer from_merges_bytes() {
+  BpeTokenizer t = BpeTokenizer::from_merges({}, {});
+  t.name_ = "bytes";
+  return t;
+}
+
 BpeTokenizer BpeTokenizer::load_json(const std::string& path) {
   json j = parse_json_file(path);
   MESHLM_CHECK(j.is_object() && j.value("format", "") == "meshlm-bpe",
@@ -244,6 +253,21 @@ std::string BpeTokenizer::decode(const std::vector<int32_t>& ids) const {
     s += tokens_[size_t(id)];
   }
   return s;
+}
+
+BpeTokenizer load_tokenizer(const std::string& spec) {
+  if (spec == "bytes") {
+    BpeTokenizer t = from_merges_bytes();
+    return t;
+  }
+  if (spec == "gpt2") {
+    const char* env = std::getenv("MESHLM_GPT2_DIR");
+    return BpeTokenizer::load_gpt2(env && *env ? env : MESHLM_GPT2_DIR);
+  }
+  MESHLM_CHECK(std::filesystem::exists(spec),
+               "--tokenizer: '" + spec + "' is not bytes, gpt2, a directory or a tokenizer file");
+  if (std::filesystem::is_directory(spec)) return BpeTokenizer::load_gpt2(spec);
+  return BpeTokenizer::load_json(spec);
 }
 
 }  // namespace meshlm

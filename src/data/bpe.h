@@ -23,6 +23,9 @@
 
 namespace meshlm {
 
+class BpeTokenizer;
+BpeTokenizer from_merges_bytes();  // the "bytes" tokenizer
+
 class BpeTokenizer {
  public:
   // GPT-2's files, from a directory holding encoder.json and vocab.bpe.
@@ -44,6 +47,7 @@ class BpeTokenizer {
 
  private:
   BpeTokenizer();
+  friend BpeTokenizer from_merges_bytes();
   void encode_piece(std::string_view piece, std::vector<int32_t>& out) const;
   void index();  // builds ranks_ from tokens_
 
@@ -61,5 +65,10 @@ class BpeTokenizer {
   std::unique_ptr<Pretokenizer> pre_;
   std::vector<std::string_view> pieces_;
 };
+
+// A tokenizer by name: "bytes" (256 single-byte tokens, no merges, no special token), "gpt2"
+// (GPT-2's files from $MESHLM_GPT2_DIR, else the copy in the source tree's data/gpt2), a
+// directory holding encoder.json + vocab.bpe, or a meshlm tokenizer file.
+BpeTokenizer load_tokenizer(const std::string& spec);
 
 }  // namespace meshlm

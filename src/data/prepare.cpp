@@ -1,51 +1,204 @@
 #include "data/prepare.h"
 
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "core/checksum.h"
 #include "core/error.h"
-#include "data/byte_tokenizer.h"
+#include "data/bpe.h"
 #include "data/shard.h"
 
 namespace meshlm {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
+  std::vector<std::string> files;
+  for (const auto& in : inputs) {
+    MESHLM_CHECK(fs::exists(in), in + ": no such input file or directory");
+    if (fs::is_directory(in)) {
+      std::vector<std::string> found;
+      for (const auto& e : fs::directory_iterator(in))
+        if (e.is_regular_file()) found.push_back(e.path().string());
+      std::sort(found.begin(), found.end());
+      files.insert(files.end(), found.begin(), found.end());
+    } else {
+      files.push_back(in);
+    }
+  }
+  return files;
+}
+
+// Writes consecutive shards <dir>/<split>_NNNNNN.bin of at most `per_shard` tokens.
+class ShardSink {
+ public:
+  ShardSink(std::string dir, std::string split, int64_t per_shard, int64_t vocab)
+      : dir_(std::move(dir)), split_(std::move(split)), per_shard_(per_shard), vocab_(vocab) {}
+  void add(const std::vector<int32_t>& ids) {
+    for (int32_t id : ids) {
+      buf_.push_back(id);
+      if (int64_t(buf_.size()) == per_shard_) flush();
+    }
+  }
+  void finish() {
+    if (!buf_.empty()) flush();
+  }
+  int64_t tokens() const { return total_; }
+  const std::vector<std::string>& files() const { return files_; }
+
+ private:
+  void flush() {
+    char name[64];
+    std::snprintf(name, sizeof name, "%s_%06zu.bin", split_.c_str(), files_.size());
+    const std::string path = (fs::path(dir_) / name).string();
+    write_shard(path, buf_, vocab_);
+    files_.push_back(path);
+    total_ += int64_t(buf_.size());
+    buf_.clear();
+  }
+  std::string dir_, split_;
+  int64_t per_shard_, vocab_, total_ = 0;
+  std::vector<int32_t> buf_;
+  std::vector<std::string> files_;
+};
+
+}  // namespace
+
+size_t safe_cut(const char* text, size_t n) {
+  for (size_t p = n - 1; p >= 2 && p < n; p--)  // text[p] must exist to be checked
+    if (text[p - 1] == '\n' && !is_space(text[p - 2]) && !is_space(text[p])) return p;
+  return 0;
+}
+
 PrepareResult prepare_shards(const PrepareOptions& opt) {
-  MESHLM_CHECK(opt.tokenizer == "bytes", "--tokenizer: '" + opt.tokenizer +
-                                             "' is not available yet (only 'bytes')");
   MESHLM_CHECK(!opt.inputs.empty(), "--input: no input files given");
   MESHLM_CHECK(!opt.output.empty(), "--output: no output directory given");
   MESHLM_CHECK(opt.val_fraction >= 0 && opt.val_fraction < 1,
                "--val-fraction must be in [0, 1) (got " + std::to_string(opt.val_fraction) + ")");
-  std::vector<int32_t> tokens;
-  for (const auto& path : opt.inputs) {
-    std::ifstream in(path, std::ios::binary);
-    MESHLM_CHECK(in && fs::is_regular_file(path), path + ": cannot read input file");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto ids = ByteTokenizer::encode(ss.str());
-    tokens.insert(tokens.end(), ids.begin(), ids.end());
-  }
-  MESHLM_CHECK(tokens.size() >= 2, "--input: the input holds fewer than 2 tokens");
-  const int64_t n_val = int64_t(double(tokens.size()) * opt.val_fraction);
-  const int64_t n_train = int64_t(tokens.size()) - n_val;
+  MESHLM_CHECK(opt.shard_tokens > 0, "--shard-tokens must be positive");
+  MESHLM_CHECK(opt.chunk_bytes > 0, "prepare: chunk_bytes must be positive");
+  const std::vector<std::string> files = expand_inputs(opt.inputs);
+  MESHLM_CHECK(!files.empty(), "--input: the directories hold no files");
+  int64_t total_bytes = 0;
+  for (const auto& f : files) total_bytes += int64_t(fs::file_size(f));
+  MESHLM_CHECK(total_bytes > 0, "--input: the corpus is empty");
+
+  // One tokenizer per thread: they hold per-thread matching state.
+  const int threads = std::max(1, omp_get_max_threads());
+  std::vector<std::unique_ptr<BpeTokenizer>> toks;
+  for (int i = 0; i < threads; i++) toks.push_back(std::make_unique<BpeTokenizer>(load_tokenizer(opt.tokenizer)));
+  const int64_t vocab = toks[0]->vocab_size();
+  const int32_t eot = toks[0]->eot_id();
+
   fs::create_directories(opt.output);
-  std::vector<int32_t> train(tokens.begin(), tokens.begin() + n_train);
-  std::vector<int32_t> val(tokens.begin() + n_train, tokens.end());
-  write_shard((fs::path(opt.output) / "train_000000.bin").string(), train, ByteTokenizer::kVocabSize);
-  if (n_val > 0)
-    write_shard((fs::path(opt.output) / "val_000000.bin").string(), val, ByteTokenizer::kVocabSize);
-  nlohmann::json manifest = {{"tokenizer", opt.tokenizer},
-                             {"vocab_size", ByteTokenizer::kVocabSize},
-                             {"train_tokens", n_train},
-                             {"val_tokens", n_val},
-                             {"inputs", opt.inputs},
-                             {"format", "llm.c shard, magic 20240520 version 1, uint16"}};
+  for (const auto& e : fs::directory_iterator(opt.output))  // stale shards of an earlier run
+    if (e.path().extension() == ".bin") fs::remove(e.path());
+  ShardSink train(opt.output, "train", opt.shard_tokens, vocab), val(opt.output, "val", opt.shard_tokens, vocab);
+  const int64_t split_byte = total_bytes - int64_t(double(total_bytes) * opt.val_fraction);
+  int64_t done = 0;
+  bool in_val = opt.val_fraction > 0 && split_byte == 0;
+
+  std::vector<std::string> chunks(static_cast<size_t>(threads));
+  std::vector<std::vector<int32_t>> ids(static_cast<size_t>(threads));
+  for (const auto& path : files) {
+    std::ifstream in(path, std::ios::binary);
+    MESHLM_CHECK(in, path + ": cannot read input file");
+    (in_val ? val : train).add(eot >= 0 ? std::vector<int32_t>{eot} : std::vector<int32_t>{});
+    std::string carry;
+    bool eof = false;
+    while (!eof) {
+      // Fill up to `threads` chunks, each ending at a safe cut (or the end of the document).
+      int n = 0;
+      bool cut_for_val = false;
+      for (; n < threads && !eof && !cut_for_val; n++) {
+        std::string& c = chunks[size_t(n)];
+        c.swap(carry);
+        carry.clear();
+        const size_t have = c.size();
+        c.resize(have + opt.chunk_bytes);
+        in.read(c.data() + have, std::streamsize(c.size() - have));
+        c.resize(have + size_t(in.gcount()));
+        MESHLM_CHECK(!in.bad(), path + ": read error at byte " + std::to_string(done));
+        eof = in.eof() || in.peek() == EOF;
+        size_t cut = c.size();
+        // Cross into val at a safe cut near the split point.
+        if (!in_val && opt.val_fraction > 0 && done + int64_t(c.size()) > split_byte) {
+          const size_t want = size_t(std::max<int64_t>(0, split_byte - done));
+          size_t p = want;
+          while (p < c.size() && !(p >= 2 && c[p - 1] == '\n' && !is_space(c[p - 2]) && !is_space(c[p]))) p++;
+          if (p < c.size()) {
+            cut = p;
+            cut_for_val = true;
+          }
+        }
+        if (cut == c.size() && !eof) {
+          const size_t s = safe_cut(c.data(), c.size());
+          if (s > 0) cut = s;  // else: no safe cut in this chunk; keep reading into it
+          else {
+            carry.swap(c);
+            n--;
+            continue;
+          }
+        }
+        carry.assign(c, cut, std::string::npos);
+        c.resize(cut);
+        done += int64_t(cut);
+      }
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+      for (int i = 0; i < n; i++) ids[size_t(i)] = toks[size_t(omp_get_thread_num())]->encode(chunks[size_t(i)]);
+      for (int i = 0; i < n; i++) (in_val ? val : train).add(ids[size_t(i)]);
+      if (cut_for_val) in_val = true;
+      if (opt.progress) opt.progress(done, total_bytes);
+      if (eof && !carry.empty()) {  // the rest of the document
+        const auto rest = toks[0]->encode(carry);
+        done += int64_t(carry.size());
+        carry.clear();
+        (in_val ? val : train).add(rest);
+      }
+    }
+    if (!in_val && opt.val_fraction > 0 && done >= split_byte) in_val = true;
+  }
+  train.finish();
+  val.finish();
+  MESHLM_CHECK(train.tokens() >= 2, "--input: fewer than 2 train tokens (corpus too small or --val-fraction too large)");
+
+  PrepareResult r;
+  r.train_tokens = train.tokens();
+  r.val_tokens = val.tokens();
+  r.vocab_size = vocab;
+  r.documents = int64_t(files.size());
+  r.bytes = total_bytes;
+  nlohmann::ordered_json shards = nlohmann::ordered_json::array();
+  for (const auto* sink : {&train, &val})
+    for (const auto& f : sink->files()) {
+      size_t size = 0;
+      const uint64_t sum = checksum_file(f, &size);
+      shards.push_back({{"file", fs::path(f).filename().string()}, {"bytes", size}, {"checksum", checksum_hex(sum)}});
+      r.shards.push_back(f);
+    }
+  nlohmann::ordered_json manifest = {{"format", "llm.c token shards: 256 x int32 header (magic, version, count), then tokens"},
+                                     {"tokenizer", opt.tokenizer},
+                                     {"vocab_size", vocab},
+                                     {"eot_token", eot},
+                                     {"documents", r.documents},
+                                     {"input_bytes", total_bytes},
+                                     {"train_tokens", r.train_tokens},
+                                     {"val_tokens", r.val_tokens},
+                                     {"inputs", files},
+                                     {"shards", shards}};
   std::ofstream(fs::path(opt.output) / "manifest.json") << manifest.dump(2) << "\n";
-  return {n_train, n_val, ByteTokenizer::kVocabSize};
+  return r;
 }
 
 }  // namespace meshlm

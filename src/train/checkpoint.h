@@ -36,7 +36,6 @@ nlohmann::json verify_checkpoint(const std::string& dir);
 // checkpoint's config; shape mismatches throw naming the tensor. Returns trainer.json.
 nlohmann::json load_checkpoint(const std::string& dir, Gpt& model, AdamW* opt);
 
-uint64_t checksum64(const void* data, size_t n);
 std::string checkpoint_dir_name(int64_t step);  // "step_000020"
 
 }  // namespace meshlm

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "data/bpe.h"
 #include "data/byte_tokenizer.h"
 #include "data/loader.h"
 #include "data/prepare.h"
@@ -80,8 +81,10 @@ TEST(ByteTokenizer, RoundTripsAnyBytes) {
 
 TEST(Prepare, SplitsTrainAndVal) {
   auto d = temp_dir("prepare");
-  std::string text(1000, 'a');
-  text += std::string(1000, 'b');
+  std::string text;
+  for (int i = 0; i < 300; i++) text += "aaaa\n";
+  for (int i = 0; i < 100; i++) text += "bbbb\n";  // the val split starts at the first safe cut
+                                                     // at or after byte 1500, here exactly 1500
   write_bytes(d / "in.txt", text);
   PrepareOptions o;
   o.inputs = {(d / "in.txt").string()};
@@ -91,7 +94,7 @@ TEST(Prepare, SplitsTrainAndVal) {
   EXPECT_EQ(r.train_tokens, 1500);
   EXPECT_EQ(r.val_tokens, 500);
   Shard val((d / "out" / "val_000000.bin").string());
-  EXPECT_EQ(val.token(0), 'b');  // the val split is the end of the text
+  EXPECT_EQ(val.token(0), 'b');  // the val split is the end of the text; bytes has no EOT
   EXPECT_TRUE(fs::exists(d / "out" / "manifest.json"));
   o.inputs = {(d / "nope.txt").string()};
   EXPECT_THROW(prepare_shards(o), Error);
@@ -121,4 +124,62 @@ TEST(Loader, SequentialWindowsAndState) {
   EXPECT_THROW(DataLoader(d.string(), "train", 2, 5, 50), Error);   // ids >= vocab
   EXPECT_THROW(DataLoader(d.string(), "val", 2, 5, 256), Error);    // no val shards
   EXPECT_THROW(DataLoader(d.string(), "train", 20, 5, 256), Error); // window too large
+}
+
+namespace {
+std::vector<int32_t> all_tokens(const fs::path& dir) {
+  std::vector<int32_t> out;
+  for (const char* split : {"train", "val"})
+    for (const auto& path : list_shards(dir.string(), split)) {
+      Shard s(path);
+      for (int64_t i = 0; i < s.size(); i++) out.push_back(s.token(i));
+    }
+  return out;
+}
+}  // namespace
+
+// Streaming in small chunks (cut only where pre-tokenization cannot reach across), several
+// documents from a directory, several shards: the tokens are exactly [eot] + encode(doc) per
+// document, in name order.
+TEST(Prepare, ChunkedStreamingEqualsWholeDocumentEncoding) {
+  auto d = temp_dir("prepare_gpt2");
+  std::ifstream in(std::string(MESHLM_SOURCE_DIR) + "/data/tinyshakespeare.txt", std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  fs::create_directories(d / "docs");
+  const std::string doc_a = text.substr(0, 200000), doc_b = text.substr(200000, 100000) + "\n\n  tail";
+  write_bytes(d / "docs" / "a.txt", doc_a);
+  write_bytes(d / "docs" / "b.txt", doc_b);
+  PrepareOptions o;
+  o.tokenizer = "gpt2";
+  o.inputs = {(d / "docs").string()};
+  o.output = (d / "out").string();
+  o.val_fraction = 0.2;
+  o.shard_tokens = 10000;
+  o.chunk_bytes = 3000;
+  auto r = prepare_shards(o);
+  EXPECT_EQ(r.documents, 2);
+  EXPECT_GT(r.shards.size(), 5u);
+  auto tok = load_tokenizer("gpt2");
+  std::vector<int32_t> want = {tok.eot_id()};
+  for (int32_t id : tok.encode(doc_a)) want.push_back(id);
+  want.push_back(tok.eot_id());
+  for (int32_t id : tok.encode(doc_b)) want.push_back(id);
+  EXPECT_EQ(all_tokens(d / "out"), want);
+  EXPECT_EQ(r.train_tokens + r.val_tokens, int64_t(want.size()));
+  EXPECT_NEAR(double(r.val_tokens) / double(want.size()), 0.2, 0.02);
+}
+
+TEST(Prepare, RejectsBadInput) {
+  auto d = temp_dir("prepare_bad");
+  PrepareOptions o;
+  o.output = (d / "out").string();
+  o.inputs = {(d / "missing.txt").string()};
+  EXPECT_THROW(prepare_shards(o), Error);
+  write_bytes(d / "empty.txt", "");
+  o.inputs = {(d / "empty.txt").string()};
+  EXPECT_THROW(prepare_shards(o), Error);
+  write_bytes(d / "x.txt", "hello\nworld\n");
+  o.inputs = {(d / "x.txt").string()};
+  o.tokenizer = (d / "nope.json").string();
+  EXPECT_THROW(prepare_shards(o), Error);
 }
