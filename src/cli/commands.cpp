@@ -3,6 +3,11 @@
 #include "cli/commands.h"
 
 #include <omp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iomanip>
 
 #include <fstream>
 #include <iostream>
@@ -11,7 +16,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "core/error.h"
-#include "data/byte_tokenizer.h"
+#include "data/bpe.h"
+#include "data/bpe_train.h"
 #include "data/loader.h"
 #include "data/prepare.h"
 #include "model/gpt.h"
@@ -19,6 +25,7 @@
 #include "train/config.h"
 #include "train/eval.h"
 #include "train/sample.h"
+#include "train/metrics.h"
 #include "train/trainer.h"
 
 #ifdef MESHLM_WITH_MPI
@@ -119,12 +126,13 @@ void add_eval(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   cmd->add_option("--checkpoint", o->checkpoint, "checkpoint directory")->required();
   cmd->add_option("--data", o->data, "directory of token shards")->required();
+  cmd->footer("Prints the mean loss in nats per token and per byte of text (special tokens count as 0 bytes).");
   cmd->add_option("--batches", o->batches, "sequential batches to average [default: 8]");
   cmd->add_option("--batch-size", o->batch_size, "sequences per batch [default: the checkpoint's]");
   cmd->add_option("--seq-len", o->seq_len, "sequence length [default: the checkpoint's]");
   cmd->add_option("--split", o->split, "val or train [default: val]");
   cmd->add_option("--threads", o->threads, "CPU threads [default: all]");
-  cmd->add_flag("--json", o->json, "print {\"val_loss\": ...} only");
+  cmd->add_flag("--json", o->json, "print {\"val_loss\": ..., \"val_loss_per_byte\": ...} only");
   cmd->callback([o]() {
     set_threads(o->threads);
     MESHLM_CHECK(o->batches > 0, "--batches must be positive");
@@ -134,12 +142,13 @@ void add_eval(CLI::App& app) {
     const int64_t B = o->batch_size > 0 ? o->batch_size : cfg.micro_batch();
     const int64_t T = o->seq_len > 0 ? o->seq_len : cfg.seq_len;
     DataLoader loader(o->data, o->split, B, T, cfg.vocab_size);
-    const double loss = evaluate(*model, loader, o->batches, B, T);
+    const BpeTokenizer tok = checkpoint_tokenizer(o->checkpoint, cfg.tokenizer);
+    const EvalResult r = evaluate(*model, loader, o->batches, B, T, tok);
     if (o->json)
-      std::cout << nlohmann::json{{"val_loss", loss}}.dump() << "\n";
+      std::cout << nlohmann::ordered_json{{"val_loss", r.loss}, {"val_loss_per_byte", r.loss_per_byte}}.dump() << "\n";
     else
-      std::cout << o->split << "_loss " << loss << " over " << o->batches << " batches of " << B
-                << " x " << T << " tokens\n";
+      std::cout << o->split << "_loss " << r.loss << " nats/token, " << r.loss_per_byte << " nats/byte over "
+                << o->batches << " batches of " << B << " x " << T << " tokens\n";
   });
 }
 
@@ -165,11 +174,11 @@ void add_sample(CLI::App& app) {
     auto be = make_cpu_backend();
     TrainConfig cfg;
     auto model = load_model(o->checkpoint, *be, &cfg);
-    MESHLM_CHECK(cfg.vocab_size == ByteTokenizer::kVocabSize,
-                 "sample: only byte-level models (vocab_size 256) can be decoded yet");
+    BpeTokenizer tok = checkpoint_tokenizer(o->checkpoint, cfg.tokenizer);
+    o->s.vocab_limit = tok.vocab_size();  // never sample the model's padding ids
     std::cout << o->prompt << std::flush;
-    sample(*model, ByteTokenizer::encode(o->prompt), o->s, [](int32_t t) {
-      std::cout << char(t) << std::flush;
+    sample(*model, tok.encode(o->prompt), o->s, [&tok](int32_t t) {
+      std::cout << tok.token_bytes(t) << std::flush;
     });
     std::cout << "\n";
   });
@@ -178,18 +187,109 @@ void add_sample(CLI::App& app) {
 void add_prepare(CLI::App& app) {
   auto* cmd = app.add_subcommand("prepare", "Tokenize text files into train/val token shards");
   cmd->footer(
-      "Writes <output>/train_000000.bin and val_000000.bin in llm.c's shard format (header of\n"
-      "256 int32: magic 20240520, version 1, token count; then uint16 tokens) and manifest.json.\n"
-      "The last --val-fraction of the tokens becomes the val split.");
+      "Each input file is a document (directories: their files in name order), preceded by\n"
+      "<|endoftext|> when the tokenizer has it. Writes <output>/train_NNNNNN.bin and val_NNNNNN.bin\n"
+      "in llm.c's shard format (header of 256 int32: magic 20240520, version 1, token count;\n"
+      "then uint16 tokens, or uint32 with magic 20240801 version 7 past 65536 ids) and\n"
+      "manifest.json (tokenizer, counts, checksums). The last --val-fraction of the input bytes\n"
+      "(moved to the next line start) becomes the val split. Input is streamed and encoded on\n"
+      "all cores.");
   auto o = std::make_shared<PrepareOptions>();
-  cmd->add_option("--tokenizer", o->tokenizer, "bytes (vocabulary 256) [default: bytes]");
-  cmd->add_option("--input", o->inputs, "text files, concatenated in order")->required();
-  cmd->add_option("--output", o->output, "output directory")->required();
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "bytes (256 ids), gpt2 (50257 ids), a directory with encoder.json + vocab.bpe, or a "
+                  "file from `meshlm tokenizer train` [default: bytes]");
+  cmd->add_option("--input", o->inputs, "text files and directories")->required();
+  cmd->add_option("--output", o->output, "output directory (its old *.bin shards are removed)")->required();
   cmd->add_option("--val-fraction", o->val_fraction, "fraction held out for val [default: 0.1]");
+  cmd->add_option("--shard-tokens", o->shard_tokens, "tokens per shard file [default: 100000000]");
   cmd->callback([o]() {
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool tty = ::isatty(2) == 1;
+    if (tty)
+      o->progress = [t0](int64_t done, int64_t total) {
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double eta = done > 0 ? s / double(done) * double(total - done) : 0;
+        std::fprintf(stderr, "\r\033[K%s  %.1f MB/s", progress_bar(done, total, eta).c_str(),
+                     double(done) / 1e6 / std::max(s, 1e-9));
+        std::fflush(stderr);
+      };
     PrepareResult r = prepare_shards(*o);
-    std::cout << "prepared " << o->output << ": " << r.train_tokens << " train + " << r.val_tokens
-              << " val tokens, vocabulary " << r.vocab_size << " (" << o->tokenizer << ")\n";
+    if (tty) std::fputs("\r\033[K", stderr);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::cout << "prepared " << o->output << ": " << r.documents << " document" << (r.documents > 1 ? "s" : "")
+              << ", " << r.bytes << " bytes -> " << r.train_tokens << " train + " << r.val_tokens
+              << " val tokens in " << r.shards.size() << " shard" << (r.shards.size() > 1 ? "s" : "")
+              << ", vocabulary " << r.vocab_size << " (" << o->tokenizer << "), "
+              << int64_t(double(r.bytes) / 1e6 / std::max(secs, 1e-9)) << " MB/s\n";
+  });
+}
+
+void add_tokenizer(CLI::App& app) {
+  auto* cmd = app.add_subcommand("tokenizer", "Train a BPE vocabulary; encode or decode with a tokenizer");
+  cmd->require_subcommand(1);
+  auto* tr = cmd->add_subcommand("train", "Train a byte-level BPE vocabulary on text files");
+  tr->footer(
+      "Pre-tokenizes with GPT-2's pattern, then merges the most frequent adjacent pair, ties to the\n"
+      "smaller token ids, until --vocab-size tokens exist (the last one is <|endoftext|>). The file\n"
+      "is JSON: {\"format\": \"meshlm-bpe\", \"version\": 1, \"pattern\": \"gpt2\", \"merges\": [[a, b], ...],\n"
+      "\"special_tokens\": {\"<|endoftext|>\": id}}; merge i makes token 256 + i.");
+  struct TrainOpts {
+    int64_t vocab_size = 4096;
+    std::vector<std::string> inputs;
+    std::string output;
+  };
+  auto t = std::make_shared<TrainOpts>();
+  tr->add_option("--vocab-size", t->vocab_size, "tokens in all, including <|endoftext|> [default: 4096]");
+  tr->add_option("--input", t->inputs, "text files")->required();
+  tr->add_option("--output", t->output, "tokenizer file to write (JSON)")->required();
+  tr->callback([t]() {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::string> texts;
+    for (const auto& path : t->inputs) {
+      std::ifstream in(path, std::ios::binary);
+      MESHLM_CHECK(in && std::filesystem::is_regular_file(path), path + ": cannot read input file");
+      texts.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    BpeTrainOptions opt;
+    opt.vocab_size = t->vocab_size;
+    if (::isatty(2) == 1)
+      opt.progress = [](int64_t done, int64_t want) {
+        std::fprintf(stderr, "\r\033[K%s", progress_bar(done, want, 0).c_str());
+        std::fflush(stderr);
+      };
+    BpeTokenizer tok = train_bpe(texts, opt);
+    if (::isatty(2) == 1) std::fputs("\r\033[K", stderr);
+    tok.save_json(t->output);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::cout << "trained " << t->output << ": " << tok.vocab_size() << " tokens in "
+              << std::fixed << std::setprecision(2) << secs << " s\n";
+  });
+
+  auto spec = std::make_shared<std::string>("gpt2");
+  auto* enc = cmd->add_subcommand("encode", "UTF-8 text on stdin -> JSON array of token ids on stdout");
+  enc->add_option("--tokenizer", *spec, "bytes, gpt2, a GPT-2-style directory or a meshlm file [default: gpt2]");
+  enc->callback([spec]() {
+    BpeTokenizer tok = load_tokenizer(*spec);
+    std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    std::cout << nlohmann::json(tok.encode(text)).dump() << "\n";
+  });
+  auto* dec = cmd->add_subcommand("decode", "JSON array of token ids on stdin -> text on stdout");
+  dec->add_option("--tokenizer", *spec, "bytes, gpt2, a GPT-2-style directory or a meshlm file [default: gpt2]");
+  dec->callback([spec]() {
+    BpeTokenizer tok = load_tokenizer(*spec);
+    nlohmann::json ids;
+    try {
+      ids = nlohmann::json::parse(std::cin);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw Error("stdin: not a JSON array of token ids (error at byte " + std::to_string(e.byte) + ")");
+    }
+    MESHLM_CHECK(ids.is_array(), "stdin: expected a JSON array of token ids");
+    std::vector<int32_t> v;
+    for (const auto& x : ids) {
+      MESHLM_CHECK(x.is_number_integer(), "stdin: token ids must be integers");
+      v.push_back(x.get<int32_t>());
+    }
+    std::cout << tok.decode(v);
   });
 }
 

@@ -11,5 +11,6 @@ void add_eval(CLI::App& app);
 void add_sample(CLI::App& app);
 void add_prepare(CLI::App& app);
 void add_info(CLI::App& app);
+void add_tokenizer(CLI::App& app);
 
 }  // namespace meshlm::cli

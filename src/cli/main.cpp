@@ -11,8 +11,8 @@ int main(int argc, char** argv) {
       "meshlm: trains GPT-2-style language models on CPU (data/tensor/pipeline parallel and\n"
       "low precision are on the way).\n\n"
       "Quick start:\n"
-      "  meshlm prepare --tokenizer bytes --input data/tinyshakespeare.txt --output data/shakespeare_bytes\n"
-      "  meshlm train --data data/shakespeare_bytes --out runs/demo --steps 200\n"
+      "  meshlm tokenizer train --vocab-size 4096 --input data/tinyshakespeare.txt --output tok.json\n  meshlm prepare --tokenizer tok.json --input data/tinyshakespeare.txt --output data/shakespeare\n"
+      "  meshlm train --data data/shakespeare --vocab-size 4096 --out runs/demo --steps 200\n"
       "  meshlm sample --checkpoint runs/demo/step_000200 --prompt 'ROMEO:'\n",
       "meshlm"};
   app.require_subcommand(1);
@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   meshlm::cli::add_eval(app);
   meshlm::cli::add_sample(app);
   meshlm::cli::add_prepare(app);
+  meshlm::cli::add_tokenizer(app);
   meshlm::cli::add_info(app);
   try {
     app.parse(argc, argv);

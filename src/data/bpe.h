@@ -42,6 +42,7 @@ class BpeTokenizer {
   std::string decode(const std::vector<int32_t>& ids) const;  // throws on an unknown id
   int64_t vocab_size() const { return int64_t(tokens_.size()); }
   int32_t eot_id() const { return eot_; }  // <|endoftext|>, or -1
+  bool is_special(int32_t id) const { return id >= first_special_; }
   const std::string& token_bytes(int32_t id) const { return tokens_.at(size_t(id)); }
   std::string name() const { return name_; }
 

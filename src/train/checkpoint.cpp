@@ -60,7 +60,7 @@ const float* fp32_data(const Tensor& t) {
 }  // namespace
 
 void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const TrainerState& st,
-                     const json& config) {
+                     const json& config, const std::string& tokenizer_file) {
   const fs::path final_dir(dir);
   const fs::path tmp = final_dir.string() + ".tmp";
   fs::remove_all(tmp);
@@ -89,8 +89,10 @@ void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const
                   {"config", config}};
   write_text(tmp / "trainer.json", trainer.dump(2) + "\n");
 
+  if (!tokenizer_file.empty()) fs::copy_file(tokenizer_file, tmp / "tokenizer.json");
+
   json files = json::object();
-  for (const char* name : {"model.safetensors", "optimizer.safetensors", "trainer.json"}) {
+  for (const char* name : {"model.safetensors", "optimizer.safetensors", "trainer.json", "tokenizer.json"}) {
     if (!fs::exists(tmp / name)) continue;
     size_t size = 0;
     const uint64_t sum = checksum_file((tmp / name).string(), &size);
@@ -135,6 +137,12 @@ json verify_checkpoint(const std::string& dir) {
   } catch (const json::exception&) {
     throw Error(dir + "/trainer.json: not valid JSON");
   }
+}
+
+BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& config_tokenizer) {
+  const fs::path own = fs::path(dir) / "tokenizer.json";
+  if (fs::exists(own)) return BpeTokenizer::load_json(own.string());
+  return load_tokenizer(config_tokenizer.empty() ? "bytes" : config_tokenizer);
 }
 
 json load_checkpoint(const std::string& dir, Gpt& model, AdamW* opt) {

@@ -3,6 +3,7 @@
 //                          loads it; the tied lm_head is implied), fp32
 //   optimizer.safetensors  AdamW moments "exp_avg/<name>", "exp_avg_sq/<name>" (stored shapes)
 //   trainer.json           step, data-loader position, the full config
+//   tokenizer.json         the tokenizer file, when the run used one from `meshlm tokenizer train`
 //   COMPLETE               written last: byte count and checksum of every file above
 // The directory is built under a temporary name and renamed into place after COMPLETE exists,
 // so a crash never leaves a directory that looks complete. Loading verifies every checksum.
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/rng.h"
+#include "data/bpe.h"
 #include "data/loader.h"
 #include "model/gpt.h"
 #include "optim/adamw.h"
@@ -29,7 +31,9 @@ struct TrainerState {
 
 // Writes checkpoint `dir` (must not be inside a partially written directory).
 void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const TrainerState& st,
-                     const nlohmann::json& config);
+                     const nlohmann::json& config, const std::string& tokenizer_file = "");
+// The tokenizer a checkpoint's model reads: its tokenizer.json if present, else the config's.
+BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& config_tokenizer);
 // Verifies the directory (marker, sizes, checksums) and returns trainer.json.
 nlohmann::json verify_checkpoint(const std::string& dir);
 // Loads weights (and optimizer moments, if opt is given) into an fp32 model built from the

@@ -125,6 +125,7 @@ const std::vector<ConfigKey>& config_keys() {
       TEXT_KEY(data, "directory of token shards (*train*.bin, *val*.bin)"),
       TEXT_KEY(out, "run directory: metrics.jsonl and checkpoints"),
       TEXT_KEY(backend, "kernel backend: cpu or reference"),
+      TEXT_KEY(tokenizer, "the data's tokenizer (bytes, gpt2 or a file), for sampling and per-byte loss; empty: from <data>/manifest.json"),
   };
   return keys;
 }

@@ -35,6 +35,7 @@ struct TrainConfig {
   int64_t seed = 1337, threads = 0;  // threads 0: all cores (OMP_NUM_THREADS if set)
   double peak_gflops = 0;            // 0: measured by a short GEMM at start-up
   std::string data, out = "runs/default", backend = "cpu";
+  std::string tokenizer;  // "": the data's (its manifest.json), else bytes
 
   ModelConfig model() const;
   LrSchedule schedule() const;

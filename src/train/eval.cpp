@@ -1,16 +1,38 @@
 #include "train/eval.h"
 
+#include "core/error.h"
+
 namespace meshlm {
 
-double evaluate(Gpt& model, DataLoader& loader, int64_t batches, int64_t B, int64_t T) {
+std::vector<int64_t> token_byte_lengths(const BpeTokenizer& tokenizer) {
+  std::vector<int64_t> len(size_t(tokenizer.vocab_size()));
+  for (int32_t id = 0; id < int32_t(len.size()); id++)
+    len[size_t(id)] = tokenizer.is_special(id) ? 0 : int64_t(tokenizer.token_bytes(id).size());
+  return len;
+}
+
+EvalResult evaluate(Gpt& model, DataLoader& loader, int64_t batches, int64_t B, int64_t T,
+                    const BpeTokenizer& tokenizer) {
+  const std::vector<int64_t> bytes_of = token_byte_lengths(tokenizer);
   loader.reset();
   std::vector<int32_t> x, y;
   double sum = 0;
+  int64_t bytes = 0;
   for (int64_t i = 0; i < batches; i++) {
     loader.next(x, y);
     sum += model.forward(x.data(), y.data(), B, T);
+    for (int32_t t : y) {
+      MESHLM_CHECK(t < int32_t(bytes_of.size()), "evaluate: token id " + std::to_string(t) +
+                                                     " is outside the tokenizer's vocabulary");
+      bytes += bytes_of[size_t(t)];
+    }
   }
-  return batches > 0 ? sum / double(batches) : 0.0;
+  EvalResult r;
+  if (batches > 0) {
+    r.loss = sum / double(batches);
+    r.loss_per_byte = bytes > 0 ? sum * double(B * T) / double(bytes) : 0.0;
+  }
+  return r;
 }
 
 }  // namespace meshlm

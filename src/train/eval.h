@@ -1,14 +1,26 @@
-// Evaluation: the mean loss over the first N sequential batches of a split.
+// Evaluation: the mean loss over the first N sequential batches of a split, in nats per token
+// and in nats per byte of text (so models with different tokenizers can be compared).
 #pragma once
 #include <cstdint>
+#include <vector>
 
+#include "data/bpe.h"
 #include "data/loader.h"
 #include "model/gpt.h"
 
 namespace meshlm {
 
-// Resets `loader` to the split's start, runs `batches` forward passes, returns the mean loss
-// (each batch weighted equally; every batch has the same B*T tokens).
-double evaluate(Gpt& model, DataLoader& loader, int64_t batches, int64_t B, int64_t T);
+struct EvalResult {
+  double loss = 0;           // nats per token, mean over the batches
+  double loss_per_byte = 0;  // total nats / total bytes of the target tokens' text
+};
+
+// Resets `loader` to the split's start and runs `batches` forward passes of (B, T). Special
+// tokens (<|endoftext|>) count as 0 bytes.
+EvalResult evaluate(Gpt& model, DataLoader& loader, int64_t batches, int64_t B, int64_t T,
+                    const BpeTokenizer& tokenizer);
+
+// Bytes of text per token id (0 for special tokens), for loss_per_byte.
+std::vector<int64_t> token_byte_lengths(const BpeTokenizer& tokenizer);
 
 }  // namespace meshlm

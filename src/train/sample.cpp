@@ -13,7 +13,9 @@ std::vector<int32_t> sample(Gpt& model, const std::vector<int32_t>& prompt, cons
   MESHLM_CHECK(!prompt.empty(), "sample: the prompt must hold at least one token");
   MESHLM_CHECK(opt.temperature >= 0, "--temperature must be >= 0");
   MESHLM_CHECK(opt.top_k >= 0, "--top-k must be >= 0");
-  const int64_t V = model.config().vocab_size, maxT = model.config().max_seq_len;
+  const int64_t V = opt.vocab_limit > 0 ? std::min(opt.vocab_limit, model.config().vocab_size)
+                                        : model.config().vocab_size;
+  const int64_t maxT = model.config().max_seq_len;
   std::vector<int32_t> seq = prompt, out;
   Rng rng{opt.seed, 0};
   std::vector<std::pair<float, int32_t>> cand(V);

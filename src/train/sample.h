@@ -13,6 +13,7 @@ struct SampleOptions {
   double temperature = 0.8;   // 0: greedy (argmax)
   int64_t top_k = 0;          // 0: the whole vocabulary
   uint64_t seed = 1;
+  int64_t vocab_limit = 0;    // sample only ids below this (the tokenizer's size); 0: V
 };
 
 // Generates after `prompt` (non-empty), calling on_token for each new token as it comes.

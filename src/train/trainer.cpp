@@ -100,6 +100,23 @@ void truncate_metrics_after(const fs::path& metrics, int64_t step) {
   std::ofstream(metrics, std::ios::trunc) << kept;
 }
 
+// The tokenizer of this run: the resumed checkpoint's own file, the config's, the data
+// manifest's, or bytes.
+std::string resolve_tokenizer(const TrainConfig& cfg, const std::string& resume_dir) {
+  if (!resume_dir.empty() && fs::exists(fs::path(resume_dir) / "tokenizer.json"))
+    return (fs::path(resume_dir) / "tokenizer.json").string();
+  if (!cfg.tokenizer.empty()) return cfg.tokenizer;
+  const fs::path manifest = fs::path(cfg.data) / "manifest.json";
+  if (fs::exists(manifest)) {
+    try {
+      return nlohmann::json::parse(std::ifstream(manifest)).value("tokenizer", "bytes");
+    } catch (const nlohmann::json::exception&) {
+      throw Error(manifest.string() + ": not valid JSON");
+    }
+  }
+  return "bytes";
+}
+
 }  // namespace
 
 TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::ostream& out,
@@ -111,6 +128,10 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   const ModelConfig mcfg = cfg.model();
   const int64_t T = cfg.seq_len, mb = cfg.micro_batch(), accum = cfg.accumulation_steps();
 
+  const std::string tokenizer_spec = resolve_tokenizer(cfg, resume_dir);
+  const BpeTokenizer tokenizer = load_tokenizer(tokenizer_spec);
+  const std::string tokenizer_file =
+      tokenizer_spec != "bytes" && tokenizer_spec != "gpt2" && fs::is_regular_file(tokenizer_spec) ? tokenizer_spec : "";
   DataLoader train_data(cfg.data, "train", mb, T, mcfg.vocab_size);
   std::unique_ptr<DataLoader> val_data;
   if (cfg.eval_batches > 0) val_data = std::make_unique<DataLoader>(cfg.data, "val", mb, T, mcfg.vocab_size);
@@ -144,11 +165,15 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       << (accum > 1 ? "es" : "") << " of " << mb << "), " << cfg.steps << " steps\n"
       << "compute " << backend->name() << " backend, " << omp_get_max_threads() << " threads, peak "
       << fmt("%.0f", peak) << " GFLOP/s (" << (cfg.peak_gflops > 0 ? "given" : "measured") << ")\n"
+      << "data    " << cfg.data << " (tokenizer " << tokenizer_spec << ", " << tokenizer.vocab_size()
+      << " tokens)\n"
       << "run     " << cfg.out << "\n";
   out.flush();
 
   const LrSchedule sched = cfg.schedule();
-  const nlohmann::json cfg_json = cfg.to_json();
+  TrainConfig saved_cfg = cfg;
+  saved_cfg.tokenizer = tokenizer_file.empty() ? tokenizer_spec : "tokenizer.json";  // in the checkpoint
+  const nlohmann::json cfg_json = saved_cfg.to_json();
   const bool tty = stdout_is_terminal();  // then a live progress line follows the log
   SignalGuard signals;
   TrainResult res;
@@ -160,15 +185,17 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   auto save = [&](const char* why) {
     st.loader = train_data.state();
     const std::string dir = (fs::path(cfg.out) / checkpoint_dir_name(st.step)).string();
-    save_checkpoint(dir, model, &opt, st, cfg_json);
+    save_checkpoint(dir, model, &opt, st, cfg_json, tokenizer_file);
     res.checkpoint = dir;
     out << "saved   " << dir << " (" << why << ")\n";
   };
   auto run_eval = [&]() {
-    const double v = evaluate(model, *val_data, cfg.eval_batches, mb, T);
-    res.val_loss = v;
-    metrics.write({{"step", st.step}, {"val_loss", v}});
-    out << "eval    step " << st.step << " | val_loss " << fmt("%.4f", v) << "\n";
+    const EvalResult v = evaluate(model, *val_data, cfg.eval_batches, mb, T, tokenizer);
+    res.val_loss = v.loss;
+    res.val_loss_per_byte = v.loss_per_byte;
+    metrics.write({{"step", st.step}, {"val_loss", v.loss}, {"val_loss_per_byte", v.loss_per_byte}});
+    out << "eval    step " << st.step << " | val_loss " << fmt("%.4f", v.loss) << " nats/token, "
+        << fmt("%.4f", v.loss_per_byte) << " nats/byte\n";
   };
 
   while (st.step < cfg.steps) {

@@ -13,7 +13,8 @@ namespace meshlm {
 struct TrainResult {
   int64_t steps = 0;           // optimizer steps completed in total
   double last_loss = 0;        // train loss of the last step
-  double val_loss = -1;        // last evaluation, -1 if none ran
+  double val_loss = -1;        // last evaluation, nats per token; -1 if none ran
+  double val_loss_per_byte = -1;
   std::string checkpoint;      // the last checkpoint written
   double tokens_per_s = 0;     // mean over this run's steps
   bool interrupted = false;
