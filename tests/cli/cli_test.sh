@@ -95,6 +95,23 @@ cp "$WORK/out" "$WORK/sample1"
 cmp -s "$WORK/sample1" "$WORK/sample2" && ok || fail "sample is reproducible for a seed"
 expect_ok info "$MESHLM" info --checkpoint "$WORK/run/step_000006"
 
+# tokenizers: GPT-2 from the command line, a trained BPE end to end (prepare, train, sample)
+echo -n "Hello, world!" | "$MESHLM" tokenizer encode --tokenizer gpt2 > "$WORK/ids"
+[ "$(cat "$WORK/ids")" = "[15496,11,995,0]" ] && ok || fail "tokenizer encode gpt2: $(cat "$WORK/ids")"
+[ "$("$MESHLM" tokenizer decode --tokenizer gpt2 < "$WORK/ids")" = "Hello, world!" ] && ok || fail "tokenizer decode gpt2"
+expect_ok "tokenizer train" "$MESHLM" tokenizer train --vocab-size 300 --input "$WORK/small.txt" --output "$WORK/tok.json"
+printf 'To be, or not to be' | "$MESHLM" tokenizer encode --tokenizer "$WORK/tok.json" > "$WORK/ids2"
+[ "$("$MESHLM" tokenizer decode --tokenizer "$WORK/tok.json" < "$WORK/ids2")" = "To be, or not to be" ] && ok || fail "trained tokenizer round trip"
+expect_ok "prepare bpe" "$MESHLM" prepare --tokenizer "$WORK/tok.json" --input "$WORK/small.txt" --output "$WORK/bpe"
+grep -q '"eot_token": 299' "$WORK/bpe/manifest.json" && ok || fail "manifest names the <|endoftext|> id"
+expect_ok "train bpe" "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/bpe" --vocab-size 300 --out "$WORK/bperun" --steps 2
+[ -f "$WORK/bperun/step_000002/tokenizer.json" ] && ok || fail "the checkpoint carries its tokenizer"
+rm "$WORK/tok.json"  # sampling must not need the original file
+expect_ok "sample bpe" "$MESHLM" sample --checkpoint "$WORK/bperun/step_000002" --prompt "To be" --tokens 5
+grep -q '"val_loss_per_byte"' "$WORK/bperun/metrics.jsonl" && ok || fail "eval reports nats per byte"
+echo '[1, 2' | "$MESHLM" tokenizer decode --tokenizer gpt2 >/dev/null 2>&1 && fail "decode of bad JSON succeeded" || ok
+expect_error "bad tokenizer file" "not valid JSON at byte" "$MESHLM" tokenizer encode --tokenizer "$WORK/tiny.toml"
+
 # ---- bad input: one line naming the file/key, non-zero exit ----
 expect_error "missing data dir" "nowhere" "$MESHLM" train --data "$WORK/nowhere" --out "$WORK/bad1" --steps 1
 printf 'garbage' > "$WORK/garbage_train.bin"; mkdir -p "$WORK/bad_shards"; mv "$WORK/garbage_train.bin" "$WORK/bad_shards/"
