@@ -7,7 +7,6 @@
 
 #include "core/error.h"
 #include "data/bpe.h"
-#include "data/byte_tokenizer.h"
 #include "data/loader.h"
 #include "data/prepare.h"
 #include "data/shard.h"
@@ -71,12 +70,18 @@ TEST(Shard, RejectsBadFilesWithTheFileName) {
   }
 }
 
-TEST(ByteTokenizer, RoundTripsAnyBytes) {
+TEST(BytesTokenizer, IdIsTheByteAndRoundTripsAnyBytes) {
+  auto t = load_tokenizer("bytes");
+  EXPECT_EQ(t.vocab_size(), 256);
+  EXPECT_EQ(t.eot_id(), -1);
   std::string s;
   for (int i = 0; i < 256; i++) s += char(i);
-  EXPECT_EQ(ByteTokenizer::decode(ByteTokenizer::encode(s)), s);
-  EXPECT_EQ(ByteTokenizer::encode("A")[0], 65);
-  EXPECT_THROW(ByteTokenizer::decode({300}), Error);
+  s += "  \n\nword 123 \xff\xfe";
+  const auto ids = t.encode(s);
+  ASSERT_EQ(ids.size(), s.size());
+  for (size_t i = 0; i < s.size(); i++) ASSERT_EQ(ids[i], static_cast<unsigned char>(s[i]));
+  EXPECT_EQ(t.decode(ids), s);
+  EXPECT_THROW(t.decode({300}), Error);
 }
 
 TEST(Prepare, SplitsTrainAndVal) {
