@@ -141,7 +141,7 @@ void add_eval(CLI::App& app) {
     auto model = load_model(o->checkpoint, *be, &cfg);
     const int64_t B = o->batch_size > 0 ? o->batch_size : cfg.micro_batch();
     const int64_t T = o->seq_len > 0 ? o->seq_len : cfg.seq_len;
-    DataLoader loader(o->data, o->split, B, T, cfg.vocab_size);
+    DataLoader loader(o->data, o->split, T, cfg.vocab_size);
     const BpeTokenizer tok = checkpoint_tokenizer(o->checkpoint, cfg.tokenizer);
     const EvalResult r = evaluate(*model, loader, o->batches, B, T, tok);
     if (o->json)

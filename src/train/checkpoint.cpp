@@ -83,8 +83,7 @@ void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const
 
   json trainer = {{"format_version", 1},
                   {"step", st.step},
-                  {"loader", {{"shard", st.loader.shard}, {"position", st.loader.position},
-                              {"epoch", st.loader.epoch}}},
+                  {"loader", {{"sequences", st.loader.sequences}}},
                   {"rng", {{"seed", st.rng.seed}, {"counter", st.rng.counter}}},
                   {"config", config}};
   write_text(tmp / "trainer.json", trainer.dump(2) + "\n");

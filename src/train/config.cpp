@@ -46,6 +46,7 @@ void TrainConfig::validate() const {
                "eval_every, eval_batches, save_every and threads must be >= 0");
   MESHLM_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "beta1 and beta2 must be in [0, 1)");
   MESHLM_CHECK(eps > 0, "eps must be positive");
+  MESHLM_CHECK(shuffle == 0 || shuffle == 1, "shuffle must be 0 or 1");
   MESHLM_CHECK(weight_decay >= 0 && grad_clip >= 0, "weight_decay and grad_clip must be >= 0");
   schedule().validate();
 }
@@ -120,6 +121,8 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(eval_batches, "val batches per evaluation; 0 disables evaluation"),
       INT_KEY(save_every, "write a checkpoint every N steps (and always at the end); 0: only at the end"),
       INT_KEY(seed, "seed of the initial weights"),
+      INT_KEY(shuffle, "1: visit the training windows in a new pseudo-random order each epoch; 0: in order"),
+      INT_KEY(data_seed, "seed of the shuffling order"),
       INT_KEY(threads, "CPU threads; 0 means OMP_NUM_THREADS or all cores"),
       REAL_KEY(peak_gflops, "peak GFLOP/s for MFU; 0 measures a large GEMM at start-up"),
       TEXT_KEY(data, "directory of token shards (*train*.bin, *val*.bin)"),

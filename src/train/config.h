@@ -33,6 +33,7 @@ struct TrainConfig {
   // run
   int64_t steps = 200, eval_every = 50, eval_batches = 8, save_every = 0;
   int64_t seed = 1337, threads = 0;  // threads 0: all cores (OMP_NUM_THREADS if set)
+  int64_t shuffle = 0, data_seed = 0;  // shuffle the training windows each epoch
   double peak_gflops = 0;            // 0: measured by a short GEMM at start-up
   std::string data, out = "runs/default", backend = "cpu";
   std::string tokenizer;  // "": the data's (its manifest.json), else bytes

@@ -11,15 +11,15 @@ std::vector<int64_t> token_byte_lengths(const BpeTokenizer& tokenizer) {
   return len;
 }
 
-EvalResult evaluate(Gpt& model, DataLoader& loader, int64_t batches, int64_t B, int64_t T,
+EvalResult evaluate(Gpt& model, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
                     const BpeTokenizer& tokenizer) {
   const std::vector<int64_t> bytes_of = token_byte_lengths(tokenizer);
-  loader.reset();
+  MESHLM_CHECK(loader.seq_len() == T, "evaluate: the loader's sequence length differs from T");
   std::vector<int32_t> x, y;
   double sum = 0;
   int64_t bytes = 0;
   for (int64_t i = 0; i < batches; i++) {
-    loader.next(x, y);
+    loader.read(i * B, B, x, y);  // batch i: sequences [i B, (i + 1) B) of the split, in order
     sum += model.forward(x.data(), y.data(), B, T);
     for (int32_t t : y) {
       MESHLM_CHECK(t < int32_t(bytes_of.size()), "evaluate: token id " + std::to_string(t) +

@@ -15,9 +15,9 @@ struct EvalResult {
   double loss_per_byte = 0;  // total nats / total bytes of the target tokens' text
 };
 
-// Resets `loader` to the split's start and runs `batches` forward passes of (B, T). Special
-// tokens (<|endoftext|>) count as 0 bytes.
-EvalResult evaluate(Gpt& model, DataLoader& loader, int64_t batches, int64_t B, int64_t T,
+// Runs `batches` forward passes of (B, T) over the split's first batches * B sequences, in
+// order (give an unshuffled loader). Special tokens (<|endoftext|>) count as 0 bytes.
+EvalResult evaluate(Gpt& model, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
                     const BpeTokenizer& tokenizer);
 
 // Bytes of text per token id (0 for special tokens), for loss_per_byte.

@@ -132,9 +132,10 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   const BpeTokenizer tokenizer = load_tokenizer(tokenizer_spec);
   const std::string tokenizer_file =
       tokenizer_spec != "bytes" && tokenizer_spec != "gpt2" && fs::is_regular_file(tokenizer_spec) ? tokenizer_spec : "";
-  DataLoader train_data(cfg.data, "train", mb, T, mcfg.vocab_size);
+  const DataLoader train_data(cfg.data, "train", T, mcfg.vocab_size, cfg.shuffle == 1, uint64_t(cfg.data_seed));
   std::unique_ptr<DataLoader> val_data;
-  if (cfg.eval_batches > 0) val_data = std::make_unique<DataLoader>(cfg.data, "val", mb, T, mcfg.vocab_size);
+  if (cfg.eval_batches > 0) val_data = std::make_unique<DataLoader>(cfg.data, "val", T, mcfg.vocab_size);
+  const BatchPlan plan{1, 0, accum, mb};  // one rank until data parallelism lands
 
   Gpt model(mcfg, *backend);
   AdamW opt(model.table(), DType::fp32, cfg.adamw());
@@ -143,10 +144,8 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   if (!resume_dir.empty()) {
     nlohmann::json trainer = load_checkpoint(resume_dir, model, &opt);
     st.step = trainer.at("step").get<int64_t>();
-    st.loader = {trainer["loader"]["shard"].get<int64_t>(), trainer["loader"]["position"].get<int64_t>(),
-                 trainer["loader"]["epoch"].get<int64_t>()};
+    st.loader.sequences = trainer.at("loader").at("sequences").get<int64_t>();
     st.rng = {trainer["rng"]["seed"].get<uint64_t>(), trainer["rng"]["counter"].get<uint64_t>()};
-    train_data.set_state(st.loader);
     out << "resumed from " << resume_dir << " at step " << st.step << "\n";
   } else {
     model.init(uint64_t(cfg.seed));
@@ -183,7 +182,6 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   const int64_t first_step = st.step;
 
   auto save = [&](const char* why) {
-    st.loader = train_data.state();
     const std::string dir = (fs::path(cfg.out) / checkpoint_dir_name(st.step)).string();
     save_checkpoint(dir, model, &opt, st, cfg_json, tokenizer_file);
     res.checkpoint = dir;
@@ -203,7 +201,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     model.zero_grad();
     double loss = 0;
     for (int64_t k = 0; k < accum; k++) {
-      train_data.next(x, y);
+      train_data.read(plan.first(st.loader.sequences, k), mb, x, y);
       loss += model.forward(x.data(), y.data(), mb, T, 1.0f / float(accum)) / double(accum);
       model.backward();
     }
@@ -212,6 +210,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     const double lr = sched.at(st.step);
     opt.step(*backend, model.params(), model.grads(), float(lr), clip, st.step + 1);
     st.step++;
+    st.loader.sequences += plan.global_batch();
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     const double tps = double(cfg.batch_size * T) / secs;
     const double mfu = flops_per_step / secs / (peak * 1e9);

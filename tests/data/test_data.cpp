@@ -105,30 +105,87 @@ TEST(Prepare, SplitsTrainAndVal) {
   EXPECT_THROW(prepare_shards(o), Error);
 }
 
-TEST(Loader, SequentialWindowsAndState) {
+TEST(Loader, SequentialWindowsAreLlmcBatches) {
   auto d = temp_dir("loader");
-  std::vector<int32_t> toks(100);
+  std::vector<int32_t> toks(100), more(31);
   for (int i = 0; i < 100; i++) toks[i] = i;
+  for (int i = 0; i < 31; i++) more[i] = 200 + i;
   write_shard((d / "a_train.bin").string(), toks, 256);
-  DataLoader l(d.string(), "train", 2, 5, 256);  // windows of 11 tokens, stride 10
+  write_shard((d / "b_train.bin").string(), more, 256);
+  DataLoader l(d.string(), "train", 10, 256);  // windows of 11 tokens every 10
+  EXPECT_EQ(l.windows_per_epoch(), 9 + 3);       // (100 - 1) / 10 + (31 - 1) / 10
   std::vector<int32_t> x, y;
-  l.next(x, y);
+  l.read(0, 2, x, y);  // a batch of 2 = tokens [0, 21): llm.c's layout
+  for (int i = 0; i < 20; i++) {
+    EXPECT_EQ(x[i], i);
+    EXPECT_EQ(y[i], i + 1);
+  }
+  l.read(9, 1, x, y);  // the first window of the second shard
+  EXPECT_EQ(x[0], 200);
+  l.read(12, 1, x, y);  // epoch 2 starts over
   EXPECT_EQ(x[0], 0);
-  EXPECT_EQ(y[9], 10);
-  l.next(x, y);
-  EXPECT_EQ(x[0], 10);  // batch b starts at b * B * T
-  const LoaderState saved = l.state();
-  l.next(x, y);
-  const auto x3 = x;
-  l.set_state(saved);
-  l.next(x, y);
-  EXPECT_EQ(x, x3);
-  for (int i = 0; i < 7; i++) l.next(x, y);  // 9 windows fit in 100 tokens, then wrap
-  EXPECT_EQ(x[0], 0);
-  EXPECT_EQ(l.state().epoch, 1);
-  EXPECT_THROW(DataLoader(d.string(), "train", 2, 5, 50), Error);   // ids >= vocab
-  EXPECT_THROW(DataLoader(d.string(), "val", 2, 5, 256), Error);    // no val shards
-  EXPECT_THROW(DataLoader(d.string(), "train", 20, 5, 256), Error); // window too large
+  EXPECT_THROW(DataLoader(d.string(), "train", 10, 50), Error);   // ids >= vocab
+  EXPECT_THROW(DataLoader(d.string(), "val", 10, 256), Error);    // no val shards
+  EXPECT_THROW(DataLoader(d.string(), "train", 200, 256), Error); // no shard holds T + 1
+}
+
+TEST(Loader, ShuffledEpochsVisitEveryWindowOnce) {
+  for (uint64_t n : {1ull, 2ull, 7ull, 1000ull, 4097ull}) {
+    Permutation p(n, 42);
+    std::vector<int> seen(n, 0);
+    for (uint64_t i = 0; i < n; i++) seen[p(i)]++;
+    for (uint64_t i = 0; i < n; i++) ASSERT_EQ(seen[i], 1) << "n " << n << " index " << i;
+  }
+  auto d = temp_dir("loader_shuffle");
+  std::vector<int32_t> toks(1001);
+  for (int i = 0; i < 1001; i++) toks[i] = i % 250;
+  write_shard((d / "x_train.bin").string(), toks, 256);
+  DataLoader a(d.string(), "train", 10, 256, true, 7), b(d.string(), "train", 10, 256, true, 8);
+  std::vector<int> hits(100, 0);
+  bool differs_from_order = false, epochs_differ = false, seeds_differ = false;
+  for (int64_t n = 0; n < 100; n++) {
+    hits[a.window_of(n)]++;
+    differs_from_order |= a.window_of(n) != n;
+    epochs_differ |= a.window_of(n) != a.window_of(n + 100);
+    seeds_differ |= a.window_of(n) != b.window_of(n);
+  }
+  for (int w = 0; w < 100; w++) EXPECT_EQ(hits[w], 1) << "window " << w;  // none repeated or skipped
+  EXPECT_TRUE(differs_from_order && epochs_differ && seeds_differ);
+}
+
+// The acceptance test of the resumable distributed loader: k steps at dp = 1, then a resume at
+// dp = 2 and at dp = 4 (ranks simulated in one process) read exactly the sequences the
+// uninterrupted dp = 1 run reads, each exactly once.
+TEST(Loader, ResumeAtAnotherDataParallelSizeReadsTheSameStream) {
+  auto d = temp_dir("loader_dp");
+  std::vector<int32_t> toks(5001);
+  for (int i = 0; i < 5001; i++) toks[i] = (i * 7) % 256;
+  write_shard((d / "x_train.bin").string(), toks, 256);
+  const DataLoader l(d.string(), "train", 8, 256, true, 3);  // 625 windows per epoch
+  const int64_t Bg = 8, steps = 200, k = 37;                  // 200 steps cross 2 epochs
+  // The uninterrupted run: dp 1, accumulation 2, micro-batch 4.
+  std::vector<int64_t> want;
+  BatchPlan one{1, 0, 2, 4};
+  for (int64_t s = 0; s < steps; s++)
+    for (int64_t a = 0; a < one.accum; a++)
+      for (int64_t j = 0; j < one.micro; j++) want.push_back(l.window_of(one.first(s * Bg, a) + j));
+  for (int64_t dp : {2, 4}) {
+    std::vector<int64_t> got(want.begin(), want.begin() + k * Bg);  // the first k steps at dp 1
+    LoaderState st{k * Bg};                                         // ... then saved and resumed
+    for (int64_t s = k; s < steps; s++, st.sequences += Bg) {
+      std::vector<int64_t> step(size_t(Bg), -1);
+      for (int64_t r = 0; r < dp; r++) {
+        BatchPlan p{dp, r, 1, Bg / dp};  // each rank: one micro-batch of Bg / dp
+        for (int64_t j = 0; j < p.micro; j++) {
+          const int64_t seq = p.first(st.sequences, 0) + j;
+          ASSERT_EQ(step[size_t(seq - st.sequences)], -1) << "sequence read twice";
+          step[size_t(seq - st.sequences)] = l.window_of(seq);
+        }
+      }
+      got.insert(got.end(), step.begin(), step.end());
+    }
+    EXPECT_EQ(got, want) << "dp " << dp;
+  }
 }
 
 namespace {

@@ -40,7 +40,7 @@ struct Saved {
     }
     TrainerState st;
     st.step = 3;
-    st.loader = {0, 96, 0};
+    st.loader = {96};
     save_checkpoint(dir.string(), model, &opt, st, {{"n_layer", 2}});
   }
 };
@@ -73,13 +73,13 @@ TEST(Checkpoint, RoundTripIsBitIdentical) {
   AdamW opt(m.table(), DType::fp32, {});
   auto trainer = load_checkpoint(s.dir.string(), m, &opt);
   EXPECT_EQ(trainer["step"], 3);
-  EXPECT_EQ(trainer["loader"]["position"], 96);
+  EXPECT_EQ(trainer["loader"]["sequences"], 96);
   EXPECT_EQ(0, std::memcmp(m.params().data(), s.model.params().data(), m.params().nbytes()));
   EXPECT_EQ(0, std::memcmp(opt.m().data(), s.opt.m().data(), opt.m().nbytes()));
   EXPECT_EQ(0, std::memcmp(opt.v().data(), s.opt.v().data(), opt.v().nbytes()));
   // Saving what was loaded reproduces the same files byte for byte.
   const fs::path again = s.dir.parent_path() / "again";
-  save_checkpoint(again.string(), m, &opt, {3, {0, 96, 0}, {0, 0}}, {{"n_layer", 2}});
+  save_checkpoint(again.string(), m, &opt, {3, {96}, {0, 0}}, {{"n_layer", 2}});
   for (const char* f : {"model.safetensors", "optimizer.safetensors", "trainer.json", "COMPLETE"})
     EXPECT_EQ(slurp(s.dir / f), slurp(again / f)) << f;
   EXPECT_FALSE(fs::exists(again.string() + ".tmp"));

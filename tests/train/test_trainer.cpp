@@ -25,6 +25,7 @@ TrainConfig tiny(const fs::path& data, const fs::path& out) {
   c.seq_len = 32;
   c.batch_size = 4;
   c.micro_batch_size = 2;  // two accumulation steps
+  c.shuffle = 1;           // the resumed run must also continue the shuffled order
   c.lr = 3e-3;
   c.min_lr = 3e-4;
   c.warmup_steps = 3;
