@@ -16,6 +16,8 @@ using nlohmann::json;
 
 namespace {
 
+constexpr size_t kMaxTokenBytes = 1024;  // GPT-2's longest token is 128 bytes
+
 // GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the other 68 bytes to
 // code points 256, 257, ... in byte order. encoder.json spells every token this way.
 std::vector<int32_t> gpt2_byte_of_codepoint() {
@@ -56,6 +58,8 @@ json parse_json_file(const std::string& path) {
     return json::parse(in);
   } catch (const json::parse_error& e) {
     throw Error(path + ": not valid JSON at byte " + std::to_string(e.byte));
+  } catch (const json::exception& e) {
+    throw Error(path + ": not valid JSON (" + e.what() + ")");
   }
 }
 
@@ -136,6 +140,9 @@ BpeTokenizer BpeTokenizer::from_merges(const std::vector<std::pair<int32_t, int3
     const int32_t n = int32_t(t.tokens_.size());
     MESHLM_CHECK(a >= 0 && b >= 0 && a < n && b < n,
                  "merge " + std::to_string(n - 256) + " refers to a token not yet made");
+    MESHLM_CHECK(t.tokens_[size_t(a)].size() + t.tokens_[size_t(b)].size() <= kMaxTokenBytes,
+                 "merge " + std::to_string(n - 256) + " makes a token longer than " +
+                     std::to_string(kMaxTokenBytes) + " bytes");
     t.tokens_.push_back(t.tokens_[size_t(a)] + t.tokens_[size_t(b)]);
   }
   t.merges_ = merges;
@@ -156,11 +163,30 @@ BpeTokenizer from_merges_bytes() {
 }
 
 BpeTokenizer BpeTokenizer::load_json(const std::string& path) {
-  json j = parse_json_file(path);
-  MESHLM_CHECK(j.is_object() && j.value("format", "") == "meshlm-bpe",
+  std::ifstream in(path, std::ios::binary);
+  MESHLM_CHECK(in, path + ": cannot open tokenizer file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_json(ss.str(), path);
+}
+
+BpeTokenizer BpeTokenizer::parse_json(const std::string& text, const std::string& path) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw Error(path + ": not valid JSON at byte " + std::to_string(e.byte));
+  } catch (const json::exception& e) {  // e.g. a number out of range
+    throw Error(path + ": not valid JSON (" + e.what() + ")");
+  }
+  auto text_is = [&](const char* key, const char* want) {
+    return j.contains(key) && j[key].is_string() && j[key].get<std::string>() == want;
+  };
+  MESHLM_CHECK(j.is_object() && text_is("format", "meshlm-bpe"),
                path + ": not a meshlm tokenizer file (\"format\": \"meshlm-bpe\" missing)");
-  MESHLM_CHECK(j.value("version", 0) == 1, path + ": unsupported tokenizer file version");
-  MESHLM_CHECK(j.value("pattern", "") == "gpt2", path + ": unsupported pre-tokenization pattern");
+  MESHLM_CHECK(j.contains("version") && j["version"].is_number_integer() && j["version"].get<int64_t>() == 1,
+               path + ": unsupported tokenizer file version");
+  MESHLM_CHECK(text_is("pattern", "gpt2"), path + ": unsupported pre-tokenization pattern");
   std::vector<std::pair<int32_t, int32_t>> merges;
   std::vector<std::string> specials;
   try {

@@ -32,6 +32,8 @@ class BpeTokenizer {
   static BpeTokenizer load_gpt2(const std::string& dir);
   // A meshlm tokenizer file.
   static BpeTokenizer load_json(const std::string& path);
+  // The same from the file's text; `name` is used in error messages.
+  static BpeTokenizer parse_json(const std::string& text, const std::string& name);
   // From merges (token a, token b) in order, plus the special tokens' names.
   static BpeTokenizer from_merges(const std::vector<std::pair<int32_t, int32_t>>& merges,
                                   const std::vector<std::string>& specials);
