@@ -1,6 +1,7 @@
 #include "data/loader.h"
 
 #include <algorithm>
+#include <climits>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -33,9 +34,10 @@ DataLoader::DataLoader(const std::string& dir, const std::string& split, int64_t
   MESHLM_CHECK(T > 0, "loader: sequence length must be positive");
   for (const auto& path : list_shards(dir, split)) {
     Shard s(path);
-    MESHLM_CHECK(s.max_token() < vocab_size,
-                 path + ": token id " + std::to_string(s.max_token()) +
-                     " is >= the model's vocab_size " + std::to_string(vocab_size));
+    const int64_t bad = s.first_token_at_least(int32_t(std::min<int64_t>(vocab_size, INT32_MAX)));
+    MESHLM_CHECK(bad < 0, path + ": token id " + std::to_string(bad < 0 ? 0 : s.token(bad)) + " at byte " +
+                              std::to_string(s.byte_offset(bad)) + " is >= the model's vocab_size " +
+                              std::to_string(vocab_size));
     const int64_t w = s.size() > T ? (s.size() - 1) / T : 0;
     if (w == 0) continue;  // too short for one window
     first_window_.push_back(windows_);

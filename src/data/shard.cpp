@@ -42,7 +42,7 @@ Shard::Shard(const std::string& path) : path_(path) {
     ::munmap(map_, map_bytes_);
     map_ = nullptr;
     throw Error(path + ": not a token shard (magic " + std::to_string(header[0]) + " version " +
-                std::to_string(header[1]) + "; expected 20240520/1 or 20240801/7)");
+                std::to_string(header[1]) + " at byte 0; expected 20240520/1 or 20240801/7)");
   }
   count_ = header[2];
   const size_t want = kShardHeaderBytes + size_t(count_) * width;
@@ -50,8 +50,8 @@ Shard::Shard(const std::string& path) : path_(path) {
     ::munmap(map_, map_bytes_);
     map_ = nullptr;
     throw Error(path + ": header says " + std::to_string(count_) + " tokens (" +
-                std::to_string(want) + " bytes) but the file has " + std::to_string(map_bytes_) +
-                " bytes (truncated or corrupt)");
+                std::to_string(want) + " bytes) but the file ends at byte " + std::to_string(map_bytes_) +
+                " (truncated or corrupt)");
   }
   tokens_ = static_cast<const char*>(map_) + kShardHeaderBytes;
 }
@@ -78,6 +78,13 @@ int32_t Shard::max_token() const {
     max_token_ = m;
   }
   return max_token_;
+}
+
+int64_t Shard::first_token_at_least(int32_t limit) const {
+  if (max_token() < limit) return -1;
+  for (int64_t i = 0; i < count_; i++)
+    if (token(i) >= limit) return i;
+  return -1;
 }
 
 void write_shard(const std::string& path, const std::vector<int32_t>& tokens, int64_t vocab_size) {

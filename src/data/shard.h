@@ -29,6 +29,9 @@ class Shard {
   }
   void read(int64_t begin, int64_t n, int32_t* out) const;  // tokens [begin, begin + n)
   int32_t max_token() const;                                 // scans once, cached
+  // Index of the first token >= limit, or -1; and its byte offset in the file.
+  int64_t first_token_at_least(int32_t limit) const;
+  int64_t byte_offset(int64_t index) const { return int64_t(kShardHeaderBytes) + index * (wide_ ? 4 : 2); }
 
  private:
   std::string path_;
