@@ -11,6 +11,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <map>
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -121,7 +122,7 @@ void add_eval(CLI::App& app) {
     std::string checkpoint, data;
     int64_t batches = 8, batch_size = 0, seq_len = 0, threads = 0;
     bool json = false;
-    std::string split = "val";
+    std::string split = "val", tokenizer;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--checkpoint", o->checkpoint, "checkpoint directory")->required();
@@ -132,6 +133,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--seq-len", o->seq_len, "sequence length [default: the checkpoint's]");
   cmd->add_option("--split", o->split, "val or train [default: val]");
   cmd->add_option("--threads", o->threads, "CPU threads [default: all]");
+  cmd->add_option("--tokenizer", o->tokenizer, "for the per-byte loss [default: the checkpoint's]");
   cmd->add_flag("--json", o->json, "print {\"val_loss\": ..., \"val_loss_per_byte\": ...} only");
   cmd->callback([o]() {
     set_threads(o->threads);
@@ -142,20 +144,26 @@ void add_eval(CLI::App& app) {
     const int64_t B = o->batch_size > 0 ? o->batch_size : cfg.micro_batch();
     const int64_t T = o->seq_len > 0 ? o->seq_len : cfg.seq_len;
     DataLoader loader(o->data, o->split, T, cfg.vocab_size);
-    const BpeTokenizer tok = checkpoint_tokenizer(o->checkpoint, cfg.tokenizer);
-    const EvalResult r = evaluate(*model, loader, o->batches, B, T, tok);
+    std::optional<BpeTokenizer> tok;
+    if (!o->tokenizer.empty() || !cfg.tokenizer.empty() ||
+        std::filesystem::exists(std::filesystem::path(o->checkpoint) / "tokenizer.json"))
+      tok.emplace(o->tokenizer.empty() ? checkpoint_tokenizer(o->checkpoint, cfg.tokenizer) : load_tokenizer(o->tokenizer));
+    const EvalResult r = evaluate(*model, loader, o->batches, B, T, tok ? &*tok : nullptr);
+    nlohmann::ordered_json j = {{"val_loss", r.loss}};
+    if (r.loss_per_byte >= 0) j["val_loss_per_byte"] = r.loss_per_byte;
     if (o->json)
-      std::cout << nlohmann::ordered_json{{"val_loss", r.loss}, {"val_loss_per_byte", r.loss_per_byte}}.dump() << "\n";
+      std::cout << j.dump() << "\n";
     else
-      std::cout << o->split << "_loss " << r.loss << " nats/token, " << r.loss_per_byte << " nats/byte over "
-                << o->batches << " batches of " << B << " x " << T << " tokens\n";
+      std::cout << o->split << "_loss " << r.loss << " nats/token"
+                << (r.loss_per_byte >= 0 ? ", " + std::to_string(r.loss_per_byte) + " nats/byte" : std::string())
+                << " over " << o->batches << " batches of " << B << " x " << T << " tokens\n";
   });
 }
 
 void add_sample(CLI::App& app) {
   auto* cmd = app.add_subcommand("sample", "Generate text from a checkpoint");
   struct Opts {
-    std::string checkpoint, prompt = "\n";
+    std::string checkpoint, prompt = "\n", tokenizer;
     SampleOptions s;
     int64_t threads = 0;
   };
@@ -166,6 +174,7 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--temperature", o->s.temperature, "softmax temperature; 0 is greedy [default: 0.8]");
   cmd->add_option("--top-k", o->s.top_k, "sample among the k most likely tokens; 0: all [default: 0]");
   cmd->add_option("--seed", o->s.seed, "sampling seed [default: 1]");
+  cmd->add_option("--tokenizer", o->tokenizer, "bytes, gpt2 or a file [default: the checkpoint's]");
   cmd->add_option("--threads", o->threads, "CPU threads [default: all]");
   cmd->callback([o]() {
     set_threads(o->threads);
@@ -174,7 +183,8 @@ void add_sample(CLI::App& app) {
     auto be = make_cpu_backend();
     TrainConfig cfg;
     auto model = load_model(o->checkpoint, *be, &cfg);
-    BpeTokenizer tok = checkpoint_tokenizer(o->checkpoint, cfg.tokenizer);
+    BpeTokenizer tok = o->tokenizer.empty() ? checkpoint_tokenizer(o->checkpoint, cfg.tokenizer)
+                                            : load_tokenizer(o->tokenizer);
     o->s.vocab_limit = tok.vocab_size();  // never sample the model's padding ids
     std::cout << o->prompt << std::flush;
     sample(*model, tok.encode(o->prompt), o->s, [&tok](int32_t t) {

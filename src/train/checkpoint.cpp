@@ -141,7 +141,10 @@ json verify_checkpoint(const std::string& dir) {
 BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& config_tokenizer) {
   const fs::path own = fs::path(dir) / "tokenizer.json";
   if (fs::exists(own)) return BpeTokenizer::load_json(own.string());
-  return load_tokenizer(config_tokenizer.empty() ? "bytes" : config_tokenizer);
+  MESHLM_CHECK(!config_tokenizer.empty(),
+               dir + ": the checkpoint does not name its tokenizer (its data had no manifest.json); "
+                     "pass --tokenizer");
+  return load_tokenizer(config_tokenizer);
 }
 
 json load_checkpoint(const std::string& dir, Gpt& model, AdamW* opt) {

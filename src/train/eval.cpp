@@ -12,8 +12,8 @@ std::vector<int64_t> token_byte_lengths(const BpeTokenizer& tokenizer) {
 }
 
 EvalResult evaluate(Gpt& model, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
-                    const BpeTokenizer& tokenizer) {
-  const std::vector<int64_t> bytes_of = token_byte_lengths(tokenizer);
+                    const BpeTokenizer* tokenizer) {
+  const std::vector<int64_t> bytes_of = tokenizer ? token_byte_lengths(*tokenizer) : std::vector<int64_t>{};
   MESHLM_CHECK(loader.seq_len() == T, "evaluate: the loader's sequence length differs from T");
   std::vector<int32_t> x, y;
   double sum = 0;
@@ -21,16 +21,18 @@ EvalResult evaluate(Gpt& model, const DataLoader& loader, int64_t batches, int64
   for (int64_t i = 0; i < batches; i++) {
     loader.read(i * B, B, x, y);  // batch i: sequences [i B, (i + 1) B) of the split, in order
     sum += model.forward(x.data(), y.data(), B, T);
-    for (int32_t t : y) {
-      MESHLM_CHECK(t < int32_t(bytes_of.size()), "evaluate: token id " + std::to_string(t) +
-                                                     " is outside the tokenizer's vocabulary");
-      bytes += bytes_of[size_t(t)];
-    }
+    if (tokenizer)
+      for (int32_t t : y) {
+        MESHLM_CHECK(t < int32_t(bytes_of.size()), "evaluate: token id " + std::to_string(t) +
+                                                       " is outside the tokenizer's vocabulary of " +
+                                                       std::to_string(bytes_of.size()) + " (wrong --tokenizer?)");
+        bytes += bytes_of[size_t(t)];
+      }
   }
   EvalResult r;
   if (batches > 0) {
     r.loss = sum / double(batches);
-    r.loss_per_byte = bytes > 0 ? sum * double(B * T) / double(bytes) : 0.0;
+    if (tokenizer && bytes > 0) r.loss_per_byte = sum * double(B * T) / double(bytes);
   }
   return r;
 }

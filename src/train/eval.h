@@ -12,13 +12,14 @@ namespace meshlm {
 
 struct EvalResult {
   double loss = 0;           // nats per token, mean over the batches
-  double loss_per_byte = 0;  // total nats / total bytes of the target tokens' text
+  double loss_per_byte = -1; // total nats / total bytes of the target tokens' text; -1: unknown
 };
 
 // Runs `batches` forward passes of (B, T) over the split's first batches * B sequences, in
-// order (give an unshuffled loader). Special tokens (<|endoftext|>) count as 0 bytes.
+// order (give an unshuffled loader). Special tokens (<|endoftext|>) count as 0 bytes. Without a
+// tokenizer (data of unknown origin) the per-byte loss stays -1.
 EvalResult evaluate(Gpt& model, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
-                    const BpeTokenizer& tokenizer);
+                    const BpeTokenizer* tokenizer);
 
 // Bytes of text per token id (0 for special tokens), for loss_per_byte.
 std::vector<int64_t> token_byte_lengths(const BpeTokenizer& tokenizer);

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <ostream>
 
 #include "core/error.h"
@@ -100,8 +101,8 @@ void truncate_metrics_after(const fs::path& metrics, int64_t step) {
   std::ofstream(metrics, std::ios::trunc) << kept;
 }
 
-// The tokenizer of this run: the resumed checkpoint's own file, the config's, the data
-// manifest's, or bytes.
+// The tokenizer of this run: the resumed checkpoint's own file, the config's, or the data
+// manifest's; "" when none is known (shards from elsewhere without a manifest).
 std::string resolve_tokenizer(const TrainConfig& cfg, const std::string& resume_dir) {
   if (!resume_dir.empty() && fs::exists(fs::path(resume_dir) / "tokenizer.json"))
     return (fs::path(resume_dir) / "tokenizer.json").string();
@@ -109,12 +110,12 @@ std::string resolve_tokenizer(const TrainConfig& cfg, const std::string& resume_
   const fs::path manifest = fs::path(cfg.data) / "manifest.json";
   if (fs::exists(manifest)) {
     try {
-      return nlohmann::json::parse(std::ifstream(manifest)).value("tokenizer", "bytes");
+      return nlohmann::json::parse(std::ifstream(manifest)).value("tokenizer", "");
     } catch (const nlohmann::json::exception&) {
       throw Error(manifest.string() + ": not valid JSON");
     }
   }
-  return "bytes";
+  return "";
 }
 
 }  // namespace
@@ -129,9 +130,12 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   const int64_t T = cfg.seq_len, mb = cfg.micro_batch(), accum = cfg.accumulation_steps();
 
   const std::string tokenizer_spec = resolve_tokenizer(cfg, resume_dir);
-  const BpeTokenizer tokenizer = load_tokenizer(tokenizer_spec);
+  std::optional<BpeTokenizer> tokenizer;
+  if (!tokenizer_spec.empty()) tokenizer.emplace(load_tokenizer(tokenizer_spec));
   const std::string tokenizer_file =
-      tokenizer_spec != "bytes" && tokenizer_spec != "gpt2" && fs::is_regular_file(tokenizer_spec) ? tokenizer_spec : "";
+      tokenizer && tokenizer_spec != "bytes" && tokenizer_spec != "gpt2" && fs::is_regular_file(tokenizer_spec)
+          ? tokenizer_spec
+          : "";
   const DataLoader train_data(cfg.data, "train", T, mcfg.vocab_size, cfg.shuffle == 1, uint64_t(cfg.data_seed));
   std::unique_ptr<DataLoader> val_data;
   if (cfg.eval_batches > 0) val_data = std::make_unique<DataLoader>(cfg.data, "val", T, mcfg.vocab_size);
@@ -164,8 +168,10 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       << (accum > 1 ? "es" : "") << " of " << mb << "), " << cfg.steps << " steps\n"
       << "compute " << backend->name() << " backend, " << omp_get_max_threads() << " threads, peak "
       << fmt("%.0f", peak) << " GFLOP/s (" << (cfg.peak_gflops > 0 ? "given" : "measured") << ")\n"
-      << "data    " << cfg.data << " (tokenizer " << tokenizer_spec << ", " << tokenizer.vocab_size()
-      << " tokens)\n"
+      << "data    " << cfg.data << " ("
+      << (tokenizer ? "tokenizer " + tokenizer_spec + ", " + std::to_string(tokenizer->vocab_size()) + " tokens"
+                    : std::string("tokenizer unknown: no manifest.json and no --tokenizer; no per-byte loss"))
+      << ")\n"
       << "run     " << cfg.out << "\n";
   out.flush();
 
@@ -188,12 +194,15 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     out << "saved   " << dir << " (" << why << ")\n";
   };
   auto run_eval = [&]() {
-    const EvalResult v = evaluate(model, *val_data, cfg.eval_batches, mb, T, tokenizer);
+    const EvalResult v = evaluate(model, *val_data, cfg.eval_batches, mb, T, tokenizer ? &*tokenizer : nullptr);
     res.val_loss = v.loss;
     res.val_loss_per_byte = v.loss_per_byte;
-    metrics.write({{"step", st.step}, {"val_loss", v.loss}, {"val_loss_per_byte", v.loss_per_byte}});
-    out << "eval    step " << st.step << " | val_loss " << fmt("%.4f", v.loss) << " nats/token, "
-        << fmt("%.4f", v.loss_per_byte) << " nats/byte\n";
+    nlohmann::ordered_json line = {{"step", st.step}, {"val_loss", v.loss}};
+    if (v.loss_per_byte >= 0) line["val_loss_per_byte"] = v.loss_per_byte;
+    metrics.write(line);
+    out << "eval    step " << st.step << " | val_loss " << fmt("%.4f", v.loss) << " nats/token";
+    if (v.loss_per_byte >= 0) out << ", " << fmt("%.4f", v.loss_per_byte) << " nats/byte";
+    out << "\n";
   };
 
   while (st.step < cfg.steps) {
