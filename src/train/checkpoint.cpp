@@ -83,7 +83,7 @@ void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const
 
   json trainer = {{"format_version", 1},
                   {"step", st.step},
-                  {"loader", {{"sequences", st.loader.sequences}}},
+                  {"loader", {{"sequences", st.loader.sequences}, {"epoch", st.epoch}}},
                   {"rng", {{"seed", st.rng.seed}, {"counter", st.rng.counter}}},
                   {"config", config}};
   write_text(tmp / "trainer.json", trainer.dump(2) + "\n");

@@ -24,6 +24,7 @@ namespace meshlm {
 struct TrainerState {
   int64_t step = 0;  // optimizer steps completed
   LoaderState loader;
+  int64_t epoch = 0;  // informational: loader.sequences / windows per epoch
   // The trainer's random stream. Training draws nothing from it yet (no dropout, sequential
   // data); it is checkpointed so that features which do resume exactly.
   Rng rng;

@@ -220,6 +220,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     opt.step(*backend, model.params(), model.grads(), float(lr), clip, st.step + 1);
     st.step++;
     st.loader.sequences += plan.global_batch();
+    st.epoch = st.loader.sequences / train_data.windows_per_epoch();
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     const double tps = double(cfg.batch_size * T) / secs;
     const double mfu = flops_per_step / secs / (peak * 1e9);
