@@ -187,8 +187,14 @@ PrepareResult prepare_shards(const PrepareOptions& opt) {
       shards.push_back({{"file", fs::path(f).filename().string()}, {"bytes", size}, {"checksum", checksum_hex(sum)}});
       r.shards.push_back(f);
     }
+  // A trained tokenizer travels with the shards, so the data directory is self-contained.
+  std::string tokenizer = opt.tokenizer;
+  if (tokenizer != "bytes" && tokenizer != "gpt2" && fs::is_regular_file(tokenizer)) {
+    fs::copy_file(tokenizer, fs::path(opt.output) / "tokenizer.json", fs::copy_options::overwrite_existing);
+    tokenizer = "tokenizer.json";
+  }
   nlohmann::ordered_json manifest = {{"format", "llm.c token shards: 256 x int32 header (magic, version, count), then tokens"},
-                                     {"tokenizer", opt.tokenizer},
+                                     {"tokenizer", tokenizer},
                                      {"vocab_size", vocab},
                                      {"eot_token", eot},
                                      {"documents", r.documents},

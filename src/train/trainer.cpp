@@ -109,11 +109,16 @@ std::string resolve_tokenizer(const TrainConfig& cfg, const std::string& resume_
   if (!cfg.tokenizer.empty()) return cfg.tokenizer;
   const fs::path manifest = fs::path(cfg.data) / "manifest.json";
   if (fs::exists(manifest)) {
+    std::string spec;
     try {
-      return nlohmann::json::parse(std::ifstream(manifest)).value("tokenizer", "");
+      spec = nlohmann::json::parse(std::ifstream(manifest)).value("tokenizer", "");
     } catch (const nlohmann::json::exception&) {
       throw Error(manifest.string() + ": not valid JSON");
     }
+    // A file the manifest names is relative to the data directory (prepare copies it there).
+    const fs::path beside = fs::path(cfg.data) / spec;
+    if (!spec.empty() && spec != "bytes" && spec != "gpt2" && fs::is_regular_file(beside)) return beside.string();
+    return spec;
   }
   return "";
 }
