@@ -66,8 +66,8 @@ class Backend {
 
   // Causal multi-head self-attention. qkv (B, T, 3C) holds q, k, v side by side, head h in
   // channels [h*HS, (h+1)*HS) of each; out (B, T, C); lse (B, NH, T) saves each row's
-  // log-sum-exp of scaled scores so backward recomputes probabilities one row at a time
-  // (no T x T matrix is ever stored).
+  // log-sum-exp of scaled scores so backward recomputes the probabilities (a T x T matrix
+  // exists only while one (batch, head) pair is processed; none is kept between calls).
   virtual void attention_forward(DType dt, void* out, void* lse, const void* qkv, int64_t B,
                                  int64_t T, int64_t C, int64_t NH) = 0;
   virtual void attention_backward(DType dt, void* dqkv, const void* dout, const void* qkv,

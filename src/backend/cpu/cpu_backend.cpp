@@ -1,6 +1,10 @@
 // The "cpu" backend: GEMMs through oneDNN (matmul primitives cached per shape, bias fused into
 // the forward product), everything else through the OpenMP kernels of cpu/kernels.h. fp32
 // only for now; the precision issue adds bf16/fp16/fp8 operands here.
+#include <omp.h>
+
+#include <vector>
+
 #include "backend/cpu/gemm_onednn.h"
 #include "backend/cpu/kernels.h"
 #include "core/error.h"
@@ -61,13 +65,14 @@ class CpuBackend final : public Backend {
   void attention_forward(DType dt, void* out, void* lse, const void* qkv, int64_t B, int64_t T,
                          int64_t C, int64_t NH) override {
     check(Op::attention, dt);
-    cpu::attention_forward(F_(out), F_(lse), CF_(qkv), B, T, C, NH);
+    cpu::attention_forward(F_(out), F_(lse), CF_(qkv), B, T, C, NH, attention_scratch(T));
   }
   void attention_backward(DType dt, void* dqkv, const void* dout, const void* qkv,
                           const void* out, const void* lse, int64_t B, int64_t T, int64_t C,
                           int64_t NH) override {
     check(Op::attention, dt);
-    cpu::attention_backward(F_(dqkv), CF_(dout), CF_(qkv), CF_(out), CF_(lse), B, T, C, NH);
+    cpu::attention_backward(F_(dqkv), CF_(dout), CF_(qkv), CF_(out), CF_(lse), B, T, C, NH,
+                            attention_scratch(T));
   }
   void gelu_forward(DType dt, void* out, const void* inp, int64_t n) override {
     check(Op::gelu, dt);
@@ -111,7 +116,15 @@ class CpuBackend final : public Backend {
     if (!supports(op, dt))
       throw Error(std::string("cpu backend: ") + op_name(op) + " does not support " + dtype_name(dt));
   }
+  // The per-thread T x T work space of attention, owned by the backend (kernels never
+  // allocate); grown on demand, kept for the next call.
+  float* attention_scratch(int64_t T) {
+    const size_t need = size_t(cpu::attention_scratch_floats(T, omp_get_max_threads()));
+    if (attn_scratch_.size() < need) attn_scratch_.resize(need);
+    return attn_scratch_.data();
+  }
   OneDnnGemm gemm_;
+  std::vector<float> attn_scratch_;
 };
 
 #undef F_

@@ -12,10 +12,12 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
                        const float* b, int64_t N, int64_t C);
 void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
                         const float* w, const float* mean, const float* rstd, int64_t N, int64_t C);
+// Attention needs a scratch of attention_scratch_floats(T) floats (two T x T matrices per thread).
+inline int64_t attention_scratch_floats(int64_t T, int threads) { return int64_t(threads) * 2 * T * T; }
 void attention_forward(float* out, float* lse, const float* qkv, int64_t B, int64_t T, int64_t C,
-                       int64_t NH);
+                       int64_t NH, float* scratch);
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                        const float* lse, int64_t B, int64_t T, int64_t C, int64_t NH);
+                        const float* lse, int64_t B, int64_t T, int64_t C, int64_t NH, float* scratch);
 void gelu_forward(float* out, const float* inp, int64_t n);
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n);
 void residual_forward(float* out, const float* a, const float* b, int64_t n);
