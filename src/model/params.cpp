@@ -43,13 +43,14 @@ void ParamTable::add(std::string name, Shape shape, double std, double value, bo
   e.init_value = value;
   e.weight_decay = decay;
   total_ += e.numel();
+  index_.emplace(e.name, entries_.size());
   entries_.push_back(std::move(e));
 }
 
 const ParamEntry& ParamTable::at(const std::string& name) const {
-  for (const auto& e : entries_)
-    if (e.name == name) return e;
-  throw Error("unknown parameter '" + name + "'");
+  auto it = index_.find(name);
+  MESHLM_CHECK(it != index_.end(), "unknown parameter '" + name + "'");
+  return entries_[it->second];
 }
 
 void init_params(const ParamTable& table, const ModelConfig& cfg, uint64_t seed, TensorView flat) {

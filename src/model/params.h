@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/tensor.h"
@@ -37,6 +38,7 @@ class ParamTable {
  private:
   void add(std::string name, Shape shape, double std, double value, bool decay);
   std::vector<ParamEntry> entries_;
+  std::unordered_map<std::string, size_t> index_;  // name -> position in entries_
   int64_t total_ = 0;
 };
 
