@@ -42,7 +42,8 @@ class Backend {
   virtual bool supports(Op op, DType dt) const = 0;
 
   // C(M, N) = alpha * op(A) @ op(B) + beta * C, row-major with leading dimensions;
-  // op(A) is (M, K), op(B) is (K, N).
+  // op(A) is (M, K), op(B) is (K, N). A and B hold `dt`; C holds its accumulation type: fp64
+  // for fp64, fp32 otherwise (bf16 operands are multiplied exactly and summed in fp32).
   virtual void gemm(DType dt, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                     float alpha, const void* A, int64_t lda, const void* B, int64_t ldb,
                     float beta, void* C, int64_t ldc) = 0;

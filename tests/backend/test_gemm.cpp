@@ -4,6 +4,7 @@
 // larger than the row, alpha/beta, and the primitive cache.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -109,6 +110,45 @@ TEST(OneDnnGemm, BothRoutesAgreeExactlyOnIntegers) {
         for (int64_t k = 0; k < K; k++) want += double(a[i * K + k]) * b[k * N + j];
         ASSERT_EQ(c1[i * N + j], float(want)) << "sgemm " << i << "," << j;
         ASSERT_EQ(c2[i * N + j], float(want)) << "primitive " << i << "," << j;
+      }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// bf16 operands through the cpu backend against double precision: a product of two bf16
+// values (8-bit significands) is exact in fp32, so the only error is the fp32 sum of K terms:
+// gamma_K times the sum of |a b|.
+TEST(Gemm, Bf16OperandsAgainstDouble) {
+  auto be = make_cpu_backend();
+  ASSERT_TRUE(be->supports(Op::gemm, DType::bf16));
+  EXPECT_FALSE(be->supports(Op::layernorm, DType::bf16));
+  for (bool tb : {false, true}) {
+    const int64_t M = 37, N = 53, K = 300;
+    std::vector<uint16_t> a(M * K), b(K * N);
+    std::vector<double> ad(M * K), bd(K * N);
+    for (int64_t i = 0; i < M * K; i++) {
+      a[i] = float_to_bf16(float(std::sin(0.37 * double(i))));
+      ad[i] = bf16_to_float(a[i]);
+    }
+    for (int64_t i = 0; i < K * N; i++) {
+      b[i] = float_to_bf16(float(std::cos(0.11 * double(i)) * 3.0));
+      bd[i] = bf16_to_float(b[i]);
+    }
+    std::vector<float> c(M * N);
+    be->gemm(DType::bf16, false, tb, M, N, K, 1.0f, a.data(), K, b.data(), tb ? K : N, 0.0f, c.data(), N);
+    const double u = 0x1p-24, gamma = K * u / (1 - K * u);
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        double want = 0, mag = 0;
+        for (int64_t k = 0; k < K; k++) {
+          const double bv = tb ? bd[j * K + k] : bd[k * N + j];
+          want += ad[i * K + k] * bv;
+          mag += std::fabs(ad[i * K + k] * bv);
+        }
+        ASSERT_LE(std::fabs(c[i * N + j] - want), gamma * mag) << i << "," << j << " tb " << tb;
       }
   }
 }

@@ -1,6 +1,7 @@
 // The "cpu" backend: GEMMs through oneDNN (matmul primitives cached per shape, bias fused into
-// the forward product), everything else through the OpenMP kernels of cpu/kernels.h. fp32
-// only for now; the precision issue adds bf16/fp16/fp8 operands here.
+// the forward product), everything else through the OpenMP kernels of cpu/kernels.h. fp32,
+// plus bf16 operands for gemm; the precision issue adds the rest. (oneDNN 2.6 has no fp16
+// matmul on CPUs without AVX512-FP16, such as this project's machine.)
 #include <omp.h>
 
 #include <vector>
@@ -18,7 +19,9 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
-  bool supports(Op, DType dt) const override { return dt == DType::fp32; }
+  bool supports(Op op, DType dt) const override {
+    return dt == DType::fp32 || (op == Op::gemm && dt == DType::bf16);  // bf16: oneDNN on AVX512-BF16
+  }
 
   void gemm(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
             const void* A, int64_t lda, const void* B, int64_t ldb, float beta, void* C,
