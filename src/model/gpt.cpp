@@ -23,7 +23,7 @@ void* Gpt::param(const std::string& name) {
   return static_cast<char*>(params_.data()) + table_.at(name).offset * esz_;
 }
 
-void Gpt::init(uint64_t seed) { init_params(table_, cfg_, seed, params_.view()); }
+void Gpt::init(uint64_t seed) { init_params(table_, seed, params_.view()); }
 
 void Gpt::ensure_activations(int64_t B, int64_t T) {
   MESHLM_CHECK(B > 0 && T > 0, "batch and sequence length must be positive");

@@ -53,7 +53,7 @@ const ParamEntry& ParamTable::at(const std::string& name) const {
   return entries_[it->second];
 }
 
-void init_params(const ParamTable& table, const ModelConfig& cfg, uint64_t seed, TensorView flat) {
+void init_params(const ParamTable& table, uint64_t seed, TensorView flat) {
   MESHLM_CHECK(flat.numel() == table.total(), "init_params: buffer size mismatch");
   MESHLM_CHECK(flat.dtype == DType::fp32 || flat.dtype == DType::fp64,
                "init_params: fp32 or fp64 buffer expected");
@@ -70,7 +70,6 @@ void init_params(const ParamTable& table, const ModelConfig& cfg, uint64_t seed,
         flat.as<double>()[e.offset + i] = v;
     }
   }
-  (void)cfg;
 }
 
 }  // namespace meshlm

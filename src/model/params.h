@@ -44,6 +44,6 @@ class ParamTable {
 
 // Fills `flat` (dtype fp32 or fp64, total() elements) with the initial weights: each element a
 // pure function of (seed, parameter name, element index) so any sharding reproduces them.
-void init_params(const ParamTable& table, const ModelConfig& cfg, uint64_t seed, TensorView flat);
+void init_params(const ParamTable& table, uint64_t seed, TensorView flat);
 
 }  // namespace meshlm
