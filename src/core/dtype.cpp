@@ -3,6 +3,8 @@
 // casts get vectorized kernels in the backend; this is the definition they are tested against.
 #include "core/dtype.h"
 
+#include "core/lowp.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -122,19 +124,16 @@ uint16_t to_bits(DType dt, float x, double random) {
 }  // namespace
 
 uint16_t float_to_bits(DType dt, float x) {
-  if (dt == DType::bf16) {  // the common case, by the standard bit trick (same result)
-    uint32_t u;
-    std::memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x0040u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return uint16_t(u >> 16);
-  }
+  if (dt == DType::bf16) return lowp::f32_to_bf16(x);  // the bit trick: the same result
   return to_bits(dt, x, -1.0);
 }
 
 uint16_t float_to_bits_stochastic(DType dt, float x, uint32_t random) {
+  if (dt == DType::bf16) return lowp::f32_to_bf16_stochastic(x, random);  // same distribution
   return to_bits(dt, x, double(random) * 0x1p-32);
 }
+
+uint16_t reference_float_to_bits(DType dt, float x) { return to_bits(dt, x, -1.0); }
 
 float bits_to_float(DType dt, uint16_t bits) {
   if (dt == DType::bf16) {
@@ -169,7 +168,7 @@ void convert_from_f32(DType dt, void* dst, const float* src, size_t n) {
       for (size_t i = 0; i < n; i++) static_cast<double*>(dst)[i] = src[i];
       return;
     case DType::bf16: case DType::fp16:
-      for (size_t i = 0; i < n; i++) static_cast<uint16_t*>(dst)[i] = float_to_bits(dt, src[i]);
+      lowp::from_f32(dt, static_cast<uint16_t*>(dst), src, int64_t(n));
       return;
     case DType::fp8_e4m3: case DType::fp8_e5m2:
       for (size_t i = 0; i < n; i++)
@@ -185,7 +184,7 @@ void convert_to_f32(DType dt, float* dst, const void* src, size_t n) {
       for (size_t i = 0; i < n; i++) dst[i] = float(static_cast<const double*>(src)[i]);
       return;
     case DType::bf16: case DType::fp16:
-      for (size_t i = 0; i < n; i++) dst[i] = bits_to_float(dt, static_cast<const uint16_t*>(src)[i]);
+      lowp::to_f32(dt, dst, static_cast<const uint16_t*>(src), int64_t(n));
       return;
     case DType::fp8_e4m3: case DType::fp8_e5m2:
       for (size_t i = 0; i < n; i++) dst[i] = bits_to_float(dt, static_cast<const uint8_t*>(src)[i]);

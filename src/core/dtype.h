@@ -35,6 +35,9 @@ float bits_to_float(DType dt, uint16_t bits);
 // equal to the distance from the one below, measured in units of the gap; `random` is 32
 // uniformly random bits (seed it from what is rounded, not from the rank).
 uint16_t float_to_bits_stochastic(DType dt, float x, uint32_t random);
+// The generic (slow, format-table driven) RNE conversion that float_to_bits specializes; kept
+// so tests can check the fast paths of core/lowp.h against it.
+uint16_t reference_float_to_bits(DType dt, float x);
 
 // Convenience wrappers for the 16-bit formats.
 inline uint16_t float_to_bf16(float x) { return float_to_bits(DType::bf16, x); }

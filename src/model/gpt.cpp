@@ -6,24 +6,162 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/rng.h"
 
 namespace meshlm {
 
-Gpt::Gpt(const ModelConfig& cfg, Backend& backend, DType dtype)
-    : cfg_(cfg), be_(backend), dtype_(dtype), esz_(dtype_size(dtype)), table_(cfg) {
-  MESHLM_CHECK(dtype == DType::fp32 || dtype == DType::fp64,
-               std::string("model dtype must be fp32 or fp64, got ") + dtype_name(dtype));
-  MESHLM_CHECK(backend.supports(Op::matmul, dtype),
-               std::string("backend ") + backend.name() + " does not run " + dtype_name(dtype));
-  params_ = Tensor({table_.total()}, dtype);
-  grads_ = Tensor({table_.total()}, dtype);
+namespace {
+DType master_of(DType compute) { return compute == DType::fp64 ? DType::fp64 : DType::fp32; }
+}  // namespace
+
+Gpt::Gpt(const ModelConfig& cfg, Backend& backend, DType compute)
+    : cfg_(cfg),
+      be_(backend),
+      dtype_(compute),
+      esz_(dtype_size(compute)),
+      master_esz_(dtype_size(master_of(compute))),
+      table_(cfg) {
+  MESHLM_CHECK(compute == DType::fp32 || compute == DType::fp64 || compute == DType::bf16 ||
+                   compute == DType::fp16,
+               std::string("model compute dtype must be fp32, fp64, bf16 or fp16, got ") +
+                   dtype_name(compute));
+  for (Op op : {Op::matmul, Op::layernorm, Op::attention, Op::gelu, Op::residual, Op::embedding,
+                Op::crossentropy})
+    MESHLM_CHECK(backend.supports(op, compute), std::string("backend ") + backend.name() +
+                                                    " does not run " + op_name(op) + " in " +
+                                                    dtype_name(compute));
+  params_ = Tensor({table_.total()}, master_of(compute));
+  grads_ = Tensor({table_.total()}, master_of(compute));
+  if (compute != master_of(compute)) compute_ = Tensor({table_.total()}, compute);
 }
 
 void* Gpt::param(const std::string& name) {
-  return static_cast<char*>(params_.data()) + table_.at(name).offset * esz_;
+  return static_cast<char*>(params_.data()) + table_.at(name).offset * master_esz_;
 }
 
-void Gpt::init(uint64_t seed) { init_params(table_, seed, params_.view()); }
+const void* Gpt::weight(const std::string& name) {
+  if (dtype_ == params_.dtype()) return param(name);
+  return static_cast<char*>(compute_.data()) + table_.at(name).offset * esz_;
+}
+
+void* Gpt::grad(const std::string& name) {
+  return static_cast<char*>(grads_.data()) + table_.at(name).offset * master_esz_;
+}
+
+void Gpt::init(uint64_t seed) {
+  init_params(table_, seed, params_.view());
+  update_compute_weights();
+}
+
+void Gpt::update_compute_weights(const WeightRounding& r) {
+  if (dtype_ == params_.dtype()) return;
+  const float* master = params_.as<float>();
+  uint16_t* out = static_cast<uint16_t*>(compute_.data());
+  if (!r.stochastic) {
+    const int64_t n = table_.total(), chunk = 1 << 16;
+#pragma omp parallel for schedule(static)
+    for (int64_t i0 = 0; i0 < n; i0 += chunk)
+      convert_from_f32(dtype_, out + i0, master + i0, size_t(std::min(chunk, n - i0)));
+    return;
+  }
+  for (const ParamEntry& e : table_.entries()) {
+    const uint64_t stream = mix64(hash_name(e.name) ^ uint64_t(r.step));
+    const int64_t n = e.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+      out[e.offset + i] = float_to_bits_stochastic(dtype_, master[e.offset + i],
+                                                   random_u32(r.seed, stream, uint64_t(i)));
+  }
+}
+
+void Gpt::master_from_compute_weights() {
+  MESHLM_CHECK(dtype_ != params_.dtype(), "master_from_compute_weights: no 16-bit compute copy");
+  convert_to_f32(dtype_, params_.as<float>(), compute_.data(), size_t(table_.total()));
+}
+
+void Gpt::enable_fp8(const Fp8ScalingConfig& cfg) {
+  MESHLM_CHECK(dtype_ == DType::bf16, "fp8 needs the bf16 compute dtype");
+  fp8_.clear();
+  B_cap_ = T_cap_ = 0;  // the next forward allocates the quantized-operand scratch too
+  for (int64_t i = 0; i < 4 * cfg_.n_layer; i++)
+    fp8_.push_back({Fp8Scale(DType::fp8_e4m3, cfg), Fp8Scale(DType::fp8_e4m3, cfg),
+                    Fp8Scale(DType::fp8_e5m2, cfg)});
+}
+
+void Gpt::end_fp8_step() {
+  auto record = [](Fp8Scale& s, float& amax) {
+    if (std::isfinite(amax)) s.record_amax(amax);  // an inf is the loss's problem, not the scale's
+    amax = 0;
+  };
+  for (Fp8Site& s : fp8_) {
+    record(s.x, s.x_amax);
+    record(s.w, s.w_amax);
+    record(s.g, s.g_amax);
+  }
+}
+
+nlohmann::json Gpt::fp8_state() const {
+  nlohmann::json j = nlohmann::json::array();
+  for (const Fp8Site& s : fp8_) j.push_back({s.x.to_json(), s.w.to_json(), s.g.to_json()});
+  return j;
+}
+
+void Gpt::set_fp8_state(const nlohmann::json& j) {
+  MESHLM_CHECK(j.is_array() && j.size() == fp8_.size(), "fp8 state: expected " +
+                                                          std::to_string(fp8_.size()) + " sites");
+  for (size_t i = 0; i < fp8_.size(); i++) {
+    fp8_[i].x.from_json(j[i].at(0));
+    fp8_[i].w.from_json(j[i].at(1));
+    fp8_[i].g.from_json(j[i].at(2));
+  }
+}
+
+float Gpt::fp8_scale(const Fp8Scale& s, const uint16_t* x, int64_t n) const {
+  return s.has_history() ? s.pow2_scale() : s.pow2_scale_for(amax_bf16(x, n));
+}
+
+void Gpt::block_matmul_forward(int64_t l, int k, void* out, const void* inp, const std::string& w,
+                               int64_t N, int64_t C, int64_t OC) {
+  const void* bias = weight(w + ".bias");
+  if (fp8_.empty())
+    return be_.matmul_forward(dtype_, out, inp, weight(w + ".weight"), bias, N, C, OC, WeightLayout::in_out);
+  Fp8Site& s = fp8_[size_t(l * 4 + k)];
+  auto* xq = static_cast<uint16_t*>(fp8_a_.data());  // (N, C)
+  auto* wq = static_cast<uint16_t*>(fp8_b_.data());  // (C, OC)
+  const auto* x = static_cast<const uint16_t*>(inp);
+  const auto* wt = static_cast<const uint16_t*>(weight(w + ".weight"));
+  const float ax = fake_quantize_bf16(DType::fp8_e4m3, x, xq, N * C, fp8_scale(s.x, x, N * C));
+  const float aw = fake_quantize_bf16(DType::fp8_e4m3, wt, wq, C * OC, fp8_scale(s.w, wt, C * OC));
+  if (training_forward_) {
+    s.x_amax = std::max(s.x_amax, ax);
+    s.w_amax = std::max(s.w_amax, aw);
+  }
+  be_.matmul_forward(dtype_, out, xq, wq, bias, N, C, OC, WeightLayout::in_out);
+}
+
+void Gpt::block_matmul_backward(int64_t l, int k, void* dinp, const std::string& w,
+                                const void* dout, const void* inp, int64_t N, int64_t C,
+                                int64_t OC) {
+  void* dw = grad(w + ".weight");
+  void* db = grad(w + ".bias");
+  if (fp8_.empty())
+    return be_.matmul_backward(dtype_, dinp, dw, db, dout, inp, weight(w + ".weight"), N, C, OC,
+                               WeightLayout::in_out);
+  Fp8Site& s = fp8_[size_t(l * 4 + k)];
+  // The operands as forward saw them (same scales until end_fp8_step), and dout in e5m2.
+  auto* xq = static_cast<uint16_t*>(fp8_a_.data());  // (N, C), then (N, OC) for dout
+  auto* wq = static_cast<uint16_t*>(fp8_b_.data());  // (C, OC), then (N, C) for inp
+  const auto* x = static_cast<const uint16_t*>(inp);
+  const auto* wt = static_cast<const uint16_t*>(weight(w + ".weight"));
+  const auto* g = static_cast<const uint16_t*>(dout);
+  fake_quantize_bf16(DType::fp8_e4m3, wt, wq, C * OC, fp8_scale(s.w, wt, C * OC));
+  uint16_t* gq = xq;
+  const float ag = fake_quantize_bf16(DType::fp8_e5m2, g, gq, N * OC, fp8_scale(s.g, g, N * OC));
+  s.g_amax = std::max(s.g_amax, ag);
+  uint16_t* xq2 = static_cast<uint16_t*>(fp8_b_.data()) + C * OC;  // (N, C)
+  fake_quantize_bf16(DType::fp8_e4m3, x, xq2, N * C, fp8_scale(s.x, x, N * C));
+  be_.matmul_backward(dtype_, dinp, dw, db, gq, xq2, wq, N, C, OC, WeightLayout::in_out);
+}
 
 void Gpt::ensure_activations(int64_t B, int64_t T) {
   MESHLM_CHECK(B > 0 && T > 0, "batch and sequence length must be positive");
@@ -37,36 +175,38 @@ void Gpt::ensure_activations(int64_t B, int64_t T) {
   T_cap_ = T;
   const size_t N = size_t(B * T), C = size_t(cfg_.n_embd), Vp = size_t(cfg_.padded_vocab_size());
   const size_t NH = size_t(cfg_.n_head);
-  size_t total = 0;
-  auto take = [&](size_t n) {
-    size_t o = total;
-    total += (n + 15) / 16 * 16;  // keep every buffer 64-byte aligned in fp32
+  size_t total = 0, stats_total = 0;
+  auto take_in = [](size_t& end, size_t n) {
+    size_t o = end;
+    end += (n + 31) / 32 * 32;  // keep every buffer 64-byte aligned (32 elements of >= 2 bytes)
     return o;
   };
+  auto take = [&](size_t n) { return take_in(total, n); };              // compute dtype
+  auto take_stat = [&](size_t n) { return take_in(stats_total, n); };  // master dtype
   Offsets o;
   o.encoded = take(N * C);
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
-    o.ln1.push_back(take(N * C));         // (B, T, C)
-    o.ln1_mean.push_back(take(N));        // (B, T)
-    o.ln1_rstd.push_back(take(N));        // (B, T)
-    o.qkv.push_back(take(N * 3 * C));     // (B, T, 3C)
-    o.atty.push_back(take(N * C));        // (B, T, C)
-    o.lse.push_back(take(N * NH));        // (B, NH, T)
-    o.attproj.push_back(take(N * C));     // (B, T, C)
-    o.res2.push_back(take(N * C));        // (B, T, C)
-    o.ln2.push_back(take(N * C));         // (B, T, C)
-    o.ln2_mean.push_back(take(N));        // (B, T)
-    o.ln2_rstd.push_back(take(N));        // (B, T)
-    o.fch.push_back(take(N * 4 * C));     // (B, T, 4C)
+    o.ln1.push_back(take(N * C));  // (B, T, C)
+    o.ln1_mean.push_back(take_stat(N));  // (B, T)
+    o.ln1_rstd.push_back(take_stat(N));  // (B, T)
+    o.qkv.push_back(take(N * 3 * C));  // (B, T, 3C)
+    o.atty.push_back(take(N * C));  // (B, T, C)
+    o.lse.push_back(take_stat(N * NH));  // (B, NH, T)
+    o.attproj.push_back(take(N * C));  // (B, T, C)
+    o.res2.push_back(take(N * C));  // (B, T, C)
+    o.ln2.push_back(take(N * C));  // (B, T, C)
+    o.ln2_mean.push_back(take_stat(N));  // (B, T)
+    o.ln2_rstd.push_back(take_stat(N));  // (B, T)
+    o.fch.push_back(take(N * 4 * C));  // (B, T, 4C)
     o.fch_gelu.push_back(take(N * 4 * C));// (B, T, 4C)
-    o.fcproj.push_back(take(N * C));      // (B, T, C)
-    o.res3.push_back(take(N * C));        // (B, T, C)
+    o.fcproj.push_back(take(N * C));  // (B, T, C)
+    o.res3.push_back(take(N * C));  // (B, T, C)
   }
   o.lnf = take(N * C);        // (B, T, C)
-  o.lnf_mean = take(N);       // (B, T)
-  o.lnf_rstd = take(N);       // (B, T)
+  o.lnf_mean = take_stat(N);       // (B, T)
+  o.lnf_rstd = take_stat(N);       // (B, T)
   o.logits = take(N * Vp);    // (B, T, Vp), replaced by dlogits when training
-  o.losses = take(N);         // (B, T)
+  o.losses = take_stat(N);         // (B, T)
   // backward scratch
   o.dres = take(N * C);       // (B, T, C) gradient of the residual stream
   o.dln = take(N * C);        // (B, T, C)
@@ -76,11 +216,17 @@ void Gpt::ensure_activations(int64_t B, int64_t T) {
   o.datty = take(N * C);      // (B, T, C)
   off_ = std::move(o);
   acts_ = Tensor({int64_t(total)}, dtype_);
+  stats_ = Tensor({int64_t(stats_total)}, params_.dtype());
+  if (!fp8_.empty()) {  // the largest operands: (N, 4C) and (4C, C) + (N, 4C)
+    fp8_a_ = Tensor({int64_t(N * 4 * C)}, DType::bf16);
+    fp8_b_ = Tensor({int64_t(4 * C * C + N * 4 * C)}, DType::bf16);
+  }
 }
 
 double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
                     float dloss_scale) {
   ensure_activations(B, T);
+  training_forward_ = dloss_scale != 0.0f;  // only training steps feed the fp8 amax histories
   const int64_t N = B * T, C = cfg_.n_embd, NH = cfg_.n_head, V = cfg_.vocab_size;
   const int64_t Vp = cfg_.padded_vocab_size();
   const DType dt = dtype_;
@@ -89,32 +235,28 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
     MESHLM_CHECK(tokens[i] >= 0 && tokens[i] < V,
                  "token id " + std::to_string(tokens[i]) + " is outside the vocabulary [0, " +
                      std::to_string(V) + ")");
-  auto P = [&](const std::string& n) { return param(n); };
+  auto P = [&](const std::string& n) { return weight(n); };
 
   be_.embedding_forward(dt, act(off_.encoded), tokens, P("transformer.wte.weight"),
                         P("transformer.wpe.weight"), B, T, C);
   const void* residual = act(off_.encoded);  // (B, T, C)
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
-    be_.layernorm_forward(dt, act(off_.ln1[l]), act(off_.ln1_mean[l]), act(off_.ln1_rstd[l]),
+    be_.layernorm_forward(dt, act(off_.ln1[l]), stat(off_.ln1_mean[l]), stat(off_.ln1_rstd[l]),
                           residual, P(p + "ln_1.weight"), P(p + "ln_1.bias"), N, C);
-    be_.matmul_forward(dt, act(off_.qkv[l]), act(off_.ln1[l]), P(p + "attn.c_attn.weight"),
-                       P(p + "attn.c_attn.bias"), N, C, 3 * C, WeightLayout::in_out);
-    be_.attention_forward(dt, act(off_.atty[l]), act(off_.lse[l]), act(off_.qkv[l]), B, T, C, NH);
-    be_.matmul_forward(dt, act(off_.attproj[l]), act(off_.atty[l]), P(p + "attn.c_proj.weight"),
-                       P(p + "attn.c_proj.bias"), N, C, C, WeightLayout::in_out);
+    block_matmul_forward(l, 0, act(off_.qkv[l]), act(off_.ln1[l]), p + "attn.c_attn", N, C, 3 * C);
+    be_.attention_forward(dt, act(off_.atty[l]), stat(off_.lse[l]), act(off_.qkv[l]), B, T, C, NH);
+    block_matmul_forward(l, 1, act(off_.attproj[l]), act(off_.atty[l]), p + "attn.c_proj", N, C, C);
     be_.residual_forward(dt, act(off_.res2[l]), residual, act(off_.attproj[l]), N * C);
-    be_.layernorm_forward(dt, act(off_.ln2[l]), act(off_.ln2_mean[l]), act(off_.ln2_rstd[l]),
+    be_.layernorm_forward(dt, act(off_.ln2[l]), stat(off_.ln2_mean[l]), stat(off_.ln2_rstd[l]),
                           act(off_.res2[l]), P(p + "ln_2.weight"), P(p + "ln_2.bias"), N, C);
-    be_.matmul_forward(dt, act(off_.fch[l]), act(off_.ln2[l]), P(p + "mlp.c_fc.weight"),
-                       P(p + "mlp.c_fc.bias"), N, C, 4 * C, WeightLayout::in_out);
+    block_matmul_forward(l, 2, act(off_.fch[l]), act(off_.ln2[l]), p + "mlp.c_fc", N, C, 4 * C);
     be_.gelu_forward(dt, act(off_.fch_gelu[l]), act(off_.fch[l]), N * 4 * C);
-    be_.matmul_forward(dt, act(off_.fcproj[l]), act(off_.fch_gelu[l]), P(p + "mlp.c_proj.weight"),
-                       P(p + "mlp.c_proj.bias"), N, 4 * C, C, WeightLayout::in_out);
+    block_matmul_forward(l, 3, act(off_.fcproj[l]), act(off_.fch_gelu[l]), p + "mlp.c_proj", N, 4 * C, C);
     be_.residual_forward(dt, act(off_.res3[l]), act(off_.res2[l]), act(off_.fcproj[l]), N * C);
     residual = act(off_.res3[l]);
   }
-  be_.layernorm_forward(dt, act(off_.lnf), act(off_.lnf_mean), act(off_.lnf_rstd), residual,
+  be_.layernorm_forward(dt, act(off_.lnf), stat(off_.lnf_mean), stat(off_.lnf_rstd), residual,
                         P("transformer.ln_f.weight"), P("transformer.ln_f.bias"), N, C);
   // LM head tied to wte: logits (B, T, Vp) = lnf (B, T, C) @ wte (Vp, C)^T
   be_.matmul_forward(dt, act(off_.logits), act(off_.lnf), P("transformer.wte.weight"), nullptr, N,
@@ -129,11 +271,11 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
                  "target id " + std::to_string(targets[i]) + " is outside the vocabulary [0, " +
                      std::to_string(V) + ")");
   const float dloss = dloss_scale / float(N);  // d(scale * mean) / d(loss_i)
-  be_.crossentropy_forward_backward(dt, act(off_.losses), act(off_.logits), targets, dloss, N, V, Vp);
+  be_.crossentropy_forward_backward(dt, stat(off_.losses), act(off_.logits), targets, dloss, N, V, Vp);
   double sum = 0;
   for (int64_t i = 0; i < N; i++)
-    sum += dt == DType::fp32 ? double(static_cast<const float*>(act(off_.losses))[i])
-                             : static_cast<const double*>(act(off_.losses))[i];
+    sum += dt == DType::fp64 ? static_cast<const double*>(stat(off_.losses))[i]
+                             : double(static_cast<const float*>(stat(off_.losses))[i]);
   return sum / double(N);
 }
 
@@ -142,10 +284,8 @@ void Gpt::backward() {
   const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, NH = cfg_.n_head;
   const int64_t Vp = cfg_.padded_vocab_size();
   const DType dt = dtype_;
-  auto P = [&](const std::string& n) { return param(n); };
-  auto G = [&](const std::string& n) {
-    return static_cast<void*>(static_cast<char*>(grads_.data()) + table_.at(n).offset * esz_);
-  };
+  auto P = [&](const std::string& n) { return weight(n); };
+  auto G = [&](const std::string& n) { return grad(n); };
   auto zero = [&](size_t off, int64_t n) { std::memset(act(off), 0, size_t(n) * esz_); };
 
   // LM head: logits now hold dlogits (B, T, Vp).
@@ -157,43 +297,74 @@ void Gpt::backward() {
   zero(off_.dres, N * C);
   be_.layernorm_backward(dt, act(off_.dres), G("transformer.ln_f.weight"),
                          G("transformer.ln_f.bias"), act(off_.dln), last_residual,
-                         P("transformer.ln_f.weight"), act(off_.lnf_mean), act(off_.lnf_rstd), N, C);
+                         P("transformer.ln_f.weight"), stat(off_.lnf_mean), stat(off_.lnf_rstd), N, C);
   for (int64_t l = L - 1; l >= 0; l--) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     const void* residual = l > 0 ? act(off_.res3[l - 1]) : act(off_.encoded);
     // dres is d(res3[l]); MLP branch: fcproj = gelu(fch) @ W + b
     zero(off_.dbig, N * 4 * C);
-    be_.matmul_backward(dt, act(off_.dbig), G(p + "mlp.c_proj.weight"), G(p + "mlp.c_proj.bias"),
-                        act(off_.dres), act(off_.fch_gelu[l]), P(p + "mlp.c_proj.weight"), N,
-                        4 * C, C, WeightLayout::in_out);
+    block_matmul_backward(l, 3, act(off_.dbig), p + "mlp.c_proj", act(off_.dres), act(off_.fch_gelu[l]),
+                          N, 4 * C, C);
     zero(off_.dbig2, N * 4 * C);
     be_.gelu_backward(dt, act(off_.dbig2), act(off_.fch[l]), act(off_.dbig), N * 4 * C);
     zero(off_.dln, N * C);
-    be_.matmul_backward(dt, act(off_.dln), G(p + "mlp.c_fc.weight"), G(p + "mlp.c_fc.bias"),
-                        act(off_.dbig2), act(off_.ln2[l]), P(p + "mlp.c_fc.weight"), N, C, 4 * C,
-                        WeightLayout::in_out);
+    block_matmul_backward(l, 2, act(off_.dln), p + "mlp.c_fc", act(off_.dbig2), act(off_.ln2[l]), N, C,
+                          4 * C);
     be_.layernorm_backward(dt, act(off_.dres), G(p + "ln_2.weight"), G(p + "ln_2.bias"),
                            act(off_.dln), act(off_.res2[l]), P(p + "ln_2.weight"),
-                           act(off_.ln2_mean[l]), act(off_.ln2_rstd[l]), N, C);
+                           stat(off_.ln2_mean[l]), stat(off_.ln2_rstd[l]), N, C);
     // dres is now d(res2[l]); attention branch
     zero(off_.datty, N * C);
-    be_.matmul_backward(dt, act(off_.datty), G(p + "attn.c_proj.weight"), G(p + "attn.c_proj.bias"),
-                        act(off_.dres), act(off_.atty[l]), P(p + "attn.c_proj.weight"), N, C, C,
-                        WeightLayout::in_out);
+    block_matmul_backward(l, 1, act(off_.datty), p + "attn.c_proj", act(off_.dres), act(off_.atty[l]), N,
+                          C, C);
     zero(off_.dqkv, N * 3 * C);
     be_.attention_backward(dt, act(off_.dqkv), act(off_.datty), act(off_.qkv[l]), act(off_.atty[l]),
-                           act(off_.lse[l]), B, T, C, NH);
+                           stat(off_.lse[l]), B, T, C, NH);
     zero(off_.dln, N * C);
-    be_.matmul_backward(dt, act(off_.dln), G(p + "attn.c_attn.weight"), G(p + "attn.c_attn.bias"),
-                        act(off_.dqkv), act(off_.ln1[l]), P(p + "attn.c_attn.weight"), N, C, 3 * C,
-                        WeightLayout::in_out);
+    block_matmul_backward(l, 0, act(off_.dln), p + "attn.c_attn", act(off_.dqkv), act(off_.ln1[l]), N, C,
+                          3 * C);
     be_.layernorm_backward(dt, act(off_.dres), G(p + "ln_1.weight"), G(p + "ln_1.bias"),
-                           act(off_.dln), residual, P(p + "ln_1.weight"), act(off_.ln1_mean[l]),
-                           act(off_.ln1_rstd[l]), N, C);
+                           act(off_.dln), residual, P(p + "ln_1.weight"), stat(off_.ln1_mean[l]),
+                           stat(off_.ln1_rstd[l]), N, C);
     // dres is now d(residual input of layer l)
   }
   be_.embedding_backward(dt, G("transformer.wte.weight"), G("transformer.wpe.weight"),
                          act(off_.dres), tokens_.data(), B, T, C);
+}
+
+std::vector<Gpt::TensorSpan> Gpt::tensor_spans() const {
+  std::vector<TensorSpan> spans;
+  auto layer_of = [](const std::string& name) -> std::string {
+    if (name.rfind("transformer.h.", 0) == 0) {
+      const size_t end = name.find('.', 14);
+      return "h." + name.substr(14, end - 14);
+    }
+    return name.rfind("transformer.ln_f", 0) == 0 ? "final" : "embedding";
+  };
+  for (const ParamEntry& e : table_.entries()) {
+    const std::string layer = layer_of(e.name);
+    spans.push_back({layer, "weights", params_.dtype(),
+                     static_cast<const char*>(params_.data()) + e.offset * master_esz_, e.numel()});
+    spans.push_back({layer, "grads", grads_.dtype(),
+                     static_cast<const char*>(grads_.data()) + e.offset * master_esz_, e.numel()});
+  }
+  if (B_ == 0) return spans;  // no forward yet
+  const int64_t N = B_ * T_, C = cfg_.n_embd;
+  auto act_span = [&](const std::string& layer, size_t off, int64_t n) {
+    spans.push_back({layer, "activations", dtype_, act(off), n});
+  };
+  act_span("embedding", off_.encoded, N * C);
+  for (int64_t l = 0; l < cfg_.n_layer; l++) {
+    const std::string layer = "h." + std::to_string(l);
+    for (size_t off : {off_.ln1[l], off_.atty[l], off_.attproj[l], off_.res2[l], off_.ln2[l],
+                       off_.fcproj[l], off_.res3[l]})
+      act_span(layer, off, N * C);
+    act_span(layer, off_.qkv[l], N * 3 * C);
+    act_span(layer, off_.fch[l], N * 4 * C);
+    act_span(layer, off_.fch_gelu[l], N * 4 * C);
+  }
+  act_span("final", off_.lnf, N * C);
+  return spans;
 }
 
 std::vector<float> Gpt::logits_at(int64_t b, int64_t t) const {

@@ -2,33 +2,68 @@
 // L pre-LayerNorm blocks (ln_1 -> causal self-attention c_attn/c_proj -> residual, ln_2 ->
 // MLP c_fc -> GELU(tanh) -> c_proj -> residual), ln_f, LM head tied to wte, no dropout.
 // Written once, with unsharded shapes; explicit forward and backward through the Backend.
-// The model owns its flat parameter and gradient buffers and its saved activations; it runs in
-// fp32 on any backend, or in fp64 on the reference backend (the double-precision oracle).
+// The model owns its flat parameter and gradient buffers and its saved activations.
+//
+// Precision: the model computes in `compute` dtype - fp32 (any backend), fp64 (the reference
+// backend: the double-precision oracle), or bf16/fp16 (mixed precision). params() are always
+// the master weights in the accumulation dtype (fp64 for fp64, fp32 otherwise), grads() too.
+// With a 16-bit compute dtype the kernels read a 16-bit copy of the weights, made by
+// update_compute_weights() (which the owner of params() calls after changing them), and store
+// activations in 16 bits; layernorm statistics, attention log-sum-exps and losses stay fp32.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/params.h"
+#include "precision/fp8.h"
 
 namespace meshlm {
 
+// How update_compute_weights rounds the master weights into the 16-bit compute copy.
+struct WeightRounding {
+  bool stochastic = false;
+  uint64_t seed = 0;
+  int64_t step = 0;
+};
+
 class Gpt {
  public:
-  Gpt(const ModelConfig& cfg, Backend& backend, DType dtype = DType::fp32);
+  Gpt(const ModelConfig& cfg, Backend& backend, DType compute = DType::fp32);
 
   const ModelConfig& config() const { return cfg_; }
   const ParamTable& table() const { return table_; }
-  DType dtype() const { return dtype_; }
-  Tensor& params() { return params_; }  // (P,) flat, in table order
-  Tensor& grads() { return grads_; }    // (P,) flat, same offsets
+  DType dtype() const { return dtype_; }           // the compute dtype
+  DType master_dtype() const { return params_.dtype(); }
+  Tensor& params() { return params_; }  // (P,) flat master weights, in table order
+  Tensor& grads() { return grads_; }    // (P,) flat, same offsets, master dtype
   const Tensor& params() const { return params_; }
-  void* param(const std::string& name);  // pointer to one parameter inside params()
+  void* param(const std::string& name);  // pointer to one master parameter inside params()
 
+  // Initializes the master weights (and the compute copy).
   void init(uint64_t seed);
   void zero_grad() { grads_.zero(); }
+
+  // Rewrites the 16-bit compute copy from the master weights (a no-op when compute is the
+  // master dtype): round to nearest even, or stochastically with random bits that depend only
+  // on (seed, parameter name, element index, step), so every parallel layout rounds the same.
+  void update_compute_weights(const WeightRounding& r = {});
+  // bf16 weights without fp32 masters: the master takes the (stochastically rounded) compute
+  // copy's values, so the weights are exactly bf16 (the llm.c recipe).
+  void master_from_compute_weights();
+
+  // fp8 (compute dtype bf16): the inputs and weights of the four matrix products of every
+  // block go through e4m3, their output gradients through e5m2, each with a per-tensor
+  // delayed scale (precision/fp8.h). The embedding and the LM head stay bf16. The amaxes seen
+  // during a step are recorded by end_fp8_step(), so forward and backward use the same scales.
+  void enable_fp8(const Fp8ScalingConfig& cfg);
+  bool fp8() const { return !fp8_.empty(); }
+  void end_fp8_step();
+  nlohmann::json fp8_state() const;
+  void set_fp8_state(const nlohmann::json& j);
 
   // Forward over tokens (B, T). With targets (B, T) returns the mean cross-entropy over the
   // B*T positions (else 0). If dloss_scale != 0, the logits are replaced by the gradient of
@@ -38,27 +73,63 @@ class Gpt {
   // Adds the gradient of the last forward's scaled loss into grads() (the += convention).
   void backward();
 
+  // The model's tensors grouped for the numerics report: per layer ("embedding", "h.0", ...,
+  // "final") and kind ("weights": master values, "activations": what the last forward saved,
+  // in the compute dtype, "grads": parameter gradients as backward left them).
+  struct TensorSpan {
+    std::string layer, kind;
+    DType dtype;
+    const void* data;
+    int64_t n;
+  };
+  std::vector<TensorSpan> tensor_spans() const;
+
   // Logits (Vp,) of position (b, t) of the last forward run without dloss_scale, as fp32,
   // first V entries meaningful.
   std::vector<float> logits_at(int64_t b, int64_t t) const;
 
  private:
   void ensure_activations(int64_t B, int64_t T);
+  // Activations (compute dtype) and statistics (master dtype) by element offset.
   void* act(size_t offset) { return static_cast<char*>(acts_.data()) + offset * esz_; }
   const void* act(size_t offset) const {
     return static_cast<const char*>(acts_.data()) + offset * esz_;
   }
+  void* stat(size_t offset) { return static_cast<char*>(stats_.data()) + offset * master_esz_; }
+  const void* stat(size_t offset) const {
+    return static_cast<const char*>(stats_.data()) + offset * master_esz_;
+  }
+  const void* weight(const std::string& name);  // the compute copy of one parameter
+  void* grad(const std::string& name);
+  // The matrix products of block l's site k (0 c_attn, 1 attn.c_proj, 2 c_fc, 3 mlp.c_proj),
+  // through fp8 when enabled.
+  void block_matmul_forward(int64_t l, int k, void* out, const void* inp, const std::string& w,
+                            int64_t N, int64_t C, int64_t OC);
+  float fp8_scale(const Fp8Scale& s, const uint16_t* x, int64_t n) const;
+  void block_matmul_backward(int64_t l, int k, void* dinp, const std::string& w, const void* dout,
+                             const void* inp, int64_t N, int64_t C, int64_t OC);
 
   ModelConfig cfg_;
   Backend& be_;
   DType dtype_;
-  size_t esz_;
+  size_t esz_, master_esz_;
   ParamTable table_;
   Tensor params_, grads_;
+  Tensor compute_;  // (P,) the 16-bit copy of params_ (unused when dtype_ is the master dtype)
 
   // Activations, laid out for the capacity (B_cap, T_cap); offsets in elements.
   int64_t B_cap_ = 0, T_cap_ = 0, B_ = 0, T_ = 0;
-  Tensor acts_;
+  // fp8 state: per block and site, the scales of input, weight and output gradient, the
+  // amaxes pending for end_fp8_step(), and scratch for the quantized operands (bf16).
+  struct Fp8Site {
+    Fp8Scale x{DType::fp8_e4m3}, w{DType::fp8_e4m3}, g{DType::fp8_e5m2};
+    float x_amax = 0, w_amax = 0, g_amax = 0;
+  };
+  std::vector<Fp8Site> fp8_;  // (L * 4)
+  Tensor fp8_a_, fp8_b_;      // quantized operands
+  bool training_forward_ = false;
+  Tensor acts_;   // compute dtype
+  Tensor stats_;  // master dtype: layernorm mean/rstd, attention lse, losses
   std::vector<int32_t> tokens_, targets_;  // (B, T) of the last forward
   struct Offsets {
     size_t encoded, lnf, lnf_mean, lnf_rstd, logits, losses;

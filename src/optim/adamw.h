@@ -19,8 +19,9 @@ class AdamW {
   AdamW(const ParamTable& table, DType dtype, const AdamWConfig& cfg);
   // One update with learning rate lr; grads are multiplied by grad_scale first (clipping).
   // `step` is 1-based and drives bias correction.
+  // fp16_storage: the pure-fp16 recipe's update (precision/fp16_pure.h) instead of the backend's.
   void step(Backend& be, Tensor& params, const Tensor& grads, float lr, float grad_scale,
-            int64_t step);
+            int64_t step, bool fp16_storage = false);
   Tensor& m() { return m_; }  // (P,) first moments
   Tensor& v() { return v_; }  // (P,) second moments
 

@@ -86,6 +86,7 @@ void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const
                   {"loader", {{"sequences", st.loader.sequences}, {"epoch", st.epoch}}},
                   {"rng", {{"seed", st.rng.seed}, {"counter", st.rng.counter}}},
                   {"config", config}};
+  if (!st.precision.is_null()) trainer["precision"] = st.precision;
   write_text(tmp / "trainer.json", trainer.dump(2) + "\n");
 
   if (!tokenizer_file.empty()) fs::copy_file(tokenizer_file, tmp / "tokenizer.json");
@@ -155,6 +156,7 @@ json load_checkpoint(const std::string& dir, Gpt& model, AdamW* opt) {
   float* params = model.params().as<float>();
   model.params().zero();  // padded vocabulary rows stay zero
   for (const auto& e : model.table().entries()) weights.read_f32(e.name, e.hf_shape, params + e.offset);
+  model.update_compute_weights();  // the owner re-rounds if its mode rounds otherwise
   if (opt) {
     MESHLM_CHECK(fs::exists(d / "optimizer.safetensors"),
                  dir + ": has no optimizer.safetensors, cannot resume training from it");

@@ -28,6 +28,8 @@ struct TrainerState {
   // The trainer's random stream. Training draws nothing from it yet (no dropout, sequential
   // data); it is checkpointed so that features which do resume exactly.
   Rng rng;
+  // The precision mode's own state (loss scaler, fp8 scales), as saved in trainer.json.
+  nlohmann::json precision;
 };
 
 // Writes checkpoint `dir` (must not be inside a partially written directory).

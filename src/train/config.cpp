@@ -1,5 +1,7 @@
 #include "train/config.h"
 
+#include <algorithm>
+
 #include <toml++/toml.h>
 
 #include <charconv>
@@ -48,7 +50,33 @@ void TrainConfig::validate() const {
   MESHLM_CHECK(eps > 0, "eps must be positive");
   MESHLM_CHECK(shuffle == 0 || shuffle == 1, "shuffle must be 0 or 1");
   MESHLM_CHECK(weight_decay >= 0 && grad_clip >= 0, "weight_decay and grad_clip must be >= 0");
+  static const char* kPrecisions[] = {"fp32", "bf16", "fp16", "fp16-pure", "fp8"};
+  MESHLM_CHECK(std::find(std::begin(kPrecisions), std::end(kPrecisions), precision) != std::end(kPrecisions),
+               "precision must be fp32, bf16, fp16, fp16-pure or fp8, got '" + precision + "'");
+  MESHLM_CHECK(stochastic_rounding == 0 || stochastic_rounding == 1, "stochastic_rounding must be 0 or 1");
+  MESHLM_CHECK(master_weights == 0 || master_weights == 1, "master_weights must be 0 or 1");
+  MESHLM_CHECK(master_weights == 1 || precision == "bf16",
+               "master_weights = 0 is a bf16 mode (weights kept in bf16, stochastic rounding)");
+  MESHLM_CHECK(stochastic_rounding == 0 || precision == "bf16" || precision == "fp16" || precision == "fp8",
+               "stochastic_rounding needs a 16-bit compute copy (bf16, fp16 or fp8)");
+  MESHLM_CHECK(loss_scale >= 0, "loss_scale must be >= 0");
+  MESHLM_CHECK(profile == 0 || profile == 1, "profile must be 0 or 1");
+  MESHLM_CHECK(numerics_report >= 0 && inject_inf_at_step >= 0,
+               "numerics_report and inject_inf_at_step must be >= 0");
+  loss_scaler().validate();
+  if (precision == "fp8") fp8_scaling().validate();
   schedule().validate();
+}
+
+LossScalerConfig TrainConfig::loss_scaler() const {
+  LossScalerConfig c;
+  c.hysteresis = loss_scale_hysteresis;
+  c.growth_interval = loss_scale_growth_interval;
+  return c;
+}
+
+Fp8ScalingConfig TrainConfig::fp8_scaling() const {
+  return Fp8ScalingConfig{fp8_history, fp8_algorithm, fp8_margin};
 }
 
 nlohmann::json TrainConfig::to_json() const {
@@ -129,6 +157,18 @@ const std::vector<ConfigKey>& config_keys() {
       TEXT_KEY(out, "run directory: metrics.jsonl and checkpoints"),
       TEXT_KEY(backend, "kernel backend: cpu or reference"),
       TEXT_KEY(tokenizer, "the data's tokenizer (bytes, gpt2 or a file), for sampling and per-byte loss; empty: from <data>/manifest.json"),
+      TEXT_KEY(precision, "fp32 | bf16 | fp16 (mixed, fp32 master weights; fp16 with dynamic loss scaling) | fp16-pure (the naive recipe: everything fp16) | fp8 (simulated e4m3/e5m2 GEMM operands, delayed scaling)"),
+      INT_KEY(stochastic_rounding, "1: round the 16-bit compute weights stochastically (seeded by parameter, element, step)"),
+      INT_KEY(master_weights, "0 (bf16 only): no fp32 master weights; weights live in bf16 and each update is rounded stochastically (as llm.c)"),
+      REAL_KEY(loss_scale, "fp16 and fp16-pure: a static loss scale; 0: dynamic for fp16, none for fp16-pure"),
+      INT_KEY(loss_scale_hysteresis, "fp16 dynamic scaling: overflows tolerated before the scale halves"),
+      INT_KEY(loss_scale_growth_interval, "fp16 dynamic scaling: clean steps before the scale doubles"),
+      INT_KEY(fp8_history, "fp8: amax history length of the delayed scaling"),
+      TEXT_KEY(fp8_algorithm, "fp8: max (over the history) or most_recent"),
+      INT_KEY(fp8_margin, "fp8: extra headroom of the scales, in powers of two"),
+      INT_KEY(numerics_report, "every N steps append per-layer amax / underflow / overflow statistics to <out>/numerics.jsonl; 0: off"),
+      INT_KEY(profile, "1: time every kernel call and print a per-kernel breakdown of a step at the end"),
+      INT_KEY(inject_inf_at_step, "testing aid: plant an inf in one gradient at this step (0: never)"),
   };
   return keys;
 }

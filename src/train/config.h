@@ -14,6 +14,8 @@
 #include "model/config.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
+#include "precision/fp8.h"
+#include "precision/loss_scaler.h"
 
 namespace meshlm {
 
@@ -37,10 +39,22 @@ struct TrainConfig {
   double peak_gflops = 0;            // 0: measured by a short GEMM at start-up
   std::string data, out = "runs/default", backend = "cpu";
   std::string tokenizer;  // "": the data's (its manifest.json), else bytes
+  // precision (docs/numerics.md)
+  std::string precision = "fp32";  // fp32 | bf16 | fp16 | fp16-pure | fp8
+  int64_t stochastic_rounding = 0, master_weights = 1;
+  double loss_scale = 0;  // 0: dynamic (fp16) / none (fp16-pure); > 0: static
+  int64_t loss_scale_hysteresis = 2, loss_scale_growth_interval = 2000;
+  int64_t fp8_history = 16, fp8_margin = 0;
+  std::string fp8_algorithm = "max";
+  int64_t numerics_report = 0;     // every N steps; 0: off
+  int64_t inject_inf_at_step = 0;  // testing aid
+  int64_t profile = 0;             // 1: per-kernel time breakdown
 
   ModelConfig model() const;
   LrSchedule schedule() const;
   AdamWConfig adamw() const;
+  LossScalerConfig loss_scaler() const;
+  Fp8ScalingConfig fp8_scaling() const;
   int64_t micro_batch() const { return micro_batch_size > 0 ? micro_batch_size : batch_size; }
   int64_t accumulation_steps() const { return batch_size / micro_batch(); }
   void validate() const;  // one-line errors naming the key

@@ -23,15 +23,26 @@ void MetricsLog::write(const nlohmann::ordered_json& line) {
   std::fflush(f_);
 }
 
-double measure_peak_gflops(Backend& be) {
+double measure_peak_gflops(Backend& be, DType dt) {
   const int64_t n = 2048;
+  if (dt != DType::fp32 && !be.supports(Op::gemm, dt)) dt = DType::fp32;  // e.g. fp16 here
   std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
+  std::vector<uint16_t> a16, b16;
+  const void *A = a.data(), *B = b.data();
+  if (dt != DType::fp32) {
+    a16.resize(n * n);
+    b16.resize(n * n);
+    convert_from_f32(dt, a16.data(), a.data(), a.size());
+    convert_from_f32(dt, b16.data(), b.data(), b.size());
+    A = a16.data();
+    B = b16.data();
+  }
   // One untimed call creates (JIT-compiles) the primitive; then the best of 5.
-  be.gemm(DType::fp32, false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+  be.gemm(dt, false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, c.data(), n);
   double best = 0;
   for (int rep = 0; rep < 5; rep++) {
     auto t0 = std::chrono::steady_clock::now();
-    be.gemm(DType::fp32, false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    be.gemm(dt, false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, c.data(), n);
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, 2.0 * n * n * n / s / 1e9);
   }

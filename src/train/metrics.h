@@ -21,9 +21,10 @@ class MetricsLog {
   FILE* f_ = nullptr;
 };
 
-// Achieved fp32 GFLOP/s of a 2048^3 GEMM on `be` (best of 5 after a warm-up call): the MFU
-// denominator. About half a second on 2 cores.
-double measure_peak_gflops(Backend& be);
+// Achieved GFLOP/s of a 2048^3 GEMM with `dt` operands on `be` (best of 5 after a warm-up
+// call): the MFU denominator. fp32 for a dtype the backend's gemm does not take (fp16 here,
+// whose products run in fp32). About half a second on 2 cores.
+double measure_peak_gflops(Backend& be, DType dt = DType::fp32);
 bool stdout_is_terminal();
 std::string format_duration(double seconds);  // "1m23s"
 // "[#######.............] 35%  step 70/200  eta 1m10s" (fits 80 columns)

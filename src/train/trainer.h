@@ -19,6 +19,7 @@ struct TrainResult {
   double tokens_per_s = 0;     // mean over this run's steps
   bool interrupted = false;
   double peak_rss_mib = 0;     // of the whole process, at the end of the run
+  int64_t skipped_steps = 0;   // fp16 overflows in this run (optimizer steps skipped)
 };
 
 // Trains per `cfg`; with `resume_dir` non-empty, continues from that checkpoint (weights,

@@ -124,7 +124,7 @@ namespace {
 TEST(Gemm, Bf16OperandsAgainstDouble) {
   auto be = make_cpu_backend();
   ASSERT_TRUE(be->supports(Op::gemm, DType::bf16));
-  EXPECT_FALSE(be->supports(Op::layernorm, DType::bf16));
+  EXPECT_FALSE(be->supports(Op::adamw, DType::bf16));  // the optimizer runs on fp32 masters
   for (bool tb : {false, true}) {
     const int64_t M = 37, N = 53, K = 300;
     std::vector<uint16_t> a(M * K), b(K * N);

@@ -12,11 +12,18 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/lowp.h"
 #include "core/rng.h"
 
 using namespace meshlm;
 
 namespace {
+
+uint32_t float_to_bits_f32(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
 
 struct Spec {
   DType dt;
@@ -141,7 +148,9 @@ TEST(DType, Bf16RoundingOfRandomFloatsMatchesBruteForce) {
     const double v = bf16_to_float(got);
     const double up = bf16_to_float(uint16_t(got + 1)), dn = got ? bf16_to_float(uint16_t(got - 1)) : -1;
     ASSERT_LE(std::fabs(v - x), std::fabs(up - x)) << x;
-    if (got) ASSERT_LE(std::fabs(v - x), std::fabs(dn - x)) << x;
+    if (got) {
+      ASSERT_LE(std::fabs(v - x), std::fabs(dn - x)) << x;
+    }
   }
 }
 
@@ -175,6 +184,61 @@ TEST(DType, BulkConversionRoundTrips) {
       float want = (dt == DType::fp32 || dt == DType::fp64) ? src[i]
                                                            : bits_to_float(dt, float_to_bits(dt, src[i]));
       EXPECT_EQ(back[i], want) << dtype_name(dt) << " " << src[i];
+    }
+  }
+}
+
+// The fast conversions of core/lowp.h (bit trick, F16C, AVX-512) against the generic,
+// format-table driven reference: every 16-bit pattern back to fp32, and millions of floats
+// (normal, subnormal in the target, beyond its range, specials) to 16 bits, singly and in bulk.
+TEST(DType, FastConversionsMatchTheReferenceBitForBit) {
+  for (DType dt : {DType::bf16, DType::fp16}) {
+    for (uint32_t b = 0; b < 65536; b++) {
+      const float ref = bits_to_float(dt, uint16_t(b));
+      const float got = dt == DType::bf16 ? lowp::bf16_to_f32(uint16_t(b)) : lowp::fp16_to_f32(uint16_t(b));
+      if (std::isnan(ref)) {
+        ASSERT_TRUE(std::isnan(got)) << b;
+      } else {
+        ASSERT_EQ(float_to_bits_f32(ref), float_to_bits_f32(got)) << dtype_name(dt) << " bits " << b;
+      }
+    }
+    std::vector<float> xs = {0.0f, -0.0f, INFINITY, -INFINITY, 65504.0f, 65520.0f, 65519.99f,
+                             1e-8f, 2.98e-8f, 2.99e-8f, 5.96e-8f, 3.4e38f, 1e-40f, -1e-45f};
+    for (uint64_t i = 0; i < 2000000; i++) {  // random bit patterns cover every exponent
+      uint32_t u = random_u32(11, 5, i);
+      float x;
+      std::memcpy(&x, &u, 4);
+      if (!std::isnan(x)) xs.push_back(x);
+    }
+    std::vector<uint16_t> bulk(xs.size());
+    convert_from_f32(dt, bulk.data(), xs.data(), xs.size());
+    for (size_t i = 0; i < xs.size(); i++) {
+      const uint16_t ref = reference_float_to_bits(dt, xs[i]);
+      ASSERT_EQ(float_to_bits(dt, xs[i]), ref) << dtype_name(dt) << " x=" << xs[i];
+      ASSERT_EQ(bulk[i], ref) << dtype_name(dt) << " (bulk) x=" << xs[i];
+    }
+  }
+}
+
+// Stochastic rounding of many different values: the mean rounding error goes to 0 like
+// 1/sqrt(draws) (unbiased), where round-to-nearest keeps a systematic error; the same
+// random bits give the same result (reproducible).
+TEST(DType, StochasticRoundingIsUnbiasedAndReproducible) {
+  for (DType dt : {DType::bf16, DType::fp16}) {
+    const int kDraws = 20000;
+    for (int v = 0; v < 50; v++) {
+      const float x = float(1.0 + uniform01(5, 7, uint64_t(v)));  // in [1, 2): gap 2^-man_bits
+      const double gap = std::ldexp(1.0, -float_format(dt).man_bits);
+      double err = 0;
+      for (int i = 0; i < kDraws; i++) {
+        const uint32_t r = random_u32(uint64_t(v), 9, uint64_t(i));
+        const uint16_t b = float_to_bits_stochastic(dt, x, r);
+        ASSERT_EQ(b, float_to_bits_stochastic(dt, x, r));
+        err += double(bits_to_float(dt, b)) - double(x);
+      }
+      // Each draw's error is within one gap (variance <= gap^2 / 4): 5 sigma of the mean.
+      EXPECT_LE(std::fabs(err / kDraws), 5 * 0.5 * gap / std::sqrt(double(kDraws)))
+          << dtype_name(dt) << " x=" << x;
     }
   }
 }

@@ -17,36 +17,65 @@
 
 namespace meshlm::cpu {
 
+void attention_head_forward(float* o, int64_t ldo, float* lse, const float* q, const float* k,
+                            const float* v, int64_t ldqkv, int64_t T, int64_t HS, float* S) {
+  const float scale = 1.0f / std::sqrt(float(HS));
+  onednn_sgemm(false, true, T, T, HS, scale, q, ldqkv, k, ldqkv, 0.0f, S, T);  // S = scale Q K^T
+  for (int64_t t = 0; t < T; t++) {
+    float* row = S + t * T;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j <= t; j++) mx = std::max(mx, row[j]);
+    float sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j <= t; j++) {
+      row[j] = std::exp(row[j] - mx);
+      sum += row[j];
+    }
+    const float inv = 1.0f / sum;
+#pragma omp simd
+    for (int64_t j = 0; j <= t; j++) row[j] *= inv;
+    for (int64_t j = t + 1; j < T; j++) row[j] = 0.0f;  // causal mask
+    lse[t] = mx + std::log(sum);
+  }
+  onednn_sgemm(false, false, T, HS, T, 1.0f, S, T, v, ldqkv, 0.0f, o, ldo);  // O = P V
+}
+
+void attention_head_backward(float* dq, float* dk, float* dv, int64_t lddqkv, const float* go,
+                             const float* o, int64_t ldo, const float* q, const float* k,
+                             const float* v, int64_t ldqkv, const float* lse, int64_t T,
+                             int64_t HS, float* P, float* dP) {
+  const float scale = 1.0f / std::sqrt(float(HS));
+  onednn_sgemm(false, true, T, T, HS, scale, q, ldqkv, k, ldqkv, 0.0f, P, T);  // scaled scores
+  onednn_sgemm(false, true, T, T, HS, 1.0f, go, ldo, v, ldqkv, 0.0f, dP, T);   // dP = dO V^T
+  for (int64_t t = 0; t < T; t++) {
+    float* p = P + t * T;
+    float* d = dP + t * T;
+    const float l = lse[t];
+    float D = 0;  // sum_j p_j dp_j = dout . out
+#pragma omp simd reduction(+ : D)
+    for (int64_t i = 0; i < HS; i++) D += go[t * ldo + i] * o[t * ldo + i];
+#pragma omp simd
+    for (int64_t j = 0; j <= t; j++) {
+      p[j] = std::exp(p[j] - l);
+      d[j] = p[j] * (d[j] - D) * scale;  // dS, scaled back to the raw scores' gradient
+    }
+    for (int64_t j = t + 1; j < T; j++) p[j] = d[j] = 0.0f;
+  }
+  onednn_sgemm(false, false, T, HS, T, 1.0f, dP, T, k, ldqkv, 1.0f, dq, lddqkv);  // dQ += dS K
+  onednn_sgemm(true, false, T, HS, T, 1.0f, dP, T, q, ldqkv, 1.0f, dk, lddqkv);   // dK += dS^T Q
+  onednn_sgemm(true, false, T, HS, T, 1.0f, P, T, go, ldo, 1.0f, dv, lddqkv);     // dV += P^T dO
+}
+
 void attention_forward(float* out, float* lse, const float* qkv, int64_t B, int64_t T, int64_t C,
                        int64_t NH, float* scratch) {
   const int64_t HS = C / NH, C3 = 3 * C;
-  const float scale = 1.0f / std::sqrt(float(HS));
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < NH; h++) {
       float* S = scratch + int64_t(omp_get_thread_num()) * 2 * T * T;  // (T, T)
       const float* q = qkv + b * T * C3 + h * HS;                      // (T, HS), ld 3C
-      const float* k = q + C;
-      const float* v = q + 2 * C;
-      onednn_sgemm(false, true, T, T, HS, scale, q, C3, k, C3, 0.0f, S, T);  // S = scale Q K^T
-      for (int64_t t = 0; t < T; t++) {
-        float* row = S + t * T;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j <= t; j++) mx = std::max(mx, row[j]);
-        float sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j <= t; j++) {
-          row[j] = std::exp(row[j] - mx);
-          sum += row[j];
-        }
-        const float inv = 1.0f / sum;
-#pragma omp simd
-        for (int64_t j = 0; j <= t; j++) row[j] *= inv;
-        for (int64_t j = t + 1; j < T; j++) row[j] = 0.0f;  // causal mask
-        lse[(b * NH + h) * T + t] = mx + std::log(sum);
-      }
-      float* o = out + b * T * C + h * HS;  // (T, HS), ld C
-      onednn_sgemm(false, false, T, HS, T, 1.0f, S, T, v, C3, 0.0f, o, C);  // O = P V
+      attention_head_forward(out + b * T * C + h * HS, C, lse + (b * NH + h) * T, q, q + C,
+                             q + 2 * C, C3, T, HS, S);
     }
 }
 
@@ -54,39 +83,15 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
                         const float* lse, int64_t B, int64_t T, int64_t C, int64_t NH,
                         float* scratch) {
   const int64_t HS = C / NH, C3 = 3 * C;
-  const float scale = 1.0f / std::sqrt(float(HS));
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < NH; h++) {
-      float* P = scratch + int64_t(omp_get_thread_num()) * 2 * T * T;  // (T, T)
-      float* dP = P + T * T;                                          // (T, T)
-      const float* q = qkv + b * T * C3 + h * HS;
-      const float* k = q + C;
-      const float* v = q + 2 * C;
-      const float* go = dout + b * T * C + h * HS;  // (T, HS), ld C
-      const float* o = out + b * T * C + h * HS;
+      float* P = scratch + int64_t(omp_get_thread_num()) * 2 * T * T;  // (T, T) twice
+      const float* q = qkv + b * T * C3 + h * HS;                      // (T, HS), ld 3C
       float* dq = dqkv + b * T * C3 + h * HS;
-      float* dk = dq + C;
-      float* dv = dq + 2 * C;
-      onednn_sgemm(false, true, T, T, HS, scale, q, C3, k, C3, 0.0f, P, T);   // scaled scores
-      onednn_sgemm(false, true, T, T, HS, 1.0f, go, C, v, C3, 0.0f, dP, T);   // dP = dO V^T
-      for (int64_t t = 0; t < T; t++) {
-        float* p = P + t * T;
-        float* d = dP + t * T;
-        const float l = lse[(b * NH + h) * T + t];
-        float D = 0;  // sum_j p_j dp_j = dout . out
-#pragma omp simd reduction(+ : D)
-        for (int64_t i = 0; i < HS; i++) D += go[t * C + i] * o[t * C + i];
-#pragma omp simd
-        for (int64_t j = 0; j <= t; j++) {
-          p[j] = std::exp(p[j] - l);
-          d[j] = p[j] * (d[j] - D) * scale;  // dS, scaled back to the raw scores' gradient
-        }
-        for (int64_t j = t + 1; j < T; j++) p[j] = d[j] = 0.0f;
-      }
-      onednn_sgemm(false, false, T, HS, T, 1.0f, dP, T, k, C3, 1.0f, dq, C3);  // dQ += dS K
-      onednn_sgemm(true, false, T, HS, T, 1.0f, dP, T, q, C3, 1.0f, dk, C3);   // dK += dS^T Q
-      onednn_sgemm(true, false, T, HS, T, 1.0f, P, T, go, C, 1.0f, dv, C3);    // dV += P^T dO
+      const int64_t at = b * T * C + h * HS;  // (T, HS) blocks of out and dout, ld C
+      attention_head_backward(dq, dq + C, dq + 2 * C, C3, dout + at, out + at, C, q, q + C,
+                              q + 2 * C, C3, lse + (b * NH + h) * T, T, HS, P, P + T * T);
     }
 }
 

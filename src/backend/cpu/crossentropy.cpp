@@ -7,27 +7,29 @@
 
 namespace meshlm::cpu {
 
+float crossentropy_row(float* row, int64_t target, float dloss, int64_t V, int64_t Vp) {
+  float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+  for (int64_t v = 0; v < V; v++) mx = std::max(mx, row[v]);
+  float sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t v = 0; v < V; v++) sum += std::exp(row[v] - mx);
+  const float lse = mx + std::log(sum);
+  const float loss = lse - row[target];
+  if (dloss != 0.0f) {
+#pragma omp simd
+    for (int64_t v = 0; v < V; v++) row[v] = dloss * std::exp(row[v] - lse);
+    row[target] -= dloss;
+    for (int64_t v = V; v < Vp; v++) row[v] = 0.0f;
+  }
+  return loss;
+}
+
 void crossentropy_forward_backward(float* losses, float* logits, const int32_t* targets,
                                    float dloss, int64_t N, int64_t V, int64_t Vp) {
 #pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; n++) {
-    float* row = logits + n * Vp;  // (Vp)
-    float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (int64_t v = 0; v < V; v++) mx = std::max(mx, row[v]);
-    float sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t v = 0; v < V; v++) sum += std::exp(row[v] - mx);
-    const float lse = mx + std::log(sum);
-    const int64_t target = targets[n];
-    losses[n] = lse - row[target];
-    if (dloss != 0.0f) {
-#pragma omp simd
-      for (int64_t v = 0; v < V; v++) row[v] = dloss * std::exp(row[v] - lse);
-      row[target] -= dloss;
-      for (int64_t v = V; v < Vp; v++) row[v] = 0.0f;
-    }
-  }
+  for (int64_t n = 0; n < N; n++)
+    losses[n] = crossentropy_row(logits + n * Vp, targets[n], dloss, V, Vp);  // row (Vp)
 }
 
 }  // namespace meshlm::cpu

@@ -34,11 +34,12 @@ static memory::data_type dnnl_type(DType dt) {
 void OneDnnGemm::run(const GemmDesc& d, const void* A, const void* B, void* C, const void* bias) {
   GemmRoute route = d.route;
   if (route == GemmRoute::automatic)
-    route = d.ab_dtype == DType::fp32 && !d.trans_b && (!d.has_bias || d.beta == 0.0f)
+    route = d.ab_dtype == DType::fp32 && d.c_dtype == DType::fp32 && !d.trans_b && (!d.has_bias || d.beta == 0.0f)
                 ? GemmRoute::sgemm
                 : GemmRoute::primitive;
   if (route == GemmRoute::sgemm) {
-    MESHLM_CHECK(d.ab_dtype == DType::fp32, "oneDNN sgemm takes fp32 operands only");
+    MESHLM_CHECK(d.ab_dtype == DType::fp32 && d.c_dtype == DType::fp32 &&
+                     d.bias_dtype == DType::fp32, "oneDNN sgemm takes fp32 operands only");
     float* c = static_cast<float*>(C);
     float beta = d.beta;
     if (d.has_bias) {  // C = bias broadcast over rows, then accumulate the product into it
@@ -60,9 +61,9 @@ void OneDnnGemm::run(const GemmDesc& d, const void* A, const void* B, void* C, c
     // Row-major op(A) (M, K): strides (lda, 1), or (1, lda) when A is stored transposed.
     memory::desc a({d.M, d.K}, t, d.trans_a ? memory::dims{1, d.lda} : memory::dims{d.lda, 1});
     memory::desc b({d.K, d.N}, t, d.trans_b ? memory::dims{1, d.ldb} : memory::dims{d.ldb, 1});
-    memory::desc c({d.M, d.N}, memory::data_type::f32, memory::dims{d.ldc, 1});
+    memory::desc c({d.M, d.N}, dnnl_type(d.c_dtype), memory::dims{d.ldc, 1});
     memory::desc bias_md;
-    if (d.has_bias) bias_md = memory::desc({1, d.N}, memory::data_type::f32, memory::dims{d.N, 1});
+    if (d.has_bias) bias_md = memory::desc({1, d.N}, dnnl_type(d.bias_dtype), memory::dims{d.N, 1});
     dnnl::primitive_attr attr;
     if (d.alpha != 1.0f) attr.set_output_scales(0, {d.alpha});
     if (d.beta != 0.0f) {

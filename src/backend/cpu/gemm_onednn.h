@@ -5,7 +5,8 @@
 // not transposed (the forward and weight-gradient products, ~1.4x faster here), the primitive
 // when it is (the input-gradient product, ~1.25x faster). The rule is static, so a run's
 // arithmetic never depends on timing (resume stays bit-identical).
-// C (M, N) f32 = alpha * op(A) @ op(B) [+ bias (N) f32] + beta * C; A and B are f32 or bf16.
+// C (M, N) = alpha * op(A) @ op(B) [+ bias (N)] + beta * C; A and B are f32 or bf16, C and the
+// bias f32 (or bf16 with bf16 operands, through the primitive), accumulation always in f32.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -26,10 +27,12 @@ struct GemmDesc {
   float alpha = 1.0f, beta = 0.0f;
   bool has_bias = false;
   GemmRoute route = GemmRoute::automatic;
+  DType c_dtype = DType::fp32;  // bf16: the primitive rounds C (and beta * C + ...) once, at the end
+  DType bias_dtype = DType::fp32;
 
   auto key() const {
     return std::make_tuple(int(ab_dtype), trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta,
-                           has_bias);
+                           has_bias, int(c_dtype), int(bias_dtype));
   }
 };
 

@@ -2,12 +2,19 @@
 // vectorizer). Contracts are those of backend.h. Every reduction has a fixed order that does
 // not depend on the thread count, so a run is bit-reproducible (resume equals no resume).
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "backend/backend.h"
+#include "core/vecmath.h"
 
 namespace meshlm::cpu {
 
+// One row (C): y = layernorm(x), saving *mean and *rstd; dx (C) += its input gradient.
+void layernorm_row_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
+                           const float* b, int64_t C);
+void layernorm_row_backward(float* dx, const float* g, const float* x, const float* w, float m,
+                            float s, int64_t C);
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w,
                        const float* b, int64_t N, int64_t C);
 void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
@@ -18,6 +25,26 @@ void attention_forward(float* out, float* lse, const float* qkv, int64_t B, int6
                        int64_t NH, float* scratch);
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
                         const float* lse, int64_t B, int64_t T, int64_t C, int64_t NH, float* scratch);
+// One (batch, head) pair: q, k, v (T, HS) with leading dimension ldqkv; o, dout (T, HS) with ldo;
+// lse (T); S, P, dP (T, T) scratch. Backward adds into dq, dk, dv (leading dimension lddqkv).
+void attention_head_forward(float* o, int64_t ldo, float* lse, const float* q, const float* k,
+                            const float* v, int64_t ldqkv, int64_t T, int64_t HS, float* S);
+void attention_head_backward(float* dq, float* dk, float* dv, int64_t lddqkv, const float* go,
+                             const float* o, int64_t ldo, const float* q, const float* k,
+                             const float* v, int64_t ldqkv, const float* lse, int64_t T,
+                             int64_t HS, float* P, float* dP);
+// GELU (tanh form) and its derivative, per element; tanh(u) = 1 - 2 / (exp(2u) + 1) is written
+// with exp so loops over these vectorize (libmvec).
+constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2 / pi)
+inline float tanh_via_exp(float u) { return 1.0f - 2.0f / (std::exp(2.0f * u) + 1.0f); }
+inline float gelu(float x) {
+  return 0.5f * x * (1.0f + tanh_via_exp(kGeluScale * (x + 0.044715f * x * x * x)));
+}
+inline float gelu_grad(float x) {
+  float th = tanh_via_exp(kGeluScale * (x + 0.044715f * x * x * x));
+  float du = kGeluScale * (1.0f + 3.0f * 0.044715f * x * x);
+  return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+}
 void gelu_forward(float* out, const float* inp, int64_t n);
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n);
 void residual_forward(float* out, const float* a, const float* b, int64_t n);
@@ -27,9 +54,38 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
                         int64_t B, int64_t T, int64_t C);
 void crossentropy_forward_backward(float* losses, float* logits, const int32_t* targets,
                                    float dloss, int64_t N, int64_t V, int64_t Vp);
+// One row (Vp) of logits: returns its loss, and (dloss != 0) overwrites it with its gradient.
+float crossentropy_row(float* row, int64_t target, float dloss, int64_t V, int64_t Vp);
 void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a);
 double sum_squares(const float* x, int64_t n);
 // dbias (OC) += column sums of dout (N, OC).
 void bias_backward(float* dbias, const float* dout, int64_t N, int64_t OC);
 
 }  // namespace meshlm::cpu
+
+// The same kernels for 16-bit storage (dt bf16 or fp16; backend.h says which buffers are
+// 16-bit and which stay fp32). Those taking `scratch` need scratch_floats(op, ...) floats.
+namespace meshlm::cpu::lowp16 {
+using u16 = uint16_t;
+int64_t scratch_floats(Op op, int64_t B, int64_t T, int64_t C, int64_t NH, int64_t Vp);
+void embedding_forward(DType dt, u16* out, const int32_t* tokens, const u16* wte, const u16* wpe,
+                       int64_t B, int64_t T, int64_t C, float* scratch);
+void embedding_backward(DType dt, float* dwte, float* dwpe, const u16* dout, const int32_t* tokens,
+                        int64_t B, int64_t T, int64_t C);
+void layernorm_forward(DType dt, u16* out, float* mean, float* rstd, const u16* inp, const u16* w,
+                       const u16* b, int64_t N, int64_t C, float* scratch);
+void layernorm_backward(DType dt, u16* dinp, float* dw, float* db, const u16* dout, const u16* inp,
+                        const u16* w, const float* mean, const float* rstd, int64_t N, int64_t C,
+                        float* scratch);
+void attention_forward(DType dt, u16* out, float* lse, const u16* qkv, int64_t B, int64_t T,
+                       int64_t C, int64_t NH, float* scratch);
+void attention_backward(DType dt, u16* dqkv, const u16* dout, const u16* qkv, const u16* out,
+                        const float* lse, int64_t B, int64_t T, int64_t C, int64_t NH,
+                        float* scratch);
+void gelu_forward(DType dt, u16* out, const u16* inp, int64_t n);
+void gelu_backward(DType dt, u16* dinp, const u16* inp, const u16* dout, int64_t n);
+void residual_forward(DType dt, u16* out, const u16* a, const u16* b, int64_t n);
+void crossentropy_forward_backward(DType dt, float* losses, u16* logits, const int32_t* targets,
+                                   float dloss, int64_t N, int64_t V, int64_t Vp, float* scratch);
+void bias_backward(DType dt, float* dbias, const u16* dout, int64_t N, int64_t OC);
+}  // namespace meshlm::cpu::lowp16

@@ -7,49 +7,50 @@
 
 namespace meshlm::cpu {
 
+void layernorm_row_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
+                           const float* b, int64_t C) {
+  float m = 0;
+#pragma omp simd reduction(+ : m)
+  for (int64_t c = 0; c < C; c++) m += x[c];
+  m /= float(C);
+  float var = 0;
+#pragma omp simd reduction(+ : var)
+  for (int64_t c = 0; c < C; c++) var += (x[c] - m) * (x[c] - m);
+  float s = 1.0f / std::sqrt(var / float(C) + 1e-5f);
+#pragma omp simd
+  for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) * s * w[c] + b[c];
+  *mean = m;
+  *rstd = s;
+}
+
+void layernorm_row_backward(float* dx, const float* g, const float* x, const float* w, float m,
+                            float s, int64_t C) {
+  float mean_d = 0, mean_dx = 0;
+#pragma omp simd reduction(+ : mean_d, mean_dx)
+  for (int64_t c = 0; c < C; c++) {
+    float gw = g[c] * w[c];
+    mean_d += gw;
+    mean_dx += gw * (x[c] - m) * s;
+  }
+  mean_d /= float(C);
+  mean_dx /= float(C);
+#pragma omp simd
+  for (int64_t c = 0; c < C; c++) dx[c] += s * (g[c] * w[c] - mean_d - (x[c] - m) * s * mean_dx);
+}
+
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w,
                        const float* b, int64_t N, int64_t C) {
 #pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; n++) {
-    const float* x = inp + n * C;  // (C)
-    float* y = out + n * C;        // (C)
-    float m = 0;
-#pragma omp simd reduction(+ : m)
-    for (int64_t c = 0; c < C; c++) m += x[c];
-    m /= float(C);
-    float var = 0;
-#pragma omp simd reduction(+ : var)
-    for (int64_t c = 0; c < C; c++) var += (x[c] - m) * (x[c] - m);
-    float s = 1.0f / std::sqrt(var / float(C) + 1e-5f);
-#pragma omp simd
-    for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) * s * w[c] + b[c];
-    mean[n] = m;
-    rstd[n] = s;
-  }
+  for (int64_t n = 0; n < N; n++)
+    layernorm_row_forward(out + n * C, mean + n, rstd + n, inp + n * C, w, b, C);  // rows (C)
 }
 
 void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
                         const float* w, const float* mean, const float* rstd, int64_t N,
                         int64_t C) {
 #pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; n++) {
-    const float* x = inp + n * C;
-    const float* g = dout + n * C;
-    const float m = mean[n], s = rstd[n];
-    float mean_d = 0, mean_dx = 0;
-#pragma omp simd reduction(+ : mean_d, mean_dx)
-    for (int64_t c = 0; c < C; c++) {
-      float gw = g[c] * w[c];
-      mean_d += gw;
-      mean_dx += gw * (x[c] - m) * s;
-    }
-    mean_d /= float(C);
-    mean_dx /= float(C);
-    float* dx = dinp + n * C;
-#pragma omp simd
-    for (int64_t c = 0; c < C; c++)
-      dx[c] += s * (g[c] * w[c] - mean_d - (x[c] - m) * s * mean_dx);
-  }
+  for (int64_t n = 0; n < N; n++)
+    layernorm_row_backward(dinp + n * C, dout + n * C, inp + n * C, w, mean[n], rstd[n], C);
   constexpr int64_t kBlock = 64;  // columns per task: one cache line of 16 floats x 4
   const int64_t nblocks = (C + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static)

@@ -1,0 +1,269 @@
+#include "precision/numerics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace meshlm {
+
+void TensorStats::add(const TensorStats& o) {
+  n += o.n;
+  zero += o.zero;
+  underflow += o.underflow;
+  subnormal += o.subnormal;
+  overflow += o.overflow;
+  amax = std::max(amax, o.amax);
+}
+
+TensorStats tensor_stats(DType format, DType stored, const void* x, int64_t n) {
+  double max_finite, min_normal, min_sub;
+  if (format == DType::fp32) {
+    max_finite = 3.4028234663852886e38;
+    min_normal = 0x1p-126;
+    min_sub = 0x1p-149;
+  } else {
+    const FloatFormat f = float_format(format);
+    max_finite = f.max_finite;
+    min_normal = std::ldexp(1.0, 1 - f.bias);
+    min_sub = std::ldexp(1.0, 1 - f.bias - f.man_bits);
+  }
+  TensorStats s;
+  s.n = n;
+  constexpr int64_t kBlock = 4096;
+  const int64_t nblocks = (n + kBlock - 1) / kBlock;
+  const size_t esz = dtype_size(stored);
+  int64_t zero = 0, under = 0, sub = 0, over = 0;
+  double amax = 0;
+#pragma omp parallel for schedule(static) reduction(+ : zero, under, sub, over) reduction(max : amax)
+  for (int64_t b = 0; b < nblocks; b++) {
+    const int64_t i0 = b * kBlock, m = std::min(kBlock, n - i0);
+    float buf[kBlock];
+    if (stored == DType::fp64) {
+      for (int64_t i = 0; i < m; i++) buf[i] = float(static_cast<const double*>(x)[i0 + i]);
+    } else {
+      convert_to_f32(stored, buf, static_cast<const char*>(x) + size_t(i0) * esz, size_t(m));
+    }
+    for (int64_t i = 0; i < m; i++) {
+      const double a = std::fabs(double(buf[i]));
+      if (!std::isfinite(a) || a > max_finite) {
+        over++;
+        continue;
+      }
+      amax = std::max(amax, a);
+      if (a == 0) zero++;
+      else if (a < 0.5 * min_sub) under++;
+      else if (a < min_normal) sub++;
+    }
+  }
+  s.zero = zero;
+  s.underflow = under;
+  s.subnormal = sub;
+  s.overflow = over;
+  s.amax = amax;
+  return s;
+}
+
+NumericsReport::NumericsReport(const std::string& path, bool append, int64_t step) {
+  std::string kept;
+  if (append && std::filesystem::exists(path)) {  // drop an abandoned tail past the resume step
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      try {
+        if (nlohmann::json::parse(line).value("step", int64_t(0)) <= step) kept += line + "\n";
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+  }
+  out_.open(path, std::ios::trunc);
+  MESHLM_CHECK(bool(out_), path + ": cannot write");
+  out_ << kept;
+}
+
+void NumericsReport::write(int64_t step, const Gpt& model, double loss_scale) {
+  const DType format = model.dtype() == DType::fp64 ? DType::fp32 : model.dtype();
+  std::vector<std::pair<std::string, std::string>> order;  // (layer, kind) as first seen
+  std::map<std::pair<std::string, std::string>, TensorStats> stats;
+  for (const Gpt::TensorSpan& s : model.tensor_spans()) {
+    const auto key = std::make_pair(s.layer, s.kind);
+    if (!stats.count(key)) order.push_back(key);
+    stats[key].add(tensor_stats(format, s.dtype, s.data, s.n));
+  }
+  for (const auto& key : order) {
+    const TensorStats& t = stats[key];
+    const double n = double(std::max<int64_t>(t.n, 1));
+    nlohmann::ordered_json j = {{"step", step},         {"layer", key.first},
+                                {"kind", key.second},   {"format", dtype_name(format)},
+                                {"loss_scale", loss_scale}, {"n", t.n},
+                                {"amax", t.amax},       {"zero", double(t.zero) / n},
+                                {"underflow", double(t.underflow) / n},
+                                {"subnormal", double(t.subnormal) / n},
+                                {"overflow", double(t.overflow) / n}};
+    out_ << j.dump() << "\n";
+  }
+  out_.flush();
+}
+
+namespace {
+
+std::string pct(double f) {
+  char b[32];
+  if (f == 0) return "0";
+  std::snprintf(b, sizeof b, f < 1e-4 ? "%.1e" : "%.3f%%", f < 1e-4 ? f : f * 100);
+  return b;
+}
+
+std::string num(const char* f, double x) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, x);
+  return b;
+}
+
+// One SVG line chart: series of (step, value) per name, y in log10 or linear.
+void svg_panel(std::ostringstream& svg, double x0, double y0, double w, double h,
+               const std::string& title, const std::map<std::string, std::vector<std::pair<double, double>>>& series,
+               const std::vector<std::string>& names, bool log_y) {
+  static const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  double xmin = 1e300, xmax = -1e300, ymin = 1e300, ymax = -1e300;
+  auto fy = [&](double v) { return log_y ? std::log10(std::max(v, 1e-30)) : v; };
+  for (const auto& [name, pts] : series)
+    for (const auto& [x, y] : pts) {
+      if (log_y && y <= 0) continue;
+      xmin = std::min(xmin, x);
+      xmax = std::max(xmax, x);
+      ymin = std::min(ymin, fy(y));
+      ymax = std::max(ymax, fy(y));
+    }
+  svg << "<text x='" << x0 + w / 2 << "' y='" << y0 - 8 << "' text-anchor='middle' font-size='13'>"
+      << title << "</text>\n";
+  svg << "<rect x='" << x0 << "' y='" << y0 << "' width='" << w << "' height='" << h
+      << "' fill='none' stroke='#444'/>\n";
+  if (xmin > xmax) {
+    svg << "<text x='" << x0 + w / 2 << "' y='" << y0 + h / 2 << "' text-anchor='middle' font-size='11'>"
+        << (log_y ? "no non-zero values" : "no data") << "</text>\n";
+    return;
+  }
+  if (xmax == xmin) xmax = xmin + 1;
+  if (ymax - ymin < 1e-12) {
+    ymin -= log_y ? 0.5 : 0.001;
+    ymax += log_y ? 0.5 : 0.001;
+  }
+  auto px = [&](double x) { return x0 + (x - xmin) / (xmax - xmin) * w; };
+  auto py = [&](double y) { return y0 + h - (fy(y) - ymin) / (ymax - ymin) * h; };
+  for (int i = 0; i <= 4; i++) {  // y ticks
+    const double v = ymin + (ymax - ymin) * i / 4;
+    const double yy = y0 + h - h * i / 4;
+    svg << "<text x='" << x0 - 4 << "' y='" << yy + 4 << "' text-anchor='end' font-size='10'>"
+        << (log_y ? "1e" + num("%.1f", v) : num("%.2g", v)) << "</text>\n";
+  }
+  svg << "<text x='" << x0 << "' y='" << y0 + h + 14 << "' font-size='10'>step " << num("%.0f", xmin)
+      << "</text><text x='" << x0 + w << "' y='" << y0 + h + 14 << "' text-anchor='end' font-size='10'>"
+      << num("%.0f", xmax) << "</text>\n";
+  for (size_t k = 0; k < names.size(); k++) {
+    auto it = series.find(names[k]);
+    if (it == series.end()) continue;
+    svg << "<polyline fill='none' stroke-width='1.5' stroke='" << kColors[k % 10] << "' points='";
+    for (const auto& [x, y] : it->second)
+      if (!log_y || y > 0) svg << num("%.1f", px(x)) << "," << num("%.1f", py(y)) << " ";
+    svg << "'/>\n";
+  }
+}
+
+}  // namespace
+
+void render_numerics_report(const std::string& jsonl_path, const std::string& svg_path,
+                            std::ostream& out) {
+  std::ifstream in(jsonl_path);
+  MESHLM_CHECK(bool(in), jsonl_path + ": cannot read (train with --numerics-report N to write it)");
+  std::vector<nlohmann::json> rows;
+  std::string line;
+  int64_t lineno = 0;
+  while (std::getline(in, line)) {
+    lineno++;
+    if (line.empty()) continue;
+    try {
+      rows.push_back(nlohmann::json::parse(line));
+    } catch (const nlohmann::json::exception&) {
+      throw Error(jsonl_path + ":" + std::to_string(lineno) + ": not a JSON line");
+    }
+  }
+  MESHLM_CHECK(!rows.empty(), jsonl_path + ": no records");
+  const int64_t last = rows.back().at("step").get<int64_t>();
+  std::vector<std::string> layers;
+  for (const auto& r : rows) {
+    const std::string l = r.at("layer").get<std::string>();
+    if (std::find(layers.begin(), layers.end(), l) == layers.end()) layers.push_back(l);
+  }
+  out << "numerics at step " << last << " (format " << rows.back().value("format", "?")
+      << ", loss scale " << num("%g", rows.back().value("loss_scale", 1.0)) << ")\n";
+  out << "  fractions of values: zero | underflow (non-zero -> 0) | subnormal | overflow (inf/NaN)\n";
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%-10s %-12s %11s %9s %10s %10s %9s\n", "layer", "kind", "amax",
+                "zero", "underflow", "subnormal", "overflow");
+  out << buf;
+  struct Worst { double under = 0, sub = 0, over = 0; int64_t under_step = 0, over_step = 0; };
+  std::map<std::string, Worst> worst;  // per kind, over the whole run
+  for (const auto& r : rows) {
+    const std::string kind = r.at("kind").get<std::string>();
+    Worst& w = worst[kind];
+    const double u = r.value("underflow", 0.0), s = r.value("subnormal", 0.0), o = r.value("overflow", 0.0);
+    if (u > w.under) { w.under = u; w.under_step = r.at("step").get<int64_t>(); }
+    w.sub = std::max(w.sub, s);
+    if (o > w.over) { w.over = o; w.over_step = r.at("step").get<int64_t>(); }
+    if (r.at("step").get<int64_t>() != last) continue;
+    std::snprintf(buf, sizeof buf, "%-10s %-12s %11.4g %9s %10s %10s %9s\n",
+                  r.at("layer").get<std::string>().c_str(), kind.c_str(), r.value("amax", 0.0),
+                  pct(r.value("zero", 0.0)).c_str(), pct(u).c_str(), pct(s).c_str(), pct(o).c_str());
+    out << buf;
+  }
+  out << "worst over the run:\n";
+  for (const auto& [kind, w] : worst)
+    out << "  " << kind << ": underflow " << pct(w.under) << " (step " << w.under_step << "), subnormal "
+        << pct(w.sub) << ", overflow " << pct(w.over) << (w.over > 0 ? " (step " + std::to_string(w.over_step) + ")" : "")
+        << "\n";
+
+  // The plot: amax (log scale) and underflow + subnormal fraction, per layer, for each kind.
+  const std::vector<std::string> kinds = {"weights", "activations", "grads"};
+  std::ostringstream svg;
+  const double W = 1260, H = 760, pw = 340, ph = 230;
+  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+      << "' font-family='sans-serif'>\n<rect width='100%' height='100%' fill='white'/>\n";
+  svg << "<text x='" << W / 2 << "' y='24' text-anchor='middle' font-size='16'>meshlm numerics report: "
+      << jsonl_path << " (format " << rows.back().value("format", "?") << ")</text>\n";
+  for (size_t k = 0; k < kinds.size(); k++) {
+    std::map<std::string, std::vector<std::pair<double, double>>> amax, lost;
+    for (const auto& r : rows) {
+      if (r.at("kind").get<std::string>() != kinds[k]) continue;
+      const std::string l = r.at("layer").get<std::string>();
+      const double step = double(r.at("step").get<int64_t>());
+      amax[l].push_back({step, r.value("amax", 0.0)});
+      lost[l].push_back({step, r.value("underflow", 0.0) + r.value("subnormal", 0.0)});
+    }
+    const double x0 = 80 + double(k) * (pw + 70);
+    svg_panel(svg, x0, 60, pw, ph, kinds[k] + ": amax", amax, layers, true);
+    svg_panel(svg, x0, 360, pw, ph, kinds[k] + ": fraction underflow + subnormal", lost, layers, false);
+  }
+  static const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  for (size_t i = 0; i < layers.size(); i++) {
+    const double lx = 80 + double(i % 8) * 140, ly = 640 + double(i / 8) * 20;
+    svg << "<rect x='" << lx << "' y='" << ly - 9 << "' width='12' height='10' fill='" << kColors[i % 10]
+        << "'/><text x='" << lx + 16 << "' y='" << ly << "' font-size='12'>" << layers[i] << "</text>\n";
+  }
+  svg << "</svg>\n";
+  std::ofstream f(svg_path);
+  MESHLM_CHECK(bool(f), svg_path + ": cannot write");
+  f << svg.str();
+  out << "plot written to " << svg_path << "\n";
+}
+
+}  // namespace meshlm

@@ -1,0 +1,47 @@
+// The numerics report: where low-precision arithmetic loses information. Every N steps the
+// trainer appends to <run>/numerics.jsonl, for each layer and tensor kind (weights,
+// activations, grads), the largest magnitude and the fractions of values that are zero, that
+// would underflow to zero, that would be subnormal, and that overflow, in the run's compute
+// format (for fp32 values such as the master weights and the gradients: what rounding them to
+// that format would do; gradients as backward produced them, i.e. times the loss scale), and
+// the loss scale. `meshlm report` renders the file (render_numerics_report).
+#pragma once
+#include <cstdint>
+#include <fstream>
+#include <ostream>
+#include <string>
+
+#include "core/dtype.h"
+#include "model/gpt.h"
+
+namespace meshlm {
+
+struct TensorStats {
+  int64_t n = 0;
+  int64_t zero = 0;       // exactly zero already
+  int64_t underflow = 0;  // non-zero, rounds to zero in the format
+  int64_t subnormal = 0;  // lands among the format's subnormals
+  int64_t overflow = 0;   // beyond the largest finite value, or inf / NaN already
+  double amax = 0;        // largest finite magnitude
+  void add(const TensorStats& o);
+};
+
+// Statistics of n values of dtype `stored`, measured against `format` (fp32, bf16, fp16, fp8).
+TensorStats tensor_stats(DType format, DType stored, const void* x, int64_t n);
+
+class NumericsReport {
+ public:
+  // append: continue an existing file (a resumed run), dropping lines past `step`.
+  NumericsReport(const std::string& path, bool append, int64_t step);
+  void write(int64_t step, const Gpt& model, double loss_scale);
+
+ private:
+  std::ofstream out_;
+};
+
+// Reads numerics.jsonl and prints a table of the last step (and the worst fractions over the
+// run); writes an SVG plot of amax and underflow per layer over the steps to svg_path.
+void render_numerics_report(const std::string& jsonl_path, const std::string& svg_path,
+                            std::ostream& out);
+
+}  // namespace meshlm
