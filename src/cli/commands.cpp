@@ -22,6 +22,7 @@
 #include "data/loader.h"
 #include "data/prepare.h"
 #include "model/gpt.h"
+#include "precision/numerics.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/eval.h"
@@ -77,7 +78,13 @@ void add_train(CLI::App& app) {
       "resumed checkpoint's config < --config FILE (TOML, keys as above) < flags.\n"
       "Writes <out>/metrics.jsonl (one JSON object per step; eval lines carry val_loss) and a\n"
       "checkpoint directory <out>/step_NNNNNN at the end and every --save-every steps.\n"
-      "Ctrl-C finishes the current step and saves a checkpoint.");
+      "Ctrl-C finishes the current step and saves a checkpoint.\n"
+      "Precision (--precision): fp32; bf16 and fp16 keep fp32 master weights and Adam state\n"
+      "(fp16 with a dynamic loss scale: overflowing steps are skipped and logged); fp16-pure is\n"
+      "the naive all-fp16 recipe, for comparison; fp8 simulates e4m3/e5m2 GEMM operands (real\n"
+      "rounding, bf16 arithmetic: its speed is not fp8 speed). Checkpoints hold fp32 masters, so\n"
+      "--resume with another --precision continues a run in another mode. --numerics-report N\n"
+      "writes <out>/numerics.jsonl for `meshlm report`. docs/numerics.md has the details.");
   auto config_file = std::make_shared<std::string>();
   auto resume = std::make_shared<std::string>();
   auto overwrite = std::make_shared<bool>(false);
@@ -111,7 +118,9 @@ void add_train(CLI::App& app) {
     std::cout << "done    " << r.steps << " steps, last loss " << r.last_loss;
     if (r.val_loss >= 0) std::cout << ", val_loss " << r.val_loss;
     std::cout << ", " << int64_t(r.tokens_per_s) << " tok/s, peak RSS " << int64_t(r.peak_rss_mib)
-              << " MiB\n";
+              << " MiB";
+    if (r.skipped_steps > 0) std::cout << ", " << r.skipped_steps << " steps skipped (fp16 overflow)";
+    std::cout << "\n";
     if (r.interrupted) throw Error("interrupted; resume with --resume " + r.checkpoint);
   });
 }
@@ -304,6 +313,27 @@ void add_tokenizer(CLI::App& app) {
   });
 }
 
+void add_report(CLI::App& app) {
+  auto* cmd = app.add_subcommand("report", "Render a run's numerics report (table + SVG plot)");
+  cmd->footer(
+      "Reads <run>/numerics.jsonl, written by `meshlm train --numerics-report N`: per layer\n"
+      "(embedding, h.0 .. h.L-1, final) and tensor kind (weights, activations, grads), the\n"
+      "largest magnitude and the fractions of values that are zero, would underflow to zero,\n"
+      "would be subnormal, or overflow in the run's compute format, with the loss scale.\n"
+      "Prints the last report as a table and the worst fractions over the run, and writes a\n"
+      "plot of amax and underflow per layer over the steps (SVG, opens in any browser).");
+  auto run = std::make_shared<std::string>();
+  auto svg = std::make_shared<std::string>();
+  cmd->add_option("run", *run, "run directory (or its numerics.jsonl)")->required();
+  cmd->add_option("--svg", *svg, "plot file [default: <run>/numerics.svg]");
+  cmd->callback([run, svg]() {
+    namespace fs = std::filesystem;
+    const fs::path jsonl = fs::is_directory(*run) ? fs::path(*run) / "numerics.jsonl" : fs::path(*run);
+    const std::string plot = svg->empty() ? (jsonl.parent_path() / "numerics.svg").string() : *svg;
+    render_numerics_report(jsonl.string(), plot, std::cout);
+  });
+}
+
 void add_info(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show the build, the machine, or a checkpoint");
   auto checkpoint = std::make_shared<std::string>();
@@ -324,7 +354,7 @@ void add_info(CLI::App& app) {
               << " + OpenMP), reference\n"
               << "cpu        " << cpu_summary() << "\n"
               << "threads    " << omp_get_max_threads() << " (OpenMP)\n"
-              << "precision  fp32 (bf16/fp16/fp8: not yet)\n";
+              << "precision  fp32, bf16, fp16 (mixed, dynamic loss scaling), fp16-pure, fp8 (simulated)\n";
 #ifdef MESHLM_WITH_MPI
     int initialized = 0;
     MPI_Initialized(&initialized);

@@ -97,7 +97,16 @@ void NumericsReport::write(int64_t step, const Gpt& model, double loss_scale) {
     if (!stats.count(key)) order.push_back(key);
     stats[key].add(tensor_stats(format, s.dtype, s.data, s.n));
   }
-  for (const auto& key : order) {
+  // Layers in model order, kinds as weights, activations, grads within each.
+  auto rank = [&](const std::pair<std::string, std::string>& k) {
+    size_t layer = 0;
+    while (layer < order.size() && order[layer].first != k.first) layer++;
+    const int kind = k.second == "weights" ? 0 : k.second == "activations" ? 1 : 2;
+    return std::make_pair(layer, kind);
+  };
+  std::vector<std::pair<std::string, std::string>> sorted = order;
+  std::stable_sort(sorted.begin(), sorted.end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+  for (const auto& key : sorted) {
     const TensorStats& t = stats[key];
     const double n = double(std::max<int64_t>(t.n, 1));
     nlohmann::ordered_json j = {{"step", step},         {"layer", key.first},
@@ -163,7 +172,7 @@ void svg_panel(std::ostringstream& svg, double x0, double y0, double w, double h
     const double v = ymin + (ymax - ymin) * i / 4;
     const double yy = y0 + h - h * i / 4;
     svg << "<text x='" << x0 - 4 << "' y='" << yy + 4 << "' text-anchor='end' font-size='10'>"
-        << (log_y ? "1e" + num("%.1f", v) : num("%.2g", v)) << "</text>\n";
+        << num("%.2g", log_y ? std::pow(10.0, v) : v) << "</text>\n";
   }
   svg << "<text x='" << x0 << "' y='" << y0 + h + 14 << "' font-size='10'>step " << num("%.0f", xmin)
       << "</text><text x='" << x0 + w << "' y='" << y0 + h + 14 << "' text-anchor='end' font-size='10'>"
@@ -227,7 +236,8 @@ void render_numerics_report(const std::string& jsonl_path, const std::string& sv
   }
   out << "worst over the run:\n";
   for (const auto& [kind, w] : worst)
-    out << "  " << kind << ": underflow " << pct(w.under) << " (step " << w.under_step << "), subnormal "
+    out << "  " << kind << ": underflow " << pct(w.under)
+        << (w.under > 0 ? " (step " + std::to_string(w.under_step) + ")" : "") << ", subnormal "
         << pct(w.sub) << ", overflow " << pct(w.over) << (w.over > 0 ? " (step " + std::to_string(w.over_step) + ")" : "")
         << "\n";
 

@@ -1,8 +1,12 @@
-// Every fp32 kernel of every backend against the double-precision reference, with bounds
-// derived from fp32's unit roundoff u and the reduction length (docs/numerics.md explains
-// each). Inputs are rounded to fp32 first, so the only error measured is the kernel's own
-// arithmetic. The reference kernels themselves are checked by central finite differences
-// (test_layers_fd) and closed forms (test_gemm).
+// Every kernel of every backend, in fp32 and (cpu) with 16-bit storage (bf16, fp16), against
+// the double-precision reference, with bounds derived from fp32's unit roundoff u and the
+// reduction length (docs/numerics.md explains each). Inputs are rounded to the storage dtype
+// first, so the only error measured is the kernel's own arithmetic. A 16-bit kernel computes in
+// fp32 and rounds each stored result once, so its bound is the fp32 bound E plus one rounding
+// of the result: u16 (|want| + E), plus half the format's smallest subnormal (widen()).
+// Buffers that stay fp32 in 16-bit mode (parameter gradients, layernorm statistics, lse,
+// losses) keep the fp32 bound. The reference kernels themselves are checked by central finite
+// differences (test_layers_fd) and closed forms (test_gemm).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +15,7 @@
 
 #include "backend/backend.h"
 #include "backend/reference/kernels.h"
+#include "core/dtype.h"
 #include "support/support.h"
 
 using namespace meshlm;
@@ -24,36 +29,74 @@ constexpr double u = kF32Eps;
 struct Case {
   std::string backend;
   int64_t B, T, C, NH, V, Vp;
+  DType dt = DType::fp32;  // storage of activations, weights and activation gradients
   std::string name() const {
-    return backend + "_B" + std::to_string(B) + "_T" + std::to_string(T) + "_C" +
-           std::to_string(C) + "_NH" + std::to_string(NH) + "_V" + std::to_string(V);
+    return backend + "_" + dtype_name(dt) + "_B" + std::to_string(B) + "_T" + std::to_string(T) +
+           "_C" + std::to_string(C) + "_NH" + std::to_string(NH) + "_V" + std::to_string(V);
   }
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name(); }
 
+// A buffer of n values in dtype dt (fp32 or 16-bit), filled from and read back as doubles.
+struct Buf {
+  DType dt;
+  std::vector<char> bytes;
+  Buf(DType d, const std::vector<double>& v) : dt(d), bytes(v.size() * dtype_size(d)) {
+    const auto f = to_float(v);
+    convert_from_f32(dt, bytes.data(), f.data(), f.size());
+  }
+  Buf(DType d, size_t n) : dt(d), bytes(n * dtype_size(d)) {}
+  void* data() { return bytes.data(); }
+  std::vector<double> get() const {
+    std::vector<float> f(bytes.size() / dtype_size(dt));
+    convert_to_f32(dt, f.data(), bytes.data(), f.size());
+    return to_double(f);
+  }
+};
+
 class Kernels : public ::testing::TestWithParam<Case> {
  protected:
-  void SetUp() override { be = make_backend(GetParam().backend); }
+  void SetUp() override {
+    be = make_backend(GetParam().backend);
+    if (!be->supports(Op::matmul, dt())) GTEST_SKIP() << be->name() << " has no " << dtype_name(dt());
+  }
   std::unique_ptr<Backend> be;
   int64_t N() const { return GetParam().B * GetParam().T; }
+  DType dt() const { return GetParam().dt; }
+  bool is16() const { return dt() != DType::fp32; }
+  // Random values in [lo, hi) rounded to the storage dtype (exactly representable there).
+  std::vector<double> vals(int64_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) const {
+    return Buf(dt(), random_f32_values(n, seed, lo, hi)).get();
+  }
+  // Rounds doubles to the storage dtype (values the kernel reads as inputs).
+  std::vector<double> rounded(const std::vector<double>& v) const { return Buf(dt(), v).get(); }
+  // The fp32 bound E of a stored result, widened by one rounding to the storage dtype.
+  void widen(std::vector<double>& bound, const std::vector<double>& want) const {
+    if (!is16()) return;
+    const FloatFormat f = float_format(dt());
+    const double u16 = std::ldexp(1.0, -f.man_bits - 1);
+    const double tiny = std::ldexp(1.0, -f.bias - f.man_bits);  // half the smallest subnormal
+    for (size_t i = 0; i < bound.size(); i++) bound[i] += u16 * (std::fabs(want[i]) + bound[i]) + tiny;
+  }
 };
 
 TEST_P(Kernels, MatmulForward) {
   const auto& p = GetParam();
   const int64_t N = this->N(), C = p.C, OC = 3 * p.C;
   for (WeightLayout layout : {WeightLayout::in_out, WeightLayout::out_in}) {
-    auto inp = random_f32_values(N * C, 1), w = random_f32_values(C * OC, 2), b = random_f32_values(OC, 3);
-    std::vector<float> out(N * OC);
-    be->matmul_forward(DType::fp32, out.data(), to_float(inp).data(), to_float(w).data(),
-                       to_float(b).data(), N, C, OC, layout);
+    auto inp = vals(N * C, 1), w = vals(C * OC, 2), b = vals(OC, 3);
+    Buf out(dt(), N * OC);
+    be->matmul_forward(dt(), out.data(), Buf(dt(), inp).data(), Buf(dt(), w).data(),
+                       Buf(dt(), b).data(), N, C, OC, layout);
     std::vector<double> want(N * OC), mag(N * OC);
     ref::matmul_forward(want.data(), inp.data(), w.data(), b.data(), N, C, OC, layout);
     ref::matmul_forward(mag.data(), abs_values(inp).data(), abs_values(w).data(),
                         abs_values(b).data(), N, C, OC, layout);
     // C products plus the bias: a (C+1)-term sum, gamma_{C+1} times the sum of |terms|.
     for (double& m : mag) m *= gamma(C + 1);
-    EXPECT_TRUE(within(out, want, mag)) << "layout " << int(layout);
+    widen(mag, want);
+    EXPECT_TRUE(within(out.get(), want, mag)) << "layout " << int(layout);
   }
 }
 
@@ -61,14 +104,13 @@ TEST_P(Kernels, MatmulBackward) {
   const auto& p = GetParam();
   const int64_t N = this->N(), C = p.C, OC = 4 * p.C;
   for (WeightLayout layout : {WeightLayout::in_out, WeightLayout::out_in}) {
-    auto inp = random_f32_values(N * C, 4), w = random_f32_values(C * OC, 5),
-         dout = random_f32_values(N * OC, 6);
-    // Gradients start non-zero to check the += convention.
-    auto dinp0 = random_f32_values(N * C, 7), dw0 = random_f32_values(C * OC, 8),
-         db0 = random_f32_values(OC, 9);
-    auto dinp = to_float(dinp0), dw = to_float(dw0), db = to_float(db0);
-    be->matmul_backward(DType::fp32, dinp.data(), dw.data(), db.data(), to_float(dout).data(),
-                        to_float(inp).data(), to_float(w).data(), N, C, OC, layout);
+    auto inp = vals(N * C, 4), w = vals(C * OC, 5), dout = vals(N * OC, 6);
+    // Gradients start non-zero to check the += convention; dweight and dbias are fp32 always.
+    auto dinp0 = vals(N * C, 7), dw0 = random_f32_values(C * OC, 8), db0 = random_f32_values(OC, 9);
+    Buf dinp(dt(), dinp0);
+    auto dw = to_float(dw0), db = to_float(db0);
+    be->matmul_backward(dt(), dinp.data(), dw.data(), db.data(), Buf(dt(), dout).data(),
+                        Buf(dt(), inp).data(), Buf(dt(), w).data(), N, C, OC, layout);
     auto want_dinp = dinp0, want_dw = dw0, want_db = db0;
     ref::matmul_backward(want_dinp.data(), want_dw.data(), want_db.data(), dout.data(), inp.data(),
                          w.data(), N, C, OC, layout);
@@ -78,7 +120,8 @@ TEST_P(Kernels, MatmulBackward) {
     for (double& m : m_dinp) m *= gamma(OC + 1);  // prior value + OC products
     for (double& m : m_dw) m *= gamma(N + 1);     // prior value + N products
     for (double& m : m_db) m *= gamma(N + 1);
-    EXPECT_TRUE(within(dinp, want_dinp, m_dinp)) << "dinp";
+    widen(m_dinp, want_dinp);
+    EXPECT_TRUE(within(dinp.get(), want_dinp, m_dinp)) << "dinp";
     EXPECT_TRUE(within(dw, want_dw, m_dw)) << "dweight";
     EXPECT_TRUE(within(db, want_db, m_db)) << "dbias";
   }
@@ -86,10 +129,11 @@ TEST_P(Kernels, MatmulBackward) {
 
 TEST_P(Kernels, LayerNormForward) {
   const int64_t N = this->N(), C = GetParam().C;
-  auto x = random_f32_values(N * C, 10, -2, 3), w = random_f32_values(C, 11), b = random_f32_values(C, 12);
-  std::vector<float> out(N * C), mean(N), rstd(N);
-  be->layernorm_forward(DType::fp32, out.data(), mean.data(), rstd.data(), to_float(x).data(),
-                        to_float(w).data(), to_float(b).data(), N, C);
+  auto x = vals(N * C, 10, -2, 3), w = vals(C, 11), b = vals(C, 12);
+  Buf out(dt(), N * C);
+  std::vector<float> mean(N), rstd(N);
+  be->layernorm_forward(dt(), out.data(), mean.data(), rstd.data(), Buf(dt(), x).data(),
+                        Buf(dt(), w).data(), Buf(dt(), b).data(), N, C);
   std::vector<double> want(N * C), wm(N), ws(N);
   ref::layernorm_forward(want.data(), wm.data(), ws.data(), x.data(), w.data(), b.data(), N, C);
   // mean: a C-term sum, error dm <= gamma_C mean|x|. variance: C squares of (x - m), each off
@@ -113,22 +157,25 @@ TEST_P(Kernels, LayerNormForward) {
                          xhat_w * rel_s + 3 * u * (xhat_w + std::fabs(b[c]));
     }
   }
-  EXPECT_TRUE(within(out, want, bound)) << "out";
+  widen(bound, want);
+  EXPECT_TRUE(within(out.get(), want, bound)) << "out";
   EXPECT_TRUE(within(mean, wm, bm)) << "mean";
   EXPECT_TRUE(within(rstd, ws, bs)) << "rstd";
 }
 
 TEST_P(Kernels, LayerNormBackward) {
   const int64_t N = this->N(), C = GetParam().C;
-  auto x = random_f32_values(N * C, 13, -2, 3), w = random_f32_values(C, 14), g = random_f32_values(N * C, 15);
-  // mean and rstd are inputs here: take the fp32 kernel's values, so both sides see the same.
-  std::vector<float> y(N * C), mean(N), rstd(N);
-  be->layernorm_forward(DType::fp32, y.data(), mean.data(), rstd.data(), to_float(x).data(),
-                        to_float(w).data(), to_float(w).data(), N, C);
-  auto dx0 = random_f32_values(N * C, 16), dw0 = random_f32_values(C, 17), db0 = random_f32_values(C, 18);
-  auto dx = to_float(dx0), dw = to_float(dw0), db = to_float(db0);
-  be->layernorm_backward(DType::fp32, dx.data(), dw.data(), db.data(), to_float(g).data(),
-                         to_float(x).data(), to_float(w).data(), mean.data(), rstd.data(), N, C);
+  auto x = vals(N * C, 13, -2, 3), w = vals(C, 14), g = vals(N * C, 15);
+  // mean and rstd are inputs here: take the kernel's fp32 values, so both sides see the same.
+  Buf y(dt(), N * C);
+  std::vector<float> mean(N), rstd(N);
+  be->layernorm_forward(dt(), y.data(), mean.data(), rstd.data(), Buf(dt(), x).data(),
+                        Buf(dt(), w).data(), Buf(dt(), w).data(), N, C);
+  auto dx0 = vals(N * C, 16), dw0 = random_f32_values(C, 17), db0 = random_f32_values(C, 18);
+  Buf dx(dt(), dx0);
+  auto dw = to_float(dw0), db = to_float(db0);
+  be->layernorm_backward(dt(), dx.data(), dw.data(), db.data(), Buf(dt(), g).data(),
+                         Buf(dt(), x).data(), Buf(dt(), w).data(), mean.data(), rstd.data(), N, C);
   auto wdx = dx0, wdw = dw0, wdb = db0;
   auto md = to_double(mean), rs = to_double(rstd);
   ref::layernorm_backward(wdx.data(), wdw.data(), wdb.data(), g.data(), x.data(), w.data(),
@@ -156,7 +203,8 @@ TEST_P(Kernels, LayerNormBackward) {
     bdw[c] = (gamma(N + 1) + 3 * u) * (bdw[c] + std::fabs(dw0[c]));
     bdb[c] = gamma(N + 1) * (bdb[c] + std::fabs(db0[c]));
   }
-  EXPECT_TRUE(within(dx, wdx, bdx)) << "dinp";
+  widen(bdx, wdx);
+  EXPECT_TRUE(within(dx.get(), wdx, bdx)) << "dinp";
   EXPECT_TRUE(within(dw, wdw, bdw)) << "dweight";
   EXPECT_TRUE(within(db, wdb, bdb)) << "dbias";
 }
@@ -201,9 +249,10 @@ AttentionMagnitudes attention_magnitudes(const std::vector<double>& qkv, int64_t
 TEST_P(Kernels, AttentionForward) {
   const auto& p = GetParam();
   const int64_t B = p.B, T = p.T, C = p.C, NH = p.NH, HS = C / NH;
-  auto qkv = random_f32_values(B * T * 3 * C, 20, -2, 2);
-  std::vector<float> out(B * T * C), lse(B * NH * T);
-  be->attention_forward(DType::fp32, out.data(), lse.data(), to_float(qkv).data(), B, T, C, NH);
+  auto qkv = vals(B * T * 3 * C, 20, -2, 2);
+  Buf out(dt(), B * T * C);
+  std::vector<float> lse(B * NH * T);
+  be->attention_forward(dt(), out.data(), lse.data(), Buf(dt(), qkv).data(), B, T, C, NH);
   std::vector<double> want(B * T * C), wl(B * NH * T);
   ref::attention_forward(want.data(), wl.data(), qkv.data(), B, T, C, NH);
   auto m = attention_magnitudes(qkv, B, T, C, NH);
@@ -227,7 +276,8 @@ TEST_P(Kernels, AttentionForward) {
           bo[(b * T + t) * C + h * HS + i] = (rel_p + gamma(T + 1)) * mag;
         }
       }
-  EXPECT_TRUE(within(out, want, bo)) << "out";
+  widen(bo, want);
+  EXPECT_TRUE(within(out.get(), want, bo)) << "out";
   EXPECT_TRUE(within(lse, wl, bl)) << "lse";
 }
 
@@ -235,16 +285,17 @@ TEST_P(Kernels, AttentionBackward) {
   const auto& p = GetParam();
   const int64_t B = p.B, T = p.T, C = p.C, NH = p.NH, HS = C / NH;
   const double scale = 1.0 / std::sqrt(double(HS));
-  auto qkv = random_f32_values(B * T * 3 * C, 21, -2, 2), dout = random_f32_values(B * T * C, 22);
-  // out and lse are inputs of the backward: use the double forward's values rounded to fp32.
+  auto qkv = vals(B * T * 3 * C, 21, -2, 2), dout = vals(B * T * C, 22);
+  // out and lse are inputs of the backward: the double forward's values rounded to the
+  // storage dtype (out) and fp32 (lse).
   std::vector<double> out(B * T * C), lse(B * NH * T);
   ref::attention_forward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
-  for (double& x : out) x = double(float(x));
+  out = rounded(out);
   for (double& x : lse) x = double(float(x));
-  auto d0 = random_f32_values(B * T * 3 * C, 23);
-  auto dqkv = to_float(d0);
-  be->attention_backward(DType::fp32, dqkv.data(), to_float(dout).data(), to_float(qkv).data(),
-                         to_float(out).data(), to_float(lse).data(), B, T, C, NH);
+  auto d0 = vals(B * T * 3 * C, 23);
+  Buf dqkv(dt(), d0);
+  be->attention_backward(dt(), dqkv.data(), Buf(dt(), dout).data(), Buf(dt(), qkv).data(),
+                         Buf(dt(), out).data(), to_float(lse).data(), B, T, C, NH);
   auto want = d0;
   ref::attention_backward(want.data(), dout.data(), qkv.data(), out.data(), lse.data(), B, T, C, NH);
   auto m = attention_magnitudes(qkv, B, T, C, NH);
@@ -289,16 +340,16 @@ TEST_P(Kernels, AttentionBackward) {
         }
       }
   for (size_t i = 0; i < bound.size(); i++) bound[i] += gamma(T + 2) * std::fabs(d0[i]);
-  EXPECT_TRUE(within(dqkv, want, bound));
+  widen(bound, want);
+  EXPECT_TRUE(within(dqkv.get(), want, bound));
 }
 
 TEST_P(Kernels, Gelu) {
   const int64_t n = this->N() * GetParam().C;
-  auto x = random_f32_values(n, 30, -6, 6), g = random_f32_values(n, 31), d0 = random_f32_values(n, 32);
-  std::vector<float> y(n);
-  be->gelu_forward(DType::fp32, y.data(), to_float(x).data(), n);
-  auto dx = to_float(d0);
-  be->gelu_backward(DType::fp32, dx.data(), to_float(x).data(), to_float(g).data(), n);
+  auto x = vals(n, 30, -6, 6), g = vals(n, 31), d0 = vals(n, 32);
+  Buf y(dt(), n), dx(dt(), d0);
+  be->gelu_forward(dt(), y.data(), Buf(dt(), x).data(), n);
+  be->gelu_backward(dt(), dx.data(), Buf(dt(), x).data(), Buf(dt(), g).data(), n);
   std::vector<double> wy(n), wdx = d0;
   ref::gelu_forward(wy.data(), x.data(), n);
   ref::gelu_backward(wdx.data(), x.data(), g.data(), n);
@@ -313,16 +364,26 @@ TEST_P(Kernels, Gelu) {
     bdx[i] = 32 * u * ax * dmag * std::fabs(g[i]) + 32 * u * dmag * std::fabs(g[i]) +
              2 * u * (std::fabs(d0[i]) + std::fabs(wdx[i]));
   }
-  EXPECT_TRUE(within(y, wy, by)) << "forward";
-  EXPECT_TRUE(within(dx, wdx, bdx)) << "backward";
+  widen(by, wy);
+  widen(bdx, wdx);
+  EXPECT_TRUE(within(y.get(), wy, by)) << "forward";
+  EXPECT_TRUE(within(dx.get(), wdx, bdx)) << "backward";
 }
 
 TEST_P(Kernels, ResidualIsExactlyRounded) {
   const int64_t n = this->N() * GetParam().C;
-  auto a = random_f32_values(n, 33), b = random_f32_values(n, 34);
-  std::vector<float> out(n);
-  be->residual_forward(DType::fp32, out.data(), to_float(a).data(), to_float(b).data(), n);
-  for (int64_t i = 0; i < n; i++) ASSERT_EQ(out[i], float(a[i] + b[i])) << i;  // one rounding
+  auto a = vals(n, 33), b = vals(n, 34);
+  Buf out(dt(), n);
+  be->residual_forward(dt(), out.data(), Buf(dt(), a).data(), Buf(dt(), b).data(), n);
+  std::vector<double> want(n), bound(n, 0.0);
+  for (int64_t i = 0; i < n; i++) want[i] = a[i] + b[i];
+  if (!is16()) {
+    EXPECT_EQ(out.get(), to_double(to_float(want)));  // one rounding
+  } else {  // the fp32 sum (one rounding, u), then the 16-bit one
+    for (int64_t i = 0; i < n; i++) bound[i] = u * std::fabs(want[i]);
+    widen(bound, want);
+    EXPECT_TRUE(within(out.get(), want, bound));
+  }
 }
 
 TEST_P(Kernels, Embedding) {
@@ -330,16 +391,25 @@ TEST_P(Kernels, Embedding) {
   const int64_t B = p.B, T = p.T, C = p.C, V = p.V;
   std::vector<int32_t> tok(B * T);
   for (int64_t i = 0; i < B * T; i++) tok[i] = int32_t((i * 7 + i / 3) % V);
-  auto wte = random_f32_values(V * C, 40), wpe = random_f32_values(T * C, 41), g = random_f32_values(B * T * C, 42);
-  std::vector<float> out(B * T * C);
-  be->embedding_forward(DType::fp32, out.data(), tok.data(), to_float(wte).data(), to_float(wpe).data(), B, T, C);
+  auto wte = vals(V * C, 40), wpe = vals(T * C, 41), g = vals(B * T * C, 42);
+  Buf out(dt(), B * T * C);
+  be->embedding_forward(dt(), out.data(), tok.data(), Buf(dt(), wte).data(), Buf(dt(), wpe).data(), B, T, C);
+  std::vector<double> want(B * T * C), bound(B * T * C, 0.0);
   for (int64_t i = 0; i < B * T * C; i++) {
     const int64_t bt = i / C, c = i % C, t = bt % T;
-    ASSERT_EQ(out[i], float(wte[tok[bt] * C + c] + wpe[t * C + c])) << i;  // one rounding
+    want[i] = wte[tok[bt] * C + c] + wpe[t * C + c];
+    bound[i] = is16() ? u * std::fabs(want[i]) : 0.0;
   }
+  if (!is16()) {
+    EXPECT_EQ(out.get(), to_double(to_float(want)));  // one rounding
+  } else {  // the fp32 sum, then the 16-bit rounding
+    widen(bound, want);
+    EXPECT_TRUE(within(out.get(), want, bound)) << "embedding forward";
+  }
+  // dwte, dwpe are fp32 in every mode.
   auto dte0 = random_f32_values(V * C, 43), dpe0 = random_f32_values(T * C, 44);
   auto dte = to_float(dte0), dpe = to_float(dpe0);
-  be->embedding_backward(DType::fp32, dte.data(), dpe.data(), to_float(g).data(), tok.data(), B, T, C);
+  be->embedding_backward(dt(), dte.data(), dpe.data(), Buf(dt(), g).data(), tok.data(), B, T, C);
   auto wte_g = dte0, wpe_g = dpe0, mte = abs_values(dte0), mpe = abs_values(dpe0);
   ref::embedding_backward(wte_g.data(), wpe_g.data(), g.data(), tok.data(), B, T, C);
   ref::embedding_backward(mte.data(), mpe.data(), abs_values(g).data(), tok.data(), B, T, C);
@@ -353,14 +423,14 @@ TEST_P(Kernels, Embedding) {
 TEST_P(Kernels, CrossEntropy) {
   const auto& p = GetParam();
   const int64_t N = this->N(), V = p.V, Vp = p.Vp;
-  auto logits = random_f32_values(N * Vp, 50, -8, 8);
+  auto logits = vals(N * Vp, 50, -8, 8);
   std::vector<int32_t> tgt(N);
   for (int64_t i = 0; i < N; i++) tgt[i] = int32_t((i * 13) % V);
   const double dloss = 1.0 / double(N);
   for (bool grad : {false, true}) {
-    auto lg = to_float(logits);
+    Buf lg(dt(), logits);
     std::vector<float> loss(N);
-    be->crossentropy_forward_backward(DType::fp32, loss.data(), lg.data(), tgt.data(),
+    be->crossentropy_forward_backward(dt(), loss.data(), lg.data(), tgt.data(),
                                       grad ? float(dloss) : 0.0f, N, V, Vp);
     auto wlg = logits;
     std::vector<double> wloss(N);
@@ -380,16 +450,19 @@ TEST_P(Kernels, CrossEntropy) {
     }
     EXPECT_TRUE(within(loss, wloss, bl)) << "loss";
     if (grad) {
-      EXPECT_TRUE(within(lg, wlg, bg)) << "dlogits";
+      widen(bg, wlg);
+      const auto got = lg.get();
+      EXPECT_TRUE(within(got, wlg, bg)) << "dlogits";
       for (int64_t n = 0; n < N; n++)
-        for (int64_t v = V; v < Vp; v++) ASSERT_EQ(lg[n * Vp + v], 0.0f) << "padding column " << v;
+        for (int64_t v = V; v < Vp; v++) ASSERT_EQ(got[n * Vp + v], 0.0) << "padding column " << v;
     } else {
-      EXPECT_EQ(lg, to_float(logits)) << "logits must be untouched without a gradient";
+      EXPECT_EQ(lg.get(), logits) << "logits must be untouched without a gradient";
     }
   }
 }
 
 TEST_P(Kernels, AdamW) {
+  if (is16()) GTEST_SKIP() << "the optimizer runs on the fp32 master weights";
   const int64_t n = 4099;  // not a multiple of any vector width
   auto p0 = random_f32_values(n, 60), g = random_f32_values(n, 61), m0 = random_f32_values(n, 62, -0.1, 0.1),
        v0 = random_f32_values(n, 63, 0, 0.01);
@@ -415,6 +488,7 @@ TEST_P(Kernels, AdamW) {
 }
 
 TEST_P(Kernels, SumSquares) {
+  if (is16()) GTEST_SKIP() << "gradients are fp32";
   const int64_t n = 100003;
   auto x = random_f32_values(n, 70);
   double want = 0;
@@ -428,7 +502,11 @@ INSTANTIATE_TEST_SUITE_P(
     All, Kernels,
     ::testing::Values(Case{"cpu", 2, 7, 24, 3, 50, 128}, Case{"cpu", 2, 64, 128, 2, 256, 256},
                       Case{"cpu", 1, 33, 192, 3, 300, 384}, Case{"reference", 2, 7, 24, 3, 50, 128},
-                      Case{"reference", 1, 16, 64, 2, 256, 256}),
+                      Case{"reference", 1, 16, 64, 2, 256, 256},
+                      Case{"cpu", 2, 7, 24, 3, 50, 128, DType::bf16},
+                      Case{"cpu", 1, 33, 192, 3, 300, 384, DType::bf16},
+                      Case{"cpu", 2, 7, 24, 3, 50, 128, DType::fp16},
+                      Case{"cpu", 1, 33, 192, 3, 300, 384, DType::fp16}),
     [](const auto& info) { return info.param.name(); });
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "model/params.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
+#include "precision/fp16_pure.h"
 
 using namespace meshlm;
 
@@ -62,4 +63,53 @@ TEST(AdamW, FirstStepMovesEachWeightByLrAndDecaysOnlyMatrices) {
       ASSERT_NEAR(p.as<double>()[k], 1.0 - double(lr) * sign - decay, 1e-9) << e.name;
     }
   }
+}
+
+// The pure-fp16 recipe's AdamW against an independent transcription of PyTorch's single-tensor
+// AdamW in which every operation's result is rounded to fp16 (by dtype.cpp's format-table
+// conversion, computed in double): bit-identical. And the recipe's failure: with eps = 1e-8
+// (0 in fp16), a weight whose gradient and moments are 0 becomes NaN (0/0).
+TEST(AdamW, Fp16StorageRoundsEveryOperationAndFailsOnZeroMoments) {
+  auto h = [](double x) { return double(bits_to_float(DType::fp16, reference_float_to_bits(DType::fp16, float(x)))); };
+  const int64_t n = 1000;
+  std::vector<float> p(n), g(n), m(n), v(n);
+  for (int64_t i = 0; i < n; i++) {
+    p[i] = float(h(0.1 * std::sin(double(i))));
+    g[i] = float(h(0.01 * std::cos(3.0 * double(i))));
+    m[i] = float(h(0.001 * std::sin(7.0 * double(i))));
+    v[i] = float(h(1e-5 * (1 + std::sin(5.0 * double(i)))));
+  }
+  const AdamWArgs a{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3};
+  auto want_p = p, want_m = m, want_v = v;
+  const double c1 = 1 - std::pow(double(a.beta1), 3.0), c2 = 1 - std::pow(double(a.beta2), 3.0);
+  for (int64_t i = 0; i < n; i++) {
+    // The kernel's constants are fp32 values; use the same ones.
+    const double b1 = a.beta1, b2 = a.beta2, lr = a.lr, eps = a.eps;
+    const double step = double(float(lr / float(c1))), c2s = double(std::sqrt(float(c2)));
+    const double grad = h(double(g[i]) * double(a.grad_scale));
+    double pi = h(double(p[i]) * double(float(1.0f - a.lr * a.weight_decay)));
+    const double mi = h(double(m[i]) + double(float(1.0f - a.beta1)) * (grad - double(m[i])));
+    double vi = h(double(v[i]) * b2);
+    vi = h(vi + double(float(1.0f - a.beta2)) * grad * grad);
+    double d = h(std::sqrt(vi));
+    d = h(d / c2s);
+    d = h(d + eps);
+    pi = h(pi - step * (mi / d));
+    want_p[i] = float(pi), want_m[i] = float(mi), want_v[i] = float(vi);
+    (void)b1, (void)lr;
+  }
+  adamw_update_fp16_storage(p.data(), g.data(), m.data(), v.data(), n, a);
+  for (int64_t i = 0; i < n; i++) {
+    ASSERT_EQ(p[i], want_p[i]) << i;
+    ASSERT_EQ(m[i], want_m[i]) << i;
+    ASSERT_EQ(v[i], want_v[i]) << i;
+  }
+  float zp = 0.5f, zg = 0.0f, zm = 0.0f, zv = 0.0f;
+  adamw_update_fp16_storage(&zp, &zg, &zm, &zv, 1, a);
+  EXPECT_TRUE(std::isnan(zp)) << "eps = 1e-8 rounds to 0 in fp16: 0 / 0";
+  AdamWArgs repaired = a;
+  repaired.eps = 1e-4f;  // representable in fp16
+  zp = 0.5f;
+  adamw_update_fp16_storage(&zp, &zg, &zm, &zv, 1, repaired);
+  EXPECT_TRUE(std::isfinite(zp));
 }

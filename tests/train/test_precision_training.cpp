@@ -1,0 +1,265 @@
+// The precision modes end to end on a tiny model: every mode resumes bit-exactly, a checkpoint
+// of one mode starts a run in another, a planted inf in one gradient makes the fp16 run skip
+// exactly that step, and the numerics report is written and rendered.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "precision/numerics.h"
+#include "support/fixtures.h"
+#include "train/trainer.h"
+
+using namespace meshlm;
+namespace fs = std::filesystem;
+
+namespace {
+
+TrainConfig tiny(const fs::path& data, const fs::path& out, const std::string& precision) {
+  TrainConfig c;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 32;
+  c.seq_len = 32;
+  c.batch_size = 4;
+  c.micro_batch_size = 2;  // two accumulation steps
+  c.shuffle = 1;
+  c.lr = 3e-3;
+  c.min_lr = 3e-4;
+  c.warmup_steps = 3;
+  c.steps = 12;
+  c.eval_every = 0;
+  c.eval_batches = 2;
+  c.save_every = 6;
+  c.peak_gflops = 100;
+  c.precision = precision;
+  // The pure-fp16 recipe with the default eps = 1e-8 (0 in fp16) dies at step 2 (a zero
+  // gradient gives 0/0); eps = 1e-4 is its usual repair and lets it train for these steps.
+  if (precision == "fp16-pure") c.eps = 1e-4;
+  c.data = data.string();
+  c.out = out.string();
+  return c;
+}
+
+std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
+  std::ifstream in(p);
+  std::vector<nlohmann::json> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(nlohmann::json::parse(l));
+  return lines;
+}
+
+// The step lines of metrics.jsonl (evaluation lines left out).
+std::vector<nlohmann::json> step_lines(const fs::path& run) {
+  std::vector<nlohmann::json> out;
+  for (auto& m : read_jsonl(run / "metrics.jsonl"))
+    if (m.contains("loss")) out.push_back(m);
+  return out;
+}
+
+std::vector<double> losses_after(const fs::path& run, int64_t step) {
+  std::vector<double> out;
+  for (auto& m : read_jsonl(run / "metrics.jsonl"))
+    if (m.contains("loss") && m["step"].get<int64_t>() > step) out.push_back(m["loss"].get<double>());
+  return out;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+fs::path shared_data() {
+  static const fs::path root = [] {
+    fs::path r = test::fresh_dir("precision_training");
+    test::make_byte_shards(r / "data", 40000);
+    return r;
+  }();
+  return root;
+}
+
+struct Mode {
+  std::string precision;
+  int64_t stochastic_rounding = 0, master_weights = 1;
+  std::string name() const {
+    std::string n = precision + (stochastic_rounding ? "_sr" : "") + (master_weights ? "" : "_no_master");
+    for (char& ch : n)
+      if (ch == '-') ch = '_';
+    return n;
+  }
+};
+
+class PrecisionModes : public ::testing::TestWithParam<Mode> {};
+
+}  // namespace
+
+// 12 steps straight through vs 6 steps + resume: every loss, the weights and the Adam state
+// agree bit for bit, in every mode (the scaler's and fp8's state are in the checkpoint; the
+// compute copy is re-derived from the masters with the same rounding).
+TEST_P(PrecisionModes, ResumeIsBitIdentical) {
+  const Mode& mode = GetParam();
+  const fs::path root = shared_data() / mode.name();
+  std::ostringstream log;
+  TrainConfig a = tiny(shared_data() / "data", root / "a", mode.precision);
+  a.stochastic_rounding = mode.stochastic_rounding;
+  a.master_weights = mode.master_weights;
+  TrainResult ra = train(a, "", log, true);
+  ASSERT_EQ(ra.steps, 12) << log.str();
+  TrainConfig b = a;
+  b.out = (root / "b").string();
+  TrainResult rb = train(b, (root / "a" / "step_000006").string(), log, true);
+  ASSERT_EQ(rb.steps, 12);
+  const auto la = losses_after(root / "a", 6), lb = losses_after(root / "b", 6);
+  ASSERT_EQ(la.size(), 6u);
+  EXPECT_EQ(la, lb);
+  for (const char* f : {"model.safetensors", "optimizer.safetensors"})
+    EXPECT_EQ(slurp(root / "a" / "step_000012" / f), slurp(root / "b" / "step_000012" / f)) << f;
+  // And it trained: the loss fell from ln 256 = 5.5.
+  EXPECT_LT(ra.last_loss, 5.0) << mode.name();
+  if (mode.precision == "fp16-pure" || !mode.master_weights) {
+    // Weights held in 16 bits: every saved master value is representable there.
+    const std::string bytes = slurp(root / "a" / "step_000012" / "model.safetensors");
+    uint64_t hlen;
+    std::memcpy(&hlen, bytes.data(), 8);
+    const DType fmt = mode.precision == "fp16-pure" ? DType::fp16 : DType::bf16;
+    for (size_t off = 8 + hlen; off + 4 <= bytes.size(); off += 4) {
+      float x;
+      std::memcpy(&x, bytes.data() + off, 4);
+      ASSERT_EQ(x, bits_to_float(fmt, float_to_bits(fmt, x))) << "offset " << off;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, PrecisionModes,
+                         ::testing::Values(Mode{"bf16"}, Mode{"fp16"}, Mode{"fp16-pure"}, Mode{"fp8"},
+                                           Mode{"bf16", 1, 1}, Mode{"bf16", 1, 0}),
+                         [](const auto& info) { return info.param.name(); });
+
+// Weights are stored as fp32 masters, so a checkpoint of any mode starts a run in any other.
+TEST(Precision, CheckpointOfOneModeStartsAnother) {
+  const fs::path root = shared_data() / "cross";
+  std::ostringstream log;
+  TrainConfig a = tiny(shared_data() / "data", root / "fp16", "fp16");
+  train(a, "", log, true);
+  for (const std::string p : {"fp32", "bf16", "fp8"}) {
+    TrainConfig b = tiny(shared_data() / "data", root / p, p);
+    std::ostringstream blog;
+    TrainResult r = train(b, (root / "fp16" / "step_000006").string(), blog, true);
+    EXPECT_EQ(r.steps, 12);
+    EXPECT_NE(blog.str().find("trained in fp16, continuing in " + p), std::string::npos) << blog.str();
+    // It continues from the checkpoint's model: the first loss is close to fp16's own at step 7.
+    const auto own = losses_after(root / "fp16", 6), other = losses_after(root / p, 6);
+    EXPECT_NEAR(other.front(), own.front(), 0.05 * own.front()) << p;
+  }
+  // And back: an fp32 checkpoint into fp16 starts the loss scaler fresh at 2^16.
+  TrainConfig c = tiny(shared_data() / "data", root / "back", "fp16");
+  train(c, (root / "fp32" / "step_000012").string(), log, true);  // already at step 12
+  TrainConfig d = c;
+  d.steps = 14;
+  d.out = (root / "back2").string();
+  train(d, (root / "fp32" / "step_000012").string(), log, true);
+  const auto m = step_lines(root / "back2");
+  ASSERT_FALSE(m.empty());
+  EXPECT_EQ(m.back()["loss_scale"].get<double>(), 65536.0);
+}
+
+// A planted inf in one gradient (inject_inf_at_step) makes fp16 skip exactly that step: its
+// metrics line says so, the weights do not move during it and do move in the steps around it,
+// and the next step trains normally. With hysteresis 1 the scale halves at once.
+TEST(Precision, OverflowSkipsExactlyThatStep) {
+  const fs::path root = shared_data() / "overflow";
+  std::ostringstream log;
+  TrainConfig c = tiny(shared_data() / "data", root, "fp16");
+  c.steps = 6;
+  c.save_every = 1;
+  c.inject_inf_at_step = 4;
+  c.loss_scale_hysteresis = 1;
+  TrainResult r = train(c, "", log, true);
+  EXPECT_EQ(r.steps, 6);
+  EXPECT_EQ(r.skipped_steps, 1);
+  EXPECT_NE(log.str().find("overflow at step 4"), std::string::npos) << log.str();
+  const auto m = step_lines(root);
+  ASSERT_EQ(m.size(), 6u);
+  for (const auto& line : m) {
+    const int64_t step = line["step"].get<int64_t>();
+    EXPECT_EQ(line.contains("skipped"), step == 4) << step;
+    EXPECT_EQ(line["loss_scale"].get<double>(), step <= 4 ? 65536.0 : 32768.0) << step;
+  }
+  auto weights = [&](int s) { return slurp(root / ("step_00000" + std::to_string(s)) / "model.safetensors"); };
+  EXPECT_NE(weights(2), weights(3));
+  EXPECT_EQ(weights(3), weights(4));  // the skipped step
+  EXPECT_NE(weights(4), weights(5));
+}
+
+TEST(Precision, ClearErrors) {
+  const fs::path root = shared_data() / "errors";
+  std::ostringstream log;
+  TrainConfig c = tiny(shared_data() / "data", root, "fp64");
+  try {
+    train(c, "", log, true);
+    FAIL() << "fp64 is not a precision mode";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("precision must be fp32, bf16, fp16, fp16-pure or fp8"), std::string::npos);
+  }
+  c.precision = "fp16";
+  c.master_weights = 0;
+  EXPECT_THROW(train(c, "", log, true), Error);  // bf16 only
+  // The naive recipe with its default eps: dies at step 2 with a message saying so.
+  c = tiny(shared_data() / "data", root, "fp16-pure");
+  c.eps = 1e-8;
+  try {
+    train(c, "", log, true);
+    FAIL() << "expected the pure-fp16 recipe to diverge";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pure-fp16 recipe diverged"), std::string::npos) << e.what();
+  }
+}
+
+// --numerics-report N writes one record per (layer, kind) every N steps; the renderer prints
+// a table and writes an SVG with one panel per kind.
+TEST(Precision, NumericsReportIsWrittenAndRendered) {
+  const fs::path root = shared_data() / "numerics";
+  std::ostringstream log;
+  TrainConfig c = tiny(shared_data() / "data", root, "fp16");
+  c.steps = 4;
+  c.numerics_report = 2;
+  train(c, "", log, true);
+  const auto rows = read_jsonl(root / "numerics.jsonl");
+  // layers: embedding, h.0, h.1, final; kinds: weights, grads, activations -> 12 per report.
+  ASSERT_EQ(rows.size(), 24u);
+  for (const auto& r : rows) {
+    EXPECT_EQ(r["format"], "fp16");
+    EXPECT_EQ(r["loss_scale"].get<double>(), 65536.0);
+    EXPECT_GT(r["amax"].get<double>(), 0.0);
+    for (const char* k : {"zero", "underflow", "subnormal", "overflow"}) {
+      EXPECT_GE(r[k].get<double>(), 0.0);
+      EXPECT_LE(r[k].get<double>(), 1.0);
+    }
+  }
+  std::ostringstream table;
+  render_numerics_report((root / "numerics.jsonl").string(), (root / "report.svg").string(), table);
+  EXPECT_NE(table.str().find("numerics at step 4"), std::string::npos) << table.str();
+  EXPECT_NE(table.str().find("h.1"), std::string::npos);
+  const std::string svg = slurp(root / "report.svg");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("grads: amax"), std::string::npos);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+}
+
+// tensor_stats classifies values against a format's limits.
+TEST(Precision, TensorStatsClassifyAgainstTheFormat) {
+  const std::vector<float> x = {0.0f, 1e-9f, 3e-8f, 1e-6f, 1.0f, -70000.0f, INFINITY, 2.0f};
+  const TensorStats s = tensor_stats(DType::fp16, DType::fp32, x.data(), int64_t(x.size()));
+  EXPECT_EQ(s.n, 8);
+  EXPECT_EQ(s.zero, 1);       // 0
+  EXPECT_EQ(s.underflow, 1);  // 1e-9 < 2^-25 rounds to 0 in fp16
+  EXPECT_EQ(s.subnormal, 2);  // 3e-8 and 1e-6 < 2^-14
+  EXPECT_EQ(s.overflow, 2);   // -70000 > 65504, inf
+  EXPECT_EQ(s.amax, 2.0);
+  const TensorStats b = tensor_stats(DType::bf16, DType::fp32, x.data(), int64_t(x.size()));
+  EXPECT_EQ(b.underflow + b.subnormal, 0);
+  EXPECT_EQ(b.overflow, 1);  // only the inf
+  EXPECT_EQ(b.amax, 70000.0);
+}
