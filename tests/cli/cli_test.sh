@@ -28,7 +28,7 @@ expect_error() {
   ok
 }
 
-for sub in train eval sample prepare info; do
+for sub in train eval sample prepare report info; do
   expect_ok "help $sub" "$MESHLM" "$sub" --help
 done
 "$MESHLM" train --help | grep -q -- "--n-layer" && ok || fail "train --help lists --n-layer"
@@ -135,6 +135,21 @@ expect_error "tampered checkpoint" "checksum mismatch" "$MESHLM" sample --checkp
 cp -r "$WORK/run/step_000006" "$WORK/truncated"
 truncate -s 1000 "$WORK/truncated/model.safetensors"
 expect_error "truncated checkpoint" "truncated" "$MESHLM" eval --checkpoint "$WORK/truncated" --data "$WORK/data"
+# ---- precision: modes, cross-mode resume, the numerics report ----
+expect_ok "train bf16" "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/bf16" --steps 4 --precision bf16 --numerics-report 2
+grep -q "numerics bf16: compute bf16" "$WORK/out" && ok || fail "train bf16 names its precision"
+expect_ok "resume bf16 as fp16" "$MESHLM" train --resume "$WORK/bf16/step_000004" --out "$WORK/fp16" --steps 6 --precision fp16
+grep -q "trained in bf16, continuing in fp16" "$WORK/out" && ok || fail "cross-mode resume is announced"
+grep -q '"loss_scale":65536' "$WORK/fp16/metrics.jsonl" && ok || fail "fp16 lines carry the loss scale"
+expect_ok report "$MESHLM" report "$WORK/bf16"
+grep -q "numerics at step 4 (format bf16" "$WORK/out" && ok || fail "report names the step and format"
+[ -s "$WORK/bf16/numerics.svg" ] && ok || fail "report writes the SVG"
+"$MESHLM" train --help | grep -q -- "--precision" && ok || fail "train --help lists --precision"
+expect_error "unknown precision" "precision must be fp32, bf16, fp16, fp16-pure or fp8" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad8" --precision fp4
+expect_error "master weights need bf16" "master_weights = 0 is a bf16 mode" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad9" --precision fp16 --master-weights 0
+expect_error "fp16-pure diverges" "pure-fp16 recipe diverged" "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/bad10" --steps 4 --precision fp16-pure
+expect_error "report without numerics" "numerics-report" "$MESHLM" report "$WORK/run"
+
 # failed runs leave no checkpoint behind
 ls -d "$WORK"/bad*/step_* >/dev/null 2>&1 && fail "a failed run left a checkpoint" || ok
 
