@@ -2,7 +2,8 @@
 # The low-precision acceptance run: the demo model and data (configs/demo.toml, the 2048-token
 # BPE shards of scripts/demo.sh), same seeds and steps, in every precision mode; prints each
 # mode's final val loss and its difference from fp32, and the wall time. fp16-pure is run as
-# the naive recipe (AdamW eps 1e-8, which is 0 in fp16) and, as its usual repair, with eps 1e-4.
+# the naive recipe (AdamW eps 1e-8, which is 0 in fp16) and, as its usual repair, with eps 1e-4
+# (beside fp32 with eps 1e-4, to separate the optimizer change from the precision).
 # Usage: bench/compare_precisions.sh [build-dir] [extra train flags...]
 set -euo pipefail
 BUILD="${1:-build}"
@@ -31,6 +32,7 @@ run fp16 --precision fp16 "$@"
 run fp8 --precision fp8 "$@"
 run fp16-pure --precision fp16-pure "$@"
 run fp16-pure-eps1e-4 --precision fp16-pure --eps 1e-4 "$@"
+run fp32-eps1e-4 --precision fp32 --eps 1e-4 "$@"   # the same optimizer change, in fp32
 run bf16-sr-no-master --precision bf16 --master-weights 0 "$@"
 /usr/bin/python3 - "$OUT" <<'PY'
 import json, os, sys
@@ -45,7 +47,7 @@ def final(name):
     return (ev[-1] if ev else None), (steps[-1]["step"] if steps else 0), skipped
 base, _, _ = final("fp32")
 print(f"{'mode':22s} {'steps':>5s} {'val loss':>9s} {'nats/byte':>9s} {'vs fp32':>8s} {'skipped':>7s}")
-for name in ["fp32", "bf16", "fp16", "fp8", "fp16-pure", "fp16-pure-eps1e-4", "bf16-sr-no-master"]:
+for name in ["fp32", "bf16", "fp16", "fp8", "fp16-pure", "fp16-pure-eps1e-4", "fp32-eps1e-4", "bf16-sr-no-master"]:
     ev, last, skipped = final(name)
     if ev is None:
         print(f"{name:22s} {last:5d}   diverged (no evaluation; see {out}/{name}.log)")

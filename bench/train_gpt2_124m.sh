@@ -35,6 +35,7 @@ for p in precisions:
     mfu = statistics.median(s["mfu"] for s in steps)
     rss = re.search(r"peak RSS (\d+) MiB", open(f"{out}/{p}.log").read()).group(1)
     base = base or ms
-    print(f"gpt2-124M {p:9s} B4 T256: median {ms:5.0f} ms/step, {tps:4.0f} tokens/s, MFU {100*mfu:3.0f}% "
+    label = p + (" (simulated)" if p == "fp8" else "")
+    print(f"gpt2-124M {label:16s} B4 T256: median {ms:5.0f} ms/step, {tps:4.0f} tokens/s, MFU {100*mfu:3.0f}% "
           f"(over {len(steps)} steps after the first), peak RSS {rss} MiB, speed-up x{base/ms:.2f} vs {precisions[0]}")
 PY

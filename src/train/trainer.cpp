@@ -212,13 +212,17 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     truncate_metrics_after(fs::path(cfg.out) / "metrics.jsonl", st.step);
   fs::create_directories(cfg.out);
   MetricsLog metrics((fs::path(cfg.out) / "metrics.jsonl").string(), !resume_dir.empty());
-  const double peak = cfg.peak_gflops > 0 ? cfg.peak_gflops : measure_peak_gflops(*backend, prec.compute);
+  const DType peak_dtype = backend->supports(Op::gemm, prec.compute) ? prec.compute : DType::fp32;
+  const double peak = cfg.peak_gflops > 0 ? cfg.peak_gflops : measure_peak_gflops(*backend, peak_dtype);
   const double flops_per_step = mcfg.flops_per_token(T) * double(cfg.batch_size * T);
   out << "model   " << mcfg.describe() << "\n"
       << "batch   " << cfg.batch_size << " x " << T << " tokens (" << accum << " micro-batch"
       << (accum > 1 ? "es" : "") << " of " << mb << "), " << cfg.steps << " steps\n"
       << "compute " << backend->name() << " backend, " << omp_get_max_threads() << " threads, peak "
-      << fmt("%.0f", peak) << " GFLOP/s (" << (cfg.peak_gflops > 0 ? "given" : "measured") << ")\n"
+      << fmt("%.0f", peak) << " GFLOP/s ("
+      << (cfg.peak_gflops > 0 ? std::string("given")
+                              : std::string("measured, ") + dtype_name(peak_dtype) + " 2048^3 GEMM")
+      << (prec.fp8 ? "; fp8 is simulated: its speed is bf16 arithmetic plus quantization" : "") << ")\n"
       << "numerics " << prec.describe() << "\n"
       << "data    " << cfg.data << " ("
       << (tokenizer ? "tokenizer " + tokenizer_spec + ", " + std::to_string(tokenizer->vocab_size()) + " tokens"
@@ -329,6 +333,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     line["mfu"] = mfu;
     if (prec.dynamic_scaling || prec.static_scale != 1.0) line["loss_scale"] = scale;
     if (skipped) line["skipped"] = true;
+    if (prec.fp8) line["fp8_simulated"] = true;  // the speed figures are not fp8 hardware's
     metrics.write(line);
     if (skipped) {
       res.skipped_steps++;
@@ -339,7 +344,8 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     out << "step " << st.step << "/" << cfg.steps << " | loss " << fmt("%.4f", loss) << " | lr "
         << fmt("%.2e", lr) << " | norm " << fmt("%.3f", norm)
         << (prec.dynamic_scaling ? " | scale " + fmt("%g", scale) : std::string()) << " | " << fmt("%.0f", secs * 1e3)
-        << " ms | " << fmt("%.0f", tps) << " tok/s | MFU " << fmt("%.1f", mfu * 100) << "%\n";
+        << " ms | " << fmt("%.0f", tps) << " tok/s | MFU " << fmt("%.1f", mfu * 100) << "%"
+        << (prec.fp8 ? " (fp8 simulated)" : "") << "\n";
     out.flush();
     const bool last = st.step == cfg.steps;
     if (val_data && ((cfg.eval_every > 0 && st.step % cfg.eval_every == 0) || last)) run_eval();
@@ -364,6 +370,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     profiler->print(out, profiled_secs, profiled_steps);
   }
   res.steps = st.step;
+  res.fp8_simulated = prec.fp8;
   res.tokens_per_s = time_sum > 0 ? tok_sum / time_sum : 0;
   struct rusage ru {};
   ::getrusage(RUSAGE_SELF, &ru);

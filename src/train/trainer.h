@@ -19,6 +19,7 @@ struct TrainResult {
   double tokens_per_s = 0;     // mean over this run's steps
   bool interrupted = false;
   double peak_rss_mib = 0;     // of the whole process, at the end of the run
+  bool fp8_simulated = false;  // the speed figures are bf16 arithmetic plus fp8 rounding
   int64_t skipped_steps = 0;   // fp16 overflows in this run (optimizer steps skipped)
 };
 

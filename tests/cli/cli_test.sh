@@ -31,7 +31,10 @@ expect_error() {
 for sub in train eval sample prepare report info; do
   expect_ok "help $sub" "$MESHLM" "$sub" --help
 done
-"$MESHLM" train --help | grep -q -- "--n-layer" && ok || fail "train --help lists --n-layer"
+# (help text into a file first: `grep -q` closing the pipe early would SIGPIPE the writer and
+# fail the pipeline under pipefail)
+"$MESHLM" train --help > "$WORK/train_help.txt"
+grep -q -- "--n-layer" "$WORK/train_help.txt" && ok || fail "train --help lists --n-layer"
 "$MESHLM" >/dev/null 2>&1 && fail "no subcommand should fail" || ok
 "$MESHLM" train --no-such-flag >/dev/null 2>&1 && fail "unknown flag should fail" || ok
 
@@ -144,7 +147,7 @@ grep -q '"loss_scale":65536' "$WORK/fp16/metrics.jsonl" && ok || fail "fp16 line
 expect_ok report "$MESHLM" report "$WORK/bf16"
 grep -q "numerics at step 4 (format bf16" "$WORK/out" && ok || fail "report names the step and format"
 [ -s "$WORK/bf16/numerics.svg" ] && ok || fail "report writes the SVG"
-"$MESHLM" train --help | grep -q -- "--precision" && ok || fail "train --help lists --precision"
+grep -q -- "--precision" "$WORK/train_help.txt" && ok || fail "train --help lists --precision"
 expect_error "unknown precision" "precision must be fp32, bf16, fp16, fp16-pure or fp8" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad8" --precision fp4
 expect_error "master weights need bf16" "master_weights = 0 is a bf16 mode" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad9" --precision fp16 --master-weights 0
 expect_error "fp16-pure diverges" "pure-fp16 recipe diverged" "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/bad10" --steps 4 --precision fp16-pure
