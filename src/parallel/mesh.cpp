@@ -1,0 +1,30 @@
+#include "parallel/mesh.h"
+
+#include "core/error.h"
+
+namespace meshlm {
+
+std::string MeshShape::describe() const {
+  return "dp " + std::to_string(dp) + " x tp " + std::to_string(tp) + " x pp " + std::to_string(pp);
+}
+
+Mesh::Mesh(Communicator& world, const MeshShape& shape) : world_(world), shape_(shape) {
+  MESHLM_CHECK(shape.dp >= 1 && shape.tp >= 1 && shape.pp >= 1, "dp, tp and pp must be >= 1");
+  MESHLM_CHECK(shape.size() == world.size(),
+               "the layout " + shape.describe() + " needs " + std::to_string(shape.size()) +
+                   " ranks, but the job has " + std::to_string(world.size()) +
+                   " (launch with mpirun -np " + std::to_string(shape.size()) + ")");
+  const int r = world.rank();
+  tp_rank_ = r % shape.tp;
+  dp_rank_ = (r / shape.tp) % shape.dp;
+  pp_rank_ = r / (shape.tp * shape.dp);
+  // Each split is collective over the world; every rank skips the same size-1 axes.
+  auto axis = [&](int size, int color, int key) {
+    return size == 1 ? make_self_communicator() : world.split(color, key);
+  };
+  dp_ = axis(shape.dp, tp_rank_ + shape.tp * pp_rank_, dp_rank_);
+  tp_ = axis(shape.tp, dp_rank_ + shape.dp * pp_rank_, tp_rank_);
+  pp_ = axis(shape.pp, tp_rank_ + shape.tp * dp_rank_, pp_rank_);
+}
+
+}  // namespace meshlm

@@ -1,0 +1,85 @@
+// The local (threads) communicator's collectives against what they must compute, for group
+// sizes 1-4 and uneven counts; the mesh's rank order and sub-communicators; the MPI one runs
+// the same checks under mpirun (tests/parallel/mpi_collectives.cpp).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "parallel/communicator.h"
+#include "parallel/mesh.h"
+#include "parallel/collectives_check.h"
+
+using namespace meshlm;
+
+namespace {
+
+// Runs f(rank, comm) on one thread per rank of a local group of n; rethrows the first failure.
+void on_group(int n, const std::function<void(Communicator&)>& f) {
+  auto comms = make_local_group(n);
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  for (int r = 0; r < n; r++)
+    threads.emplace_back([&, r] {
+      try {
+        f(*comms[size_t(r)]);
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < n; r++) EXPECT_EQ(errors[size_t(r)], "") << "rank " << r;
+}
+
+}  // namespace
+
+TEST(LocalCommunicator, CollectivesComputeWhatTheyMust) {
+  for (int n = 1; n <= 4; n++) {
+    on_group(n, [](Communicator& c) {
+      const std::string failure = test::check_collectives(c);
+      if (!failure.empty()) throw Error("rank " + std::to_string(c.rank()) + ": " + failure);
+    });
+  }
+}
+
+TEST(Mesh, RankOrderIsTpFastestThenDpThenPp) {
+  on_group(8, [](Communicator& world) {
+    Mesh m(world, {2, 2, 2});
+    const int r = world.rank();
+    if (m.tp_rank() != r % 2 || m.dp_rank() != (r / 2) % 2 || m.pp_rank() != r / 4)
+      throw Error("wrong coordinates for rank " + std::to_string(r));
+    // Each axis communicator holds the ranks that differ only in that coordinate: summing the
+    // world ranks over it tells which.
+    auto sum_over = [&](Communicator& c) {
+      double x = r;
+      c.all_reduce(&x, 1, DType::fp64);
+      return int(x);
+    };
+    const int tp_sum = sum_over(m.tp()), dp_sum = sum_over(m.dp()), pp_sum = sum_over(m.pp());
+    const int base_tp = r - m.tp_rank(), base_dp = r - 2 * m.dp_rank(), base_pp = r - 4 * m.pp_rank();
+    if (tp_sum != 2 * base_tp + 1 || dp_sum != 2 * base_dp + 2 || pp_sum != 2 * base_pp + 4)
+      throw Error("axis groups hold the wrong ranks at rank " + std::to_string(r));
+    if (m.tp().rank() != m.tp_rank() || m.dp().rank() != m.dp_rank() || m.pp().rank() != m.pp_rank())
+      throw Error("axis ranks differ from coordinates");
+  });
+}
+
+TEST(Mesh, WrongLayoutIsAOneLineError) {
+  on_group(4, [](Communicator& world) {
+    try {
+      Mesh m(world, {3, 1, 1});
+    } catch (const Error& e) {
+      if (std::string(e.what()).find("needs 3 ranks, but the job has 4") == std::string::npos) throw;
+      return;
+    }
+    throw Error("expected an error");
+  });
+  on_group(2, [](Communicator& world) {
+    Mesh m(world, {2, 1, 1});
+    if (m.tp().size() != 1 || m.pp().size() != 1 || m.dp().size() != 2) throw Error("size-1 axes");
+  });
+}
