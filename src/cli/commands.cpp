@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iomanip>
 
@@ -22,6 +24,8 @@
 #include "data/loader.h"
 #include "data/prepare.h"
 #include "model/gpt.h"
+#include "parallel/communicator.h"
+#include "parallel/mesh.h"
 #include "precision/numerics.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
@@ -114,7 +118,34 @@ void add_train(CLI::App& app) {
                    "the model shape asked for (" + m.describe() + ") differs from the checkpoint's (" +
                        resumed_model.describe() + ") in " + *resume);
     }
-    TrainResult r = train(cfg, *resume, std::cout, *overwrite);
+    // The job's ranks (one without mpirun) and the mesh over them. A bad config or layout is
+    // the same error on every rank: rank 0 prints it, every rank exits 1. An error later, on
+    // one rank only, aborts the whole job rather than leave the others waiting.
+    auto world = make_world_communicator();
+    std::unique_ptr<Mesh> mesh;
+    try {
+      cfg.validate();
+      mesh = std::make_unique<Mesh>(*world, MeshShape{int(cfg.dp), int(cfg.tp), int(cfg.pp)});
+    } catch (const Error& e) {
+      if (world->rank() == 0) std::fprintf(stderr, "meshlm: error: %s\n", e.what());
+      world.reset();
+      finalize_world();
+      std::exit(1);
+    }
+    TrainResult r;
+    try {
+      r = train(cfg, *resume, std::cout, *overwrite, mesh.get());
+    } catch (const std::exception& e) {
+      if (world->size() == 1) throw;
+      std::fprintf(stderr, "meshlm: error on rank %d of %d: %s\n", world->rank(), world->size(), e.what());
+      std::fflush(stderr);
+      world->abort(1);
+    }
+    const bool lead = world->rank() == 0;
+    mesh.reset();
+    world.reset();
+    finalize_world();
+    if (!lead) return;
     std::cout << "done    " << r.steps << " steps, last loss " << r.last_loss;
     if (r.val_loss >= 0) std::cout << ", val_loss " << r.val_loss;
     std::cout << ", " << int64_t(r.tokens_per_s) << " tok/s" << (r.fp8_simulated ? " (fp8 simulated)" : "") << ", peak RSS " << int64_t(r.peak_rss_mib)

@@ -100,6 +100,21 @@ void Gpt::end_fp8_step() {
   }
 }
 
+std::vector<float> Gpt::fp8_step_amaxes() const {
+  std::vector<float> a;
+  for (const Fp8Site& s : fp8_) a.insert(a.end(), {s.x_amax, s.w_amax, s.g_amax});
+  return a;
+}
+
+void Gpt::set_fp8_step_amaxes(const std::vector<float>& a) {
+  MESHLM_CHECK(a.size() == 3 * fp8_.size(), "fp8: wrong number of amaxes");
+  for (size_t i = 0; i < fp8_.size(); i++) {
+    fp8_[i].x_amax = a[3 * i];
+    fp8_[i].w_amax = a[3 * i + 1];
+    fp8_[i].g_amax = a[3 * i + 2];
+  }
+}
+
 nlohmann::json Gpt::fp8_state() const {
   nlohmann::json j = nlohmann::json::array();
   for (const Fp8Site& s : fp8_) j.push_back({s.x.to_json(), s.w.to_json(), s.g.to_json()});
@@ -279,7 +294,10 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
   return sum / double(N);
 }
 
-void Gpt::backward() {
+void Gpt::backward(const std::function<void(int64_t offset)>& on_ready) {
+  auto ready = [&](int64_t offset) {
+    if (on_ready) on_ready(offset);
+  };
   MESHLM_CHECK(!targets_.empty(), "backward() needs a forward() with targets and a dloss_scale");
   const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, NH = cfg_.n_head;
   const int64_t Vp = cfg_.padded_vocab_size();
@@ -298,6 +316,7 @@ void Gpt::backward() {
   be_.layernorm_backward(dt, act(off_.dres), G("transformer.ln_f.weight"),
                          G("transformer.ln_f.bias"), act(off_.dln), last_residual,
                          P("transformer.ln_f.weight"), stat(off_.lnf_mean), stat(off_.lnf_rstd), N, C);
+  ready(table_.at("transformer.ln_f.weight").offset);
   for (int64_t l = L - 1; l >= 0; l--) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     const void* residual = l > 0 ? act(off_.res3[l - 1]) : act(off_.encoded);
@@ -326,10 +345,12 @@ void Gpt::backward() {
     be_.layernorm_backward(dt, act(off_.dres), G(p + "ln_1.weight"), G(p + "ln_1.bias"),
                            act(off_.dln), residual, P(p + "ln_1.weight"), stat(off_.ln1_mean[l]),
                            stat(off_.ln1_rstd[l]), N, C);
-    // dres is now d(residual input of layer l)
+    // dres is now d(residual input of layer l); layer l's parameters are final
+    ready(table_.at(p + "ln_1.weight").offset);
   }
   be_.embedding_backward(dt, G("transformer.wte.weight"), G("transformer.wpe.weight"),
                          act(off_.dres), tokens_.data(), B, T, C);
+  ready(0);
 }
 
 std::vector<Gpt::TensorSpan> Gpt::tensor_spans() const {

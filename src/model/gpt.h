@@ -12,6 +12,7 @@
 // activations in 16 bits; layernorm statistics, attention log-sum-exps and losses stay fp32.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,10 @@ class Gpt {
   void enable_fp8(const Fp8ScalingConfig& cfg);
   bool fp8() const { return !fp8_.empty(); }
   void end_fp8_step();
+  // The amaxes this step has seen so far (3 per site), to be max-reduced across data-parallel
+  // ranks before end_fp8_step() so every rank derives the same scales.
+  std::vector<float> fp8_step_amaxes() const;
+  void set_fp8_step_amaxes(const std::vector<float>& a);
   nlohmann::json fp8_state() const;
   void set_fp8_state(const nlohmann::json& j);
 
@@ -71,7 +76,12 @@ class Gpt {
   double forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
                  float dloss_scale = 0.0f);
   // Adds the gradient of the last forward's scaled loss into grads() (the += convention).
-  void backward();
+  // on_ready(offset), if given, is called as gradients become final: after it, the elements
+  // [offset, P) of grads() will not change again in this backward. Backward finalizes the
+  // flat buffer from its end (ln_f, then blocks L-1 ... 0, then wpe and wte, which the LM head
+  // shares), so offset only decreases; the last call is on_ready(0). Data parallelism starts
+  // reducing a gradient bucket as soon as it is final.
+  void backward(const std::function<void(int64_t offset)>& on_ready = {});
 
   // The model's tensors grouped for the numerics report: per layer ("embedding", "h.0", ...,
   // "final") and kind ("weights": master values, "activations": what the last forward saved,

@@ -1,5 +1,6 @@
 #include "optim/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -7,8 +8,15 @@
 
 namespace meshlm {
 
-AdamW::AdamW(const ParamTable& table, DType dtype, const AdamWConfig& cfg)
-    : table_(table), cfg_(cfg), m_({table.total()}, dtype), v_({table.total()}, dtype) {}
+AdamW::AdamW(const ParamTable& table, DType dtype, const AdamWConfig& cfg, int64_t begin, int64_t end)
+    : table_(table),
+      cfg_(cfg),
+      begin_(begin),
+      end_(end < 0 ? table.total() : end),
+      m_({end_ - begin_}, dtype),
+      v_({end_ - begin_}, dtype) {
+  MESHLM_CHECK(0 <= begin_ && begin_ <= end_ && end_ <= table.total(), "AdamW: bad element range");
+}
 
 void AdamW::step(Backend& be, Tensor& params, const Tensor& grads, float lr, float grad_scale,
                  int64_t step, bool fp16_storage) {
@@ -17,17 +25,21 @@ void AdamW::step(Backend& be, Tensor& params, const Tensor& grads, float lr, flo
     return reinterpret_cast<decltype(base)>(reinterpret_cast<uintptr_t>(base) + off * esz);
   };
   for (const auto& e : table_.entries()) {
+    // The part of this parameter inside [begin_, end_): elements [lo, hi) of the flat buffers,
+    // moments at lo - begin_.
+    const int64_t lo = std::max(e.offset, begin_), hi = std::min(e.offset + e.numel(), end_);
+    if (lo >= hi) continue;
     AdamWArgs a{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, e.weight_decay ? cfg_.weight_decay : 0.0f,
                 grad_scale, step};
     if (fp16_storage) {
       MESHLM_CHECK(params.dtype() == DType::fp32, "fp16-storage AdamW runs on fp32 containers");
-      adamw_update_fp16_storage(at(params.as<float>(), e.offset), at(grads.as<float>(), e.offset),
-                                at(m_.as<float>(), e.offset), at(v_.as<float>(), e.offset),
-                                e.numel(), a);
+      adamw_update_fp16_storage(at(params.as<float>(), lo), at(grads.as<float>(), lo),
+                                at(m_.as<float>(), lo - begin_), at(v_.as<float>(), lo - begin_),
+                                hi - lo, a);
       continue;
     }
-    be.adamw_update(params.dtype(), at(params.data(), e.offset), at(grads.data(), e.offset),
-                    at(m_.data(), e.offset), at(v_.data(), e.offset), e.numel(), a);
+    be.adamw_update(params.dtype(), at(params.data(), lo), at(grads.data(), lo),
+                    at(m_.data(), lo - begin_), at(v_.data(), lo - begin_), hi - lo, a);
   }
 }
 

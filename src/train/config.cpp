@@ -38,9 +38,17 @@ void TrainConfig::validate() const {
   positive(batch_size, "batch_size");
   positive(steps, "steps");
   MESHLM_CHECK(micro_batch_size >= 0, "micro_batch_size must be >= 0");
-  MESHLM_CHECK(batch_size % micro_batch() == 0,
-               "batch_size (" + std::to_string(batch_size) + ") is not a multiple of micro_batch_size (" +
-                   std::to_string(micro_batch()) + ")");
+  MESHLM_CHECK(dp >= 1 && tp >= 1 && pp >= 1, "dp, tp and pp must be >= 1");
+  MESHLM_CHECK(tp == 1 && pp == 1, "tensor and pipeline parallelism are not built yet: use tp = pp = 1");
+  MESHLM_CHECK(batch_size % dp == 0, "batch_size (" + std::to_string(batch_size) +
+                                         ") must be a multiple of dp (" + std::to_string(dp) + ")");
+  MESHLM_CHECK(micro_batch() > 0 && batch_size % (dp * micro_batch()) == 0,
+               "batch_size (" + std::to_string(batch_size) + ") is not dp (" + std::to_string(dp) +
+                   ") x micro_batch_size (" + std::to_string(micro_batch()) + ") x an accumulation count");
+  MESHLM_CHECK(zero == 0 || zero == 1, "zero must be 0 or 1");
+  MESHLM_CHECK(overlap == 0 || overlap == 1, "overlap must be 0 or 1");
+  MESHLM_CHECK(bucket_mb > 0, "bucket_mb must be positive");
+  MESHLM_CHECK(grad_reduce == "fp32" || grad_reduce == "bf16", "grad_reduce must be fp32 or bf16");
   MESHLM_CHECK(max_seq_len == 0 || seq_len <= max_seq_len,
                "seq_len (" + std::to_string(seq_len) + ") exceeds max_seq_len (" +
                    std::to_string(max_seq_len) + ")");
@@ -134,7 +142,7 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(max_seq_len, "rows of the position embedding; 0 means seq_len"),
       INT_KEY(seq_len, "training sequence length (T)"),
       INT_KEY(batch_size, "global batch: sequences per optimizer step"),
-      INT_KEY(micro_batch_size, "sequences per forward/backward; 0 means batch_size"),
+      INT_KEY(micro_batch_size, "sequences per forward/backward on each rank; 0 means batch_size / dp"),
       REAL_KEY(lr, "peak learning rate"),
       REAL_KEY(min_lr, "final learning rate of the cosine schedule"),
       INT_KEY(warmup_steps, "linear warmup steps"),
@@ -146,7 +154,7 @@ const std::vector<ConfigKey>& config_keys() {
       REAL_KEY(grad_clip, "clip the global gradient norm to this; 0 disables"),
       INT_KEY(steps, "optimizer steps in total (a resumed run continues to this step)"),
       INT_KEY(eval_every, "evaluate on the val split every N steps (and at the end); 0: only at the end"),
-      INT_KEY(eval_batches, "val batches per evaluation; 0 disables evaluation"),
+      INT_KEY(eval_batches, "val batches (of batch_size sequences) per evaluation; 0 disables evaluation"),
       INT_KEY(save_every, "write a checkpoint every N steps (and always at the end); 0: only at the end"),
       INT_KEY(seed, "seed of the initial weights"),
       INT_KEY(shuffle, "1: visit the training windows in a new pseudo-random order each epoch; 0: in order"),
@@ -167,6 +175,13 @@ const std::vector<ConfigKey>& config_keys() {
       TEXT_KEY(fp8_algorithm, "fp8: max (over the history) or most_recent"),
       INT_KEY(fp8_margin, "fp8: extra headroom of the scales, in powers of two"),
       INT_KEY(numerics_report, "every N steps append per-layer amax / underflow / overflow statistics to <out>/numerics.jsonl; 0: off"),
+      INT_KEY(dp, "data-parallel ranks (launch with mpirun -np dp*tp*pp); batch_size is the global batch"),
+      INT_KEY(tp, "tensor-parallel ranks (not built yet: 1)"),
+      INT_KEY(pp, "pipeline stages (not built yet: 1)"),
+      INT_KEY(zero, "1: ZeRO-1, Adam moments sharded over the dp ranks (reduce-scatter, step a shard, all-gather)"),
+      REAL_KEY(bucket_mb, "gradient bucket size in MB (fp32); buckets are reduced as backward finishes them"),
+      INT_KEY(overlap, "1: reduce each bucket during backward; 0: one reduction after backward (for comparison)"),
+      TEXT_KEY(grad_reduce, "dtype of the gradient reduction: fp32 or bf16"),
       INT_KEY(profile, "1: time every kernel call and print a per-kernel breakdown of a step at the end"),
       INT_KEY(inject_inf_at_step, "testing aid: plant an inf in one gradient at this step (0: never)"),
   };

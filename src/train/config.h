@@ -26,7 +26,7 @@ struct TrainConfig {
   // batch
   int64_t seq_len = 128;          // T
   int64_t batch_size = 16;        // global batch, sequences per optimizer step
-  int64_t micro_batch_size = 0;   // 0: the whole batch in one micro-batch
+  int64_t micro_batch_size = 0;   // 0: each data-parallel rank's whole share in one micro-batch
   // optimizer and schedule
   double lr = 1e-3, min_lr = 1e-4;
   int64_t warmup_steps = 20;
@@ -49,14 +49,21 @@ struct TrainConfig {
   int64_t numerics_report = 0;     // every N steps; 0: off
   int64_t inject_inf_at_step = 0;  // testing aid
   int64_t profile = 0;             // 1: per-kernel time breakdown
+  // parallel layout (docs/parallel.md)
+  int64_t dp = 1, tp = 1, pp = 1;
+  int64_t zero = 0;         // 1: ZeRO-1 (optimizer state sharded over dp)
+  double bucket_mb = 25;    // gradient bucket size, MB of fp32
+  int64_t overlap = 1;      // 1: reduce buckets during backward; 0: one reduction after it
+  std::string grad_reduce = "fp32";  // fp32 | bf16: the dtype gradients travel in
 
   ModelConfig model() const;
   LrSchedule schedule() const;
   AdamWConfig adamw() const;
   LossScalerConfig loss_scaler() const;
   Fp8ScalingConfig fp8_scaling() const;
-  int64_t micro_batch() const { return micro_batch_size > 0 ? micro_batch_size : batch_size; }
-  int64_t accumulation_steps() const { return batch_size / micro_batch(); }
+  // The global batch is dp x micro_batch x accumulation_steps.
+  int64_t micro_batch() const { return micro_batch_size > 0 ? micro_batch_size : batch_size / dp; }
+  int64_t accumulation_steps() const { return batch_size / (dp * micro_batch()); }
   void validate() const;  // one-line errors naming the key
   nlohmann::json to_json() const;
 };

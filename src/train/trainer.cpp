@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include "data/loader.h"
 #include "model/gpt.h"
 #include "optim/adamw.h"
+#include "parallel/data_parallel.h"
 #include "precision/fp16_pure.h"
 #include "precision/numerics.h"
 #include "precision/policy.h"
@@ -149,9 +151,24 @@ void restore_precision_state(const nlohmann::json& trainer, const Precision& pre
 
 }  // namespace
 
-TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::ostream& out,
-                  bool overwrite) {
+TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::ostream& out_all,
+                  bool overwrite, Mesh* mesh_in) {
   cfg.validate();
+  // The layout: the given mesh, or one rank on its own.
+  std::unique_ptr<Communicator> self_world;
+  std::unique_ptr<Mesh> self_mesh;
+  if (!mesh_in) {
+    self_world = make_self_communicator();
+    self_mesh = std::make_unique<Mesh>(*self_world, MeshShape{});
+  }
+  Mesh& mesh = mesh_in ? *mesh_in : *self_mesh;
+  MESHLM_CHECK(mesh.shape().dp == cfg.dp && mesh.shape().tp == cfg.tp && mesh.shape().pp == cfg.pp,
+               "the config asks for dp " + std::to_string(cfg.dp) + " x tp " + std::to_string(cfg.tp) +
+                   " x pp " + std::to_string(cfg.pp) + " but the job's mesh is " + mesh.shape().describe());
+  const int dp = mesh.shape().dp, dp_rank = mesh.dp_rank();
+  const bool lead = mesh.rank() == 0;  // prints, writes metrics and checkpoints
+  std::ostream null_out(nullptr);
+  std::ostream& out = lead ? out_all : null_out;
   MESHLM_CHECK(!cfg.data.empty(), "--data: no data directory given (run `meshlm prepare` first)");
   if (cfg.threads > 0) omp_set_num_threads(int(cfg.threads));
   std::unique_ptr<Backend> backend = make_backend(cfg.backend);
@@ -174,18 +191,29 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   const DataLoader train_data(cfg.data, "train", T, mcfg.vocab_size, cfg.shuffle == 1, uint64_t(cfg.data_seed));
   std::unique_ptr<DataLoader> val_data;
   if (cfg.eval_batches > 0) val_data = std::make_unique<DataLoader>(cfg.data, "val", T, mcfg.vocab_size);
-  const BatchPlan plan{1, 0, accum, mb};  // one rank until data parallelism lands
+  const BatchPlan plan{dp, dp_rank, accum, mb};  // this rank's micro-batches of each global batch
 
   const Precision prec(cfg.precision, cfg.stochastic_rounding == 1, cfg.master_weights == 1,
                        cfg.loss_scale, uint64_t(cfg.seed));
   Gpt model(mcfg, *backend, prec.compute);
   if (prec.fp8) model.enable_fp8(cfg.fp8_scaling());
-  AdamW opt(model.table(), DType::fp32, cfg.adamw());
+  const int64_t P = model.table().total();
+  // ZeRO-1: this rank's AdamW owns a slice of the moments; otherwise all of them.
+  const Zero1Shard shard = cfg.zero ? Zero1Shard::of(P, dp_rank, dp) : Zero1Shard{0, P};
+  AdamW opt(model.table(), DType::fp32, cfg.adamw(), shard.begin, shard.end);
   LossScaler scaler(cfg.loss_scaler());
   TrainerState st;
   st.rng = {uint64_t(cfg.seed), 0};
   if (!resume_dir.empty()) {
-    nlohmann::json trainer = load_checkpoint(resume_dir, model, &opt);
+    // Checkpoints hold the whole optimizer state with global offsets: load it whole, keep
+    // this rank's slice (any dp, ZeRO or not, resumes any checkpoint).
+    std::unique_ptr<AdamW> whole;
+    if (cfg.zero) whole = std::make_unique<AdamW>(model.table(), DType::fp32, cfg.adamw());
+    nlohmann::json trainer = load_checkpoint(resume_dir, model, whole ? whole.get() : &opt);
+    if (whole) {
+      std::memcpy(opt.m().data(), whole->m().as<float>() + shard.begin, size_t(shard.size()) * 4);
+      std::memcpy(opt.v().data(), whole->v().as<float>() + shard.begin, size_t(shard.size()) * 4);
+    }
     st.step = trainer.at("step").get<int64_t>();
     st.loader.sequences = trainer.at("loader").at("sequences").get<int64_t>();
     st.rng = {trainer["rng"]["seed"].get<uint64_t>(), trainer["rng"]["counter"].get<uint64_t>()};
@@ -206,12 +234,24 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   }
   model.update_compute_weights(prec.rounding(st.step));
 
-  if (resume_dir.empty())
-    prepare_fresh_run_dir(cfg.out, overwrite);
-  else
-    truncate_metrics_after(fs::path(cfg.out) / "metrics.jsonl", st.step);
-  fs::create_directories(cfg.out);
-  MetricsLog metrics((fs::path(cfg.out) / "metrics.jsonl").string(), !resume_dir.empty());
+  std::optional<MetricsLog> metrics;  // rank 0's
+  if (lead) {
+    if (resume_dir.empty())
+      prepare_fresh_run_dir(cfg.out, overwrite);
+    else
+      truncate_metrics_after(fs::path(cfg.out) / "metrics.jsonl", st.step);
+    fs::create_directories(cfg.out);
+    metrics.emplace((fs::path(cfg.out) / "metrics.jsonl").string(), !resume_dir.empty());
+  }
+  auto write_metrics = [&](const nlohmann::ordered_json& line) {
+    if (metrics) metrics->write(line);
+  };
+  // Gradient reduction across the data-parallel ranks.
+  const int64_t bucket_elems = std::max<int64_t>(1, int64_t(cfg.bucket_mb * 1e6 / 4));
+  std::unique_ptr<GradientBuckets> buckets;
+  if (dp > 1 && !cfg.zero)
+    buckets = std::make_unique<GradientBuckets>(mesh.dp(), P, bucket_elems, dtype_from_name(cfg.grad_reduce));
+  std::vector<float> grad_shard(cfg.zero && dp > 1 ? size_t(shard.size()) : 0);
   const DType peak_dtype = backend->supports(Op::gemm, prec.compute) ? prec.compute : DType::fp32;
   const double peak = cfg.peak_gflops > 0 ? cfg.peak_gflops : measure_peak_gflops(*backend, peak_dtype);
   const double flops_per_step = mcfg.flops_per_token(T) * double(cfg.batch_size * T);
@@ -229,6 +269,22 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
                     : std::string("tokenizer unknown: no manifest.json and no --tokenizer; no per-byte loss"))
       << ")\n"
       << "run     " << cfg.out << "\n";
+  if (dp > 1) {
+    const double mib = 1.0 / (1 << 20), p = double(P);
+    const double weights = p * 4 + (prec.compute != DType::fp32 ? p * 2 : 0), grads = p * 4;
+    const double moments = double(shard.size()) * 8;
+    out << "layout  " << mesh.shape().describe() << " (" << mesh.world().kind() << "), "
+        << (cfg.zero ? "ZeRO-1: Adam moments sharded, gradients reduce-scattered"
+                     : std::to_string(buckets->count()) + " gradient buckets of " + fmt("%g", cfg.bucket_mb) +
+                           " MB, " + cfg.grad_reduce + (cfg.overlap ? ", overlapped with backward" : ", after backward"))
+        << "\n"
+        << "memory  per rank: weights " << fmt("%.1f", weights * mib) << " MiB (fp32 master"
+        << (prec.compute != DType::fp32 ? " + 16-bit copy" : "") << "), grads " << fmt("%.1f", grads * mib)
+        << " MiB, Adam moments " << fmt("%.1f", moments * mib) << " MiB = "
+        << fmt("%.1f", (weights + grads + moments) / p) << " bytes/parameter (formula: 4 + 4 + 8";
+    if (cfg.zero) out << "/" << dp;
+    out << (prec.compute != DType::fp32 ? " + 2" : "") << ")\n";
+  }
   out.flush();
 
   const LrSchedule sched = cfg.schedule();
@@ -246,20 +302,32 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   auto save = [&](const char* why) {
     const std::string dir = (fs::path(cfg.out) / checkpoint_dir_name(st.step)).string();
     st.precision = precision_state(prec, model, scaler);
-    save_checkpoint(dir, model, &opt, st, cfg_json, tokenizer_file);
+    // ZeRO-1: gather the moment slices into a whole optimizer state (every rank takes part).
+    std::unique_ptr<AdamW> whole;
+    if (cfg.zero && dp > 1) {
+      whole = std::make_unique<AdamW>(model.table(), DType::fp32, cfg.adamw());
+      const auto counts = zero1_counts(P, dp);
+      mesh.dp().all_gather(opt.m().data(), whole->m().data(), counts, DType::fp32);
+      mesh.dp().all_gather(opt.v().data(), whole->v().data(), counts, DType::fp32);
+    }
+    if (lead) save_checkpoint(dir, model, whole ? whole.get() : &opt, st, cfg_json, tokenizer_file);
     res.checkpoint = dir;
     out << "saved   " << dir << " (" << why << ")\n";
   };
   double profiled_secs = 0;  // the timed steps' wall time (all but this run's first)
   int64_t profiled_steps = 0;
   auto run_eval = [&]() {
+    if (!lead) return;  // one rank evaluates; the others go on to the next step's collectives
     if (profiler) profiler->set_enabled(false);
-    const EvalResult v = evaluate(model, *val_data, cfg.eval_batches, mb, T, tokenizer ? &*tokenizer : nullptr);
+    // eval_batches global batches (batch_size sequences each) in chunks of the micro-batch:
+    // the same sequences, so the same loss, at any dp and accumulation.
+    const EvalResult v = evaluate(model, *val_data, cfg.eval_batches * (cfg.batch_size / mb), mb, T,
+                                  tokenizer ? &*tokenizer : nullptr);
     res.val_loss = v.loss;
     res.val_loss_per_byte = v.loss_per_byte;
     nlohmann::ordered_json line = {{"step", st.step}, {"val_loss", v.loss}};
     if (v.loss_per_byte >= 0) line["val_loss_per_byte"] = v.loss_per_byte;
-    metrics.write(line);
+    write_metrics(line);
     if (profiler) profiler->set_enabled(true);
     out << "eval    step " << st.step << " | val_loss " << fmt("%.4f", v.loss) << " nats/token";
     if (v.loss_per_byte >= 0) out << ", " << fmt("%.4f", v.loss_per_byte) << " nats/byte";
@@ -267,7 +335,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   };
 
   std::unique_ptr<NumericsReport> numerics;
-  if (cfg.numerics_report > 0)
+  if (cfg.numerics_report > 0 && lead)
     numerics = std::make_unique<NumericsReport>((fs::path(cfg.out) / "numerics.jsonl").string(),
                                                 !resume_dir.empty(), st.step);
   while (st.step < cfg.steps) {
@@ -277,16 +345,45 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     // scale * gradient until the optimizer divides it back out.
     const double scale = prec.dynamic_scaling ? scaler.scale() : prec.static_scale;
     double loss = 0;
+    float* grads = model.grads().as<float>();
+    // The testing aid: an inf planted in dp rank 0's gradient before it is reduced.
+    auto plant = [&] {
+      if (cfg.inject_inf_at_step == st.step + 1 && dp_rank == 0) grads[0] = INFINITY;
+    };
+    const bool overlapped = buckets && cfg.overlap;
     for (int64_t k = 0; k < accum; k++) {
       train_data.read(plan.first(st.loader.sequences, k), mb, x, y);
-      loss += model.forward(x.data(), y.data(), mb, T, float(scale / double(accum))) / double(accum);
-      model.backward();
+      // Each rank's mean over its micro-batch, scaled so the sum over micro-batches and ranks
+      // is the mean over the global batch (times the loss scale).
+      loss += model.forward(x.data(), y.data(), mb, T, float(scale / double(accum * dp))) / double(accum);
+      if (overlapped && k == accum - 1) {  // the last micro-batch: reduce buckets as they finish
+        buckets->start(grads);
+        model.backward([&](int64_t offset) {
+          if (offset == 0) plant();
+          buckets->ready_from(offset);
+        });
+      } else {
+        model.backward();
+      }
     }
-    if (cfg.inject_inf_at_step == st.step + 1) model.grads().as<float>()[0] = INFINITY;
-    if (prec.fp16_pure) round_to_fp16(model.grads().as<float>(), model.grads().numel());
-    // One flag for the whole gradient (a sum of squares is inf/NaN iff any element is); with
-    // data parallelism it is the one number every rank reduces and agrees on.
-    const double sumsq = backend->sum_squares(DType::fp32, model.grads().data(), model.grads().numel());
+    if (!overlapped) plant();
+    if (buckets) {
+      if (!overlapped) buckets->start(grads);
+      buckets->finish();  // grads: the sum over the dp ranks
+    } else if (cfg.zero && dp > 1) {  // ZeRO-1: each rank receives the sum of its own slice
+      mesh.dp().reduce_scatter(grads, grad_shard.data(), zero1_counts(P, dp), DType::fp32);
+      std::memcpy(grads + shard.begin, grad_shard.data(), grad_shard.size() * 4);
+    }
+    if (dp > 1) {
+      mesh.dp().all_reduce(&loss, 1, DType::fp64);
+      loss /= double(dp);
+    }
+    if (prec.fp16_pure) round_to_fp16(grads + shard.begin, shard.size());
+    // One number decides overflow, clipping and the norm on every rank: the sum of squares of
+    // the whole reduced gradient (inf/NaN iff any element is), reduced across the dp ranks
+    // (ZeRO-1: the shards' sums add up; otherwise every rank holds it all and max agrees).
+    double sumsq = backend->sum_squares(DType::fp32, grads + shard.begin, shard.size());
+    if (dp > 1) mesh.dp().all_reduce(&sumsq, 1, DType::fp64, cfg.zero ? ReduceOp::sum : ReduceOp::max);
     const bool overflow = !std::isfinite(sumsq);
     const double norm = std::sqrt(sumsq) / scale;
     const bool write_numerics = numerics && (st.step + 1) % cfg.numerics_report == 0;
@@ -300,6 +397,10 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       const float clip = clip_factor(norm, cfg.grad_clip);
       opt.step(*backend, model.params(), model.grads(), float(lr), float(clip / scale),
                st.step + 1 - scaler.skipped_steps(), prec.fp16_pure);
+      // ZeRO-1: every rank updated its slice of the masters; gather the whole.
+      if (cfg.zero && dp > 1)
+        mesh.dp().all_gather(model.params().as<float>() + shard.begin, model.params().as<float>(),
+                             zero1_counts(P, dp), DType::fp32);
       if (!prec.master_weights) {
         model.update_compute_weights(prec.rounding(st.step + 1));
         model.master_from_compute_weights();
@@ -307,7 +408,14 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
         model.update_compute_weights(prec.rounding(st.step + 1));
       }
     }
-    if (model.fp8()) model.end_fp8_step();
+    if (model.fp8()) {
+      if (dp > 1) {  // the same scales on every rank: the max over ranks of each amax
+        std::vector<float> amax = model.fp8_step_amaxes();
+        mesh.dp().all_reduce(amax.data(), int64_t(amax.size()), DType::fp32, ReduceOp::max);
+        model.set_fp8_step_amaxes(amax);
+      }
+      model.end_fp8_step();
+    }
     st.step++;
     st.loader.sequences += plan.global_batch();
     st.epoch = st.loader.sequences / train_data.windows_per_epoch();
@@ -334,7 +442,11 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     if (prec.dynamic_scaling || prec.static_scale != 1.0) line["loss_scale"] = scale;
     if (skipped) line["skipped"] = true;
     if (prec.fp8) line["fp8_simulated"] = true;  // the speed figures are not fp8 hardware's
-    metrics.write(line);
+    if (buckets) {
+      line["comm_wait_ms"] = buckets->exposed_seconds() * 1e3;  // reduction not hidden by backward
+      buckets->reset_timer();
+    }
+    write_metrics(line);
     if (skipped) {
       res.skipped_steps++;
       out << "overflow at step " << st.step << ": inf/NaN in the gradients, step skipped, loss scale "
@@ -349,7 +461,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     out.flush();
     const bool last = st.step == cfg.steps;
     if (val_data && ((cfg.eval_every > 0 && st.step % cfg.eval_every == 0) || last)) run_eval();
-    if (g_stop_requested) {
+    double stop = g_stop_requested ? 1.0 : 0.0;  // every rank stops at the same step
+    if (dp > 1) mesh.dp().all_reduce(&stop, 1, DType::fp64, ReduceOp::max);
+    if (stop > 0) {
       out << "interrupted at step " << st.step << "; saving a checkpoint\n";
       save("interrupted");
       res.interrupted = true;

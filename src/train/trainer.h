@@ -6,6 +6,7 @@
 #include <iosfwd>
 #include <string>
 
+#include "parallel/mesh.h"
 #include "train/config.h"
 
 namespace meshlm {
@@ -28,8 +29,13 @@ struct TrainResult {
 // the resumed step, left by an abandoned run, are dropped). A fresh run refuses a run
 // directory that already holds a run unless `overwrite` (which removes its metrics and
 // checkpoints). Human-readable lines go to `out`.
+//
+// With a mesh (dp > 1: every rank of the job calls train with the same arguments), each
+// data-parallel rank reads its part of every global batch, gradients are summed across ranks
+// (overlapped with backward, or ZeRO-1's reduce-scatter), and every rank takes the same step;
+// rank 0 alone prints, writes metrics and checkpoints. Without one: a single rank.
 TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::ostream& out,
-                  bool overwrite = false);
+                  bool overwrite = false, Mesh* mesh = nullptr);
 
 // The config stored in a checkpoint (its trainer.json), after verifying the checkpoint.
 TrainConfig checkpoint_config(const std::string& dir);

@@ -1,0 +1,62 @@
+#include "parallel/data_parallel.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.h"
+
+namespace meshlm {
+
+GradientBuckets::GradientBuckets(Communicator& dp, int64_t total, int64_t bucket_elems, DType reduce_dtype)
+    : dp_(dp), dtype_(reduce_dtype) {
+  MESHLM_CHECK(bucket_elems > 0, "gradient buckets must hold at least one element");
+  MESHLM_CHECK(reduce_dtype == DType::fp32 || reduce_dtype == DType::bf16, "gradients reduce in fp32 or bf16");
+  for (int64_t end = total; end > 0; end -= bucket_elems) ranges_.push_back({std::max<int64_t>(0, end - bucket_elems), end});
+  if (dtype_ == DType::bf16)
+    for (const auto& r : ranges_) staging_.emplace_back(size_t(r.second - r.first));
+}
+
+void GradientBuckets::start(float* grads) {
+  MESHLM_CHECK(requests_.empty(), "GradientBuckets: start() while reductions are in flight");
+  grads_ = grads;
+  next_ = 0;
+}
+
+void GradientBuckets::launch(size_t k) {
+  const auto [b, e] = ranges_[k];
+  if (dtype_ == DType::fp32) {
+    requests_.push_back(dp_.iall_reduce(grads_ + b, e - b, DType::fp32));
+  } else {
+    convert_from_f32(DType::bf16, staging_[k].data(), grads_ + b, size_t(e - b));
+    requests_.push_back(dp_.iall_reduce(staging_[k].data(), e - b, DType::bf16));
+  }
+}
+
+void GradientBuckets::ready_from(int64_t offset) {
+  MESHLM_CHECK(grads_ != nullptr, "GradientBuckets: ready_from() before start()");
+  while (next_ < ranges_.size() && ranges_[next_].first >= offset) launch(next_++);
+  // MPI advances non-blocking collectives inside MPI calls: poke the ones in flight.
+  for (auto& r : requests_) r->test();
+}
+
+void GradientBuckets::finish() {
+  MESHLM_CHECK(grads_ != nullptr, "GradientBuckets: finish() before start()");
+  while (next_ < ranges_.size()) launch(next_++);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto& r : requests_) r->wait();
+  exposed_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (dtype_ == DType::bf16)
+    for (size_t k = 0; k < ranges_.size(); k++)
+      convert_to_f32(DType::bf16, grads_ + ranges_[k].first, staging_[k].data(),
+                     size_t(ranges_[k].second - ranges_[k].first));
+  requests_.clear();
+  grads_ = nullptr;
+}
+
+std::vector<int64_t> zero1_counts(int64_t total, int size) {
+  std::vector<int64_t> c;
+  for (int r = 0; r < size; r++) c.push_back(Zero1Shard::of(total, r, size).size());
+  return c;
+}
+
+}  // namespace meshlm
