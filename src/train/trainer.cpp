@@ -2,6 +2,7 @@
 
 #include <omp.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -51,6 +52,14 @@ struct SignalGuard {
     std::signal(SIGTERM, old_term);
   }
 };
+
+// Resident memory of this process now, in MiB (from /proc/self/statm).
+double current_rss_mib() {
+  std::ifstream statm("/proc/self/statm");
+  double pages_total = 0, pages_resident = 0;
+  statm >> pages_total >> pages_resident;
+  return pages_resident * double(::sysconf(_SC_PAGESIZE)) / double(1 << 20);
+}
 
 std::string fmt(const char* f, double x) {
   char buf[64];
@@ -442,6 +451,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     if (prec.dynamic_scaling || prec.static_scale != 1.0) line["loss_scale"] = scale;
     if (skipped) line["skipped"] = true;
     if (prec.fp8) line["fp8_simulated"] = true;  // the speed figures are not fp8 hardware's
+    line["rss_mib"] = current_rss_mib();  // this rank's resident memory now (rank 0's line)
     if (buckets) {
       line["comm_wait_ms"] = buckets->exposed_seconds() * 1e3;  // reduction not hidden by backward
       buckets->reset_timer();

@@ -274,3 +274,35 @@ TEST(Gpt, LowPrecisionMatchesDoublePrecisionRun) {
     }
   }
 }
+
+// backward's on_ready reports ever smaller offsets, layer by layer, ending at 0: what the
+// data-parallel buckets rely on to start reducing early. The gradient is the same either way.
+TEST(Gpt, BackwardReportsFinalGradientsFromTheEnd) {
+  ModelConfig c = tiny_config();
+  auto be = make_cpu_backend();
+  Gpt m(c, *be);
+  m.init(3);
+  const int64_t B = 2, T = 8;
+  auto x = tokens(B * T, c.vocab_size, 1), y = tokens(B * T, c.vocab_size, 2);
+  m.zero_grad();
+  m.forward(x.data(), y.data(), B, T, 1.0f);
+  std::vector<int64_t> offsets;
+  std::vector<std::vector<float>> seen;  // grads [o, P) when reported final
+  const float* g = m.grads().as<float>();
+  const int64_t P = m.grads().numel();
+  m.backward([&](int64_t o) {
+    offsets.push_back(o);
+    seen.emplace_back(g + o, g + P);
+  });
+  std::vector<float> with_hook(g, g + P);
+  for (size_t k = 0; k < offsets.size(); k++)  // nothing reported final changed afterwards
+    EXPECT_EQ(0, std::memcmp(seen[k].data(), g + offsets[k], seen[k].size() * 4)) << "offset " << offsets[k];
+  ASSERT_EQ(offsets.size(), size_t(c.n_layer + 2));  // ln_f, each block, then the embeddings
+  EXPECT_EQ(offsets.front(), m.table().at("transformer.ln_f.weight").offset);
+  EXPECT_EQ(offsets.back(), 0);
+  for (size_t i = 1; i < offsets.size(); i++) EXPECT_LT(offsets[i], offsets[i - 1]);
+  m.zero_grad();
+  m.forward(x.data(), y.data(), B, T, 1.0f);
+  m.backward();
+  EXPECT_EQ(0, std::memcmp(with_hook.data(), m.grads().data(), with_hook.size() * 4));
+}

@@ -11,6 +11,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "parallel/communicator.h"
+#include "parallel/data_parallel.h"
 #include "parallel/mesh.h"
 #include "parallel/collectives_check.h"
 
@@ -82,4 +83,27 @@ TEST(Mesh, WrongLayoutIsAOneLineError) {
     Mesh m(world, {2, 1, 1});
     if (m.tp().size() != 1 || m.pp().size() != 1 || m.dp().size() != 2) throw Error("size-1 axes");
   });
+}
+
+// Buckets are cut from the end of the buffer, launched as backward reports gradients final, and
+// finish() leaves the sum over ranks everywhere (fp32 exactly; bf16 to its rounding).
+TEST(GradientBuckets, SumOverRanksInBucketsFromTheEnd) {
+  for (DType dt : {DType::fp32, DType::bf16}) {
+    on_group(3, [dt](Communicator& c) {
+      const int64_t P = 1000;
+      GradientBuckets b(c, P, 300, dt);
+      if (b.count() != 4) throw Error("expected 4 buckets of <= 300");
+      std::vector<float> g(P);
+      for (int64_t i = 0; i < P; i++) g[size_t(i)] = float(i % 17) + float(c.rank());
+      b.start(g.data());
+      for (int64_t off : {900, 700, 650, 100, 0}) b.ready_from(off);  // as backward would
+      b.finish();
+      for (int64_t i = 0; i < P; i++) {
+        const float want = 3.0f * float(i % 17) + 3.0f;  // ranks 0 + 1 + 2
+        if (g[size_t(i)] != want) throw Error(std::string(dtype_name(dt)) + ": element " + std::to_string(i));
+      }
+    });
+  }
+  EXPECT_EQ(zero1_counts(10, 3), (std::vector<int64_t>{3, 3, 4}));
+  EXPECT_EQ(Zero1Shard::of(10, 2, 3).begin, 6);
 }
