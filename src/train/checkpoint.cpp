@@ -59,12 +59,54 @@ const float* fp32_data(const Tensor& t) {
 
 }  // namespace
 
+namespace {
+
+std::string shard_file_name(int rank, int size) {
+  return "optimizer.rank" + std::to_string(rank) + "-of-" + std::to_string(size) + ".safetensors";
+}
+
+// The files of a checkpoint that COMPLETE lists, in a fixed order.
+std::vector<std::string> checkpoint_files(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const char* name : {"model.safetensors", "optimizer.safetensors", "trainer.json", "tokenizer.json"})
+    if (fs::exists(dir / name)) names.push_back(name);
+  std::vector<std::string> shards;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("optimizer.rank", 0) == 0) shards.push_back(n);
+  }
+  std::sort(shards.begin(), shards.end());
+  names.insert(names.end(), shards.begin(), shards.end());
+  return names;
+}
+
+}  // namespace
+
 void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const TrainerState& st,
-                     const json& config, const std::string& tokenizer_file) {
+                     const json& config, const std::string& tokenizer_file, Communicator* group) {
   const fs::path final_dir(dir);
   const fs::path tmp = final_dir.string() + ".tmp";
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
+  const int64_t P = model.table().total();
+  const bool sharded = opt && (opt->begin() != 0 || opt->end() != P);
+  MESHLM_CHECK(!sharded || group, "save_checkpoint: a sharded optimizer needs its group");
+  const bool lead = !group || group->rank() == 0;
+  if (lead) {
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+  }
+  if (sharded) {  // every rank writes its own slice of the moments, with its global range
+    group->barrier();  // the directory exists
+    const std::map<std::string, std::string> range = {
+        {"begin", std::to_string(opt->begin())}, {"end", std::to_string(opt->end())}, {"total", std::to_string(P)}};
+    const fs::path f = tmp / shard_file_name(group->rank(), group->size());
+    write_safetensors(f.string(),
+                      {{"exp_avg", {opt->end() - opt->begin()}, fp32_data(opt->m())},
+                       {"exp_avg_sq", {opt->end() - opt->begin()}, fp32_data(opt->v())}},
+                      range);
+    fsync_path(f);
+    group->barrier();  // every slice is on disk
+    if (!lead) return;
+  }
 
   const float* params = fp32_data(model.params());
   std::vector<SafeTensorRef> weights;
@@ -72,7 +114,7 @@ void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const
     weights.push_back({e.name, e.hf_shape, params + e.offset});
   write_safetensors((tmp / "model.safetensors").string(), weights, {{"format", "pt"}});
 
-  if (opt) {
+  if (opt && !sharded) {
     std::vector<SafeTensorRef> moments;
     for (const auto& e : model.table().entries()) {
       moments.push_back({"exp_avg/" + e.name, e.shape, fp32_data(opt->m()) + e.offset});
@@ -92,8 +134,7 @@ void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const
   if (!tokenizer_file.empty()) fs::copy_file(tokenizer_file, tmp / "tokenizer.json");
 
   json files = json::object();
-  for (const char* name : {"model.safetensors", "optimizer.safetensors", "trainer.json", "tokenizer.json"}) {
-    if (!fs::exists(tmp / name)) continue;
+  for (const std::string& name : checkpoint_files(tmp)) {
     size_t size = 0;
     const uint64_t sum = checksum_file((tmp / name).string(), &size);
     files[name] = {{"bytes", size}, {"checksum", checksum_hex(sum)}};
@@ -148,6 +189,64 @@ BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& con
   return load_tokenizer(config_tokenizer);
 }
 
+namespace {
+
+// Copies the part of src's global range [src_begin, src_end) that falls inside the optimizer's
+// own range [opt.begin, opt.end) into its moments.
+void copy_overlap(const float* m_src, const float* v_src, int64_t src_begin, int64_t src_end, AdamW& opt) {
+  const int64_t lo = std::max(src_begin, opt.begin()), hi = std::min(src_end, opt.end());
+  if (lo >= hi) return;
+  std::memcpy(opt.m().as<float>() + (lo - opt.begin()), m_src + (lo - src_begin), size_t(hi - lo) * 4);
+  std::memcpy(opt.v().as<float>() + (lo - opt.begin()), v_src + (lo - src_begin), size_t(hi - lo) * 4);
+}
+
+// The moments for the optimizer's range, from whichever layout wrote them: one file by
+// parameter name, or per-rank slices with their global ranges (ZeRO-1).
+void load_optimizer_state(const fs::path& d, const ParamTable& table, AdamW& opt) {
+  std::vector<std::string> shards;
+  for (const std::string& n : checkpoint_files(d))
+    if (n.rfind("optimizer.rank", 0) == 0) shards.push_back(n);
+  if (fs::exists(d / "optimizer.safetensors")) {
+    SafeTensorsFile moments((d / "optimizer.safetensors").string());
+    std::vector<float> m, v;
+    for (const auto& e : table.entries()) {
+      if (e.offset + e.numel() <= opt.begin() || e.offset >= opt.end()) continue;
+      m.resize(size_t(e.numel()));
+      v.resize(size_t(e.numel()));
+      moments.read_f32("exp_avg/" + e.name, e.shape, m.data());
+      moments.read_f32("exp_avg_sq/" + e.name, e.shape, v.data());
+      copy_overlap(m.data(), v.data(), e.offset, e.offset + e.numel(), opt);
+    }
+    return;
+  }
+  MESHLM_CHECK(!shards.empty(), d.string() + ": has no optimizer state, cannot resume training from it");
+  int64_t covered = 0;
+  for (const std::string& name : shards) {
+    SafeTensorsFile f((d / name).string());
+    int64_t b = 0, e = 0, total = 0;
+    try {
+      b = std::stoll(f.metadata().at("begin"));
+      e = std::stoll(f.metadata().at("end"));
+      total = std::stoll(f.metadata().at("total"));
+    } catch (const std::exception&) {
+      throw Error((d / name).string() + ": no begin/end/total metadata");
+    }
+    MESHLM_CHECK(total == table.total() && 0 <= b && b <= e && e <= total,
+                 (d / name).string() + ": range [" + std::to_string(b) + ", " + std::to_string(e) +
+                     ") of " + std::to_string(total) + " does not fit this model (" +
+                     std::to_string(table.total()) + " parameters)");
+    std::vector<float> m(size_t(e - b)), v(size_t(e - b));
+    f.read_f32("exp_avg", {e - b}, m.data());
+    f.read_f32("exp_avg_sq", {e - b}, v.data());
+    copy_overlap(m.data(), v.data(), b, e, opt);
+    covered += e - b;
+  }
+  MESHLM_CHECK(covered == table.total(), d.string() + ": the optimizer slices cover " + std::to_string(covered) +
+                                             " of " + std::to_string(table.total()) + " parameters");
+}
+
+}  // namespace
+
 json load_checkpoint(const std::string& dir, Gpt& model, AdamW* opt) {
   json trainer = verify_checkpoint(dir);
   MESHLM_CHECK(model.params().dtype() == DType::fp32, "checkpoints load into fp32 models only");
@@ -157,15 +256,7 @@ json load_checkpoint(const std::string& dir, Gpt& model, AdamW* opt) {
   model.params().zero();  // padded vocabulary rows stay zero
   for (const auto& e : model.table().entries()) weights.read_f32(e.name, e.hf_shape, params + e.offset);
   model.update_compute_weights();  // the owner re-rounds if its mode rounds otherwise
-  if (opt) {
-    MESHLM_CHECK(fs::exists(d / "optimizer.safetensors"),
-                 dir + ": has no optimizer.safetensors, cannot resume training from it");
-    SafeTensorsFile moments((d / "optimizer.safetensors").string());
-    for (const auto& e : model.table().entries()) {
-      moments.read_f32("exp_avg/" + e.name, e.shape, opt->m().as<float>() + e.offset);
-      moments.read_f32("exp_avg_sq/" + e.name, e.shape, opt->v().as<float>() + e.offset);
-    }
-  }
+  if (opt) load_optimizer_state(d, model.table(), *opt);
   return trainer;
 }
 

@@ -17,6 +17,7 @@
 #include "data/bpe.h"
 #include "data/loader.h"
 #include "model/gpt.h"
+#include "parallel/communicator.h"
 #include "optim/adamw.h"
 
 namespace meshlm {
@@ -33,14 +34,20 @@ struct TrainerState {
 };
 
 // Writes checkpoint `dir` (must not be inside a partially written directory).
+// Writes a checkpoint directory atomically (under <dir>.tmp, COMPLETE last, then renamed).
+// With an optimizer that owns a slice of the state (ZeRO-1), every rank of `group` calls this:
+// each writes optimizer.rank<r>-of-<n>.safetensors (its moments with their global range), and
+// rank 0 writes the rest. Otherwise one caller writes everything.
 void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const TrainerState& st,
-                     const nlohmann::json& config, const std::string& tokenizer_file = "");
+                     const nlohmann::json& config, const std::string& tokenizer_file = "",
+                     Communicator* group = nullptr);
 // The tokenizer a checkpoint's model reads: its tokenizer.json if present, else the config's.
 BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& config_tokenizer);
 // Verifies the directory (marker, sizes, checksums) and returns trainer.json.
 nlohmann::json verify_checkpoint(const std::string& dir);
-// Loads weights (and optimizer moments, if opt is given) into an fp32 model built from the
-// checkpoint's config; shape mismatches throw naming the tensor. Returns trainer.json.
+// Loads weights (and optimizer moments, if opt is given: the part in opt's range, from a
+// whole-state file or from any layout's slices) into a model built from the checkpoint's
+// config; shape mismatches throw naming the tensor. Returns trainer.json.
 nlohmann::json load_checkpoint(const std::string& dir, Gpt& model, AdamW* opt);
 
 std::string checkpoint_dir_name(int64_t step);  // "step_000020"

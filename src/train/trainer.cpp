@@ -214,15 +214,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   TrainerState st;
   st.rng = {uint64_t(cfg.seed), 0};
   if (!resume_dir.empty()) {
-    // Checkpoints hold the whole optimizer state with global offsets: load it whole, keep
-    // this rank's slice (any dp, ZeRO or not, resumes any checkpoint).
-    std::unique_ptr<AdamW> whole;
-    if (cfg.zero) whole = std::make_unique<AdamW>(model.table(), DType::fp32, cfg.adamw());
-    nlohmann::json trainer = load_checkpoint(resume_dir, model, whole ? whole.get() : &opt);
-    if (whole) {
-      std::memcpy(opt.m().data(), whole->m().as<float>() + shard.begin, size_t(shard.size()) * 4);
-      std::memcpy(opt.v().data(), whole->v().as<float>() + shard.begin, size_t(shard.size()) * 4);
-    }
+    // Optimizer state is stored with global offsets (whole, or per-rank slices): each rank
+    // reads the part in its own range, so any layout resumes any checkpoint.
+    nlohmann::json trainer = load_checkpoint(resume_dir, model, &opt);
     st.step = trainer.at("step").get<int64_t>();
     st.loader.sequences = trainer.at("loader").at("sequences").get<int64_t>();
     st.rng = {trainer["rng"]["seed"].get<uint64_t>(), trainer["rng"]["counter"].get<uint64_t>()};
@@ -311,15 +305,11 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   auto save = [&](const char* why) {
     const std::string dir = (fs::path(cfg.out) / checkpoint_dir_name(st.step)).string();
     st.precision = precision_state(prec, model, scaler);
-    // ZeRO-1: gather the moment slices into a whole optimizer state (every rank takes part).
-    std::unique_ptr<AdamW> whole;
-    if (cfg.zero && dp > 1) {
-      whole = std::make_unique<AdamW>(model.table(), DType::fp32, cfg.adamw());
-      const auto counts = zero1_counts(P, dp);
-      mesh.dp().all_gather(opt.m().data(), whole->m().data(), counts, DType::fp32);
-      mesh.dp().all_gather(opt.v().data(), whole->v().data(), counts, DType::fp32);
-    }
-    if (lead) save_checkpoint(dir, model, whole ? whole.get() : &opt, st, cfg_json, tokenizer_file);
+    // ZeRO-1: every rank writes its slice of the moments; otherwise rank 0 writes it all.
+    if (cfg.zero && dp > 1)
+      save_checkpoint(dir, model, &opt, st, cfg_json, tokenizer_file, &mesh.dp());
+    else if (lead)
+      save_checkpoint(dir, model, &opt, st, cfg_json, tokenizer_file);
     res.checkpoint = dir;
     out << "saved   " << dir << " (" << why << ")\n";
   };

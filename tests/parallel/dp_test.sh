@@ -4,8 +4,9 @@
 #     dp = 1's on the same global batch to <= 1e-5 relative over 50 steps (fp32); bf16 within
 #     2e-3 (docs/parallel.md says why);
 #   - bf16 gradient reduction stays within 2e-3 as well;
-#   - resume: 20 steps at dp = 4 with ZeRO-1, saved at 10, resumed at dp = 2 without ZeRO and
-#     at dp = 1: the continuations equal the uninterrupted run to <= 1e-6 relative;
+#   - resume: 20 steps at dp = 4 with ZeRO-1 (each rank writes its optimizer slice), saved at
+#     10, resumed at dp = 2 without ZeRO and at dp = 1, and a one-rank checkpoint resumed at
+#     dp = 4 with ZeRO-1: the continuations equal the uninterrupted runs to <= 1e-6 relative;
 #   - failures: a wrong layout is one line from rank 0 and every rank exits non-zero; an error
 #     on one rank aborts the job instead of hanging it.
 # Usage: dp_test.sh path/to/meshlm path/to/mpirun repo_root
@@ -91,6 +92,18 @@ for cfg in "2 r2" "1 r1"; do
     fail "resume at dp $1: $(tail -1 "$WORK/$2.log")"
   fi
 done
+
+[ "$(ls "$WORK"/r4/step_000010/optimizer.rank*-of-4.safetensors 2>/dev/null | wc -l)" -eq 4 ] &&
+  [ ! -e "$WORK/r4/step_000010/optimizer.safetensors" ] && ok || fail "ZeRO-1: each rank writes its optimizer slice"
+# and the other way: a one-rank checkpoint (whole optimizer file) resumed at dp 4 with ZeRO-1
+run 1 p1 --steps 20 --save-every 10 || fail "dp 1 run with a save: $(tail -1 "$WORK/p1.log")"
+if timeout 300 "$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none -np 4 "$MESHLM" train \
+     --resume "$WORK/p1/step_000010" --out "$WORK/p4" --dp 4 --zero 1 >"$WORK/p4.log" 2>&1; then
+  echo "one-rank checkpoint resumed at dp 4 with ZeRO-1 vs the one-rank run, steps 11-20:"
+  compare p1 p4 1e-6 10 && ok || fail "resume at dp 4 ZeRO-1"
+else
+  fail "resume at dp 4 ZeRO-1: $(tail -1 "$WORK/p4.log")"
+fi
 
 # failures
 timeout 60 "$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none -np 2 "$MESHLM" train \
