@@ -53,24 +53,25 @@ void Gpt::init(uint64_t seed) {
   update_compute_weights();
 }
 
-void Gpt::update_compute_weights(const WeightRounding& r) {
+void Gpt::update_compute_weights(const WeightRounding& r, int64_t begin, int64_t end) {
   if (dtype_ == params_.dtype()) return;
+  if (end < 0) end = table_.total();
   const float* master = params_.as<float>();
   uint16_t* out = static_cast<uint16_t*>(compute_.data());
   if (!r.stochastic) {
-    const int64_t n = table_.total(), chunk = 1 << 16;
+    const int64_t chunk = 1 << 16;
 #pragma omp parallel for schedule(static)
-    for (int64_t i0 = 0; i0 < n; i0 += chunk)
-      convert_from_f32(dtype_, out + i0, master + i0, size_t(std::min(chunk, n - i0)));
+    for (int64_t i0 = begin; i0 < end; i0 += chunk)
+      convert_from_f32(dtype_, out + i0, master + i0, size_t(std::min(chunk, end - i0)));
     return;
   }
   for (const ParamEntry& e : table_.entries()) {
+    const int64_t lo = std::max(e.offset, begin), hi = std::min(e.offset + e.numel(), end);
+    if (lo >= hi) continue;
     const uint64_t stream = mix64(hash_name(e.name) ^ uint64_t(r.step));
-    const int64_t n = e.numel();
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++)
-      out[e.offset + i] = float_to_bits_stochastic(dtype_, master[e.offset + i],
-                                                   random_u32(r.seed, stream, uint64_t(i)));
+    for (int64_t i = lo; i < hi; i++)  // bits keyed by (name, element index in the parameter, step)
+      out[i] = float_to_bits_stochastic(dtype_, master[i], random_u32(r.seed, stream, uint64_t(i - e.offset)));
   }
 }
 

@@ -51,7 +51,11 @@ class Gpt {
   // Rewrites the 16-bit compute copy from the master weights (a no-op when compute is the
   // master dtype): round to nearest even, or stochastically with random bits that depend only
   // on (seed, parameter name, element index, step), so every parallel layout rounds the same.
-  void update_compute_weights(const WeightRounding& r = {});
+  // [begin, end): only those elements of the flat buffer (end < 0: to the end); ZeRO-1 rounds
+  // its own slice and all-gathers compute_weights().
+  void update_compute_weights(const WeightRounding& r = {}, int64_t begin = 0, int64_t end = -1);
+  // The 16-bit copy (P,) the kernels read; only meaningful when dtype() is 16-bit.
+  Tensor& compute_weights() { return compute_; }
   // bf16 weights without fp32 masters: the master takes the (stochastically rounded) compute
   // copy's values, so the weights are exactly bf16 (the llm.c recipe).
   void master_from_compute_weights();

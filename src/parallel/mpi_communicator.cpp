@@ -147,10 +147,11 @@ class MpiCommunicator final : public Communicator {
   static MPI_Datatype type(DType dt) {
     if (dt == DType::fp32) return MPI_FLOAT;
     if (dt == DType::fp64) return MPI_DOUBLE;
-    if (dt == DType::bf16) return MPI_UINT16_T;
+    if (dt == DType::bf16 || dt == DType::fp16) return MPI_UINT16_T;  // fp16: moved, not reduced
     throw Error(std::string("MPI communicator: buffers are fp32, fp64 or bf16, not ") + dtype_name(dt));
   }
   MPI_Op mpi_op(DType dt, ReduceOp op) const {
+    MESHLM_CHECK(dt != DType::fp16, "MPI communicator: fp16 buffers can be moved but not reduced");
     if (dt == DType::bf16) return op == ReduceOp::sum ? ops_->sum : ops_->max;
     return op == ReduceOp::sum ? MPI_SUM : MPI_MAX;
   }

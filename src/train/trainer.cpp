@@ -302,7 +302,17 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   const auto run_start = Clock::now();
   const int64_t first_step = st.step;
 
+  // ZeRO-1 with a 16-bit compute copy leaves each rank's masters outside its slice stale;
+  // a checkpoint or a numerics report of the weights needs them whole.
+  bool masters_stale = false;
+  auto gather_masters = [&] {
+    if (!masters_stale) return;
+    mesh.dp().all_gather(model.params().as<float>() + shard.begin, model.params().as<float>(),
+                         zero1_counts(P, dp), DType::fp32);
+    masters_stale = false;
+  };
   auto save = [&](const char* why) {
+    gather_masters();
     const std::string dir = (fs::path(cfg.out) / checkpoint_dir_name(st.step)).string();
     st.precision = precision_state(prec, model, scaler);
     // ZeRO-1: every rank writes its slice of the moments; otherwise rank 0 writes it all.
@@ -385,8 +395,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     if (dp > 1) mesh.dp().all_reduce(&sumsq, 1, DType::fp64, cfg.zero ? ReduceOp::sum : ReduceOp::max);
     const bool overflow = !std::isfinite(sumsq);
     const double norm = std::sqrt(sumsq) / scale;
-    const bool write_numerics = numerics && (st.step + 1) % cfg.numerics_report == 0;
-    if (write_numerics) numerics->write(st.step + 1, model, scale);
+    const bool write_numerics = cfg.numerics_report > 0 && (st.step + 1) % cfg.numerics_report == 0;
+    if (write_numerics) gather_masters();  // a collective: every rank takes part
+    if (write_numerics && numerics) numerics->write(st.step + 1, model, scale);
     bool skipped = false;
     if (prec.dynamic_scaling) {
       skipped = !scaler.update(overflow);  // throws below the minimum scale
@@ -396,15 +407,24 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       const float clip = clip_factor(norm, cfg.grad_clip);
       opt.step(*backend, model.params(), model.grads(), float(lr), float(clip / scale),
                st.step + 1 - scaler.skipped_steps(), prec.fp16_pure);
-      // ZeRO-1: every rank updated its slice of the masters; gather the whole.
-      if (cfg.zero && dp > 1)
-        mesh.dp().all_gather(model.params().as<float>() + shard.begin, model.params().as<float>(),
-                             zero1_counts(P, dp), DType::fp32);
-      if (!prec.master_weights) {
-        model.update_compute_weights(prec.rounding(st.step + 1));
+      if (cfg.zero && dp > 1) {
+        // ZeRO-1: every rank updated its slice of the masters; the ranks exchange the updated
+        // weights in the compute dtype (fp32 masters in fp32 mode, else the 16-bit copy: half
+        // the bytes). Masters outside a rank's slice are then stale until gather_masters().
+        if (prec.compute == DType::fp32) {
+          mesh.dp().all_gather(model.params().as<float>() + shard.begin, model.params().as<float>(),
+                               zero1_counts(P, dp), DType::fp32);
+        } else {
+          model.update_compute_weights(prec.rounding(st.step + 1), shard.begin, shard.end);
+          auto* w = static_cast<uint16_t*>(model.compute_weights().data());
+          mesh.dp().all_gather(w + shard.begin, w, zero1_counts(P, dp), prec.compute);
+          masters_stale = true;
+        }
+      }
+      if (!(cfg.zero && dp > 1 && prec.compute != DType::fp32)) model.update_compute_weights(prec.rounding(st.step + 1));
+      if (!prec.master_weights) {  // the weights are the bf16 values: whole again everywhere
         model.master_from_compute_weights();
-      } else {
-        model.update_compute_weights(prec.rounding(st.step + 1));
+        masters_stale = false;
       }
     }
     if (model.fp8()) {
