@@ -9,11 +9,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iomanip>
 
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <map>
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -27,6 +29,7 @@
 #include "parallel/communicator.h"
 #include "parallel/mesh.h"
 #include "precision/numerics.h"
+#include "train/bench.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/eval.h"
@@ -73,6 +76,54 @@ void set_threads(int64_t threads) {
   if (threads > 0) omp_set_num_threads(int(threads));
 }
 
+// Every config key as a flag of a subcommand (train, bench): its text is kept, and applied
+// over a config after the other sources.
+struct ConfigFlags {
+  std::shared_ptr<std::map<std::string, std::string>> values = std::make_shared<std::map<std::string, std::string>>();
+  std::shared_ptr<std::map<std::string, CLI::Option*>> options = std::make_shared<std::map<std::string, CLI::Option*>>();
+  void add_to(CLI::App* cmd) {
+    const TrainConfig defaults;
+    for (const auto& k : config_keys())
+      (*options)[k.key] = cmd->add_option(flag_name(k.key), (*values)[k.key],
+                                          k.help + " [default: " + k.get(defaults).dump() + "]");
+  }
+  void apply(TrainConfig& cfg) const {
+    for (const auto& [key, opt] : *options)
+      if (opt->count() > 0) set_config_value(cfg, key, values->at(key), flag_name(key));
+  }
+};
+
+// Runs fn on every rank of the job (one rank without mpirun) over the mesh cfg asks for. A bad
+// config or layout is the same error on every rank: rank 0 prints it, every rank exits 1. An
+// error later, on one rank only, aborts the whole job rather than leave the others waiting.
+// Returns true on rank 0 (the rank that reports).
+bool run_on_mesh(const TrainConfig& cfg, const std::function<void(Mesh&)>& fn) {
+  auto world = make_world_communicator();
+  std::unique_ptr<Mesh> mesh;
+  try {
+    cfg.validate();
+    mesh = std::make_unique<Mesh>(*world, MeshShape{int(cfg.dp), int(cfg.tp), int(cfg.pp)});
+  } catch (const Error& e) {
+    if (world->rank() == 0) std::fprintf(stderr, "meshlm: error: %s\n", e.what());
+    world.reset();
+    finalize_world();
+    std::exit(1);
+  }
+  try {
+    fn(*mesh);
+  } catch (const std::exception& e) {
+    if (world->size() == 1) throw;
+    std::fprintf(stderr, "meshlm: error on rank %d of %d: %s\n", world->rank(), world->size(), e.what());
+    std::fflush(stderr);
+    world->abort(1);
+  }
+  const bool lead = world->rank() == 0;
+  mesh.reset();
+  world.reset();
+  finalize_world();
+  return lead;
+}
+
 }  // namespace
 
 void add_train(CLI::App& app) {
@@ -92,24 +143,17 @@ void add_train(CLI::App& app) {
   auto config_file = std::make_shared<std::string>();
   auto resume = std::make_shared<std::string>();
   auto overwrite = std::make_shared<bool>(false);
-  auto values = std::make_shared<std::map<std::string, std::string>>();
-  auto options = std::make_shared<std::map<std::string, CLI::Option*>>();
+  ConfigFlags flags;
   cmd->add_option("--config", *config_file, "TOML config file (keys as the flags, with _)");
   cmd->add_option("--resume", *resume, "checkpoint directory to continue from (bit-identical)");
   cmd->add_flag("--overwrite", *overwrite, "start afresh in an --out that holds a run (removes its metrics and checkpoints)");
-  const TrainConfig defaults;
-  for (const auto& k : config_keys()) {
-    std::string def = k.get(defaults).dump();
-    (*options)[k.key] =
-        cmd->add_option(flag_name(k.key), (*values)[k.key], k.help + " [default: " + def + "]");
-  }
+  flags.add_to(cmd);
   cmd->callback([=]() {
     TrainConfig cfg;
     if (!resume->empty()) cfg = checkpoint_config(*resume);
     const ModelConfig resumed_model = cfg.model();
     if (!config_file->empty()) apply_toml_file(cfg, *config_file);
-    for (const auto& [key, opt] : *options)
-      if (opt->count() > 0) set_config_value(cfg, key, (*values)[key], flag_name(key));
+    flags.apply(cfg);
     if (!resume->empty()) {
       const ModelConfig m = cfg.model();
       MESHLM_CHECK(m.n_layer == resumed_model.n_layer && m.n_head == resumed_model.n_head &&
@@ -118,34 +162,8 @@ void add_train(CLI::App& app) {
                    "the model shape asked for (" + m.describe() + ") differs from the checkpoint's (" +
                        resumed_model.describe() + ") in " + *resume);
     }
-    // The job's ranks (one without mpirun) and the mesh over them. A bad config or layout is
-    // the same error on every rank: rank 0 prints it, every rank exits 1. An error later, on
-    // one rank only, aborts the whole job rather than leave the others waiting.
-    auto world = make_world_communicator();
-    std::unique_ptr<Mesh> mesh;
-    try {
-      cfg.validate();
-      mesh = std::make_unique<Mesh>(*world, MeshShape{int(cfg.dp), int(cfg.tp), int(cfg.pp)});
-    } catch (const Error& e) {
-      if (world->rank() == 0) std::fprintf(stderr, "meshlm: error: %s\n", e.what());
-      world.reset();
-      finalize_world();
-      std::exit(1);
-    }
     TrainResult r;
-    try {
-      r = train(cfg, *resume, std::cout, *overwrite, mesh.get());
-    } catch (const std::exception& e) {
-      if (world->size() == 1) throw;
-      std::fprintf(stderr, "meshlm: error on rank %d of %d: %s\n", world->rank(), world->size(), e.what());
-      std::fflush(stderr);
-      world->abort(1);
-    }
-    const bool lead = world->rank() == 0;
-    mesh.reset();
-    world.reset();
-    finalize_world();
-    if (!lead) return;
+    if (!run_on_mesh(cfg, [&](Mesh& mesh) { r = train(cfg, *resume, std::cout, *overwrite, &mesh); })) return;
     std::cout << "done    " << r.steps << " steps, last loss " << r.last_loss;
     if (r.val_loss >= 0) std::cout << ", val_loss " << r.val_loss;
     std::cout << ", " << int64_t(r.tokens_per_s) << " tok/s" << (r.fp8_simulated ? " (fp8 simulated)" : "") << ", peak RSS " << int64_t(r.peak_rss_mib)
@@ -341,6 +359,48 @@ void add_tokenizer(CLI::App& app) {
       v.push_back(x.get<int32_t>());
     }
     std::cout << tok.decode(v);
+  });
+}
+
+void add_bench(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Time training steps of a model config, precision and layout");
+  cmd->footer(
+      "Runs --warmup untimed then --steps timed training steps through the real trainer, on random\n"
+      "tokens unless --data is given, writing nothing (a temporary run directory is removed).\n"
+      "Prints medians over the timed steps: ms/step, tokens/s, achieved model GFLOP/s\n"
+      "(6 x parameters + 12 x L x C x T FLOPs per token), MFU against a peak measured with a\n"
+      "2048^3 GEMM in the compute dtype (or --peak-gflops), and the peak RSS; --breakdown adds\n"
+      "the time per kernel of a step (GEMMs, attention, layernorm, loss, optimizer, ...).\n"
+      "Takes every flag of `meshlm train` (--n-layer ... --precision, --dp ...); works under\n"
+      "mpirun. fp8 speed is simulated (bf16 arithmetic plus quantization) and says so.\n"
+      "Example (GPT-2 124M shape): meshlm bench --n-layer 12 --n-head 12 --n-embd 768\n"
+      "  --vocab-size 50257 --seq-len 256 --max-seq-len 1024 --batch-size 4 --precision bf16");
+  auto config_file = std::make_shared<std::string>();
+  auto opt = std::make_shared<BenchOptions>();
+  auto json_out = std::make_shared<bool>(false);
+  ConfigFlags flags;
+  cmd->add_option("--config", *config_file, "TOML config file (keys as the flags, with _)");
+  cmd->add_option("--warmup", opt->warmup, "untimed steps first [default: 2]");
+  cmd->add_option("--timed-steps", opt->steps, "timed steps [default: 10]");
+  cmd->add_flag("--breakdown", opt->breakdown, "also time every kernel: where a step's time goes");
+  cmd->add_flag("--json", *json_out, "print one JSON object (tokens_per_s, ms_per_step, mfu, peak_rss_mib, ...)");
+  flags.add_to(cmd);
+  cmd->callback([=]() {
+    TrainConfig cfg;
+    if (!config_file->empty()) apply_toml_file(cfg, *config_file);
+    flags.apply(cfg);
+    BenchResult r;
+    std::ostringstream quiet;  // the trainer's own log: shown only without --json
+    if (!run_on_mesh(cfg, [&](Mesh& mesh) { r = bench(cfg, *opt, *json_out ? quiet : std::cout, &mesh); })) return;
+    if (*json_out) {
+      std::cout << r.to_json(cfg).dump() << "\n";
+      return;
+    }
+    const bool sim = cfg.precision == "fp8";
+    std::printf("bench   %s, %lld timed steps after %lld warm-up: median %.1f ms/step, %.0f tokens/s%s\n"
+                "        %.1f model GFLOP/s, MFU %.1f%% of %.0f GFLOP/s, peak RSS %.0f MiB\n",
+                cfg.precision.c_str(), (long long)r.steps, (long long)opt->warmup, r.ms_per_step, r.tokens_per_s,
+                sim ? " (fp8 simulated)" : "", r.gflops, 100 * r.mfu, r.peak_gflops, r.peak_rss_mib);
   });
 }
 

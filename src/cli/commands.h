@@ -10,6 +10,7 @@ void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_sample(CLI::App& app);
 void add_prepare(CLI::App& app);
+void add_bench(CLI::App& app);
 void add_report(CLI::App& app);
 void add_info(CLI::App& app);
 void add_tokenizer(CLI::App& app);

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   meshlm::cli::add_sample(app);
   meshlm::cli::add_prepare(app);
   meshlm::cli::add_tokenizer(app);
+  meshlm::cli::add_bench(app);
   meshlm::cli::add_report(app);
   meshlm::cli::add_info(app);
   try {

@@ -69,6 +69,7 @@ void TrainConfig::validate() const {
                "stochastic_rounding needs a 16-bit compute copy (bf16, fp16 or fp8)");
   MESHLM_CHECK(loss_scale >= 0, "loss_scale must be >= 0");
   MESHLM_CHECK(profile == 0 || profile == 1, "profile must be 0 or 1");
+  MESHLM_CHECK(checkpoints == 0 || checkpoints == 1, "checkpoints must be 0 or 1");
   MESHLM_CHECK(numerics_report >= 0 && inject_inf_at_step >= 0,
                "numerics_report and inject_inf_at_step must be >= 0");
   loss_scaler().validate();
@@ -160,7 +161,7 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(shuffle, "1: visit the training windows in a new pseudo-random order each epoch; 0: in order"),
       INT_KEY(data_seed, "seed of the shuffling order"),
       INT_KEY(threads, "CPU threads; 0 means OMP_NUM_THREADS or all cores"),
-      REAL_KEY(peak_gflops, "peak GFLOP/s for MFU; 0 measures a large GEMM at start-up"),
+      REAL_KEY(peak_gflops, "peak GFLOP/s of one rank for MFU; 0 measures a large GEMM at start-up (MFU is against the peak of all ranks)"),
       TEXT_KEY(data, "directory of token shards (*train*.bin, *val*.bin)"),
       TEXT_KEY(out, "run directory: metrics.jsonl and checkpoints"),
       TEXT_KEY(backend, "kernel backend: cpu or reference"),
@@ -183,6 +184,7 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(overlap, "1: reduce each bucket during backward; 0: one reduction after backward (for comparison)"),
       TEXT_KEY(grad_reduce, "dtype of the gradient reduction: fp32 or bf16"),
       INT_KEY(profile, "1: time every kernel call and print a per-kernel breakdown of a step at the end"),
+      INT_KEY(checkpoints, "0: write no checkpoints at all (benchmarks); 1: at the end, every save_every steps and on Ctrl-C"),
       INT_KEY(inject_inf_at_step, "testing aid: plant an inf in one gradient at this step (0: never)"),
   };
   return keys;

@@ -49,6 +49,7 @@ struct TrainConfig {
   int64_t numerics_report = 0;     // every N steps; 0: off
   int64_t inject_inf_at_step = 0;  // testing aid
   int64_t profile = 0;             // 1: per-kernel time breakdown
+  int64_t checkpoints = 1;         // 0: write none (benchmarks)
   // parallel layout (docs/parallel.md)
   int64_t dp = 1, tp = 1, pp = 1;
   int64_t zero = 0;         // 1: ZeRO-1 (optimizer state sharded over dp)

@@ -258,6 +258,8 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   const DType peak_dtype = backend->supports(Op::gemm, prec.compute) ? prec.compute : DType::fp32;
   const double peak = cfg.peak_gflops > 0 ? cfg.peak_gflops : measure_peak_gflops(*backend, peak_dtype);
   const double flops_per_step = mcfg.flops_per_token(T) * double(cfg.batch_size * T);
+  // MFU: the global batch's model FLOPs against the peak of every rank together.
+  const double peak_all = peak * double(mesh.world().size());
   out << "model   " << mcfg.describe() << "\n"
       << "batch   " << cfg.batch_size << " x " << T << " tokens (" << accum << " micro-batch"
       << (accum > 1 ? "es" : "") << " of " << mb << "), " << cfg.steps << " steps\n"
@@ -440,7 +442,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     st.epoch = st.loader.sequences / train_data.windows_per_epoch();
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     const double tps = double(cfg.batch_size * T) / secs;
-    const double mfu = flops_per_step / secs / (peak * 1e9);
+    const double mfu = flops_per_step / secs / (peak_all * 1e9);
     tok_sum += double(cfg.batch_size * T);
     time_sum += secs;
     if (profiler && st.step == first_step + 1) {
@@ -484,15 +486,17 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     double stop = g_stop_requested ? 1.0 : 0.0;  // every rank stops at the same step
     if (dp > 1) mesh.dp().all_reduce(&stop, 1, DType::fp64, ReduceOp::max);
     if (stop > 0) {
-      out << "interrupted at step " << st.step << "; saving a checkpoint\n";
-      save("interrupted");
+      out << "interrupted at step " << st.step << (cfg.checkpoints ? "; saving a checkpoint\n" : "\n");
+      if (cfg.checkpoints) save("interrupted");
       res.interrupted = true;
       break;
     }
-    if (last)
+    if (!cfg.checkpoints) {
+    } else if (last) {
       save("end of run");
-    else if (cfg.save_every > 0 && st.step % cfg.save_every == 0)
+    } else if (cfg.save_every > 0 && st.step % cfg.save_every == 0) {
       save("save_every");
+    }
     if (tty && !last) {  // the live progress line, erased before the next line is printed
       const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
       const double eta = elapsed / double(st.step - first_step) * double(cfg.steps - st.step);
@@ -505,6 +509,15 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   }
   res.steps = st.step;
   res.fp8_simulated = prec.fp8;
+  res.peak_gflops = peak;
+  if (profiler && profiled_steps > 0) {
+    double inside = 0;
+    for (const auto& [name, t] : profiler->times()) {
+      res.kernel_ms[name] = t.seconds / double(profiled_steps) * 1e3;
+      inside += t.seconds;
+    }
+    res.kernel_ms["(outside kernels)"] = (profiled_secs - inside) / double(profiled_steps) * 1e3;
+  }
   res.tokens_per_s = time_sum > 0 ? tok_sum / time_sum : 0;
   struct rusage ru {};
   ::getrusage(RUSAGE_SELF, &ru);

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <iosfwd>
+#include <map>
 #include <string>
 
 #include "parallel/mesh.h"
@@ -20,6 +21,8 @@ struct TrainResult {
   double tokens_per_s = 0;     // mean over this run's steps
   bool interrupted = false;
   double peak_rss_mib = 0;     // of the whole process, at the end of the run
+  double peak_gflops = 0;      // the MFU denominator used
+  std::map<std::string, double> kernel_ms;  // --profile 1: ms per step per kernel (after the first step)
   bool fp8_simulated = false;  // the speed figures are bf16 arithmetic plus fp8 rounding
   int64_t skipped_steps = 0;   // fp16 overflows in this run (optimizer steps skipped)
 };

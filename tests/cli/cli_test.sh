@@ -28,7 +28,7 @@ expect_error() {
   ok
 }
 
-for sub in train eval sample prepare report info; do
+for sub in train eval sample prepare bench report info; do
   expect_ok "help $sub" "$MESHLM" "$sub" --help
 done
 # (help text into a file first: `grep -q` closing the pipe early would SIGPIPE the writer and
@@ -152,6 +152,20 @@ expect_error "unknown precision" "precision must be fp32, bf16, fp16, fp16-pure 
 expect_error "master weights need bf16" "master_weights = 0 is a bf16 mode" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad9" --precision fp16 --master-weights 0
 expect_error "fp16-pure diverges" "pure-fp16 recipe diverged" "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/bad10" --steps 4 --precision fp16-pure
 expect_error "report without numerics" "numerics-report" "$MESHLM" report "$WORK/run"
+
+# ---- bench: a smoke test (few steps, tiny model); no timing is asserted ----
+expect_ok "bench json" "$MESHLM" bench --n-layer 1 --n-head 2 --n-embd 32 --seq-len 16 --batch-size 2 --warmup 1 --timed-steps 2 --json --breakdown
+/usr/bin/python3 -c '
+import json, sys
+j = json.loads(open(sys.argv[1]).read())
+for k in ("tokens_per_s", "ms_per_step", "mfu", "peak_rss_mib", "model_gflops", "peak_gflops"):
+    assert j[k] > 0, k
+assert j["steps"] == 2 and "matmul.forward" in j["breakdown_ms_per_step"], j
+' "$WORK/out" && ok || { fail "bench --json prints the contract keys"; cat "$WORK/out"; }
+expect_ok "bench text" "$MESHLM" bench --n-layer 1 --n-head 2 --n-embd 32 --seq-len 16 --batch-size 2 --warmup 1 --timed-steps 2 --precision fp8
+grep -q "fp8 simulated" "$WORK/out" && ok || fail "bench says fp8 is simulated"
+ls /tmp/meshlm_bench_* >/dev/null 2>&1 && fail "bench left temporary directories" || ok
+expect_error "bench bad steps" "timed-steps\|--steps must be" "$MESHLM" bench --timed-steps 0
 
 # failed runs leave no checkpoint behind
 ls -d "$WORK"/bad*/step_* >/dev/null 2>&1 && fail "a failed run left a checkpoint" || ok

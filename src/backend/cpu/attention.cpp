@@ -5,11 +5,11 @@
 // dV += P^T dO. The T x T scratch lives only while one (batch, head) pair is processed; no
 // T x T matrix is kept between calls. Q, K, V and their gradients are read and written in place
 // inside qkv (B, T, 3C) through leading dimensions, without copies. Work is split over the
-// (batch, head) pairs; the GEMMs inside a parallel region run on the calling thread. The
-// upper triangle of each T x T product is computed and discarded (masked): simpler than
-// blocking the causal structure, and the GEMM runs ~5x faster than row-wise dot products.
+// (batch, head) pairs; the GEMMs inside a parallel region run on the calling thread. Rows go in
+// blocks of 64 that skip the keys past their last row (causal blocking, below).
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/gemm_onednn.h"
@@ -17,27 +17,38 @@
 
 namespace meshlm::cpu {
 
+namespace {
+// Causal blocking: the rows of a head are taken kRows at a time, and a block of rows
+// [r0, r1) only ever looks at the keys [0, r1): the upper-right blocks of the T x T products,
+// which the mask would zero, are never computed (at T = 256, 10 of 16 blocks are).
+constexpr int64_t kRows = 64;
+}  // namespace
+
 void attention_head_forward(float* o, int64_t ldo, float* lse, const float* q, const float* k,
                             const float* v, int64_t ldqkv, int64_t T, int64_t HS, float* S) {
   const float scale = 1.0f / std::sqrt(float(HS));
-  onednn_sgemm(false, true, T, T, HS, scale, q, ldqkv, k, ldqkv, 0.0f, S, T);  // S = scale Q K^T
-  for (int64_t t = 0; t < T; t++) {
-    float* row = S + t * T;
-    float mx = -INFINITY;
-    for (int64_t j = 0; j <= t; j++) mx = std::max(mx, row[j]);
-    float sum = 0;
+  for (int64_t r0 = 0; r0 < T; r0 += kRows) {
+    const int64_t r1 = std::min(T, r0 + kRows), m = r1 - r0;
+    float* Sb = S + r0 * T;  // rows [r0, r1), columns [0, r1) used, ld T
+    onednn_sgemm(false, true, m, r1, HS, scale, q + r0 * ldqkv, ldqkv, k, ldqkv, 0.0f, Sb, T);  // scale Q K^T
+    for (int64_t t = r0; t < r1; t++) {
+      float* row = S + t * T;
+      float mx = -INFINITY;
+      for (int64_t j = 0; j <= t; j++) mx = std::max(mx, row[j]);
+      float sum = 0;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j <= t; j++) {
-      row[j] = std::exp(row[j] - mx);
-      sum += row[j];
-    }
-    const float inv = 1.0f / sum;
+      for (int64_t j = 0; j <= t; j++) {
+        row[j] = std::exp(row[j] - mx);
+        sum += row[j];
+      }
+      const float inv = 1.0f / sum;
 #pragma omp simd
-    for (int64_t j = 0; j <= t; j++) row[j] *= inv;
-    for (int64_t j = t + 1; j < T; j++) row[j] = 0.0f;  // causal mask
-    lse[t] = mx + std::log(sum);
+      for (int64_t j = 0; j <= t; j++) row[j] *= inv;
+      for (int64_t j = t + 1; j < r1; j++) row[j] = 0.0f;  // causal mask inside the block
+      lse[t] = mx + std::log(sum);
+    }
+    onednn_sgemm(false, false, m, HS, r1, 1.0f, Sb, T, v, ldqkv, 0.0f, o + r0 * ldo, ldo);  // O = P V
   }
-  onednn_sgemm(false, false, T, HS, T, 1.0f, S, T, v, ldqkv, 0.0f, o, ldo);  // O = P V
 }
 
 void attention_head_backward(float* dq, float* dk, float* dv, int64_t lddqkv, const float* go,
@@ -45,25 +56,31 @@ void attention_head_backward(float* dq, float* dk, float* dv, int64_t lddqkv, co
                              const float* v, int64_t ldqkv, const float* lse, int64_t T,
                              int64_t HS, float* P, float* dP) {
   const float scale = 1.0f / std::sqrt(float(HS));
-  onednn_sgemm(false, true, T, T, HS, scale, q, ldqkv, k, ldqkv, 0.0f, P, T);  // scaled scores
-  onednn_sgemm(false, true, T, T, HS, 1.0f, go, ldo, v, ldqkv, 0.0f, dP, T);   // dP = dO V^T
-  for (int64_t t = 0; t < T; t++) {
-    float* p = P + t * T;
-    float* d = dP + t * T;
-    const float l = lse[t];
-    float D = 0;  // sum_j p_j dp_j = dout . out
+  for (int64_t r0 = 0; r0 < T; r0 += kRows) {
+    const int64_t r1 = std::min(T, r0 + kRows), m = r1 - r0;
+    float* Pb = P + r0 * T;  // rows [r0, r1), columns [0, r1), ld T
+    float* dPb = dP + r0 * T;
+    const float* gob = go + r0 * ldo;
+    onednn_sgemm(false, true, m, r1, HS, scale, q + r0 * ldqkv, ldqkv, k, ldqkv, 0.0f, Pb, T);  // scores
+    onednn_sgemm(false, true, m, r1, HS, 1.0f, gob, ldo, v, ldqkv, 0.0f, dPb, T);               // dO V^T
+    for (int64_t t = r0; t < r1; t++) {
+      float* p = P + t * T;
+      float* d = dP + t * T;
+      const float l = lse[t];
+      float D = 0;  // sum_j p_j dp_j = dout . out
 #pragma omp simd reduction(+ : D)
-    for (int64_t i = 0; i < HS; i++) D += go[t * ldo + i] * o[t * ldo + i];
+      for (int64_t i = 0; i < HS; i++) D += go[t * ldo + i] * o[t * ldo + i];
 #pragma omp simd
-    for (int64_t j = 0; j <= t; j++) {
-      p[j] = std::exp(p[j] - l);
-      d[j] = p[j] * (d[j] - D) * scale;  // dS, scaled back to the raw scores' gradient
+      for (int64_t j = 0; j <= t; j++) {
+        p[j] = std::exp(p[j] - l);
+        d[j] = p[j] * (d[j] - D) * scale;  // dS, scaled back to the raw scores' gradient
+      }
+      for (int64_t j = t + 1; j < r1; j++) p[j] = d[j] = 0.0f;
     }
-    for (int64_t j = t + 1; j < T; j++) p[j] = d[j] = 0.0f;
+    onednn_sgemm(false, false, m, HS, r1, 1.0f, dPb, T, k, ldqkv, 1.0f, dq + r0 * lddqkv, lddqkv);  // dQ += dS K
+    onednn_sgemm(true, false, r1, HS, m, 1.0f, dPb, T, q + r0 * ldqkv, ldqkv, 1.0f, dk, lddqkv);   // dK += dS^T Q
+    onednn_sgemm(true, false, r1, HS, m, 1.0f, Pb, T, gob, ldo, 1.0f, dv, lddqkv);                // dV += P^T dO
   }
-  onednn_sgemm(false, false, T, HS, T, 1.0f, dP, T, k, ldqkv, 1.0f, dq, lddqkv);  // dQ += dS K
-  onednn_sgemm(true, false, T, HS, T, 1.0f, dP, T, q, ldqkv, 1.0f, dk, lddqkv);   // dK += dS^T Q
-  onednn_sgemm(true, false, T, HS, T, 1.0f, P, T, go, ldo, 1.0f, dv, lddqkv);     // dV += P^T dO
 }
 
 void attention_forward(float* out, float* lse, const float* qkv, int64_t B, int64_t T, int64_t C,
