@@ -107,8 +107,10 @@ std::unique_ptr<ProfilingBackend> make_profiling_backend(std::unique_ptr<Backend
   return std::make_unique<Profiler>(std::move(inner));
 }
 
-void ProfilingBackend::print(std::ostream& out, double step_seconds, int64_t steps) const {
+void ProfilingBackend::print(std::ostream& out, double step_seconds, int64_t steps,
+                             const std::map<std::string, double>& extra) const {
   std::vector<std::pair<std::string, KernelTime>> rows(times().begin(), times().end());
+  for (const auto& [name, secs] : extra) rows.push_back({name, KernelTime{secs, steps}});
   std::sort(rows.begin(), rows.end(),
             [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
   const double per = steps > 0 ? 1.0 / double(steps) : 1.0;

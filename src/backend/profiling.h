@@ -29,8 +29,10 @@ class ProfilingBackend : public Backend {
   virtual void reset() = 0;
   virtual void set_enabled(bool on) = 0;  // off: calls pass through untimed
   // A table sorted by time, with each kernel's share of `step_seconds` (the rest: outside the
-  // kernels - data loading, the optimizer's bookkeeping, conversions in the model).
-  void print(std::ostream& out, double step_seconds, int64_t steps) const;
+  // kernels - data loading, the optimizer's bookkeeping, conversions in the model). `extra`
+  // rows (seconds over all steps, e.g. communication) are listed too and not counted as rest.
+  void print(std::ostream& out, double step_seconds, int64_t steps,
+             const std::map<std::string, double>& extra = {}) const;
 };
 
 }  // namespace meshlm

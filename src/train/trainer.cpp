@@ -326,6 +326,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     out << "saved   " << dir << " (" << why << ")\n";
   };
   double profiled_secs = 0;  // the timed steps' wall time (all but this run's first)
+  double profiled_comm_secs = 0;  // their data-parallel communication not hidden by backward
   int64_t profiled_steps = 0;
   auto run_eval = [&]() {
     if (!lead) return;  // one rank evaluates; the others go on to the next step's collectives
@@ -378,6 +379,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       }
     }
     if (!overlapped) plant();
+    const auto comm_t0 = Clock::now();  // communication left after backward, for the profile
     if (buckets) {
       if (!overlapped) buckets->start(grads);
       buckets->finish();  // grads: the sum over the dp ranks
@@ -389,6 +391,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       mesh.dp().all_reduce(&loss, 1, DType::fp64);
       loss /= double(dp);
     }
+    double comm_secs = std::chrono::duration<double>(Clock::now() - comm_t0).count();
     if (prec.fp16_pure) round_to_fp16(grads + shard.begin, shard.size());
     // One number decides overflow, clipping and the norm on every rank: the sum of squares of
     // the whole reduced gradient (inf/NaN iff any element is), reduced across the dp ranks
@@ -409,6 +412,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       const float clip = clip_factor(norm, cfg.grad_clip);
       opt.step(*backend, model.params(), model.grads(), float(lr), float(clip / scale),
                st.step + 1 - scaler.skipped_steps(), prec.fp16_pure);
+      const auto gather_t0 = Clock::now();
       if (cfg.zero && dp > 1) {
         // ZeRO-1: every rank updated its slice of the masters; the ranks exchange the updated
         // weights in the compute dtype (fp32 masters in fp32 mode, else the 16-bit copy: half
@@ -422,6 +426,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
           mesh.dp().all_gather(w + shard.begin, w, zero1_counts(P, dp), prec.compute);
           masters_stale = true;
         }
+        comm_secs += std::chrono::duration<double>(Clock::now() - gather_t0).count();
       }
       if (!(cfg.zero && dp > 1 && prec.compute != DType::fp32)) model.update_compute_weights(prec.rounding(st.step + 1));
       if (!prec.master_weights) {  // the weights are the bf16 values: whole again everywhere
@@ -449,6 +454,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       profiler->reset();  // the first step JIT-compiles GEMMs and touches fresh memory
     } else if (profiler) {
       profiled_secs += secs;
+      profiled_comm_secs += comm_secs;
       profiled_steps++;
     }
     res.last_loss = loss;
@@ -505,7 +511,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   }
   if (profiler && profiled_steps > 0) {
     out << "profile (" << profiled_steps << " steps after the first; per step)\n";
-    profiler->print(out, profiled_secs, profiled_steps);
+    std::map<std::string, double> extra;
+    if (dp > 1) extra["communication (exposed)"] = profiled_comm_secs;
+    profiler->print(out, profiled_secs, profiled_steps, extra);
   }
   res.steps = st.step;
   res.fp8_simulated = prec.fp8;
@@ -516,7 +524,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       res.kernel_ms[name] = t.seconds / double(profiled_steps) * 1e3;
       inside += t.seconds;
     }
-    res.kernel_ms["(outside kernels)"] = (profiled_secs - inside) / double(profiled_steps) * 1e3;
+    if (dp > 1) res.kernel_ms["communication (exposed)"] = profiled_comm_secs / double(profiled_steps) * 1e3;
+    res.kernel_ms["(outside kernels)"] =
+        (profiled_secs - inside - (dp > 1 ? profiled_comm_secs : 0)) / double(profiled_steps) * 1e3;
   }
   res.tokens_per_s = time_sum > 0 ? tok_sum / time_sum : 0;
   struct rusage ru {};
