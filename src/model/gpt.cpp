@@ -14,13 +14,14 @@ namespace {
 DType master_of(DType compute) { return compute == DType::fp64 ? DType::fp64 : DType::fp32; }
 }  // namespace
 
-Gpt::Gpt(const ModelConfig& cfg, Backend& backend, DType compute)
+Gpt::Gpt(const ModelConfig& cfg, Backend& backend, DType compute, Communicator* tp)
     : cfg_(cfg),
       be_(backend),
       dtype_(compute),
       esz_(dtype_size(compute)),
       master_esz_(dtype_size(master_of(compute))),
-      table_(cfg) {
+      table_(cfg, tp ? tp->size() : 1, tp ? tp->rank() : 0),
+      tp_(tp && tp->size() > 1 ? tp : nullptr) {
   MESHLM_CHECK(compute == DType::fp32 || compute == DType::fp64 || compute == DType::bf16 ||
                    compute == DType::fp16,
                std::string("model compute dtype must be fp32, fp64, bf16 or fp16, got ") +
@@ -136,9 +137,33 @@ float Gpt::fp8_scale(const Fp8Scale& s, const uint16_t* x, int64_t n) const {
   return s.has_history() ? s.pow2_scale() : s.pow2_scale_for(amax_bf16(x, n));
 }
 
+void Gpt::tp_all_reduce(void* buf, int64_t n) {
+  if (dtype_ == DType::fp32 || dtype_ == DType::fp64) {
+    MESHLM_CHECK(dtype_ == DType::fp32, "tensor parallelism runs fp32 or 16-bit models");
+    tp_->all_reduce(buf, n, DType::fp32);
+    return;
+  }
+  // 16-bit activations are summed in fp32 and rounded once.
+  tp_scratch_.resize(size_t(n));
+  convert_to_f32(dtype_, tp_scratch_.data(), buf, size_t(n));
+  tp_->all_reduce(tp_scratch_.data(), n, DType::fp32);
+  convert_from_f32(dtype_, buf, tp_scratch_.data(), size_t(n));
+}
+
 void Gpt::block_matmul_forward(int64_t l, int k, void* out, const void* inp, const std::string& w,
                                int64_t N, int64_t C, int64_t OC) {
-  const void* bias = weight(w + ".bias");
+  // Tensor parallel: sites 0 and 2 (c_attn, c_fc) are column-parallel: a replicated input, this
+  // rank's output columns, nothing to communicate. Sites 1 and 3 (the projections) are
+  // row-parallel: this rank's input columns give a partial output, summed across the tp ranks;
+  // their (replicated) bias is added by rank 0 alone so the sum holds it once.
+  const bool row_parallel = tp_ && (k == 1 || k == 3);
+  const void* bias = row_parallel && tp_->rank() != 0 ? nullptr : weight(w + ".bias");
+  block_matmul_forward_local(l, k, out, inp, w, bias, N, C, OC);
+  if (row_parallel) tp_all_reduce(out, N * OC);
+}
+
+void Gpt::block_matmul_forward_local(int64_t l, int k, void* out, const void* inp, const std::string& w,
+                                     const void* bias, int64_t N, int64_t C, int64_t OC) {
   if (fp8_.empty())
     return be_.matmul_forward(dtype_, out, inp, weight(w + ".weight"), bias, N, C, OC, WeightLayout::in_out);
   Fp8Site& s = fp8_[size_t(l * 4 + k)];
@@ -158,6 +183,16 @@ void Gpt::block_matmul_forward(int64_t l, int k, void* out, const void* inp, con
 void Gpt::block_matmul_backward(int64_t l, int k, void* dinp, const std::string& w,
                                 const void* dout, const void* inp, int64_t N, int64_t C,
                                 int64_t OC) {
+  block_matmul_backward_local(l, k, dinp, w, dout, inp, N, C, OC);
+  // Column-parallel: each rank's columns contribute a part of the input gradient (dinp was
+  // zeroed for this call): the sum over the tp ranks is the whole. Row-parallel: the output
+  // gradient is replicated and this rank's input columns are its own; nothing to do.
+  if (tp_ && (k == 0 || k == 2)) tp_all_reduce(dinp, N * C);
+}
+
+void Gpt::block_matmul_backward_local(int64_t l, int k, void* dinp, const std::string& w,
+                                      const void* dout, const void* inp, int64_t N, int64_t C,
+                                      int64_t OC) {
   void* dw = grad(w + ".weight");
   void* db = grad(w + ".bias");
   if (fp8_.empty())
@@ -190,7 +225,8 @@ void Gpt::ensure_activations(int64_t B, int64_t T) {
   B_cap_ = B;
   T_cap_ = T;
   const size_t N = size_t(B * T), C = size_t(cfg_.n_embd), Vp = size_t(cfg_.padded_vocab_size());
-  const size_t NH = size_t(cfg_.n_head);
+  // Per tensor-parallel rank: Cl = C / tp channels of attention (NHl heads) and 4 Cl of the MLP.
+  const size_t Cl = C / size_t(tp_size()), NHl = size_t(cfg_.n_head / tp_size());
   size_t total = 0, stats_total = 0;
   auto take_in = [](size_t& end, size_t n) {
     size_t o = end;
@@ -205,16 +241,16 @@ void Gpt::ensure_activations(int64_t B, int64_t T) {
     o.ln1.push_back(take(N * C));  // (B, T, C)
     o.ln1_mean.push_back(take_stat(N));  // (B, T)
     o.ln1_rstd.push_back(take_stat(N));  // (B, T)
-    o.qkv.push_back(take(N * 3 * C));  // (B, T, 3C)
-    o.atty.push_back(take(N * C));  // (B, T, C)
-    o.lse.push_back(take_stat(N * NH));  // (B, NH, T)
+    o.qkv.push_back(take(N * 3 * Cl));  // (B, T, 3C/tp)
+    o.atty.push_back(take(N * Cl));  // (B, T, C/tp)
+    o.lse.push_back(take_stat(N * NHl));  // (B, NH/tp, T)
     o.attproj.push_back(take(N * C));  // (B, T, C)
     o.res2.push_back(take(N * C));  // (B, T, C)
     o.ln2.push_back(take(N * C));  // (B, T, C)
     o.ln2_mean.push_back(take_stat(N));  // (B, T)
     o.ln2_rstd.push_back(take_stat(N));  // (B, T)
-    o.fch.push_back(take(N * 4 * C));  // (B, T, 4C)
-    o.fch_gelu.push_back(take(N * 4 * C));// (B, T, 4C)
+    o.fch.push_back(take(N * 4 * Cl));  // (B, T, 4C/tp)
+    o.fch_gelu.push_back(take(N * 4 * Cl));  // (B, T, 4C/tp)
     o.fcproj.push_back(take(N * C));  // (B, T, C)
     o.res3.push_back(take(N * C));  // (B, T, C)
   }
@@ -226,10 +262,10 @@ void Gpt::ensure_activations(int64_t B, int64_t T) {
   // backward scratch
   o.dres = take(N * C);       // (B, T, C) gradient of the residual stream
   o.dln = take(N * C);        // (B, T, C)
-  o.dbig = take(N * 4 * C);   // (B, T, 4C)
-  o.dbig2 = take(N * 4 * C);  // (B, T, 4C)
-  o.dqkv = take(N * 3 * C);   // (B, T, 3C)
-  o.datty = take(N * C);      // (B, T, C)
+  o.dbig = take(N * 4 * Cl);   // (B, T, 4C/tp)
+  o.dbig2 = take(N * 4 * Cl);  // (B, T, 4C/tp)
+  o.dqkv = take(N * 3 * Cl);   // (B, T, 3C/tp)
+  o.datty = take(N * Cl);      // (B, T, C/tp)
   off_ = std::move(o);
   acts_ = Tensor({int64_t(total)}, dtype_);
   stats_ = Tensor({int64_t(stats_total)}, params_.dtype());
@@ -243,7 +279,8 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
                     float dloss_scale) {
   ensure_activations(B, T);
   training_forward_ = dloss_scale != 0.0f;  // only training steps feed the fp8 amax histories
-  const int64_t N = B * T, C = cfg_.n_embd, NH = cfg_.n_head, V = cfg_.vocab_size;
+  const int64_t N = B * T, C = cfg_.n_embd, V = cfg_.vocab_size;
+  const int64_t Cl = C / tp_size(), NHl = cfg_.n_head / tp_size();  // this tp rank's share
   const int64_t Vp = cfg_.padded_vocab_size();
   const DType dt = dtype_;
   tokens_.assign(tokens, tokens + N);
@@ -260,15 +297,15 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     be_.layernorm_forward(dt, act(off_.ln1[l]), stat(off_.ln1_mean[l]), stat(off_.ln1_rstd[l]),
                           residual, P(p + "ln_1.weight"), P(p + "ln_1.bias"), N, C);
-    block_matmul_forward(l, 0, act(off_.qkv[l]), act(off_.ln1[l]), p + "attn.c_attn", N, C, 3 * C);
-    be_.attention_forward(dt, act(off_.atty[l]), stat(off_.lse[l]), act(off_.qkv[l]), B, T, C, NH);
-    block_matmul_forward(l, 1, act(off_.attproj[l]), act(off_.atty[l]), p + "attn.c_proj", N, C, C);
+    block_matmul_forward(l, 0, act(off_.qkv[l]), act(off_.ln1[l]), p + "attn.c_attn", N, C, 3 * Cl);
+    be_.attention_forward(dt, act(off_.atty[l]), stat(off_.lse[l]), act(off_.qkv[l]), B, T, Cl, NHl);
+    block_matmul_forward(l, 1, act(off_.attproj[l]), act(off_.atty[l]), p + "attn.c_proj", N, Cl, C);
     be_.residual_forward(dt, act(off_.res2[l]), residual, act(off_.attproj[l]), N * C);
     be_.layernorm_forward(dt, act(off_.ln2[l]), stat(off_.ln2_mean[l]), stat(off_.ln2_rstd[l]),
                           act(off_.res2[l]), P(p + "ln_2.weight"), P(p + "ln_2.bias"), N, C);
-    block_matmul_forward(l, 2, act(off_.fch[l]), act(off_.ln2[l]), p + "mlp.c_fc", N, C, 4 * C);
-    be_.gelu_forward(dt, act(off_.fch_gelu[l]), act(off_.fch[l]), N * 4 * C);
-    block_matmul_forward(l, 3, act(off_.fcproj[l]), act(off_.fch_gelu[l]), p + "mlp.c_proj", N, 4 * C, C);
+    block_matmul_forward(l, 2, act(off_.fch[l]), act(off_.ln2[l]), p + "mlp.c_fc", N, C, 4 * Cl);
+    be_.gelu_forward(dt, act(off_.fch_gelu[l]), act(off_.fch[l]), N * 4 * Cl);
+    block_matmul_forward(l, 3, act(off_.fcproj[l]), act(off_.fch_gelu[l]), p + "mlp.c_proj", N, 4 * Cl, C);
     be_.residual_forward(dt, act(off_.res3[l]), act(off_.res2[l]), act(off_.fcproj[l]), N * C);
     residual = act(off_.res3[l]);
   }
@@ -300,7 +337,8 @@ void Gpt::backward(const std::function<void(int64_t offset)>& on_ready) {
     if (on_ready) on_ready(offset);
   };
   MESHLM_CHECK(!targets_.empty(), "backward() needs a forward() with targets and a dloss_scale");
-  const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, NH = cfg_.n_head;
+  const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd;
+  const int64_t Cl = C / tp_size(), NHl = cfg_.n_head / tp_size();
   const int64_t Vp = cfg_.padded_vocab_size();
   const DType dt = dtype_;
   auto P = [&](const std::string& n) { return weight(n); };
@@ -322,27 +360,27 @@ void Gpt::backward(const std::function<void(int64_t offset)>& on_ready) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     const void* residual = l > 0 ? act(off_.res3[l - 1]) : act(off_.encoded);
     // dres is d(res3[l]); MLP branch: fcproj = gelu(fch) @ W + b
-    zero(off_.dbig, N * 4 * C);
+    zero(off_.dbig, N * 4 * Cl);
     block_matmul_backward(l, 3, act(off_.dbig), p + "mlp.c_proj", act(off_.dres), act(off_.fch_gelu[l]),
-                          N, 4 * C, C);
-    zero(off_.dbig2, N * 4 * C);
-    be_.gelu_backward(dt, act(off_.dbig2), act(off_.fch[l]), act(off_.dbig), N * 4 * C);
+                          N, 4 * Cl, C);
+    zero(off_.dbig2, N * 4 * Cl);
+    be_.gelu_backward(dt, act(off_.dbig2), act(off_.fch[l]), act(off_.dbig), N * 4 * Cl);
     zero(off_.dln, N * C);
     block_matmul_backward(l, 2, act(off_.dln), p + "mlp.c_fc", act(off_.dbig2), act(off_.ln2[l]), N, C,
-                          4 * C);
+                          4 * Cl);
     be_.layernorm_backward(dt, act(off_.dres), G(p + "ln_2.weight"), G(p + "ln_2.bias"),
                            act(off_.dln), act(off_.res2[l]), P(p + "ln_2.weight"),
                            stat(off_.ln2_mean[l]), stat(off_.ln2_rstd[l]), N, C);
     // dres is now d(res2[l]); attention branch
-    zero(off_.datty, N * C);
+    zero(off_.datty, N * Cl);
     block_matmul_backward(l, 1, act(off_.datty), p + "attn.c_proj", act(off_.dres), act(off_.atty[l]), N,
-                          C, C);
-    zero(off_.dqkv, N * 3 * C);
+                          Cl, C);
+    zero(off_.dqkv, N * 3 * Cl);
     be_.attention_backward(dt, act(off_.dqkv), act(off_.datty), act(off_.qkv[l]), act(off_.atty[l]),
-                           stat(off_.lse[l]), B, T, C, NH);
+                           stat(off_.lse[l]), B, T, Cl, NHl);
     zero(off_.dln, N * C);
     block_matmul_backward(l, 0, act(off_.dln), p + "attn.c_attn", act(off_.dqkv), act(off_.ln1[l]), N, C,
-                          3 * C);
+                          3 * Cl);
     be_.layernorm_backward(dt, act(off_.dres), G(p + "ln_1.weight"), G(p + "ln_1.bias"),
                            act(off_.dln), residual, P(p + "ln_1.weight"), stat(off_.ln1_mean[l]),
                            stat(off_.ln1_rstd[l]), N, C);
@@ -371,19 +409,19 @@ std::vector<Gpt::TensorSpan> Gpt::tensor_spans() const {
                      static_cast<const char*>(grads_.data()) + e.offset * master_esz_, e.numel()});
   }
   if (B_ == 0) return spans;  // no forward yet
-  const int64_t N = B_ * T_, C = cfg_.n_embd;
+  const int64_t N = B_ * T_, C = cfg_.n_embd, Cl = C / tp_size();
   auto act_span = [&](const std::string& layer, size_t off, int64_t n) {
     spans.push_back({layer, "activations", dtype_, act(off), n});
   };
   act_span("embedding", off_.encoded, N * C);
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
     const std::string layer = "h." + std::to_string(l);
-    for (size_t off : {off_.ln1[l], off_.atty[l], off_.attproj[l], off_.res2[l], off_.ln2[l],
-                       off_.fcproj[l], off_.res3[l]})
+    for (size_t off : {off_.ln1[l], off_.attproj[l], off_.res2[l], off_.ln2[l], off_.fcproj[l], off_.res3[l]})
       act_span(layer, off, N * C);
-    act_span(layer, off_.qkv[l], N * 3 * C);
-    act_span(layer, off_.fch[l], N * 4 * C);
-    act_span(layer, off_.fch_gelu[l], N * 4 * C);
+    act_span(layer, off_.atty[l], N * Cl);
+    act_span(layer, off_.qkv[l], N * 3 * Cl);
+    act_span(layer, off_.fch[l], N * 4 * Cl);
+    act_span(layer, off_.fch_gelu[l], N * 4 * Cl);
   }
   act_span("final", off_.lnf, N * C);
   return spans;

@@ -20,6 +20,7 @@
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/params.h"
+#include "parallel/communicator.h"
 #include "precision/fp8.h"
 
 namespace meshlm {
@@ -33,7 +34,13 @@ struct WeightRounding {
 
 class Gpt {
  public:
-  Gpt(const ModelConfig& cfg, Backend& backend, DType compute = DType::fp32);
+  // tp: the tensor-parallel group (null or size 1: the whole model on this rank). Then this
+  // rank holds its part of every parameter (ParamTable's sharding plan): the attention heads
+  // [r NH/tp, (r+1) NH/tp) and a 1/tp slice of the MLP's hidden units; embeddings, layernorms
+  // and the LM head are replicated. Forward and backward call the tp collectives themselves
+  // (all-reduce after the row-parallel products, and of the column-parallel products' input
+  // gradients); every rank of the group must run them together.
+  Gpt(const ModelConfig& cfg, Backend& backend, DType compute = DType::fp32, Communicator* tp = nullptr);
 
   const ModelConfig& config() const { return cfg_; }
   const ParamTable& table() const { return table_; }
@@ -120,6 +127,12 @@ class Gpt {
   void block_matmul_forward(int64_t l, int k, void* out, const void* inp, const std::string& w,
                             int64_t N, int64_t C, int64_t OC);
   float fp8_scale(const Fp8Scale& s, const uint16_t* x, int64_t n) const;
+  void block_matmul_forward_local(int64_t l, int k, void* out, const void* inp, const std::string& w,
+                                  const void* bias, int64_t N, int64_t C, int64_t OC);
+  void block_matmul_backward_local(int64_t l, int k, void* dinp, const std::string& w, const void* dout,
+                                   const void* inp, int64_t N, int64_t C, int64_t OC);
+  void tp_all_reduce(void* buf, int64_t n);  // sum over the tp group, in fp32
+  int tp_size() const { return tp_ ? tp_->size() : 1; }
   void block_matmul_backward(int64_t l, int k, void* dinp, const std::string& w, const void* dout,
                              const void* inp, int64_t N, int64_t C, int64_t OC);
 
@@ -128,6 +141,8 @@ class Gpt {
   DType dtype_;
   size_t esz_, master_esz_;
   ParamTable table_;
+  Communicator* tp_ = nullptr;  // null: no tensor parallelism
+  std::vector<float> tp_scratch_;
   Tensor params_, grads_;
   Tensor compute_;  // (P,) the 16-bit copy of params_ (unused when dtype_ is the master dtype)
 

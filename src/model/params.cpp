@@ -7,8 +7,11 @@
 
 namespace meshlm {
 
-ParamTable::ParamTable(const ModelConfig& cfg) {
+ParamTable::ParamTable(const ModelConfig& cfg, int tp, int tp_rank) : tp_(tp), tp_rank_(tp_rank) {
   cfg.validate();
+  MESHLM_CHECK(tp >= 1 && tp_rank >= 0 && tp_rank < tp, "ParamTable: bad tensor-parallel rank");
+  MESHLM_CHECK(cfg.n_head % tp == 0, "tensor parallelism: n_head (" + std::to_string(cfg.n_head) +
+                                         ") must be a multiple of tp (" + std::to_string(tp) + ")");
   const int64_t C = cfg.n_embd, V = cfg.vocab_size, Vp = cfg.padded_vocab_size();
   const double std = 0.02, proj_std = 0.02 / std::sqrt(2.0 * double(cfg.n_layer));
   add("transformer.wte.weight", {Vp, C}, std, 0, true);
@@ -18,25 +21,53 @@ ParamTable::ParamTable(const ModelConfig& cfg) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     add(p + "ln_1.weight", {C}, 0, 1, false);
     add(p + "ln_1.bias", {C}, 0, 0, false);
-    add(p + "attn.c_attn.weight", {C, 3 * C}, std, 0, true);
-    add(p + "attn.c_attn.bias", {3 * C}, 0, 0, false);
-    add(p + "attn.c_proj.weight", {C, C}, proj_std, 0, true);
+    add(p + "attn.c_attn.weight", {C, 3 * C}, std, 0, true, Sharding::columns, 3);
+    add(p + "attn.c_attn.bias", {3 * C}, 0, 0, false, Sharding::columns, 3);
+    add(p + "attn.c_proj.weight", {C, C}, proj_std, 0, true, Sharding::rows);
     add(p + "attn.c_proj.bias", {C}, 0, 0, false);
     add(p + "ln_2.weight", {C}, 0, 1, false);
     add(p + "ln_2.bias", {C}, 0, 0, false);
-    add(p + "mlp.c_fc.weight", {C, 4 * C}, std, 0, true);
-    add(p + "mlp.c_fc.bias", {4 * C}, 0, 0, false);
-    add(p + "mlp.c_proj.weight", {4 * C, C}, proj_std, 0, true);
+    add(p + "mlp.c_fc.weight", {C, 4 * C}, std, 0, true, Sharding::columns);
+    add(p + "mlp.c_fc.bias", {4 * C}, 0, 0, false, Sharding::columns);
+    add(p + "mlp.c_proj.weight", {4 * C, C}, proj_std, 0, true, Sharding::rows);
     add(p + "mlp.c_proj.bias", {C}, 0, 0, false);
   }
   add("transformer.ln_f.weight", {C}, 0, 1, false);
   add("transformer.ln_f.bias", {C}, 0, 0, false);
 }
 
-void ParamTable::add(std::string name, Shape shape, double std, double value, bool decay) {
+int64_t ParamEntry::global_index(int64_t i) const {
+  if (shard == Sharding::replicated || tp == 1) return i;
+  const int64_t cols_local = shape.back(), cols = global_shape.back();
+  if (shard == Sharding::rows) return i + int64_t(tp_rank) * numel();  // whole rows, in order
+  const int64_t row = i / cols_local, j = i % cols_local;
+  const int64_t width = cols_local / groups;  // this rank's part of one group
+  const int64_t g = j / width, w = j % width;
+  return row * cols + g * (cols / groups) + int64_t(tp_rank) * width + w;
+}
+
+void ParamTable::add(std::string name, Shape shape, double std, double value, bool decay,
+                     Sharding shard, int64_t groups) {
   ParamEntry e;
   e.name = std::move(name);
   e.hf_shape = shape;
+  e.global_shape = shape;
+  e.shard = tp_ > 1 ? shard : Sharding::replicated;
+  e.groups = groups;
+  e.tp = tp_;
+  e.tp_rank = tp_rank_;
+  if (e.shard == Sharding::columns) {
+    MESHLM_CHECK(shape.back() % (groups * tp_) == 0,
+                 "tensor parallelism: " + e.name + "'s " + std::to_string(shape.back()) +
+                     " columns do not split into " + std::to_string(tp_) + " parts");
+    shape.back() /= tp_;
+  } else if (e.shard == Sharding::rows) {
+    MESHLM_CHECK(shape.front() % tp_ == 0, "tensor parallelism: " + e.name + "'s " +
+                                               std::to_string(shape.front()) + " rows do not split into " +
+                                               std::to_string(tp_) + " parts");
+    shape.front() /= tp_;
+  }
+  e.hf_shape = e.shard == Sharding::replicated ? e.hf_shape : shape;
   e.shape = std::move(shape);
   e.offset = total_;
   e.init_std = std;
@@ -59,10 +90,11 @@ void init_params(const ParamTable& table, uint64_t seed, TensorView flat) {
                "init_params: fp32 or fp64 buffer expected");
   for (const auto& e : table.entries()) {
     const uint64_t stream = hash_name(e.name);
-    const int64_t live = e.hf_numel();  // padded vocabulary rows stay zero
+    const int64_t live = e.hf_numel();  // padded vocabulary rows stay zero (wte: replicated)
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < e.numel(); i++) {
-      double v = i >= live ? 0.0 : e.init_std > 0 ? e.init_std * normal01(seed, stream, uint64_t(i))
+      const int64_t gi = e.global_index(i);  // drawn by unsharded index: a shard is a slice
+      double v = i >= live ? 0.0 : e.init_std > 0 ? e.init_std * normal01(seed, stream, uint64_t(gi))
                                                   : e.init_value;
       if (flat.dtype == DType::fp32)
         flat.as<float>()[e.offset + i] = float(v);

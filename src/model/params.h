@@ -16,9 +16,19 @@
 
 namespace meshlm {
 
+// How a parameter is split across tensor-parallel ranks (the sharding plan, docs/parallel.md):
+// replicated (every rank holds it all), columns (the last dimension split; `groups` > 1 splits
+// each of that many equal column groups separately, as c_attn's q | k | v), or rows (the first
+// dimension split).
+enum class Sharding { replicated, columns, rows };
+
 struct ParamEntry {
   std::string name;    // "transformer.h.0.attn.c_attn.weight"
-  Shape shape;         // as stored here
+  Shape shape;         // as stored here (this tensor-parallel rank's part)
+  Shape global_shape;  // unsharded
+  Sharding shard = Sharding::replicated;
+  int64_t groups = 1;  // column groups (Sharding::columns)
+  int tp = 1, tp_rank = 0;
   Shape hf_shape;      // as Hugging Face stores it (differs only for the padded wte)
   int64_t offset = 0;  // in elements, into the flat buffer
   double init_std = 0; // normal(0, init_std); 0 means constant init_value
@@ -26,24 +36,33 @@ struct ParamEntry {
   bool weight_decay = false;  // 2-D weights decay; biases, layernorms do not
   int64_t numel() const { return shape_numel(shape); }
   int64_t hf_numel() const { return shape_numel(hf_shape); }
+  // The index, in the unsharded tensor (row-major), of local element i.
+  int64_t global_index(int64_t i) const;
 };
 
 class ParamTable {
  public:
-  explicit ParamTable(const ModelConfig& cfg);
+  // The parameters of tensor-parallel rank tp_rank of tp (tp = 1: the whole model). Column-
+  // parallel: attn.c_attn (weight and bias, by heads within each of q, k, v) and mlp.c_fc;
+  // row-parallel: attn.c_proj.weight and mlp.c_proj.weight; everything else replicated
+  // (embeddings, layernorms, the row-parallel layers' biases).
+  explicit ParamTable(const ModelConfig& cfg, int tp = 1, int tp_rank = 0);
   const std::vector<ParamEntry>& entries() const { return entries_; }
   const ParamEntry& at(const std::string& name) const;  // throws on an unknown name
   int64_t total() const { return total_; }
 
  private:
-  void add(std::string name, Shape shape, double std, double value, bool decay);
+  void add(std::string name, Shape shape, double std, double value, bool decay,
+           Sharding shard = Sharding::replicated, int64_t groups = 1);
+  int tp_, tp_rank_;
   std::vector<ParamEntry> entries_;
   std::unordered_map<std::string, size_t> index_;  // name -> position in entries_
   int64_t total_ = 0;
 };
 
 // Fills `flat` (dtype fp32 or fp64, total() elements) with the initial weights: each element a
-// pure function of (seed, parameter name, element index) so any sharding reproduces them.
+// pure function of (seed, parameter name, its index in the unsharded tensor), so a sharded
+// parameter is exactly the slice of the unsharded one.
 void init_params(const ParamTable& table, uint64_t seed, TensorView flat);
 
 }  // namespace meshlm

@@ -1,0 +1,123 @@
+// Tensor parallelism on the in-process communicator (threads as ranks): the sharding plan's
+// init equals the slice of the unsharded init bit for bit, and the tp = 2 and tp = 4 models'
+// loss and gradients equal the unsharded model's (mapped back through the plan) within the
+// fp32 bound of test_gpt: the only difference is where the row-parallel sums are split.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "model/gpt.h"
+#include "parallel/communicator.h"
+#include "support/support.h"
+
+using namespace meshlm;
+
+namespace {
+
+ModelConfig config() {
+  ModelConfig c;
+  c.n_layer = 2;
+  c.n_head = 4;
+  c.n_embd = 32;
+  c.max_seq_len = 16;
+  c.vocab_size = 50;
+  return c;
+}
+
+std::vector<int32_t> tokens(int64_t n, int64_t V, uint64_t seed) {
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; i++) t[size_t(i)] = int32_t(random_u32(seed, 5, uint64_t(i)) % uint64_t(V));
+  return t;
+}
+
+void on_group(int n, const std::function<void(Communicator&)>& f) {
+  auto comms = make_local_group(n);
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  for (int r = 0; r < n; r++)
+    threads.emplace_back([&, r] {
+      omp_set_num_threads(1);
+      try {
+        f(*comms[size_t(r)]);
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < n; r++) EXPECT_EQ(errors[size_t(r)], "") << "rank " << r;
+}
+
+}  // namespace
+
+TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
+  const ModelConfig c = config();
+  auto be = make_cpu_backend();
+  Gpt whole(c, *be);
+  whole.init(11);
+  const int64_t B = 2, T = 16;
+  const auto x = tokens(B * T, c.vocab_size, 1), y = tokens(B * T, c.vocab_size, 2);
+  whole.zero_grad();
+  const double loss = whole.forward(x.data(), y.data(), B, T, 1.0f);
+  whole.backward();
+  // The fp32 bound of test_gpt (normwise, per tensor): 10 (6L+4) sqrt(K) u, twice over (both
+  // sides are fp32 computations of the same function).
+  const int64_t K = std::max<int64_t>({4 * c.n_embd, c.padded_vocab_size(), T});
+  const double tol = 2 * 10 * (6 * c.n_layer + 4) * std::sqrt(double(K)) * test::kF32Eps;
+  for (int tp : {2, 4}) {
+    on_group(tp, [&](Communicator& comm) {
+      auto rbe = make_cpu_backend();
+      Gpt m(c, *rbe, DType::fp32, &comm);
+      m.init(11);
+      const float* g_whole = whole.grads().as<float>();
+      const float* p_whole = whole.params().as<float>();
+      for (const ParamEntry& e : m.table().entries()) {  // init: exactly the slice
+        const int64_t base = whole.table().at(e.name).offset;
+        for (int64_t i = 0; i < e.numel(); i++)
+          if (m.params().as<float>()[e.offset + i] != p_whole[base + e.global_index(i)])
+            throw Error("init of " + e.name + " is not the slice at " + std::to_string(i));
+      }
+      m.zero_grad();
+      const double l = m.forward(x.data(), y.data(), B, T, 1.0f);
+      m.backward();
+      if (std::fabs(l - loss) > tol * loss) throw Error("loss " + std::to_string(l) + " vs " + std::to_string(loss));
+      for (const ParamEntry& e : m.table().entries()) {
+        const int64_t base = whole.table().at(e.name).offset;
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < e.numel(); i++) {
+          const double a = m.grads().as<float>()[e.offset + i], b = g_whole[base + e.global_index(i)];
+          num += (a - b) * (a - b);
+          den += b * b;
+        }
+        if (std::sqrt(num) > tol * std::sqrt(den) + 1e-30)
+          throw Error("tp " + std::to_string(tp) + ": gradient of " + e.name + " off by " +
+                      std::to_string(std::sqrt(num / den)) + " relative");
+      }
+    });
+  }
+}
+
+TEST(TensorParallel, PlanShapesAndErrors) {
+  ModelConfig c = config();
+  ParamTable t(c, 2, 1);
+  EXPECT_EQ(t.at("transformer.h.0.attn.c_attn.weight").shape, (Shape{32, 48}));
+  EXPECT_EQ(t.at("transformer.h.0.attn.c_proj.weight").shape, (Shape{16, 32}));
+  EXPECT_EQ(t.at("transformer.h.0.mlp.c_fc.bias").shape, (Shape{64}));
+  EXPECT_EQ(t.at("transformer.h.0.mlp.c_proj.bias").shape, (Shape{32}));  // replicated
+  EXPECT_EQ(t.at("transformer.wte.weight").shape, (Shape{128, 32}));      // replicated
+  // c_attn columns by heads within each of q, k, v: rank 1's first k column is global 32 + 16.
+  const ParamEntry& qkv = t.at("transformer.h.0.attn.c_attn.weight");
+  EXPECT_EQ(qkv.global_index(0), 16);
+  EXPECT_EQ(qkv.global_index(16), 32 + 16);
+  EXPECT_EQ(qkv.global_index(48), 96 + 16);  // row 1
+  EXPECT_EQ(t.at("transformer.h.0.mlp.c_proj.weight").global_index(0), 64 * 32);
+  c.n_head = 3;
+  c.n_embd = 24;
+  EXPECT_THROW(ParamTable(c, 2, 0), Error);  // 3 heads do not split over 2 ranks
+}
