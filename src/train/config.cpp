@@ -39,7 +39,10 @@ void TrainConfig::validate() const {
   positive(steps, "steps");
   MESHLM_CHECK(micro_batch_size >= 0, "micro_batch_size must be >= 0");
   MESHLM_CHECK(dp >= 1 && tp >= 1 && pp >= 1, "dp, tp and pp must be >= 1");
-  MESHLM_CHECK(tp == 1 && pp == 1, "tensor and pipeline parallelism are not built yet: use tp = pp = 1");
+  MESHLM_CHECK(pp == 1, "pipeline parallelism is not built yet: use pp = 1");
+  MESHLM_CHECK(n_head % tp == 0, "n_head (" + std::to_string(n_head) + ") must be a multiple of tp (" +
+                                     std::to_string(tp) + "): each tensor-parallel rank holds whole heads");
+  MESHLM_CHECK(zero == 0 || tp == 1, "ZeRO-1 with tensor parallelism is not built yet: use zero = 0 with tp > 1");
   MESHLM_CHECK(batch_size % dp == 0, "batch_size (" + std::to_string(batch_size) +
                                          ") must be a multiple of dp (" + std::to_string(dp) + ")");
   MESHLM_CHECK(micro_batch() > 0 && batch_size % (dp * micro_batch()) == 0,
@@ -177,7 +180,7 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(fp8_margin, "fp8: extra headroom of the scales, in powers of two"),
       INT_KEY(numerics_report, "every N steps append per-layer amax / underflow / overflow statistics to <out>/numerics.jsonl; 0: off"),
       INT_KEY(dp, "data-parallel ranks (launch with mpirun -np dp*tp*pp); batch_size is the global batch"),
-      INT_KEY(tp, "tensor-parallel ranks (not built yet: 1)"),
+      INT_KEY(tp, "tensor-parallel ranks: each holds n_head/tp heads and 1/tp of the MLP (Megatron-style)"),
       INT_KEY(pp, "pipeline stages (not built yet: 1)"),
       INT_KEY(zero, "1: ZeRO-1, Adam moments sharded over the dp ranks (reduce-scatter, step a shard, all-gather)"),
       REAL_KEY(bucket_mb, "gradient bucket size in MB (fp32); buckets are reduced as backward finishes them"),

@@ -158,6 +158,45 @@ void restore_precision_state(const nlohmann::json& trainer, const Precision& pre
   if (model.fp8() && p.contains("fp8")) model.set_fp8_state(p["fp8"]);
 }
 
+// Tensor parallelism and checkpoints, which hold whole tensors: a rank's parameters and Adam
+// moments are its slices of the whole ones through the sharding plan (ParamEntry::global_index).
+// to_whole gathers the slices of the tp group into a whole model; from_whole takes them out.
+void to_whole(const Gpt& local, const AdamW& lopt, Gpt& whole, AdamW& wopt, Communicator& tp) {
+  std::vector<float> buf;
+  const std::pair<const float*, float*> pairs[] = {
+      {local.params().as<float>(), whole.params().as<float>()},
+      {const_cast<AdamW&>(lopt).m().as<float>(), wopt.m().as<float>()},
+      {const_cast<AdamW&>(lopt).v().as<float>(), wopt.v().as<float>()}};
+  for (const ParamEntry& e : local.table().entries()) {
+    const int64_t base = whole.table().at(e.name).offset, n = e.numel();
+    for (const auto& [src, dst] : pairs) {
+      if (e.shard == Sharding::replicated) {
+        std::memcpy(dst + base, src + e.offset, size_t(n) * 4);
+        continue;
+      }
+      buf.resize(size_t(n) * size_t(tp.size()));
+      tp.all_gather(src + e.offset, buf.data(), std::vector<int64_t>(size_t(tp.size()), n), DType::fp32);
+      for (int r = 0; r < tp.size(); r++) {
+        ParamEntry er = e;  // rank r's part of the same parameter
+        er.tp_rank = r;
+        for (int64_t i = 0; i < n; i++) dst[base + er.global_index(i)] = buf[size_t(r) * size_t(n) + size_t(i)];
+      }
+    }
+  }
+}
+
+void from_whole(const Gpt& whole, const AdamW& wopt, Gpt& local, AdamW& lopt) {
+  const std::pair<const float*, float*> pairs[] = {
+      {whole.params().as<float>(), local.params().as<float>()},
+      {const_cast<AdamW&>(wopt).m().as<float>(), lopt.m().as<float>()},
+      {const_cast<AdamW&>(wopt).v().as<float>(), lopt.v().as<float>()}};
+  for (const ParamEntry& e : local.table().entries()) {
+    const int64_t base = whole.table().at(e.name).offset;
+    for (const auto& [src, dst] : pairs)
+      for (int64_t i = 0; i < e.numel(); i++) dst[e.offset + i] = src[base + e.global_index(i)];
+  }
+}
+
 }  // namespace
 
 TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::ostream& out_all,
@@ -204,7 +243,8 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
 
   const Precision prec(cfg.precision, cfg.stochastic_rounding == 1, cfg.master_weights == 1,
                        cfg.loss_scale, uint64_t(cfg.seed));
-  Gpt model(mcfg, *backend, prec.compute);
+  Gpt model(mcfg, *backend, prec.compute, &mesh.tp());
+  const int tp = mesh.shape().tp;
   if (prec.fp8) model.enable_fp8(cfg.fp8_scaling());
   const int64_t P = model.table().total();
   // ZeRO-1: this rank's AdamW owns a slice of the moments; otherwise all of them.
@@ -216,7 +256,15 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   if (!resume_dir.empty()) {
     // Optimizer state is stored with global offsets (whole, or per-rank slices): each rank
     // reads the part in its own range, so any layout resumes any checkpoint.
-    nlohmann::json trainer = load_checkpoint(resume_dir, model, &opt);
+    nlohmann::json trainer;
+    if (tp == 1) {
+      trainer = load_checkpoint(resume_dir, model, &opt);
+    } else {  // whole tensors in the checkpoint: load them whole, keep this rank's slices
+      Gpt whole(mcfg, *backend, DType::fp32);
+      AdamW wopt(whole.table(), DType::fp32, cfg.adamw());
+      trainer = load_checkpoint(resume_dir, whole, &wopt);
+      from_whole(whole, wopt, model, opt);
+    }
     st.step = trainer.at("step").get<int64_t>();
     st.loader.sequences = trainer.at("loader").at("sequences").get<int64_t>();
     st.rng = {trainer["rng"]["seed"].get<uint64_t>(), trainer["rng"]["counter"].get<uint64_t>()};
@@ -274,19 +322,23 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
                     : std::string("tokenizer unknown: no manifest.json and no --tokenizer; no per-byte loss"))
       << ")\n"
       << "run     " << cfg.out << "\n";
-  if (dp > 1) {
-    const double mib = 1.0 / (1 << 20), p = double(P);
+  if (mesh.world().size() > 1) {
+    // Bytes per parameter of THIS rank's part (P local elements of the model's total).
+    const double mib = 1.0 / (1 << 20), p = double(P), total = double(mcfg.num_parameters());
     const double weights = p * 4 + (prec.compute != DType::fp32 ? p * 2 : 0), grads = p * 4;
     const double moments = double(shard.size()) * 8;
-    out << "layout  " << mesh.shape().describe() << " (" << mesh.world().kind() << "), "
-        << (cfg.zero ? "ZeRO-1: Adam moments sharded, gradients reduce-scattered"
-                     : std::to_string(buckets->count()) + " gradient buckets of " + fmt("%g", cfg.bucket_mb) +
-                           " MB, " + cfg.grad_reduce + (cfg.overlap ? ", overlapped with backward" : ", after backward"))
-        << "\n"
+    std::string reduce = "no gradient reduction (dp 1)";
+    if (cfg.zero && dp > 1) reduce = "ZeRO-1: Adam moments sharded, gradients reduce-scattered";
+    else if (buckets)
+      reduce = std::to_string(buckets->count()) + " gradient buckets of " + fmt("%g", cfg.bucket_mb) + " MB, " +
+               cfg.grad_reduce + (cfg.overlap ? ", overlapped with backward" : ", after backward");
+    out << "layout  " << mesh.shape().describe() << " (" << mesh.world().kind() << "), " << reduce;
+    if (tp > 1) out << "; tensor parallel: " << fmt("%.1f", 100.0 * p / total) << "% of the parameters per rank";
+    out << "\n"
         << "memory  per rank: weights " << fmt("%.1f", weights * mib) << " MiB (fp32 master"
         << (prec.compute != DType::fp32 ? " + 16-bit copy" : "") << "), grads " << fmt("%.1f", grads * mib)
         << " MiB, Adam moments " << fmt("%.1f", moments * mib) << " MiB = "
-        << fmt("%.1f", (weights + grads + moments) / p) << " bytes/parameter (formula: 4 + 4 + 8";
+        << fmt("%.1f", (weights + grads + moments) / p) << " bytes/parameter held (formula: 4 + 4 + 8";
     if (cfg.zero) out << "/" << dp;
     out << (prec.compute != DType::fp32 ? " + 2" : "") << ")\n";
   }
@@ -317,11 +369,18 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     gather_masters();
     const std::string dir = (fs::path(cfg.out) / checkpoint_dir_name(st.step)).string();
     st.precision = precision_state(prec, model, scaler);
-    // ZeRO-1: every rank writes its slice of the moments; otherwise rank 0 writes it all.
-    if (cfg.zero && dp > 1)
+    // ZeRO-1: every rank writes its slice of the moments; tensor parallel: the tp group
+    // gathers whole tensors; otherwise rank 0 writes it all.
+    if (cfg.zero && dp > 1) {
       save_checkpoint(dir, model, &opt, st, cfg_json, tokenizer_file, &mesh.dp());
-    else if (lead)
+    } else if (tp > 1) {
+      Gpt whole(mcfg, *backend, DType::fp32);
+      AdamW wopt(whole.table(), DType::fp32, cfg.adamw());
+      to_whole(model, opt, whole, wopt, mesh.tp());
+      if (lead) save_checkpoint(dir, whole, &wopt, st, cfg_json, tokenizer_file);
+    } else if (lead) {
       save_checkpoint(dir, model, &opt, st, cfg_json, tokenizer_file);
+    }
     res.checkpoint = dir;
     out << "saved   " << dir << " (" << why << ")\n";
   };
@@ -329,7 +388,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   double profiled_comm_secs = 0;  // their data-parallel communication not hidden by backward
   int64_t profiled_steps = 0;
   auto run_eval = [&]() {
-    if (!lead) return;  // one rank evaluates; the others go on to the next step's collectives
+    // One tensor-parallel group evaluates (dp rank 0: its forward has tp collectives); the
+    // other ranks go on to the next step's collectives. Rank 0 reports.
+    if (dp_rank != 0) return;
     if (profiler) profiler->set_enabled(false);
     // eval_batches global batches (batch_size sequences each) in chunks of the micro-batch:
     // the same sequences, so the same loss, at any dp and accumulation.
@@ -396,7 +457,15 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     // One number decides overflow, clipping and the norm on every rank: the sum of squares of
     // the whole reduced gradient (inf/NaN iff any element is), reduced across the dp ranks
     // (ZeRO-1: the shards' sums add up; otherwise every rank holds it all and max agrees).
-    double sumsq = backend->sum_squares(DType::fp32, grads + shard.begin, shard.size());
+    double sumsq = 0;
+    if (tp == 1) {
+      sumsq = backend->sum_squares(DType::fp32, grads + shard.begin, shard.size());
+    } else {  // each tp rank's own slices, plus the replicated parameters counted once (rank 0)
+      for (const ParamEntry& e : model.table().entries())
+        if (e.shard != Sharding::replicated || mesh.tp_rank() == 0)
+          sumsq += backend->sum_squares(DType::fp32, grads + e.offset, e.numel());
+      mesh.tp().all_reduce(&sumsq, 1, DType::fp64);
+    }
     if (dp > 1) mesh.dp().all_reduce(&sumsq, 1, DType::fp64, cfg.zero ? ReduceOp::sum : ReduceOp::max);
     const bool overflow = !std::isfinite(sumsq);
     const double norm = std::sqrt(sumsq) / scale;
@@ -435,9 +504,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       }
     }
     if (model.fp8()) {
-      if (dp > 1) {  // the same scales on every rank: the max over ranks of each amax
+      if (mesh.world().size() > 1) {  // the same scales everywhere: the max over ranks (and tp slices)
         std::vector<float> amax = model.fp8_step_amaxes();
-        mesh.dp().all_reduce(amax.data(), int64_t(amax.size()), DType::fp32, ReduceOp::max);
+        mesh.world().all_reduce(amax.data(), int64_t(amax.size()), DType::fp32, ReduceOp::max);
         model.set_fp8_step_amaxes(amax);
       }
       model.end_fp8_step();
@@ -490,7 +559,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     const bool last = st.step == cfg.steps;
     if (val_data && ((cfg.eval_every > 0 && st.step % cfg.eval_every == 0) || last)) run_eval();
     double stop = g_stop_requested ? 1.0 : 0.0;  // every rank stops at the same step
-    if (dp > 1) mesh.dp().all_reduce(&stop, 1, DType::fp64, ReduceOp::max);
+    if (mesh.world().size() > 1) mesh.world().all_reduce(&stop, 1, DType::fp64, ReduceOp::max);
     if (stop > 0) {
       out << "interrupted at step " << st.step << (cfg.checkpoints ? "; saving a checkpoint\n" : "\n");
       if (cfg.checkpoints) save("interrupted");
