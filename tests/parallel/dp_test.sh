@@ -16,31 +16,7 @@ MPIRUN="$2"
 ROOT="$3"
 WORK="$(mktemp -d /tmp/meshlm_dp.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
-export OMP_NUM_THREADS=1
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-run() {  # run NP NAME flags...: train under mpirun
-  local np=$1 name=$2
-  shift 2
-  timeout 300 "$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none -np "$np" \
-    "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/$name" --dp "$np" "$@" \
-    >"$WORK/$name.log" 2>&1
-}
-# compare A B TOL [FROM_STEP]: max relative difference of the step losses
-compare() {
-  /usr/bin/python3 - "$WORK/$1/metrics.jsonl" "$WORK/$2/metrics.jsonl" "$3" "${4:-0}" <<'PY'
-import json, sys
-def losses(p, first):
-    return {d["step"]: d["loss"] for d in map(json.loads, open(p)) if "loss" in d and d["step"] > first}
-a, b = losses(sys.argv[1], int(sys.argv[4])), losses(sys.argv[2], int(sys.argv[4]))
-assert a.keys() == b.keys() and a, f"steps differ: {sorted(a)[:3]} vs {sorted(b)[:3]}"
-worst = max(abs(a[s] - b[s]) / abs(a[s]) for s in a)
-print(f"  {len(a)} steps, max relative difference {worst:.2e} (tolerance {float(sys.argv[3]):.0e})")
-sys.exit(0 if worst <= float(sys.argv[3]) else 1)
-PY
-}
+source "$(dirname "$0")/mpi_helpers.sh"
 
 head -c 200000 "$ROOT/data/tinyshakespeare.txt" > "$WORK/small.txt"
 "$MESHLM" prepare --tokenizer bytes --input "$WORK/small.txt" --output "$WORK/data" >/dev/null || exit 1

@@ -1,0 +1,42 @@
+# Shared by the mpirun test scripts (dp_test.sh, tp_test.sh): sourced after MESHLM, MPIRUN and
+# WORK are set. Counts passes and failures; trains under mpirun; compares loss curves.
+export OMP_NUM_THREADS=1
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+# mpi NP args...: meshlm under mpirun (as root, oversubscribed on the 2 cores), 300 s at most
+mpi() {
+  local np=$1
+  shift
+  timeout 300 "$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none -np "$np" "$MESHLM" "$@"
+}
+# run NP NAME flags...: train the tiny config on NP ranks (--dp NP unless flags say otherwise)
+run() {
+  local np=$1 name=$2
+  shift 2
+  local dp=(--dp "$np")
+  [[ " $* " == *" --dp "* ]] && dp=()
+  mpi "$np" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/$name" "${dp[@]}" "$@" \
+    >"$WORK/$name.log" 2>&1
+}
+# compare A B TOL [FROM_STEP]: max relative difference of the step losses of two runs
+compare() {
+  /usr/bin/python3 - "$WORK/$1/metrics.jsonl" "$WORK/$2/metrics.jsonl" "$3" "${4:-0}" <<'PY'
+import json, sys
+def losses(p, first):
+    return {d["step"]: d["loss"] for d in map(json.loads, open(p)) if "loss" in d and d["step"] > first}
+a, b = losses(sys.argv[1], int(sys.argv[4])), losses(sys.argv[2], int(sys.argv[4]))
+assert a.keys() == b.keys() and a, f"steps differ: {sorted(a)[:3]} vs {sorted(b)[:3]}"
+worst = max(abs(a[s] - b[s]) / abs(a[s]) for s in a)
+print(f"  {len(a)} steps, max relative difference {worst:.2e} (tolerance {float(sys.argv[3]):.0e})")
+sys.exit(0 if worst <= float(sys.argv[3]) else 1)
+PY
+}
+# check NAME A B TOL [FROM_STEP]: compare, counted
+check() {
+  local name=$1
+  shift
+  echo "$name:"
+  compare "$@" && ok || fail "$name"
+}
