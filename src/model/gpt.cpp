@@ -138,6 +138,7 @@ float Gpt::fp8_scale(const Fp8Scale& s, const uint16_t* x, int64_t n) const {
 }
 
 void Gpt::tp_all_reduce(void* buf, int64_t n) {
+  tp_bytes_ += n * 4;  // the fp32 payload of the all-reduce
   if (dtype_ == DType::fp32 || dtype_ == DType::fp64) {
     MESHLM_CHECK(dtype_ == DType::fp32, "tensor parallelism runs fp32 or 16-bit models");
     tp_->all_reduce(buf, n, DType::fp32);

@@ -94,6 +94,11 @@ class Gpt {
   // reducing a gradient bucket as soon as it is final.
   void backward(const std::function<void(int64_t offset)>& on_ready = {});
 
+  // Bytes of activations and activation gradients this rank has all-reduced over the tp group
+  // (fp32 payload) since the last reset: 4 per layer of N x C each forward + backward.
+  int64_t tp_bytes() const { return tp_bytes_; }
+  void reset_tp_bytes() { tp_bytes_ = 0; }
+
   // The model's tensors grouped for the numerics report: per layer ("embedding", "h.0", ...,
   // "final") and kind ("weights": master values, "activations": what the last forward saved,
   // in the compute dtype, "grads": parameter gradients as backward left them).
@@ -143,6 +148,7 @@ class Gpt {
   ParamTable table_;
   Communicator* tp_ = nullptr;  // null: no tensor parallelism
   std::vector<float> tp_scratch_;
+  int64_t tp_bytes_ = 0;
   Tensor params_, grads_;
   Tensor compute_;  // (P,) the 16-bit copy of params_ (unused when dtype_ is the master dtype)
 
