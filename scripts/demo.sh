@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo behind `make demo`: trains a byte-level BPE tokenizer on the bundled tiny-shakespeare
 # corpus (or reuses the one trained before), prepares train/val token shards with it, trains the
-# small default model of configs/demo.toml (about 2.5 minutes on 2 cores), saves a checkpoint
+# small default model of configs/demo.toml (about a minute on 2 cores, bf16), saves a checkpoint
 # and prints a generated sample. Usage: scripts/demo.sh path/to/meshlm
 set -euo pipefail
 MESHLM="${1:-build/meshlm}"
