@@ -42,7 +42,6 @@ void TrainConfig::validate() const {
   MESHLM_CHECK(pp == 1, "pipeline parallelism is not built yet: use pp = 1");
   MESHLM_CHECK(n_head % tp == 0, "n_head (" + std::to_string(n_head) + ") must be a multiple of tp (" +
                                      std::to_string(tp) + "): each tensor-parallel rank holds whole heads");
-  MESHLM_CHECK(zero == 0 || tp == 1, "ZeRO-1 with tensor parallelism is not built yet: use zero = 0 with tp > 1");
   MESHLM_CHECK(batch_size % dp == 0, "batch_size (" + std::to_string(batch_size) +
                                          ") must be a multiple of dp (" + std::to_string(dp) + ")");
   MESHLM_CHECK(micro_batch() > 0 && batch_size % (dp * micro_batch()) == 0,

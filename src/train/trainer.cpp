@@ -263,7 +263,10 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       Gpt whole(mcfg, *backend, DType::fp32);
       AdamW wopt(whole.table(), DType::fp32, cfg.adamw());
       trainer = load_checkpoint(resume_dir, whole, &wopt);
-      from_whole(whole, wopt, model, opt);
+      AdamW local(model.table(), DType::fp32, cfg.adamw());  // all of this tp rank's moments
+      from_whole(whole, wopt, model, local);
+      std::memcpy(opt.m().data(), local.m().as<float>() + shard.begin, size_t(shard.size()) * 4);
+      std::memcpy(opt.v().data(), local.v().as<float>() + shard.begin, size_t(shard.size()) * 4);
     }
     st.step = trainer.at("step").get<int64_t>();
     st.loader.sequences = trainer.at("loader").at("sequences").get<int64_t>();
@@ -371,13 +374,20 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     st.precision = precision_state(prec, model, scaler);
     // ZeRO-1: every rank writes its slice of the moments; tensor parallel: the tp group
     // gathers whole tensors; otherwise rank 0 writes it all.
-    if (cfg.zero && dp > 1) {
-      save_checkpoint(dir, model, &opt, st, cfg_json, tokenizer_file, &mesh.dp());
-    } else if (tp > 1) {
+    if (tp > 1) {
+      // All of this tp rank's moments (gathered over dp under ZeRO-1), then whole tensors.
+      std::unique_ptr<AdamW> local;
+      if (cfg.zero && dp > 1) {
+        local = std::make_unique<AdamW>(model.table(), DType::fp32, cfg.adamw());
+        mesh.dp().all_gather(opt.m().data(), local->m().data(), zero1_counts(P, dp), DType::fp32);
+        mesh.dp().all_gather(opt.v().data(), local->v().data(), zero1_counts(P, dp), DType::fp32);
+      }
       Gpt whole(mcfg, *backend, DType::fp32);
       AdamW wopt(whole.table(), DType::fp32, cfg.adamw());
-      to_whole(model, opt, whole, wopt, mesh.tp());
+      to_whole(model, local ? *local : opt, whole, wopt, mesh.tp());
       if (lead) save_checkpoint(dir, whole, &wopt, st, cfg_json, tokenizer_file);
+    } else if (cfg.zero && dp > 1) {
+      save_checkpoint(dir, model, &opt, st, cfg_json, tokenizer_file, &mesh.dp());
     } else if (lead) {
       save_checkpoint(dir, model, &opt, st, cfg_json, tokenizer_file);
     }
@@ -460,10 +470,13 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     double sumsq = 0;
     if (tp == 1) {
       sumsq = backend->sum_squares(DType::fp32, grads + shard.begin, shard.size());
-    } else {  // each tp rank's own slices, plus the replicated parameters counted once (rank 0)
-      for (const ParamEntry& e : model.table().entries())
-        if (e.shard != Sharding::replicated || mesh.tp_rank() == 0)
-          sumsq += backend->sum_squares(DType::fp32, grads + e.offset, e.numel());
+    } else {  // each tp rank's own slices, plus the replicated parameters counted once (rank 0);
+              // under ZeRO-1 only the part of each inside this rank's reduced slice
+      for (const ParamEntry& e : model.table().entries()) {
+        const int64_t lo = std::max(e.offset, shard.begin), hi = std::min(e.offset + e.numel(), shard.end);
+        if (lo < hi && (e.shard != Sharding::replicated || mesh.tp_rank() == 0))
+          sumsq += backend->sum_squares(DType::fp32, grads + lo, hi - lo);
+      }
       mesh.tp().all_reduce(&sumsq, 1, DType::fp64);
     }
     if (dp > 1) mesh.dp().all_reduce(&sumsq, 1, DType::fp64, cfg.zero ? ReduceOp::sum : ReduceOp::max);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tensor parallelism end to end under mpirun (oversubscribed, tiny model with 4 heads):
-#   - tp = 2, tp = 4 and dp = 2 x tp = 2: the fp32 loss curve equals the 1-rank curve to
+#   - tp = 2, tp = 4 and dp = 2 x tp = 2 (also with ZeRO-1): the fp32 loss curve equals the 1-rank curve to
 #     <= 1e-5 relative over 50 steps; bf16 at tp = 2 within 2e-3;
 #   - a checkpoint saved at dp = 2 x tp = 2 (whole tensors) resumes at tp = 4, at dp = 4 and on
 #     1 rank, continuing the same curve (<= 1e-6);
@@ -36,6 +36,13 @@ run 4 tp4 --dp 1 --tp 4 && check "tp 4 vs 1 rank" one tp4 1e-5 || fail "tp 4 run
 run 4 dp2tp2 --dp 2 --tp 2 --save-every 10 && check "dp 2 x tp 2 vs 1 rank" one dp2tp2 1e-5 ||
   fail "dp 2 x tp 2 run: $(tail -1 "$WORK/dp2tp2.log")"
 grep -q "layout  dp 2 x tp 2 x pp 1 (mpi).*tensor parallel" "$WORK/dp2tp2.log" && ok || fail "the layout line names tp"
+run 4 dp2tp2z --dp 2 --tp 2 --zero 1 --save-every 10 && check "dp 2 x tp 2 with ZeRO-1 vs 1 rank" one dp2tp2z 1e-5 ||
+  fail "dp 2 x tp 2 ZeRO-1 run: $(tail -1 "$WORK/dp2tp2z.log")"
+if mpi 4 train --resume "$WORK/dp2tp2z/step_000010" --out "$WORK/z_dp2tp2" --dp 2 --tp 2 --zero 0 >"$WORK/z_dp2tp2.log" 2>&1; then
+  check "its checkpoint resumed at dp 2 x tp 2 without ZeRO, steps 11-50" dp2tp2z z_dp2tp2 1e-6 10
+else
+  fail "resume the ZeRO-1 x tp checkpoint: $(tail -1 "$WORK/z_dp2tp2.log")"
+fi
 run 1 bf16_one --precision bf16 && run 2 bf16_tp2 --dp 1 --tp 2 --precision bf16 &&
   check "bf16 tp 2 vs bf16 1 rank" bf16_one bf16_tp2 2e-3 || fail "bf16 runs: $(tail -1 "$WORK/bf16_tp2.log")"
 
