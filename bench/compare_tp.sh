@@ -2,8 +2,10 @@
 # Tensor parallelism on this machine: the same model and global batch on 1 rank (2 threads),
 # tp = 2 (1 thread per rank) and dp = 2 (1 thread per rank), alternated twice in one
 # invocation: median ms/step, rank 0's resident memory during training, and the bytes rank 0
-# all-reduces per step for tensor parallelism (tp_mib in metrics.jsonl) against the formula
-# 4 all-reduces per layer of N x C fp32 values (2 forward, 2 backward): 16 L N C bytes.
+# all-reduces per step for tensor parallelism (tp_mib in metrics.jsonl) against the formula:
+# fp32 N x C all-reduces, 4 per layer (2 forward, 2 backward) plus 2 for the vocabulary-parallel
+# embedding (forward) and LM head (backward), and 3 N-vectors for the cross-entropy:
+# (16 L + 8) N C + 12 N bytes.
 # Usage: bench/compare_tp.sh [build-dir] [steps]
 set -euo pipefail
 BUILD="${1:-build}"
@@ -38,5 +40,5 @@ for rep in (1, 2):
     print(f"  run {rep}: 1 rank {med(f'one{rep}', 'ms_per_step'):5.0f} ms/step | tp 2 {med(f'tp{rep}', 'ms_per_step'):5.0f} | dp 2 {med(f'dp{rep}', 'ms_per_step'):5.0f}")
 for name in ("one1", "tp1", "dp1"):
     print(f"  {name[:-1]:4s}: rank 0 resident memory {med(name, 'rss_mib'):6.1f} MiB")
-print(f"  tp 2 all-reduce payload per step: {med('tp1', 'tp_mib'):.2f} MiB, formula 16 L N C = {16 * L * N * C / 2**20:.2f} MiB")
+print(f"  tp 2 all-reduce payload per step: {med('tp1', 'tp_mib'):.4f} MiB, formula (16 L + 8) N C + 12 N = {((16 * L + 8) * N * C + 12 * N) / 2**20:.4f} MiB")
 PY

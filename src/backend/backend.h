@@ -82,7 +82,9 @@ class Backend {
   // out (n) = a + b.
   virtual void residual_forward(DType dt, void* out, const void* a, const void* b, int64_t n) = 0;
 
-  // out (B, T, C) = wte[tokens[b, t]] + wpe[t]; backward scatter-adds into dwte, dwpe.
+  // out (B, T, C) = wte[tokens[b, t]] + wpe[t]; backward scatter-adds into dwte, dwpe. For a
+  // vocabulary split across ranks: a negative token id contributes no wte row (and gets no
+  // gradient), and wpe / dwpe may be null (no position term).
   virtual void embedding_forward(DType dt, void* out, const int32_t* tokens, const void* wte,
                                  const void* wpe, int64_t B, int64_t T, int64_t C) = 0;
   virtual void embedding_backward(DType dt, void* dwte, void* dwpe, const void* dout,
@@ -95,6 +97,18 @@ class Backend {
   virtual void crossentropy_forward_backward(DType dt, void* losses, void* logits,
                                              const int32_t* targets, float dloss, int64_t N,
                                              int64_t V, int64_t Vp) = 0;
+
+  // The vocabulary-parallel cross-entropy, in two halves around reductions across ranks.
+  // lse (N) = log sum exp of each row's first V of Vp columns (-inf when V = 0); lse is in the
+  // accumulation dtype (fp32, or fp64 for fp64).
+  virtual void logsumexp_rows(DType dt, void* lse, const void* logits, int64_t N, int64_t V,
+                              int64_t Vp) = 0;
+  // logits (N, Vp) IN PLACE <- dloss * (exp(logits - lse) - onehot(target)) over the first V
+  // columns, columns >= V set to 0; lse is the whole row's (over every rank's columns) and
+  // targets[n] < 0 means the target column is on another rank.
+  virtual void crossentropy_backward_given_lse(DType dt, void* logits, const void* lse,
+                                               const int32_t* targets, float dloss, int64_t N,
+                                               int64_t V, int64_t Vp) = 0;
 
   // One AdamW step over n elements of flat buffers; m and v are the moments.
   virtual void adamw_update(DType dt, void* param, const void* grad, void* m, void* v, int64_t n,

@@ -76,6 +76,13 @@ class Profiler final : public ProfilingBackend {
       in_->crossentropy_forward_backward(dt, losses, logits, targets, dloss, N, V, Vp);
     });
   }
+  void logsumexp_rows(DType dt, void* lse, const void* logits, int64_t N, int64_t V, int64_t Vp) override {
+    timed("crossentropy", [&] { in_->logsumexp_rows(dt, lse, logits, N, V, Vp); });
+  }
+  void crossentropy_backward_given_lse(DType dt, void* logits, const void* lse, const int32_t* targets,
+                                       float dloss, int64_t N, int64_t V, int64_t Vp) override {
+    timed("crossentropy", [&] { in_->crossentropy_backward_given_lse(dt, logits, lse, targets, dloss, N, V, Vp); });
+  }
   void adamw_update(DType dt, void* p, const void* g, void* m, void* v, int64_t n,
                     const AdamWArgs& a) override {
     timed("adamw", [&] { in_->adamw_update(dt, p, g, m, v, n, a); });

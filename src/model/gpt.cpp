@@ -258,8 +258,9 @@ void Gpt::ensure_activations(int64_t B, int64_t T) {
   o.lnf = take(N * C);        // (B, T, C)
   o.lnf_mean = take_stat(N);       // (B, T)
   o.lnf_rstd = take_stat(N);       // (B, T)
-  o.logits = take(N * Vp);    // (B, T, Vp), replaced by dlogits when training
+  o.logits = take(N * Vp / size_t(tp_size()));  // (B, T, Vp/tp), replaced by dlogits when training
   o.losses = take_stat(N);         // (B, T)
+  o.row_lse = take_stat(N);        // (B, T) vocabulary-parallel log-sum-exp
   // backward scratch
   o.dres = take(N * C);       // (B, T, C) gradient of the residual stream
   o.dln = take(N * C);        // (B, T, C)
@@ -282,17 +283,23 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
   training_forward_ = dloss_scale != 0.0f;  // only training steps feed the fp8 amax histories
   const int64_t N = B * T, C = cfg_.n_embd, V = cfg_.vocab_size;
   const int64_t Cl = C / tp_size(), NHl = cfg_.n_head / tp_size();  // this tp rank's share
-  const int64_t Vp = cfg_.padded_vocab_size();
+  // The vocabulary: this tp rank's rows [v0, v0 + Vl) of the padded Vp; Vv of them are real.
+  const int64_t Vl = cfg_.padded_vocab_size() / tp_size(), v0 = Vl * (tp_ ? tp_->rank() : 0);
+  const int64_t Vv = std::clamp<int64_t>(V - v0, 0, Vl);
   const DType dt = dtype_;
-  tokens_.assign(tokens, tokens + N);
   for (int64_t i = 0; i < N; i++)
     MESHLM_CHECK(tokens[i] >= 0 && tokens[i] < V,
                  "token id " + std::to_string(tokens[i]) + " is outside the vocabulary [0, " +
                      std::to_string(V) + ")");
+  tokens_.resize(size_t(N));  // ids in this rank's rows, -1 for ids on another rank
+  for (int64_t i = 0; i < N; i++) tokens_[size_t(i)] = tokens[i] >= v0 && tokens[i] < v0 + Vl ? tokens[i] - int32_t(v0) : -1;
   auto P = [&](const std::string& n) { return weight(n); };
 
-  be_.embedding_forward(dt, act(off_.encoded), tokens, P("transformer.wte.weight"),
-                        P("transformer.wpe.weight"), B, T, C);
+  // Vocabulary-parallel embedding: each rank adds the rows it holds (and rank 0 the positions);
+  // the sum over the tp group is the embedding.
+  be_.embedding_forward(dt, act(off_.encoded), tokens_.data(), P("transformer.wte.weight"),
+                        !tp_ || tp_->rank() == 0 ? P("transformer.wpe.weight") : nullptr, B, T, C);
+  if (tp_) tp_all_reduce(act(off_.encoded), N * C);
   const void* residual = act(off_.encoded);  // (B, T, C)
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
@@ -312,9 +319,9 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
   }
   be_.layernorm_forward(dt, act(off_.lnf), stat(off_.lnf_mean), stat(off_.lnf_rstd), residual,
                         P("transformer.ln_f.weight"), P("transformer.ln_f.bias"), N, C);
-  // LM head tied to wte: logits (B, T, Vp) = lnf (B, T, C) @ wte (Vp, C)^T
+  // LM head tied to wte: logits (B, T, Vl) = lnf (B, T, C) @ wte (Vl, C)^T, this rank's columns
   be_.matmul_forward(dt, act(off_.logits), act(off_.lnf), P("transformer.wte.weight"), nullptr, N,
-                     C, Vp, WeightLayout::out_in);
+                     C, Vl, WeightLayout::out_in);
   if (!targets) {
     targets_.clear();
     return 0.0;
@@ -325,7 +332,37 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
                  "target id " + std::to_string(targets[i]) + " is outside the vocabulary [0, " +
                      std::to_string(V) + ")");
   const float dloss = dloss_scale / float(N);  // d(scale * mean) / d(loss_i)
-  be_.crossentropy_forward_backward(dt, stat(off_.losses), act(off_.logits), targets, dloss, N, V, Vp);
+  if (!tp_) {
+    be_.crossentropy_forward_backward(dt, stat(off_.losses), act(off_.logits), targets, dloss, N, V, Vl);
+  } else {
+    // Vocabulary-parallel cross-entropy, never gathering the logits: each rank's log-sum-exp of
+    // its columns, combined over the group (max, then sum of exp), the target's logit from the
+    // rank that holds it, then each rank's gradient columns given the whole row's lse.
+    float* lse = static_cast<float*>(stat(off_.row_lse));
+    float* losses = static_cast<float*>(stat(off_.losses));
+    be_.logsumexp_rows(dt, lse, act(off_.logits), N, Vv, Vl);
+    std::vector<float> m(lse, lse + N), x_t(static_cast<size_t>(N), 0.0f);
+    tp_->all_reduce(m.data(), N, DType::fp32, ReduceOp::max);
+    tp_bytes_ += 3 * N * 4;  // this and the two sums below
+    std::vector<int32_t> local_t(static_cast<size_t>(N));
+    for (int64_t n = 0; n < N; n++) {
+      lse[n] = std::isfinite(lse[n]) ? std::exp(lse[n] - m[size_t(n)]) : 0.0f;
+      const int64_t t = targets[n] - v0;
+      local_t[size_t(n)] = t >= 0 && t < Vl ? int32_t(t) : -1;
+      if (local_t[size_t(n)] >= 0) {
+        float x;
+        convert_to_f32(dt, &x, static_cast<const char*>(act(off_.logits)) + size_t(n * Vl + t) * esz_, 1);
+        x_t[size_t(n)] = x;
+      }
+    }
+    tp_->all_reduce(lse, N, DType::fp32);
+    tp_->all_reduce(x_t.data(), N, DType::fp32);
+    for (int64_t n = 0; n < N; n++) {
+      lse[n] = m[size_t(n)] + std::log(lse[n]);
+      losses[n] = lse[n] - x_t[size_t(n)];
+    }
+    if (dloss != 0.0f) be_.crossentropy_backward_given_lse(dt, act(off_.logits), lse, local_t.data(), dloss, N, Vv, Vl);
+  }
   double sum = 0;
   for (int64_t i = 0; i < N; i++)
     sum += dt == DType::fp64 ? static_cast<const double*>(stat(off_.losses))[i]
@@ -340,16 +377,18 @@ void Gpt::backward(const std::function<void(int64_t offset)>& on_ready) {
   MESHLM_CHECK(!targets_.empty(), "backward() needs a forward() with targets and a dloss_scale");
   const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd;
   const int64_t Cl = C / tp_size(), NHl = cfg_.n_head / tp_size();
-  const int64_t Vp = cfg_.padded_vocab_size();
+  const int64_t Vl = cfg_.padded_vocab_size() / tp_size();  // this rank's vocabulary columns
   const DType dt = dtype_;
   auto P = [&](const std::string& n) { return weight(n); };
   auto G = [&](const std::string& n) { return grad(n); };
   auto zero = [&](size_t off, int64_t n) { std::memset(act(off), 0, size_t(n) * esz_); };
 
-  // LM head: logits now hold dlogits (B, T, Vp).
+  // LM head: logits now hold dlogits (B, T, Vl), this rank's columns; each rank's part of the
+  // input gradient is summed over the tp group (the head is column-parallel over the vocabulary).
   zero(off_.dln, N * C);
   be_.matmul_backward(dt, act(off_.dln), G("transformer.wte.weight"), nullptr, act(off_.logits),
-                      act(off_.lnf), P("transformer.wte.weight"), N, C, Vp, WeightLayout::out_in);
+                      act(off_.lnf), P("transformer.wte.weight"), N, C, Vl, WeightLayout::out_in);
+  if (tp_) tp_all_reduce(act(off_.dln), N * C);
   const int64_t L = cfg_.n_layer;
   const void* last_residual = L > 0 ? act(off_.res3[L - 1]) : act(off_.encoded);
   zero(off_.dres, N * C);
@@ -388,6 +427,7 @@ void Gpt::backward(const std::function<void(int64_t offset)>& on_ready) {
     // dres is now d(residual input of layer l); layer l's parameters are final
     ready(table_.at(p + "ln_1.weight").offset);
   }
+  // Each rank's rows take their tokens' gradients; the positions' (replicated) on every rank.
   be_.embedding_backward(dt, G("transformer.wte.weight"), G("transformer.wpe.weight"),
                          act(off_.dres), tokens_.data(), B, T, C);
   ready(0);
@@ -429,6 +469,7 @@ std::vector<Gpt::TensorSpan> Gpt::tensor_spans() const {
 }
 
 std::vector<float> Gpt::logits_at(int64_t b, int64_t t) const {
+  MESHLM_CHECK(!tp_, "logits_at: the logits are split across the tensor-parallel ranks (sample on one rank)");
   const int64_t Vp = cfg_.padded_vocab_size();
   MESHLM_CHECK(b < B_ && t < T_, "logits_at: position outside the last forward");
   std::vector<float> out(Vp);

@@ -95,7 +95,8 @@ class Gpt {
   void backward(const std::function<void(int64_t offset)>& on_ready = {});
 
   // Bytes of activations and activation gradients this rank has all-reduced over the tp group
-  // (fp32 payload) since the last reset: 4 per layer of N x C each forward + backward.
+  // (fp32 payload) since the last reset: per forward + backward, 4 per layer and 2 more
+  // (embedding, LM head) of N x C, and 3 N-vectors of the vocabulary-parallel cross-entropy.
   int64_t tp_bytes() const { return tp_bytes_; }
   void reset_tp_bytes() { tp_bytes_ = 0; }
 
@@ -167,7 +168,7 @@ class Gpt {
   Tensor stats_;  // master dtype: layernorm mean/rstd, attention lse, losses
   std::vector<int32_t> tokens_, targets_;  // (B, T) of the last forward
   struct Offsets {
-    size_t encoded, lnf, lnf_mean, lnf_rstd, logits, losses;
+    size_t encoded, lnf, lnf_mean, lnf_rstd, logits, losses, row_lse;
     size_t dres, dln, dbig, dbig2, dqkv, datty;
     std::vector<size_t> ln1, ln1_mean, ln1_rstd, qkv, atty, lse, attproj, res2, ln2, ln2_mean,
         ln2_rstd, fch, fch_gelu, fcproj, res3;

@@ -14,8 +14,12 @@ ParamTable::ParamTable(const ModelConfig& cfg, int tp, int tp_rank) : tp_(tp), t
                                          ") must be a multiple of tp (" + std::to_string(tp) + ")");
   const int64_t C = cfg.n_embd, V = cfg.vocab_size, Vp = cfg.padded_vocab_size();
   const double std = 0.02, proj_std = 0.02 / std::sqrt(2.0 * double(cfg.n_layer));
-  add("transformer.wte.weight", {Vp, C}, std, 0, true);
-  entries_.back().hf_shape = {V, C};
+  // The tied embedding / LM head is vocabulary-parallel: rank r holds rows [r Vp/tp, (r+1) Vp/tp).
+  MESHLM_CHECK(Vp % tp == 0, "tensor parallelism: the padded vocabulary (" + std::to_string(Vp) +
+                                 ") must split into tp (" + std::to_string(tp) + ") equal parts");
+  add("transformer.wte.weight", {Vp, C}, std, 0, true, Sharding::rows);
+  entries_.back().live = V * C;
+  if (entries_.back().shard == Sharding::replicated) entries_.back().hf_shape = {V, C};
   add("transformer.wpe.weight", {cfg.max_seq_len, C}, std, 0, true);
   for (int64_t l = 0; l < cfg.n_layer; l++) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
@@ -68,6 +72,7 @@ void ParamTable::add(std::string name, Shape shape, double std, double value, bo
     shape.front() /= tp_;
   }
   e.hf_shape = e.shard == Sharding::replicated ? e.hf_shape : shape;
+  e.live = shape_numel(e.global_shape);
   e.shape = std::move(shape);
   e.offset = total_;
   e.init_std = std;
@@ -90,12 +95,12 @@ void init_params(const ParamTable& table, uint64_t seed, TensorView flat) {
                "init_params: fp32 or fp64 buffer expected");
   for (const auto& e : table.entries()) {
     const uint64_t stream = hash_name(e.name);
-    const int64_t live = e.hf_numel();  // padded vocabulary rows stay zero (wte: replicated)
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < e.numel(); i++) {
       const int64_t gi = e.global_index(i);  // drawn by unsharded index: a shard is a slice
-      double v = i >= live ? 0.0 : e.init_std > 0 ? e.init_std * normal01(seed, stream, uint64_t(gi))
-                                                  : e.init_value;
+      // padded vocabulary rows (global index past `live`) stay zero
+      double v = gi >= e.live ? 0.0 : e.init_std > 0 ? e.init_std * normal01(seed, stream, uint64_t(gi))
+                                                     : e.init_value;
       if (flat.dtype == DType::fp32)
         flat.as<float>()[e.offset + i] = float(v);
       else

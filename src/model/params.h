@@ -29,6 +29,7 @@ struct ParamEntry {
   Sharding shard = Sharding::replicated;
   int64_t groups = 1;  // column groups (Sharding::columns)
   int tp = 1, tp_rank = 0;
+  int64_t live = 0;    // elements of the unsharded tensor below this index are real (wte: V rows)
   Shape hf_shape;      // as Hugging Face stores it (differs only for the padded wte)
   int64_t offset = 0;  // in elements, into the flat buffer
   double init_std = 0; // normal(0, init_std); 0 means constant init_value

@@ -552,7 +552,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     if (skipped) line["skipped"] = true;
     if (prec.fp8) line["fp8_simulated"] = true;  // the speed figures are not fp8 hardware's
     line["rss_mib"] = current_rss_mib();  // this rank's resident memory now (rank 0's line)
-    if (tp > 1) {  // tensor-parallel all-reduce payload of this step (formula: 16 L N C bytes x accum)
+    if (tp > 1) {  // tensor-parallel all-reduce payload of this step (formula: ((16 L + 8) N C + 12 N) bytes x accum)
       line["tp_mib"] = double(model.tp_bytes()) / double(1 << 20);
       model.reset_tp_bytes();
     }

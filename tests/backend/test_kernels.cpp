@@ -461,6 +461,96 @@ TEST_P(Kernels, CrossEntropy) {
   }
 }
 
+// The vocabulary-parallel halves: the columns of each row split between two "ranks" (each with
+// its own padding), log-sum-exp per part, combined in double as the ranks' reduction would,
+// then each part's gradient given the whole row's lse: the whole-row cross-entropy, within the
+// CrossEntropy test's bounds (the combination adds one more rounding of lse, u |lse|).
+TEST_P(Kernels, CrossEntropySplitAcrossRanks) {
+  const auto& p = GetParam();
+  const int64_t N = this->N(), V = p.V, Vh = (V + 1) / 2, Vp = (Vh + 15) / 16 * 16;
+  auto logits = vals(N * 2 * Vp, 51, -8, 8);  // part r of row n: columns [n 2Vp + r Vp, ... + Vp)
+  std::vector<int32_t> tgt(N);
+  for (int64_t i = 0; i < N; i++) tgt[i] = int32_t((i * 13) % V);
+  const double dloss = 1.0 / double(N);
+  std::vector<double> whole(N * V);  // the unsplit rows, for the reference
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t v = 0; v < V; v++) whole[n * V + v] = logits[(n * 2 + v / Vh) * Vp + v % Vh];
+  std::vector<double> wloss(N);
+  auto wgrad = whole;
+  ref::crossentropy_forward_backward(wloss.data(), wgrad.data(), tgt.data(), dloss, N, V, V);
+  std::vector<double> lse(N, 0.0), part_lse[2];
+  std::vector<Buf> parts;
+  for (int r = 0; r < 2; r++) {
+    const int64_t Vr = r == 0 ? Vh : V - Vh;  // valid columns of this part
+    std::vector<double> mine(N * Vp);
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t v = 0; v < Vp; v++) mine[n * Vp + v] = logits[(n * 2 + r) * Vp + v];
+    parts.emplace_back(dt(), mine);
+    std::vector<float> l(N);
+    be->logsumexp_rows(dt(), l.data(), parts.back().data(), N, Vr, Vp);
+    part_lse[r] = to_double(l);
+  }
+  std::vector<float> lse32(N);
+  for (int64_t n = 0; n < N; n++) {
+    const double m = std::max(part_lse[0][n], part_lse[1][n]);
+    lse[n] = m + std::log(std::exp(part_lse[0][n] - m) + std::exp(part_lse[1][n] - m));
+    lse32[n] = float(lse[n]);
+    const double loss = lse[n] - whole[n * V + tgt[n]];
+    const double e_lse = gamma(V + 1) + 8 * u + 2 * u * std::fabs(lse[n]);
+    EXPECT_NEAR(loss, wloss[n], e_lse + u * std::fabs(wloss[n]) + 2 * u * std::fabs(whole[n * V + tgt[n]])) << n;
+  }
+  for (int r = 0; r < 2; r++) {
+    const int64_t Vr = r == 0 ? Vh : V - Vh, v0 = r == 0 ? 0 : Vh;
+    std::vector<int32_t> local(N);
+    for (int64_t n = 0; n < N; n++) local[n] = tgt[n] >= v0 && tgt[n] < v0 + Vr ? int32_t(tgt[n] - v0) : -1;
+    be->crossentropy_backward_given_lse(dt(), parts[size_t(r)].data(), lse32.data(), local.data(), float(dloss), N, Vr, Vp);
+    const auto got = parts[size_t(r)].get();
+    std::vector<double> g, want, bound;
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t v = 0; v < Vp; v++) {
+        if (v >= Vr) {
+          ASSERT_EQ(got[n * Vp + v], 0.0) << "padding column " << v;
+          continue;
+        }
+        const double x = whole[n * V + v0 + v], pv = std::exp(x - lse[n]);
+        const double e_lse = gamma(V + 1) + 8 * u + 2 * u * std::fabs(lse[n]);
+        g.push_back(got[n * Vp + v]);
+        want.push_back(wgrad[n * V + v0 + v]);
+        bound.push_back(dloss * (pv * (e_lse + u * (std::fabs(x) + std::fabs(lse[n])) + 6 * u) + 2 * u));
+      }
+    widen(bound, want);
+    EXPECT_TRUE(within(g, want, bound)) << "part " << r;
+  }
+}
+
+// A negative token id (not on this rank) contributes no row and takes no gradient; a null
+// wpe contributes nothing: the pieces a vocabulary-parallel embedding sums across ranks.
+TEST_P(Kernels, EmbeddingPartsOfTheVocabulary) {
+  const auto& p = GetParam();
+  const int64_t B = p.B, T = p.T, C = p.C, V = p.V;
+  std::vector<int32_t> tok(B * T);
+  for (int64_t i = 0; i < B * T; i++) tok[i] = i % 3 == 0 ? -1 : int32_t((i * 7) % V);
+  auto wte = vals(V * C, 45);
+  Buf out(dt(), B * T * C);
+  be->embedding_forward(dt(), out.data(), tok.data(), Buf(dt(), wte).data(), nullptr, B, T, C);
+  const auto got = out.get();
+  for (int64_t i = 0; i < B * T * C; i++) {
+    const int64_t bt = i / C, c = i % C;
+    ASSERT_EQ(got[i], tok[bt] < 0 ? 0.0 : wte[tok[bt] * C + c]) << i;  // exact: nothing is added
+  }
+  std::vector<float> dwte(V * C, 0.0f);
+  auto g = vals(B * T * C, 46);
+  be->embedding_backward(dt(), dwte.data(), nullptr, Buf(dt(), g).data(), tok.data(), B, T, C);
+  std::vector<double> want(V * C, 0.0);
+  for (int64_t i = 0; i < B * T * C; i++)
+    if (tok[i / C] >= 0) want[tok[i / C] * C + i % C] += g[i];
+  std::vector<double> bound(V * C), mag(V * C, 0.0);  // gamma of the sum of |terms| per element
+  for (int64_t i = 0; i < B * T * C; i++)
+    if (tok[i / C] >= 0) mag[tok[i / C] * C + i % C] += std::fabs(g[i]);
+  for (size_t i = 0; i < bound.size(); i++) bound[i] = gamma(B * T + 1) * mag[i];
+  EXPECT_TRUE(within(dwte, want, bound));
+}
+
 TEST_P(Kernels, AdamW) {
   if (is16()) GTEST_SKIP() << "the optimizer runs on the fp32 master weights";
   const int64_t n = 4099;  // not a multiple of any vector width

@@ -110,7 +110,9 @@ TEST(TensorParallel, PlanShapesAndErrors) {
   EXPECT_EQ(t.at("transformer.h.0.attn.c_proj.weight").shape, (Shape{16, 32}));
   EXPECT_EQ(t.at("transformer.h.0.mlp.c_fc.bias").shape, (Shape{64}));
   EXPECT_EQ(t.at("transformer.h.0.mlp.c_proj.bias").shape, (Shape{32}));  // replicated
-  EXPECT_EQ(t.at("transformer.wte.weight").shape, (Shape{128, 32}));      // replicated
+  EXPECT_EQ(t.at("transformer.wte.weight").shape, (Shape{64, 32}));       // vocabulary rows
+  EXPECT_EQ(t.at("transformer.wte.weight").global_index(0), 64 * 32);    // rank 1: rows 64..127
+  EXPECT_EQ(t.at("transformer.wpe.weight").shape, (Shape{16, 32}));       // replicated
   // c_attn columns by heads within each of q, k, v: rank 1's first k column is global 32 + 16.
   const ParamEntry& qkv = t.at("transformer.h.0.attn.c_attn.weight");
   EXPECT_EQ(qkv.global_index(0), 16);

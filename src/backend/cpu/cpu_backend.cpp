@@ -171,6 +171,22 @@ class CpuBackend final : public Backend {
                                                         N, V, Vp, scratch(Op::crossentropy, 0, 0, 0, 0, Vp));
     cpu::crossentropy_forward_backward(F_(losses), F_(logits), targets, dloss, N, V, Vp);
   }
+  void logsumexp_rows(DType dt, void* lse, const void* logits, int64_t N, int64_t V,
+                      int64_t Vp) override {
+    check(Op::crossentropy, dt);
+    if (is16(dt))
+      return cpu::lowp16::logsumexp_rows(dt, F_(lse), CH_(logits), N, V, Vp,
+                                         scratch(Op::crossentropy, 0, 0, 0, 0, Vp));
+    cpu::logsumexp_rows(F_(lse), CF_(logits), N, V, Vp);
+  }
+  void crossentropy_backward_given_lse(DType dt, void* logits, const void* lse, const int32_t* targets,
+                                       float dloss, int64_t N, int64_t V, int64_t Vp) override {
+    check(Op::crossentropy, dt);
+    if (is16(dt))
+      return cpu::lowp16::crossentropy_backward_given_lse(dt, H_(logits), CF_(lse), targets, dloss, N, V, Vp,
+                                                          scratch(Op::crossentropy, 0, 0, 0, 0, Vp));
+    cpu::crossentropy_backward_given_lse(F_(logits), CF_(lse), targets, dloss, N, V, Vp);
+  }
   void adamw_update(DType dt, void* p, const void* g, void* m, void* v, int64_t n,
                     const AdamWArgs& args) override {
     check(Op::adamw, dt);

@@ -32,4 +32,33 @@ void crossentropy_forward_backward(float* losses, float* logits, const int32_t* 
     losses[n] = crossentropy_row(logits + n * Vp, targets[n], dloss, V, Vp);  // row (Vp)
 }
 
+float logsumexp_row(const float* row, int64_t V) {
+  if (V == 0) return -INFINITY;
+  float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+  for (int64_t v = 0; v < V; v++) mx = std::max(mx, row[v]);
+  float sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t v = 0; v < V; v++) sum += std::exp(row[v] - mx);
+  return mx + std::log(sum);
+}
+
+void crossentropy_grad_row(float* row, float lse, int64_t target, float dloss, int64_t V, int64_t Vp) {
+#pragma omp simd
+  for (int64_t v = 0; v < V; v++) row[v] = dloss * std::exp(row[v] - lse);
+  if (target >= 0) row[target] -= dloss;
+  for (int64_t v = V; v < Vp; v++) row[v] = 0.0f;
+}
+
+void logsumexp_rows(float* lse, const float* logits, int64_t N, int64_t V, int64_t Vp) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; n++) lse[n] = logsumexp_row(logits + n * Vp, V);
+}
+
+void crossentropy_backward_given_lse(float* logits, const float* lse, const int32_t* targets,
+                                     float dloss, int64_t N, int64_t V, int64_t Vp) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; n++) crossentropy_grad_row(logits + n * Vp, lse[n], targets[n], dloss, V, Vp);
+}
+
 }  // namespace meshlm::cpu

@@ -10,11 +10,19 @@ void embedding_forward(float* out, const int32_t* tokens, const float* wte, cons
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < B; b++)
     for (int64_t t = 0; t < T; t++) {
-      const float* e = wte + int64_t(tokens[b * T + t]) * C;  // (C)
-      const float* p = wpe + t * C;                            // (C)
-      float* o = out + (b * T + t) * C;                        // (C)
+      const int32_t tok = tokens[b * T + t];  // < 0: not in this rank's vocabulary slice
+      float* o = out + (b * T + t) * C;        // (C)
+      for (int64_t c = 0; c < C; c++) o[c] = 0.0f;
+      if (tok >= 0) {
+        const float* e = wte + int64_t(tok) * C;  // (C)
 #pragma omp simd
-      for (int64_t c = 0; c < C; c++) o[c] = e[c] + p[c];
+        for (int64_t c = 0; c < C; c++) o[c] += e[c];
+      }
+      if (wpe) {
+        const float* p = wpe + t * C;  // (C)
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) o[c] += p[c];
+      }
     }
 }
 
@@ -28,12 +36,15 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
     for (int64_t b = 0; b < B; b++)
       for (int64_t t = 0; t < T; t++) {
         const float* d = dout + (b * T + t) * C;
-        float* e = dwte + int64_t(tokens[b * T + t]) * C;
-        float* p = dwpe + t * C;
+        if (tokens[b * T + t] >= 0) {
+          float* e = dwte + int64_t(tokens[b * T + t]) * C;
 #pragma omp simd
-        for (int64_t c = c0; c < c1; c++) {
-          e[c] += d[c];
-          p[c] += d[c];
+          for (int64_t c = c0; c < c1; c++) e[c] += d[c];
+        }
+        if (dwpe) {
+          float* p = dwpe + t * C;
+#pragma omp simd
+          for (int64_t c = c0; c < c1; c++) p[c] += d[c];
         }
       }
   }

@@ -56,6 +56,12 @@ void crossentropy_forward_backward(float* losses, float* logits, const int32_t* 
                                    float dloss, int64_t N, int64_t V, int64_t Vp);
 // One row (Vp) of logits: returns its loss, and (dloss != 0) overwrites it with its gradient.
 float crossentropy_row(float* row, int64_t target, float dloss, int64_t V, int64_t Vp);
+// The vocabulary-parallel halves (backend.h): per-row log-sum-exp; the gradient given it.
+float logsumexp_row(const float* row, int64_t V);
+void crossentropy_grad_row(float* row, float lse, int64_t target, float dloss, int64_t V, int64_t Vp);
+void logsumexp_rows(float* lse, const float* logits, int64_t N, int64_t V, int64_t Vp);
+void crossentropy_backward_given_lse(float* logits, const float* lse, const int32_t* targets,
+                                     float dloss, int64_t N, int64_t V, int64_t Vp);
 void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a);
 double sum_squares(const float* x, int64_t n);
 // dbias (OC) += column sums of dout (N, OC).
@@ -88,4 +94,7 @@ void residual_forward(DType dt, u16* out, const u16* a, const u16* b, int64_t n)
 void crossentropy_forward_backward(DType dt, float* losses, u16* logits, const int32_t* targets,
                                    float dloss, int64_t N, int64_t V, int64_t Vp, float* scratch);
 void bias_backward(DType dt, float* dbias, const u16* dout, int64_t N, int64_t OC);
+void logsumexp_rows(DType dt, float* lse, const u16* logits, int64_t N, int64_t V, int64_t Vp, float* scratch);
+void crossentropy_backward_given_lse(DType dt, u16* logits, const float* lse, const int32_t* targets,
+                                     float dloss, int64_t N, int64_t V, int64_t Vp, float* scratch);
 }  // namespace meshlm::cpu::lowp16

@@ -40,8 +40,11 @@ void embedding_forward(DType dt, u16* out, const int32_t* tokens, const u16* wte
     for (int64_t t = 0; t < T; t++) {
       float* e = thread_scratch(scratch, 2 * C);  // (C)
       float* p = e + C;                           // (C)
-      lowp::to_f32(dt, e, wte + int64_t(tokens[b * T + t]) * C, C);
-      lowp::to_f32(dt, p, wpe + t * C, C);
+      const int32_t tok = tokens[b * T + t];      // < 0: not in this rank's vocabulary slice
+      if (tok >= 0) lowp::to_f32(dt, e, wte + int64_t(tok) * C, C);
+      else std::fill(e, e + C, 0.0f);
+      if (wpe) lowp::to_f32(dt, p, wpe + t * C, C);
+      else std::fill(p, p + C, 0.0f);
       for (int64_t c = 0; c < C; c++) e[c] += p[c];
       lowp::from_f32(dt, out + (b * T + t) * C, e, C);
     }
@@ -57,11 +60,13 @@ void embedding_backward(DType dt, float* dwte, float* dwpe, const u16* dout, con
     for (int64_t b = 0; b < B; b++)
       for (int64_t t = 0; t < T; t++) {
         lowp::to_f32(dt, d, dout + (b * T + t) * C + c0, c1 - c0);
-        float* e = dwte + int64_t(tokens[b * T + t]) * C;
-        float* p = dwpe + t * C;
-        for (int64_t c = c0; c < c1; c++) {
-          e[c] += d[c - c0];
-          p[c] += d[c - c0];
+        if (tokens[b * T + t] >= 0) {
+          float* e = dwte + int64_t(tokens[b * T + t]) * C;
+          for (int64_t c = c0; c < c1; c++) e[c] += d[c - c0];
+        }
+        if (dwpe) {
+          float* p = dwpe + t * C;
+          for (int64_t c = c0; c < c1; c++) p[c] += d[c - c0];
         }
       }
   }
@@ -225,6 +230,26 @@ void crossentropy_forward_backward(DType dt, float* losses, u16* logits, const i
     lowp::to_f32(dt, row, logits + n * Vp, Vp);
     losses[n] = crossentropy_row(row, targets[n], dloss, V, Vp);
     if (dloss != 0.0f) lowp::from_f32(dt, logits + n * Vp, row, Vp);
+  }
+}
+
+void logsumexp_rows(DType dt, float* lse, const u16* logits, int64_t N, int64_t V, int64_t Vp, float* scratch) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; n++) {
+    float* row = thread_scratch(scratch, Vp);  // (Vp)
+    lowp::to_f32(dt, row, logits + n * Vp, V);
+    lse[n] = logsumexp_row(row, V);
+  }
+}
+
+void crossentropy_backward_given_lse(DType dt, u16* logits, const float* lse, const int32_t* targets,
+                                     float dloss, int64_t N, int64_t V, int64_t Vp, float* scratch) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; n++) {
+    float* row = thread_scratch(scratch, Vp);  // (Vp)
+    lowp::to_f32(dt, row, logits + n * Vp, Vp);
+    crossentropy_grad_row(row, lse[n], targets[n], dloss, V, Vp);
+    lowp::from_f32(dt, logits + n * Vp, row, Vp);
   }
 }
 

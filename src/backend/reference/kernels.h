@@ -205,8 +205,10 @@ void embedding_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe
                        int64_t T_, int64_t C) {
   for (int64_t b = 0; b < B; b++)
     for (int64_t t = 0; t < T_; t++)
-      for (int64_t c = 0; c < C; c++)
-        out[(b * T_ + t) * C + c] = wte[int64_t(tokens[b * T_ + t]) * C + c] + wpe[t * C + c];
+      for (int64_t c = 0; c < C; c++) {
+        const int32_t tok = tokens[b * T_ + t];  // < 0: not in this rank's vocabulary slice
+        out[(b * T_ + t) * C + c] = (tok >= 0 ? wte[int64_t(tok) * C + c] : T(0)) + (wpe ? wpe[t * C + c] : T(0));
+      }
 }
 
 template <class T>
@@ -216,9 +218,33 @@ void embedding_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, 
     for (int64_t t = 0; t < T_; t++)
       for (int64_t c = 0; c < C; c++) {
         T d = dout[(b * T_ + t) * C + c];
-        dwte[int64_t(tokens[b * T_ + t]) * C + c] += d;
-        dwpe[t * C + c] += d;
+        if (tokens[b * T_ + t] >= 0) dwte[int64_t(tokens[b * T_ + t]) * C + c] += d;
+        if (dwpe) dwpe[t * C + c] += d;
       }
+}
+
+// The two halves of the vocabulary-parallel cross-entropy (backend.h).
+template <class T>
+void logsumexp_rows(T* lse, const T* logits, int64_t N, int64_t V, int64_t Vp) {
+  for (int64_t n = 0; n < N; n++) {
+    const T* row = logits + n * Vp;
+    T mx = -INFINITY;
+    for (int64_t v = 0; v < V; v++) mx = std::max(mx, row[v]);
+    T sum = 0;
+    for (int64_t v = 0; v < V; v++) sum += std::exp(row[v] - mx);
+    lse[n] = V > 0 ? mx + std::log(sum) : T(-INFINITY);
+  }
+}
+
+template <class T>
+void crossentropy_backward_given_lse(T* logits, const T* lse, const int32_t* targets, T dloss,
+                                     int64_t N, int64_t V, int64_t Vp) {
+  for (int64_t n = 0; n < N; n++) {
+    T* row = logits + n * Vp;
+    for (int64_t v = 0; v < V; v++)
+      row[v] = dloss * (std::exp(row[v] - lse[n]) - (v == targets[n] ? T(1) : T(0)));
+    for (int64_t v = V; v < Vp; v++) row[v] = 0;
+  }
 }
 
 template <class T>

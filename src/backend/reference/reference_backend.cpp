@@ -119,6 +119,20 @@ class ReferenceBackend final : public Backend {
                                                   N, V, Vp);
     });
   }
+  void logsumexp_rows(DType dt, void* lse, const void* logits, int64_t N, int64_t V,
+                      int64_t Vp) override {
+    dispatch(dt, "crossentropy", [&](auto t) {
+      using T = decltype(t);
+      reference::logsumexp_rows<T>(M_(T, lse), C_(T, logits), N, V, Vp);
+    });
+  }
+  void crossentropy_backward_given_lse(DType dt, void* logits, const void* lse, const int32_t* targets,
+                                       float dloss, int64_t N, int64_t V, int64_t Vp) override {
+    dispatch(dt, "crossentropy", [&](auto t) {
+      using T = decltype(t);
+      reference::crossentropy_backward_given_lse<T>(M_(T, logits), C_(T, lse), targets, T(dloss), N, V, Vp);
+    });
+  }
   void adamw_update(DType dt, void* p, const void* g, void* m, void* v, int64_t n,
                     const AdamWArgs& args) override {
     dispatch(dt, "adamw", [&](auto t) {
