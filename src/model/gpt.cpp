@@ -151,6 +151,36 @@ void Gpt::tp_all_reduce(void* buf, int64_t n) {
   convert_from_f32(dtype_, buf, tp_scratch_.data(), size_t(n));
 }
 
+void Gpt::enable_sequence_parallel() {
+  MESHLM_CHECK(tp_ != nullptr, "sequence parallelism needs tensor parallelism (tp > 1)");
+  sp_ = true;
+  B_cap_ = T_cap_ = 0;  // the next forward lays the activations out for Ns rows
+}
+
+void Gpt::seq_gather(void* full, const void* part, int64_t n) {
+  tp_bytes_ += n * tp_size() * int64_t(esz_);
+  tp_->all_gather(part, full, std::vector<int64_t>(size_t(tp_size()), n), dtype_);
+}
+
+void Gpt::seq_reduce_scatter(void* part, const void* full, int64_t n) {
+  tp_bytes_ += n * 4;
+  const int64_t each = n / tp_size();
+  const std::vector<int64_t> counts(size_t(tp_size()), each);
+  if (dtype_ == DType::fp32) return tp_->reduce_scatter(full, part, counts, DType::fp32);
+  tp_scratch_.resize(size_t(n + each));  // 16-bit: summed in fp32, rounded once
+  convert_to_f32(dtype_, tp_scratch_.data(), full, size_t(n));
+  tp_->reduce_scatter(tp_scratch_.data(), tp_scratch_.data() + n, counts, DType::fp32);
+  convert_from_f32(dtype_, part, tp_scratch_.data() + n, size_t(each));
+}
+
+void Gpt::sp_reduce_layernorm_grads(const std::string& prefix) {
+  if (!sp_) return;  // each rank saw only its rows: the layernorm's gradients are partial sums
+  for (const char* which : {"weight", "bias"}) {
+    const ParamEntry& e = table_.at(prefix + which);
+    tp_->all_reduce(grad(prefix + which), e.numel(), DType::fp32);
+  }
+}
+
 void Gpt::block_matmul_forward(int64_t l, int k, void* out, const void* inp, const std::string& w,
                                int64_t N, int64_t C, int64_t OC) {
   // Tensor parallel: sites 0 and 2 (c_attn, c_fc) are column-parallel: a replicated input, this
@@ -159,6 +189,11 @@ void Gpt::block_matmul_forward(int64_t l, int k, void* out, const void* inp, con
   // their (replicated) bias is added by rank 0 alone so the sum holds it once.
   const bool row_parallel = tp_ && (k == 1 || k == 3);
   const void* bias = row_parallel && tp_->rank() != 0 ? nullptr : weight(w + ".bias");
+  if (row_parallel && sp_) {  // sequence parallel: the sum reduce-scattered to this rank's rows
+    block_matmul_forward_local(l, k, act(off_.full), inp, w, bias, N, C, OC);
+    seq_reduce_scatter(out, act(off_.full), N * OC);
+    return;
+  }
   block_matmul_forward_local(l, k, out, inp, w, bias, N, C, OC);
   if (row_parallel) tp_all_reduce(out, N * OC);
 }
@@ -184,11 +219,23 @@ void Gpt::block_matmul_forward_local(int64_t l, int k, void* out, const void* in
 void Gpt::block_matmul_backward(int64_t l, int k, void* dinp, const std::string& w,
                                 const void* dout, const void* inp, int64_t N, int64_t C,
                                 int64_t OC) {
-  block_matmul_backward_local(l, k, dinp, w, dout, inp, N, C, OC);
   // Column-parallel: each rank's columns contribute a part of the input gradient (dinp was
-  // zeroed for this call): the sum over the tp ranks is the whole. Row-parallel: the output
-  // gradient is replicated and this rank's input columns are its own; nothing to do.
-  if (tp_ && (k == 0 || k == 2)) tp_all_reduce(dinp, N * C);
+  // zeroed for this call): the sum over the tp ranks is the whole (reduce-scattered to this
+  // rank's rows under sequence parallelism). Row-parallel: the output gradient is replicated
+  // (gathered from the ranks' rows under sequence parallelism); nothing else to do.
+  const bool column_parallel = tp_ && (k == 0 || k == 2);
+  if (tp_ && sp_ && !column_parallel) {
+    seq_gather(act(off_.full), dout, N * OC / tp_size());
+    dout = act(off_.full);
+  }
+  if (column_parallel && sp_) {
+    std::memset(act(off_.full2), 0, size_t(N * C) * esz_);
+    block_matmul_backward_local(l, k, act(off_.full2), w, dout, inp, N, C, OC);
+    seq_reduce_scatter(dinp, act(off_.full2), N * C);
+    return;
+  }
+  block_matmul_backward_local(l, k, dinp, w, dout, inp, N, C, OC);
+  if (column_parallel) tp_all_reduce(dinp, N * C);
 }
 
 void Gpt::block_matmul_backward_local(int64_t l, int k, void* dinp, const std::string& w,
@@ -228,6 +275,10 @@ void Gpt::ensure_activations(int64_t B, int64_t T) {
   const size_t N = size_t(B * T), C = size_t(cfg_.n_embd), Vp = size_t(cfg_.padded_vocab_size());
   // Per tensor-parallel rank: Cl = C / tp channels of attention (NHl heads) and 4 Cl of the MLP.
   const size_t Cl = C / size_t(tp_size()), NHl = size_t(cfg_.n_head / tp_size());
+  // Sequence parallel: the layernorm/residual regions hold Ns = N / tp rows of this rank.
+  MESHLM_CHECK(!sp_ || N % size_t(tp_size()) == 0,
+               "sequence parallelism: batch x seq_len (" + std::to_string(N) + ") must be a multiple of tp");
+  const size_t Ns = sp_ ? N / size_t(tp_size()) : N;
   size_t total = 0, stats_total = 0;
   auto take_in = [](size_t& end, size_t n) {
     size_t o = end;
@@ -237,33 +288,41 @@ void Gpt::ensure_activations(int64_t B, int64_t T) {
   auto take = [&](size_t n) { return take_in(total, n); };              // compute dtype
   auto take_stat = [&](size_t n) { return take_in(stats_total, n); };  // master dtype
   Offsets o;
-  o.encoded = take(N * C);
+  o.encoded = take(Ns * C);  // (Ns, C): sequence regions have Ns rows (N without sp)
+  // Sequence parallel: the gathered (N, C) input of a column-parallel product is transient,
+  // gathered again in backward (not saved per layer: that would undo the memory saving).
+  const size_t gathered = sp_ ? take(N * C) : 0;
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
-    o.ln1.push_back(take(N * C));  // (B, T, C)
-    o.ln1_mean.push_back(take_stat(N));  // (B, T)
-    o.ln1_rstd.push_back(take_stat(N));  // (B, T)
+    o.ln1.push_back(take(Ns * C));  // (Ns, C)
+    o.ln1_full.push_back(sp_ ? gathered : o.ln1.back());  // (B, T, C) gathered
+    o.ln1_mean.push_back(take_stat(Ns));  // (Ns)
+    o.ln1_rstd.push_back(take_stat(Ns));  // (Ns)
     o.qkv.push_back(take(N * 3 * Cl));  // (B, T, 3C/tp)
     o.atty.push_back(take(N * Cl));  // (B, T, C/tp)
     o.lse.push_back(take_stat(N * NHl));  // (B, NH/tp, T)
-    o.attproj.push_back(take(N * C));  // (B, T, C)
-    o.res2.push_back(take(N * C));  // (B, T, C)
-    o.ln2.push_back(take(N * C));  // (B, T, C)
-    o.ln2_mean.push_back(take_stat(N));  // (B, T)
-    o.ln2_rstd.push_back(take_stat(N));  // (B, T)
+    o.attproj.push_back(take(Ns * C));  // (Ns, C)
+    o.res2.push_back(take(Ns * C));  // (Ns, C)
+    o.ln2.push_back(take(Ns * C));  // (Ns, C)
+    o.ln2_full.push_back(sp_ ? gathered : o.ln2.back());  // (B, T, C) gathered
+    o.ln2_mean.push_back(take_stat(Ns));  // (Ns)
+    o.ln2_rstd.push_back(take_stat(Ns));  // (Ns)
     o.fch.push_back(take(N * 4 * Cl));  // (B, T, 4C/tp)
     o.fch_gelu.push_back(take(N * 4 * Cl));  // (B, T, 4C/tp)
-    o.fcproj.push_back(take(N * C));  // (B, T, C)
-    o.res3.push_back(take(N * C));  // (B, T, C)
+    o.fcproj.push_back(take(Ns * C));  // (Ns, C)
+    o.res3.push_back(take(Ns * C));  // (Ns, C)
   }
-  o.lnf = take(N * C);        // (B, T, C)
-  o.lnf_mean = take_stat(N);       // (B, T)
-  o.lnf_rstd = take_stat(N);       // (B, T)
+  o.lnf = take(Ns * C);        // (Ns, C)
+  o.lnf_full = sp_ ? gathered : o.lnf;  // (B, T, C) gathered
+  o.lnf_mean = take_stat(Ns);       // (Ns)
+  o.lnf_rstd = take_stat(Ns);       // (Ns)
   o.logits = take(N * Vp / size_t(tp_size()));  // (B, T, Vp/tp), replaced by dlogits when training
   o.losses = take_stat(N);         // (B, T)
   o.row_lse = take_stat(N);        // (B, T) vocabulary-parallel log-sum-exp
   // backward scratch
-  o.dres = take(N * C);       // (B, T, C) gradient of the residual stream
-  o.dln = take(N * C);        // (B, T, C)
+  o.dres = take(Ns * C);      // (Ns, C) gradient of the residual stream
+  o.dln = take(Ns * C);       // (Ns, C)
+  o.full = sp_ ? take(N * C) : 0;   // (B, T, C) sequence parallel: partial sums, gathered grads
+  o.full2 = sp_ ? take(N * C) : 0;  // (B, T, C)
   o.dbig = take(N * 4 * Cl);   // (B, T, 4C/tp)
   o.dbig2 = take(N * 4 * Cl);  // (B, T, 4C/tp)
   o.dqkv = take(N * 3 * Cl);   // (B, T, 3C/tp)
@@ -297,30 +356,36 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
 
   // Vocabulary-parallel embedding: each rank adds the rows it holds (and rank 0 the positions);
   // the sum over the tp group is the embedding.
-  be_.embedding_forward(dt, act(off_.encoded), tokens_.data(), P("transformer.wte.weight"),
+  // Sequence parallel: the sum is reduce-scattered, each rank keeping its Ns rows.
+  const int64_t Ns = sp_ ? N / tp_size() : N;
+  be_.embedding_forward(dt, act(sp_ ? off_.full : off_.encoded), tokens_.data(), P("transformer.wte.weight"),
                         !tp_ || tp_->rank() == 0 ? P("transformer.wpe.weight") : nullptr, B, T, C);
-  if (tp_) tp_all_reduce(act(off_.encoded), N * C);
+  if (sp_) seq_reduce_scatter(act(off_.encoded), act(off_.full), N * C);
+  else if (tp_) tp_all_reduce(act(off_.encoded), N * C);
   const void* residual = act(off_.encoded);  // (B, T, C)
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     be_.layernorm_forward(dt, act(off_.ln1[l]), stat(off_.ln1_mean[l]), stat(off_.ln1_rstd[l]),
-                          residual, P(p + "ln_1.weight"), P(p + "ln_1.bias"), N, C);
-    block_matmul_forward(l, 0, act(off_.qkv[l]), act(off_.ln1[l]), p + "attn.c_attn", N, C, 3 * Cl);
+                          residual, P(p + "ln_1.weight"), P(p + "ln_1.bias"), Ns, C);
+    if (sp_) seq_gather(act(off_.ln1_full[l]), act(off_.ln1[l]), Ns * C);  // all N rows
+    block_matmul_forward(l, 0, act(off_.qkv[l]), act(off_.ln1_full[l]), p + "attn.c_attn", N, C, 3 * Cl);
     be_.attention_forward(dt, act(off_.atty[l]), stat(off_.lse[l]), act(off_.qkv[l]), B, T, Cl, NHl);
     block_matmul_forward(l, 1, act(off_.attproj[l]), act(off_.atty[l]), p + "attn.c_proj", N, Cl, C);
-    be_.residual_forward(dt, act(off_.res2[l]), residual, act(off_.attproj[l]), N * C);
+    be_.residual_forward(dt, act(off_.res2[l]), residual, act(off_.attproj[l]), Ns * C);
     be_.layernorm_forward(dt, act(off_.ln2[l]), stat(off_.ln2_mean[l]), stat(off_.ln2_rstd[l]),
-                          act(off_.res2[l]), P(p + "ln_2.weight"), P(p + "ln_2.bias"), N, C);
-    block_matmul_forward(l, 2, act(off_.fch[l]), act(off_.ln2[l]), p + "mlp.c_fc", N, C, 4 * Cl);
+                          act(off_.res2[l]), P(p + "ln_2.weight"), P(p + "ln_2.bias"), Ns, C);
+    if (sp_) seq_gather(act(off_.ln2_full[l]), act(off_.ln2[l]), Ns * C);
+    block_matmul_forward(l, 2, act(off_.fch[l]), act(off_.ln2_full[l]), p + "mlp.c_fc", N, C, 4 * Cl);
     be_.gelu_forward(dt, act(off_.fch_gelu[l]), act(off_.fch[l]), N * 4 * Cl);
     block_matmul_forward(l, 3, act(off_.fcproj[l]), act(off_.fch_gelu[l]), p + "mlp.c_proj", N, 4 * Cl, C);
-    be_.residual_forward(dt, act(off_.res3[l]), act(off_.res2[l]), act(off_.fcproj[l]), N * C);
+    be_.residual_forward(dt, act(off_.res3[l]), act(off_.res2[l]), act(off_.fcproj[l]), Ns * C);
     residual = act(off_.res3[l]);
   }
   be_.layernorm_forward(dt, act(off_.lnf), stat(off_.lnf_mean), stat(off_.lnf_rstd), residual,
-                        P("transformer.ln_f.weight"), P("transformer.ln_f.bias"), N, C);
+                        P("transformer.ln_f.weight"), P("transformer.ln_f.bias"), Ns, C);
+  if (sp_) seq_gather(act(off_.lnf_full), act(off_.lnf), Ns * C);
   // LM head tied to wte: logits (B, T, Vl) = lnf (B, T, C) @ wte (Vl, C)^T, this rank's columns
-  be_.matmul_forward(dt, act(off_.logits), act(off_.lnf), P("transformer.wte.weight"), nullptr, N,
+  be_.matmul_forward(dt, act(off_.logits), act(off_.lnf_full), P("transformer.wte.weight"), nullptr, N,
                      C, Vl, WeightLayout::out_in);
   if (!targets) {
     targets_.clear();
@@ -385,16 +450,26 @@ void Gpt::backward(const std::function<void(int64_t offset)>& on_ready) {
 
   // LM head: logits now hold dlogits (B, T, Vl), this rank's columns; each rank's part of the
   // input gradient is summed over the tp group (the head is column-parallel over the vocabulary).
-  zero(off_.dln, N * C);
-  be_.matmul_backward(dt, act(off_.dln), G("transformer.wte.weight"), nullptr, act(off_.logits),
-                      act(off_.lnf), P("transformer.wte.weight"), N, C, Vl, WeightLayout::out_in);
-  if (tp_) tp_all_reduce(act(off_.dln), N * C);
+  const int64_t Ns = sp_ ? N / tp_size() : N;  // rows of the sequence regions
+  zero(off_.dln, Ns * C);
+  if (sp_) {  // the partial input gradient, reduce-scattered to this rank's rows
+    seq_gather(act(off_.lnf_full), act(off_.lnf), Ns * C);  // the head's input, again
+    zero(off_.full2, N * C);
+    be_.matmul_backward(dt, act(off_.full2), G("transformer.wte.weight"), nullptr, act(off_.logits),
+                        act(off_.lnf_full), P("transformer.wte.weight"), N, C, Vl, WeightLayout::out_in);
+    seq_reduce_scatter(act(off_.dln), act(off_.full2), N * C);
+  } else {
+    be_.matmul_backward(dt, act(off_.dln), G("transformer.wte.weight"), nullptr, act(off_.logits),
+                        act(off_.lnf), P("transformer.wte.weight"), N, C, Vl, WeightLayout::out_in);
+    if (tp_) tp_all_reduce(act(off_.dln), N * C);
+  }
   const int64_t L = cfg_.n_layer;
   const void* last_residual = L > 0 ? act(off_.res3[L - 1]) : act(off_.encoded);
-  zero(off_.dres, N * C);
+  zero(off_.dres, Ns * C);
   be_.layernorm_backward(dt, act(off_.dres), G("transformer.ln_f.weight"),
                          G("transformer.ln_f.bias"), act(off_.dln), last_residual,
-                         P("transformer.ln_f.weight"), stat(off_.lnf_mean), stat(off_.lnf_rstd), N, C);
+                         P("transformer.ln_f.weight"), stat(off_.lnf_mean), stat(off_.lnf_rstd), Ns, C);
+  sp_reduce_layernorm_grads("transformer.ln_f.");
   ready(table_.at("transformer.ln_f.weight").offset);
   for (int64_t l = L - 1; l >= 0; l--) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
@@ -405,12 +480,14 @@ void Gpt::backward(const std::function<void(int64_t offset)>& on_ready) {
                           N, 4 * Cl, C);
     zero(off_.dbig2, N * 4 * Cl);
     be_.gelu_backward(dt, act(off_.dbig2), act(off_.fch[l]), act(off_.dbig), N * 4 * Cl);
-    zero(off_.dln, N * C);
-    block_matmul_backward(l, 2, act(off_.dln), p + "mlp.c_fc", act(off_.dbig2), act(off_.ln2[l]), N, C,
+    zero(off_.dln, Ns * C);
+    if (sp_) seq_gather(act(off_.ln2_full[l]), act(off_.ln2[l]), Ns * C);  // c_fc's input, again
+    block_matmul_backward(l, 2, act(off_.dln), p + "mlp.c_fc", act(off_.dbig2), act(off_.ln2_full[l]), N, C,
                           4 * Cl);
     be_.layernorm_backward(dt, act(off_.dres), G(p + "ln_2.weight"), G(p + "ln_2.bias"),
                            act(off_.dln), act(off_.res2[l]), P(p + "ln_2.weight"),
-                           stat(off_.ln2_mean[l]), stat(off_.ln2_rstd[l]), N, C);
+                           stat(off_.ln2_mean[l]), stat(off_.ln2_rstd[l]), Ns, C);
+    sp_reduce_layernorm_grads(p + "ln_2.");
     // dres is now d(res2[l]); attention branch
     zero(off_.datty, N * Cl);
     block_matmul_backward(l, 1, act(off_.datty), p + "attn.c_proj", act(off_.dres), act(off_.atty[l]), N,
@@ -418,18 +495,22 @@ void Gpt::backward(const std::function<void(int64_t offset)>& on_ready) {
     zero(off_.dqkv, N * 3 * Cl);
     be_.attention_backward(dt, act(off_.dqkv), act(off_.datty), act(off_.qkv[l]), act(off_.atty[l]),
                            stat(off_.lse[l]), B, T, Cl, NHl);
-    zero(off_.dln, N * C);
-    block_matmul_backward(l, 0, act(off_.dln), p + "attn.c_attn", act(off_.dqkv), act(off_.ln1[l]), N, C,
+    zero(off_.dln, Ns * C);
+    if (sp_) seq_gather(act(off_.ln1_full[l]), act(off_.ln1[l]), Ns * C);  // c_attn's input, again
+    block_matmul_backward(l, 0, act(off_.dln), p + "attn.c_attn", act(off_.dqkv), act(off_.ln1_full[l]), N, C,
                           3 * Cl);
     be_.layernorm_backward(dt, act(off_.dres), G(p + "ln_1.weight"), G(p + "ln_1.bias"),
                            act(off_.dln), residual, P(p + "ln_1.weight"), stat(off_.ln1_mean[l]),
-                           stat(off_.ln1_rstd[l]), N, C);
+                           stat(off_.ln1_rstd[l]), Ns, C);
+    sp_reduce_layernorm_grads(p + "ln_1.");
     // dres is now d(residual input of layer l); layer l's parameters are final
     ready(table_.at(p + "ln_1.weight").offset);
   }
-  // Each rank's rows take their tokens' gradients; the positions' (replicated) on every rank.
+  // Each rank's rows take their tokens' gradients; the positions' (replicated) on every rank,
+  // from all N rows (gathered under sequence parallelism).
+  if (sp_) seq_gather(act(off_.full), act(off_.dres), Ns * C);
   be_.embedding_backward(dt, G("transformer.wte.weight"), G("transformer.wpe.weight"),
-                         act(off_.dres), tokens_.data(), B, T, C);
+                         act(sp_ ? off_.full : off_.dres), tokens_.data(), B, T, C);
   ready(0);
 }
 
@@ -451,20 +532,21 @@ std::vector<Gpt::TensorSpan> Gpt::tensor_spans() const {
   }
   if (B_ == 0) return spans;  // no forward yet
   const int64_t N = B_ * T_, C = cfg_.n_embd, Cl = C / tp_size();
+  const int64_t Ns = sp_ ? N / tp_size() : N;  // rows of the sequence regions
   auto act_span = [&](const std::string& layer, size_t off, int64_t n) {
     spans.push_back({layer, "activations", dtype_, act(off), n});
   };
-  act_span("embedding", off_.encoded, N * C);
+  act_span("embedding", off_.encoded, Ns * C);
   for (int64_t l = 0; l < cfg_.n_layer; l++) {
     const std::string layer = "h." + std::to_string(l);
     for (size_t off : {off_.ln1[l], off_.attproj[l], off_.res2[l], off_.ln2[l], off_.fcproj[l], off_.res3[l]})
-      act_span(layer, off, N * C);
+      act_span(layer, off, Ns * C);
     act_span(layer, off_.atty[l], N * Cl);
     act_span(layer, off_.qkv[l], N * 3 * Cl);
     act_span(layer, off_.fch[l], N * 4 * Cl);
     act_span(layer, off_.fch_gelu[l], N * 4 * Cl);
   }
-  act_span("final", off_.lnf, N * C);
+  act_span("final", off_.lnf, Ns * C);
   return spans;
 }
 

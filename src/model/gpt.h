@@ -94,6 +94,15 @@ class Gpt {
   // reducing a gradient bucket as soon as it is final.
   void backward(const std::function<void(int64_t offset)>& on_ready = {});
 
+  // Sequence parallelism (Megatron's): the layernorm/residual regions keep only this tp rank's
+  // Ns = N / tp rows (activation memory / tp there); the input of each column-parallel region
+  // is all-gathered over the group, the output of each row-parallel region reduce-scattered,
+  // and the layernorms' gradients, partial over rows, summed. Needs tp > 1 and N % tp == 0.
+  void enable_sequence_parallel();
+  bool sequence_parallel() const { return sp_; }
+  // Bytes of the activations this rank holds (compute dtype) and of its statistics.
+  int64_t activation_bytes() const { return int64_t(acts_.nbytes() + stats_.nbytes()); }
+
   // Bytes of activations and activation gradients this rank has all-reduced over the tp group
   // (fp32 payload) since the last reset: per forward + backward, 4 per layer and 2 more
   // (embedding, LM head) of N x C, and 3 N-vectors of the vocabulary-parallel cross-entropy.
@@ -138,6 +147,9 @@ class Gpt {
   void block_matmul_backward_local(int64_t l, int k, void* dinp, const std::string& w, const void* dout,
                                    const void* inp, int64_t N, int64_t C, int64_t OC);
   void tp_all_reduce(void* buf, int64_t n);  // sum over the tp group, in fp32
+  void seq_gather(void* full, const void* part, int64_t n);            // n: elements per rank
+  void seq_reduce_scatter(void* part, const void* full, int64_t n);    // n: elements in full
+  void sp_reduce_layernorm_grads(const std::string& prefix);
   int tp_size() const { return tp_ ? tp_->size() : 1; }
   void block_matmul_backward(int64_t l, int k, void* dinp, const std::string& w, const void* dout,
                              const void* inp, int64_t N, int64_t C, int64_t OC);
@@ -150,6 +162,7 @@ class Gpt {
   Communicator* tp_ = nullptr;  // null: no tensor parallelism
   std::vector<float> tp_scratch_;
   int64_t tp_bytes_ = 0;
+  bool sp_ = false;
   Tensor params_, grads_;
   Tensor compute_;  // (P,) the 16-bit copy of params_ (unused when dtype_ is the master dtype)
 
@@ -168,8 +181,9 @@ class Gpt {
   Tensor stats_;  // master dtype: layernorm mean/rstd, attention lse, losses
   std::vector<int32_t> tokens_, targets_;  // (B, T) of the last forward
   struct Offsets {
-    size_t encoded, lnf, lnf_mean, lnf_rstd, logits, losses, row_lse;
-    size_t dres, dln, dbig, dbig2, dqkv, datty;
+    size_t encoded, lnf, lnf_full, lnf_mean, lnf_rstd, logits, losses, row_lse;
+    size_t dres, dln, dbig, dbig2, dqkv, datty, full, full2;
+    std::vector<size_t> ln1_full, ln2_full;
     std::vector<size_t> ln1, ln1_mean, ln1_rstd, qkv, atty, lse, attproj, res2, ln2, ln2_mean,
         ln2_rstd, fch, fch_gelu, fcproj, res3;
   } off_{};

@@ -48,6 +48,11 @@ void TrainConfig::validate() const {
                "batch_size (" + std::to_string(batch_size) + ") is not dp (" + std::to_string(dp) +
                    ") x micro_batch_size (" + std::to_string(micro_batch()) + ") x an accumulation count");
   MESHLM_CHECK(zero == 0 || zero == 1, "zero must be 0 or 1");
+  MESHLM_CHECK(sequence_parallel == 0 || sequence_parallel == 1, "sequence_parallel must be 0 or 1");
+  MESHLM_CHECK(sequence_parallel == 0 || tp > 1, "sequence_parallel needs tensor parallelism (tp > 1)");
+  MESHLM_CHECK(sequence_parallel == 0 || (micro_batch() * seq_len) % tp == 0,
+               "sequence_parallel: micro_batch x seq_len (" + std::to_string(micro_batch() * seq_len) +
+                   ") must be a multiple of tp (" + std::to_string(tp) + ")");
   MESHLM_CHECK(overlap == 0 || overlap == 1, "overlap must be 0 or 1");
   MESHLM_CHECK(bucket_mb > 0, "bucket_mb must be positive");
   MESHLM_CHECK(grad_reduce == "fp32" || grad_reduce == "bf16", "grad_reduce must be fp32 or bf16");
@@ -181,6 +186,7 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(dp, "data-parallel ranks (launch with mpirun -np dp*tp*pp); batch_size is the global batch"),
       INT_KEY(tp, "tensor-parallel ranks: each holds n_head/tp heads and 1/tp of the MLP (Megatron-style)"),
       INT_KEY(pp, "pipeline stages (not built yet: 1)"),
+      INT_KEY(sequence_parallel, "1 (tp > 1): split the layernorm/residual activations along the sequence across the tp ranks"),
       INT_KEY(zero, "1: ZeRO-1, Adam moments sharded over the dp ranks (reduce-scatter, step a shard, all-gather)"),
       REAL_KEY(bucket_mb, "gradient bucket size in MB (fp32); buckets are reduced as backward finishes them"),
       INT_KEY(overlap, "1: reduce each bucket during backward; 0: one reduction after backward (for comparison)"),

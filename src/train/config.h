@@ -52,6 +52,7 @@ struct TrainConfig {
   int64_t checkpoints = 1;         // 0: write none (benchmarks)
   // parallel layout (docs/parallel.md)
   int64_t dp = 1, tp = 1, pp = 1;
+  int64_t sequence_parallel = 0;  // 1: layernorm/residual regions split along the sequence (tp > 1)
   int64_t zero = 0;         // 1: ZeRO-1 (optimizer state sharded over dp)
   double bucket_mb = 25;    // gradient bucket size, MB of fp32
   int64_t overlap = 1;      // 1: reduce buckets during backward; 0: one reduction after it

@@ -245,6 +245,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
                        cfg.loss_scale, uint64_t(cfg.seed));
   Gpt model(mcfg, *backend, prec.compute, &mesh.tp());
   const int tp = mesh.shape().tp;
+  if (cfg.sequence_parallel) model.enable_sequence_parallel();
   if (prec.fp8) model.enable_fp8(cfg.fp8_scaling());
   const int64_t P = model.table().total();
   // ZeRO-1: this rank's AdamW owns a slice of the moments; otherwise all of them.
@@ -336,7 +337,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       reduce = std::to_string(buckets->count()) + " gradient buckets of " + fmt("%g", cfg.bucket_mb) + " MB, " +
                cfg.grad_reduce + (cfg.overlap ? ", overlapped with backward" : ", after backward");
     out << "layout  " << mesh.shape().describe() << " (" << mesh.world().kind() << "), " << reduce;
-    if (tp > 1) out << "; tensor parallel: " << fmt("%.1f", 100.0 * p / total) << "% of the parameters per rank";
+    if (tp > 1)
+      out << "; tensor parallel" << (cfg.sequence_parallel ? " + sequence parallel" : "") << ": "
+          << fmt("%.1f", 100.0 * p / total) << "% of the parameters per rank";
     out << "\n"
         << "memory  per rank: weights " << fmt("%.1f", weights * mib) << " MiB (fp32 master"
         << (prec.compute != DType::fp32 ? " + 16-bit copy" : "") << "), grads " << fmt("%.1f", grads * mib)
@@ -532,6 +535,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     const double mfu = flops_per_step / secs / (peak_all * 1e9);
     tok_sum += double(cfg.batch_size * T);
     time_sum += secs;
+    if (st.step == first_step + 1 && mesh.world().size() > 1)  // allocated by the first forward
+      out << "memory  activations per rank: " << fmt("%.1f", double(model.activation_bytes()) / double(1 << 20))
+          << " MiB\n";
     if (profiler && st.step == first_step + 1) {
       profiler->reset();  // the first step JIT-compiles GEMMs and touches fresh memory
     } else if (profiler) {

@@ -1,7 +1,8 @@
 // Tensor parallelism on the in-process communicator (threads as ranks): the sharding plan's
 // init equals the slice of the unsharded init bit for bit, and the tp = 2 and tp = 4 models'
-// loss and gradients equal the unsharded model's (mapped back through the plan) within the
-// fp32 bound of test_gpt: the only difference is where the row-parallel sums are split.
+// loss and gradients, with and without sequence parallelism, equal the unsharded model's
+// (mapped back through the plan) within the fp32 bound of test_gpt: the only difference is
+// where the row-parallel sums are split.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -70,10 +71,12 @@ TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
   // sides are fp32 computations of the same function).
   const int64_t K = std::max<int64_t>({4 * c.n_embd, c.padded_vocab_size(), T});
   const double tol = 2 * 10 * (6 * c.n_layer + 4) * std::sqrt(double(K)) * test::kF32Eps;
-  for (int tp : {2, 4}) {
+  for (int tp_sp : {2, 4, -2, -4}) {  // negative: with sequence parallelism
+    const int tp = std::abs(tp_sp);
     on_group(tp, [&](Communicator& comm) {
       auto rbe = make_cpu_backend();
       Gpt m(c, *rbe, DType::fp32, &comm);
+      if (tp_sp < 0) m.enable_sequence_parallel();
       m.init(11);
       const float* g_whole = whole.grads().as<float>();
       const float* p_whole = whole.params().as<float>();

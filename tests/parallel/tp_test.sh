@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tensor parallelism end to end under mpirun (oversubscribed, tiny model with 4 heads):
-#   - tp = 2, tp = 4 and dp = 2 x tp = 2 (also with ZeRO-1): the fp32 loss curve equals the 1-rank curve to
-#     <= 1e-5 relative over 50 steps; bf16 at tp = 2 within 2e-3;
+#   - tp = 2, tp = 4 and dp = 2 x tp = 2, with and without sequence parallelism (and with
+#     ZeRO-1): the fp32 loss curve equals the 1-rank curve to <= 1e-5 relative over 50 steps;
+#     bf16 at tp = 2 within 2e-3; sequence parallelism reports less activation memory;
 #   - a checkpoint saved at dp = 2 x tp = 2 (whole tensors) resumes at tp = 4, at dp = 4 and on
 #     1 rank, continuing the same curve (<= 1e-6);
 #   - a head count that does not split is a one-line error.
@@ -43,6 +44,19 @@ if mpi 4 train --resume "$WORK/dp2tp2z/step_000010" --out "$WORK/z_dp2tp2" --dp 
 else
   fail "resume the ZeRO-1 x tp checkpoint: $(tail -1 "$WORK/z_dp2tp2.log")"
 fi
+# sequence parallelism
+run 2 tp2sp --dp 1 --tp 2 --sequence-parallel 1 && check "tp 2 + sequence parallel vs 1 rank" one tp2sp 1e-5 ||
+  fail "tp 2 sp run: $(tail -1 "$WORK/tp2sp.log")"
+run 4 tp4sp --dp 1 --tp 4 --sequence-parallel 1 && check "tp 4 + sequence parallel vs 1 rank" one tp4sp 1e-5 ||
+  fail "tp 4 sp run: $(tail -1 "$WORK/tp4sp.log")"
+run 4 dp2tp2sp --dp 2 --tp 2 --sequence-parallel 1 && check "dp 2 x tp 2 + sequence parallel vs 1 rank" one dp2tp2sp 1e-5 ||
+  fail "dp 2 x tp 2 sp run: $(tail -1 "$WORK/dp2tp2sp.log")"
+/usr/bin/python3 - "$WORK/tp2.log" "$WORK/tp2sp.log" <<'PY' && ok || fail "sequence parallel reports less activation memory per rank"
+import re, sys
+a, b = (float(re.search(r"activations per rank: ([0-9.]+) MiB", open(p).read()).group(1)) for p in sys.argv[1:])
+print(f"  activation memory per rank: tp 2 {a} MiB, tp 2 + sequence parallel {b} MiB")
+sys.exit(0 if b < a else 1)
+PY
 run 1 bf16_one --precision bf16 && run 2 bf16_tp2 --dp 1 --tp 2 --precision bf16 &&
   check "bf16 tp 2 vs bf16 1 rank" bf16_one bf16_tp2 2e-3 || fail "bf16 runs: $(tail -1 "$WORK/bf16_tp2.log")"
 
