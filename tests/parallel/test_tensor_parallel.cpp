@@ -90,6 +90,36 @@ TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
       const double l = m.forward(x.data(), y.data(), B, T, 1.0f);
       m.backward();
       if (std::fabs(l - loss) > tol * loss) throw Error("loss " + std::to_string(l) + " vs " + std::to_string(loss));
+      // Each layer's forward, after its reductions: the replicated (B, T, C) activations of
+      // every layer (ln_1, attention output, residual, ln_2, MLP output, residual) equal the
+      // unsharded layer's, normwise within the same bound. (Without sequence parallelism, where
+      // they are whole on every rank.)
+      if (tp_sp > 0) {
+        const auto mine = m.tensor_spans(), ref_spans = whole.tensor_spans();
+        auto full_acts = [&](const std::vector<Gpt::TensorSpan>& spans, const std::string& layer) {
+          std::vector<const float*> out;
+          for (const auto& sp : spans)
+            if (sp.layer == layer && sp.kind == "activations" && sp.n == B * T * c.n_embd)
+              out.push_back(static_cast<const float*>(sp.data));
+          return out;
+        };
+        for (int64_t layer = 0; layer < c.n_layer; layer++) {
+          const std::string name = "h." + std::to_string(layer);
+          const auto a = full_acts(mine, name), b = full_acts(ref_spans, name);
+          // the first six, in tensor_spans order (the unsharded model also lists its (B, T, C) atty)
+          if (a.size() < 6 || b.size() < 6) throw Error("expected 6 (B, T, C) activations per layer");
+          for (size_t k = 0; k < 6; k++) {
+            double num = 0, den = 0;
+            for (int64_t i = 0; i < B * T * c.n_embd; i++) {
+              num += (double(a[k][i]) - b[k][i]) * (double(a[k][i]) - b[k][i]);
+              den += double(b[k][i]) * b[k][i];
+            }
+            if (std::sqrt(num) > tol * std::sqrt(den))
+              throw Error("tp " + std::to_string(tp) + ": layer " + name + " activation " + std::to_string(k) +
+                          " off by " + std::to_string(std::sqrt(num / den)));
+          }
+        }
+      }
       for (const ParamEntry& e : m.table().entries()) {
         const int64_t base = whole.table().at(e.name).offset;
         double num = 0, den = 0;
