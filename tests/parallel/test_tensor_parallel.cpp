@@ -2,11 +2,13 @@
 // init equals the slice of the unsharded init bit for bit, and the tp = 2 and tp = 4 models'
 // loss and gradients, with and without sequence parallelism, equal the unsharded model's
 // (mapped back through the plan) within the fp32 bound of test_gpt: the only difference is
-// where the row-parallel sums are split.
+// where the row-parallel sums are split; where no reduction happens (layer 0's ln_1 and its
+// column-parallel qkv) the values are bit-identical.
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -103,6 +105,24 @@ TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
               out.push_back(static_cast<const float*>(sp.data));
           return out;
         };
+        // Bit-exact where no reduction happens: layer 0's ln_1 output (the embedding's
+        // reduction adds one non-zero part to zeros) and its column-parallel qkv, column by
+        // column through the plan (c_attn's heads within q, k, v).
+        {
+          const float *ln1 = full_acts(mine, "h.0")[0], *ln1_ref = full_acts(ref_spans, "h.0")[0];
+          if (std::memcmp(ln1, ln1_ref, size_t(B * T * c.n_embd) * 4) != 0) throw Error("layer 0 ln_1 is not bit-exact");
+          const int64_t C3 = 3 * c.n_embd, C3l = C3 / tp;
+          const float *qkv = nullptr, *qkv_ref = nullptr;
+          for (const auto& sp : mine)
+            if (sp.layer == "h.0" && sp.kind == "activations" && sp.n == B * T * C3l) qkv = static_cast<const float*>(sp.data);
+          for (const auto& sp : ref_spans)
+            if (sp.layer == "h.0" && sp.kind == "activations" && sp.n == B * T * C3) qkv_ref = static_cast<const float*>(sp.data);
+          const ParamEntry& w = m.table().at("transformer.h.0.attn.c_attn.weight");
+          for (int64_t n = 0; n < B * T; n++)
+            for (int64_t j = 0; j < C3l; j++)
+              if (qkv[n * C3l + j] != qkv_ref[n * C3 + w.global_index(j) % C3])
+                throw Error("layer 0 qkv (column-parallel) is not bit-exact at row " + std::to_string(n));
+        }
         for (int64_t layer = 0; layer < c.n_layer; layer++) {
           const std::string name = "h." + std::to_string(layer);
           const auto a = full_acts(mine, name), b = full_acts(ref_spans, name);
