@@ -22,11 +22,7 @@ namespace {
 
 ModelConfig tiny_config() { return tiny_model(50); }  // V 50 pads to 128
 
-std::vector<int32_t> tokens(int64_t n, int64_t V, uint64_t seed) {
-  std::vector<int32_t> t(n);
-  for (int64_t i = 0; i < n; i++) t[i] = int32_t(random_u32(seed, 5, i) % V);
-  return t;
-}
+std::vector<int32_t> tokens(int64_t n, int64_t V, uint64_t seed) { return test::random_tokens(n, V, seed); }
 
 TEST(Gpt, HuggingFaceNamesShapesAndCount) {
   ModelConfig c;

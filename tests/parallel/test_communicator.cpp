@@ -5,36 +5,21 @@
 
 #include <cmath>
 #include <functional>
-#include <thread>
 #include <vector>
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "parallel/collectives_check.h"
 #include "parallel/communicator.h"
 #include "parallel/data_parallel.h"
 #include "parallel/mesh.h"
-#include "parallel/collectives_check.h"
+#include "support/local_group.h"
 
 using namespace meshlm;
 
 namespace {
 
-// Runs f(rank, comm) on one thread per rank of a local group of n; rethrows the first failure.
-void on_group(int n, const std::function<void(Communicator&)>& f) {
-  auto comms = make_local_group(n);
-  std::vector<std::thread> threads;
-  std::vector<std::string> errors(static_cast<size_t>(n));
-  for (int r = 0; r < n; r++)
-    threads.emplace_back([&, r] {
-      try {
-        f(*comms[size_t(r)]);
-      } catch (const std::exception& e) {
-        errors[size_t(r)] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (int r = 0; r < n; r++) EXPECT_EQ(errors[size_t(r)], "") << "rank " << r;
-}
+void on_group(int n, const std::function<void(Communicator&)>& f) { test::on_local_group(n, f); }
 
 }  // namespace
 

@@ -10,7 +10,6 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
-#include <thread>
 #include <vector>
 
 #include "backend/backend.h"
@@ -18,6 +17,8 @@
 #include "core/rng.h"
 #include "model/gpt.h"
 #include "parallel/communicator.h"
+#include "support/local_group.h"
+#include "support/fixtures.h"
 #include "support/support.h"
 
 using namespace meshlm;
@@ -34,28 +35,9 @@ ModelConfig config() {
   return c;
 }
 
-std::vector<int32_t> tokens(int64_t n, int64_t V, uint64_t seed) {
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; i++) t[size_t(i)] = int32_t(random_u32(seed, 5, uint64_t(i)) % uint64_t(V));
-  return t;
-}
+std::vector<int32_t> tokens(int64_t n, int64_t V, uint64_t seed) { return test::random_tokens(n, V, seed); }
 
-void on_group(int n, const std::function<void(Communicator&)>& f) {
-  auto comms = make_local_group(n);
-  std::vector<std::thread> threads;
-  std::vector<std::string> errors(static_cast<size_t>(n));
-  for (int r = 0; r < n; r++)
-    threads.emplace_back([&, r] {
-      omp_set_num_threads(1);
-      try {
-        f(*comms[size_t(r)]);
-      } catch (const std::exception& e) {
-        errors[size_t(r)] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (int r = 0; r < n; r++) EXPECT_EQ(errors[size_t(r)], "") << "rank " << r;
-}
+void on_group(int n, const std::function<void(Communicator&)>& f) { test::on_local_group(n, f); }
 
 }  // namespace
 

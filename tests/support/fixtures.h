@@ -1,9 +1,14 @@
-// Small on-disk fixtures shared by the train tests.
+// Small fixtures shared by the tests: models, on-disk data, run files, tokens.
 #pragma once
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "model/config.h"
+#include "train/config.h"
 
 namespace meshlm::test {
 
@@ -14,5 +19,13 @@ ModelConfig tiny_model(int64_t vocab_size);
 std::filesystem::path fresh_dir(const std::string& name);
 // Byte-level train/val shards from a repetitive pseudo-text of `bytes` bytes, in `dir`.
 void make_byte_shards(const std::filesystem::path& dir, int64_t bytes);
+// The tiny training run of the trainer tests: L2 H2 C32 T32, a global batch of 4 in two
+// micro-batches, shuffled, 20 steps, evaluating every 10, the GEMM peak given (not measured).
+TrainConfig tiny_train_config(const std::filesystem::path& data, const std::filesystem::path& out);
+// One JSON object per line (metrics.jsonl, numerics.jsonl); the whole file as bytes.
+std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p);
+std::string slurp(const std::filesystem::path& p);
+// n token ids in [0, V), pseudo-random from seed.
+std::vector<int32_t> random_tokens(int64_t n, int64_t V, uint64_t seed);
 
 }  // namespace meshlm::test

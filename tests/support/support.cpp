@@ -129,4 +129,43 @@ void make_byte_shards(const std::filesystem::path& dir, int64_t bytes) {
   prepare_shards(o);
 }
 
+TrainConfig tiny_train_config(const std::filesystem::path& data, const std::filesystem::path& out) {
+  TrainConfig c;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 32;
+  c.seq_len = 32;
+  c.batch_size = 4;
+  c.micro_batch_size = 2;  // two accumulation steps
+  c.shuffle = 1;           // a resumed run must also continue the shuffled order
+  c.lr = 3e-3;
+  c.min_lr = 3e-4;
+  c.warmup_steps = 3;
+  c.steps = 20;
+  c.eval_every = 10;
+  c.eval_batches = 2;
+  c.peak_gflops = 100;  // skip the measurement
+  c.data = data.string();
+  c.out = out.string();
+  return c;
+}
+
+std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::vector<nlohmann::json> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(nlohmann::json::parse(l));
+  return lines;
+}
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::vector<int32_t> random_tokens(int64_t n, int64_t V, uint64_t seed) {
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; i++) t[size_t(i)] = int32_t(random_u32(seed, 5, uint64_t(i)) % uint64_t(V));
+  return t;
+}
+
 }  // namespace meshlm::test

@@ -22,10 +22,7 @@ namespace {
 
 ModelConfig config() { return test::tiny_model(200); }  // V 200 pads to 256
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+using test::slurp;
 
 struct Saved {
   fs::path dir;

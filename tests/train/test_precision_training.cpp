@@ -18,37 +18,20 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using test::read_jsonl;
+using test::slurp;
+
+// The trainer tests' tiny run, 12 steps saved at 6, evaluated at the end, in `precision`.
 TrainConfig tiny(const fs::path& data, const fs::path& out, const std::string& precision) {
-  TrainConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 32;
-  c.seq_len = 32;
-  c.batch_size = 4;
-  c.micro_batch_size = 2;  // two accumulation steps
-  c.shuffle = 1;
-  c.lr = 3e-3;
-  c.min_lr = 3e-4;
-  c.warmup_steps = 3;
+  TrainConfig c = test::tiny_train_config(data, out);
   c.steps = 12;
   c.eval_every = 0;
-  c.eval_batches = 2;
   c.save_every = 6;
-  c.peak_gflops = 100;
   c.precision = precision;
   // The pure-fp16 recipe with the default eps = 1e-8 (0 in fp16) dies at step 2 (a zero
   // gradient gives 0/0); eps = 1e-4 is its usual repair and lets it train for these steps.
   if (precision == "fp16-pure") c.eps = 1e-4;
-  c.data = data.string();
-  c.out = out.string();
   return c;
-}
-
-std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
-  std::ifstream in(p);
-  std::vector<nlohmann::json> lines;
-  for (std::string l; std::getline(in, l);) lines.push_back(nlohmann::json::parse(l));
-  return lines;
 }
 
 // The step lines of metrics.jsonl (evaluation lines left out).
@@ -64,11 +47,6 @@ std::vector<double> losses_after(const fs::path& run, int64_t step) {
   for (auto& m : read_jsonl(run / "metrics.jsonl"))
     if (m.contains("loss") && m["step"].get<int64_t>() > step) out.push_back(m["loss"].get<double>());
   return out;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
 }
 
 fs::path shared_data() {

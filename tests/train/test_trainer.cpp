@@ -17,38 +17,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-TrainConfig tiny(const fs::path& data, const fs::path& out) {
-  TrainConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 32;
-  c.seq_len = 32;
-  c.batch_size = 4;
-  c.micro_batch_size = 2;  // two accumulation steps
-  c.shuffle = 1;           // the resumed run must also continue the shuffled order
-  c.lr = 3e-3;
-  c.min_lr = 3e-4;
-  c.warmup_steps = 3;
-  c.steps = 20;
-  c.eval_every = 10;
-  c.eval_batches = 2;
-  c.peak_gflops = 100;  // skip the measurement
-  c.data = data.string();
-  c.out = out.string();
-  return c;
-}
-
-std::vector<nlohmann::json> read_metrics(const fs::path& run) {
-  std::ifstream in(run / "metrics.jsonl");
-  std::vector<nlohmann::json> lines;
-  for (std::string l; std::getline(in, l);) lines.push_back(nlohmann::json::parse(l));
-  return lines;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+using test::slurp;
+TrainConfig tiny(const fs::path& data, const fs::path& out) { return test::tiny_train_config(data, out); }
+std::vector<nlohmann::json> read_metrics(const fs::path& run) { return test::read_jsonl(run / "metrics.jsonl"); }
 
 }  // namespace
 
