@@ -11,29 +11,8 @@
 #     on one rank aborts the job instead of hanging it.
 # Usage: dp_test.sh path/to/meshlm path/to/mpirun repo_root
 set -uo pipefail
-MESHLM="$1"
-MPIRUN="$2"
-ROOT="$3"
-WORK="$(mktemp -d /tmp/meshlm_dp.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
 source "$(dirname "$0")/mpi_helpers.sh"
-
-head -c 200000 "$ROOT/data/tinyshakespeare.txt" > "$WORK/small.txt"
-"$MESHLM" prepare --tokenizer bytes --input "$WORK/small.txt" --output "$WORK/data" >/dev/null || exit 1
-cat > "$WORK/tiny.toml" <<'EOF'
-n_layer = 2
-n_head = 2
-n_embd = 32
-seq_len = 32
-batch_size = 8
-lr = 3e-3
-warmup_steps = 5
-steps = 50
-eval_every = 0
-eval_batches = 1
-peak_gflops = 100
-bucket_mb = 0.01   # 2,500 floats: the tiny model's 34k gradients make 14 buckets
-EOF
+setup dp 2 "bucket_mb = 0.01   # 2,500 floats: the tiny model's 34k gradients make 14 buckets"
 
 run 1 dp1 && ok || fail "dp 1: $(tail -1 "$WORK/dp1.log")"
 for cfg in "2 dp2" "4 dp4" "4 dp4_accum --micro-batch-size 1" "2 dp2_zero --zero 1" \

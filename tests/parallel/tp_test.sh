@@ -8,28 +8,8 @@
 #   - a head count that does not split is a one-line error.
 # Usage: tp_test.sh path/to/meshlm path/to/mpirun repo_root
 set -uo pipefail
-MESHLM="$1"
-MPIRUN="$2"
-ROOT="$3"
-WORK="$(mktemp -d /tmp/meshlm_tp.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
 source "$(dirname "$0")/mpi_helpers.sh"
-
-head -c 200000 "$ROOT/data/tinyshakespeare.txt" > "$WORK/small.txt"
-"$MESHLM" prepare --tokenizer bytes --input "$WORK/small.txt" --output "$WORK/data" >/dev/null || exit 1
-cat > "$WORK/tiny.toml" <<'EOF'
-n_layer = 2
-n_head = 4
-n_embd = 32
-seq_len = 32
-batch_size = 8
-lr = 3e-3
-warmup_steps = 5
-steps = 50
-eval_every = 0
-eval_batches = 1
-peak_gflops = 100
-EOF
+setup tp 4
 
 run 1 one || fail "1 rank: $(tail -1 "$WORK/one.log")"
 run 2 tp2 --dp 1 --tp 2 && check "tp 2 vs 1 rank" one tp2 1e-5 || fail "tp 2 run: $(tail -1 "$WORK/tp2.log")"
