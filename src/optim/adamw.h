@@ -27,6 +27,8 @@ class AdamW {
             int64_t step, bool fp16_storage = false);
   Tensor& m() { return m_; }  // (end - begin,) first moments
   Tensor& v() { return v_; }  // (end - begin,) second moments
+  const Tensor& m() const { return m_; }
+  const Tensor& v() const { return v_; }
   int64_t begin() const { return begin_; }
   int64_t end() const { return end_; }
 

@@ -136,12 +136,14 @@ std::string num(const char* f, double x) {
   return b;
 }
 
+// Line colours, one per layer (cycled).
+constexpr const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+
 // One SVG line chart: series of (step, value) per name, y in log10 or linear.
 void svg_panel(std::ostringstream& svg, double x0, double y0, double w, double h,
                const std::string& title, const std::map<std::string, std::vector<std::pair<double, double>>>& series,
                const std::vector<std::string>& names, bool log_y) {
-  static const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
   double xmin = 1e300, xmax = -1e300, ymin = 1e300, ymax = -1e300;
   auto fy = [&](double v) { return log_y ? std::log10(std::max(v, 1e-30)) : v; };
   for (const auto& [name, pts] : series)
@@ -262,8 +264,6 @@ void render_numerics_report(const std::string& jsonl_path, const std::string& sv
     svg_panel(svg, x0, 60, pw, ph, kinds[k] + ": amax", amax, layers, true);
     svg_panel(svg, x0, 360, pw, ph, kinds[k] + ": fraction underflow + subnormal", lost, layers, false);
   }
-  static const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
   for (size_t i = 0; i < layers.size(); i++) {
     const double lx = 80 + double(i % 8) * 140, ly = 640 + double(i / 8) * 20;
     svg << "<rect x='" << lx << "' y='" << ly - 9 << "' width='12' height='10' fill='" << kColors[i % 10]

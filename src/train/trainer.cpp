@@ -165,8 +165,8 @@ void to_whole(const Gpt& local, const AdamW& lopt, Gpt& whole, AdamW& wopt, Comm
   std::vector<float> buf;
   const std::pair<const float*, float*> pairs[] = {
       {local.params().as<float>(), whole.params().as<float>()},
-      {const_cast<AdamW&>(lopt).m().as<float>(), wopt.m().as<float>()},
-      {const_cast<AdamW&>(lopt).v().as<float>(), wopt.v().as<float>()}};
+      {lopt.m().as<float>(), wopt.m().as<float>()},
+      {lopt.v().as<float>(), wopt.v().as<float>()}};
   for (const ParamEntry& e : local.table().entries()) {
     const int64_t base = whole.table().at(e.name).offset, n = e.numel();
     for (const auto& [src, dst] : pairs) {
@@ -188,8 +188,8 @@ void to_whole(const Gpt& local, const AdamW& lopt, Gpt& whole, AdamW& wopt, Comm
 void from_whole(const Gpt& whole, const AdamW& wopt, Gpt& local, AdamW& lopt) {
   const std::pair<const float*, float*> pairs[] = {
       {whole.params().as<float>(), local.params().as<float>()},
-      {const_cast<AdamW&>(wopt).m().as<float>(), lopt.m().as<float>()},
-      {const_cast<AdamW&>(wopt).v().as<float>(), lopt.v().as<float>()}};
+      {wopt.m().as<float>(), lopt.m().as<float>()},
+      {wopt.v().as<float>(), lopt.v().as<float>()}};
   for (const ParamEntry& e : local.table().entries()) {
     const int64_t base = whole.table().at(e.name).offset;
     for (const auto& [src, dst] : pairs)
