@@ -497,23 +497,23 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       const float clip = clip_factor(norm, cfg.grad_clip);
       opt.step(*backend, model.params(), model.grads(), float(lr), float(clip / scale),
                st.step + 1 - scaler.skipped_steps(), prec.fp16_pure);
+      // ZeRO-1: every rank updated its slice of the masters; the ranks exchange the updated
+      // weights in the compute dtype: the fp32 masters in fp32 mode, else each rank rounds its
+      // slice to the 16-bit copy and they exchange that (half the bytes), leaving the masters
+      // outside a rank's slice stale until gather_masters().
       const auto gather_t0 = Clock::now();
-      if (cfg.zero && dp > 1) {
-        // ZeRO-1: every rank updated its slice of the masters; the ranks exchange the updated
-        // weights in the compute dtype (fp32 masters in fp32 mode, else the 16-bit copy: half
-        // the bytes). Masters outside a rank's slice are then stale until gather_masters().
-        if (prec.compute == DType::fp32) {
+      if (cfg.zero && dp > 1 && prec.compute != DType::fp32) {
+        model.update_compute_weights(prec.rounding(st.step + 1), shard.begin, shard.end);
+        auto* w = static_cast<uint16_t*>(model.compute_weights().data());
+        mesh.dp().all_gather(w + shard.begin, w, zero1_counts(P, dp), prec.compute);
+        masters_stale = true;
+      } else {
+        if (cfg.zero && dp > 1)
           mesh.dp().all_gather(model.params().as<float>() + shard.begin, model.params().as<float>(),
                                zero1_counts(P, dp), DType::fp32);
-        } else {
-          model.update_compute_weights(prec.rounding(st.step + 1), shard.begin, shard.end);
-          auto* w = static_cast<uint16_t*>(model.compute_weights().data());
-          mesh.dp().all_gather(w + shard.begin, w, zero1_counts(P, dp), prec.compute);
-          masters_stale = true;
-        }
-        comm_secs += std::chrono::duration<double>(Clock::now() - gather_t0).count();
+        model.update_compute_weights(prec.rounding(st.step + 1));
       }
-      if (!(cfg.zero && dp > 1 && prec.compute != DType::fp32)) model.update_compute_weights(prec.rounding(st.step + 1));
+      if (cfg.zero && dp > 1) comm_secs += std::chrono::duration<double>(Clock::now() - gather_t0).count();
       if (!prec.master_weights) {  // the weights are the bf16 values: whole again everywhere
         model.master_from_compute_weights();
         masters_stale = false;
