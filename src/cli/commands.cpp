@@ -365,7 +365,7 @@ void add_tokenizer(CLI::App& app) {
 void add_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Time training steps of a model config, precision and layout");
   cmd->footer(
-      "Runs --warmup untimed then --steps timed training steps through the real trainer, on random\n"
+      "Runs --warmup untimed then --timed-steps timed training steps through the real trainer, on random\n"
       "tokens unless --data is given, writing nothing (a temporary run directory is removed).\n"
       "Prints medians over the timed steps: ms/step, tokens/s, achieved model GFLOP/s\n"
       "(6 x parameters + 12 x L x C x T FLOPs per token), MFU against a peak measured with a\n"
