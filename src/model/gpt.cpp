@@ -14,13 +14,14 @@ namespace {
 DType master_of(DType compute) { return compute == DType::fp64 ? DType::fp64 : DType::fp32; }
 }  // namespace
 
-Gpt::Gpt(const ModelConfig& cfg, Backend& backend, DType compute, Communicator* tp)
+Gpt::Gpt(const ModelConfig& cfg, Backend& backend, DType compute, Communicator* tp, const StageLayers& stage)
     : cfg_(cfg),
+      stage_(stage),
       be_(backend),
       dtype_(compute),
       esz_(dtype_size(compute)),
       master_esz_(dtype_size(master_of(compute))),
-      table_(cfg, tp ? tp->size() : 1, tp ? tp->rank() : 0),
+      table_(cfg, tp ? tp->size() : 1, tp ? tp->rank() : 0, stage),
       tp_(tp && tp->size() > 1 ? tp : nullptr) {
   MESHLM_CHECK(compute == DType::fp32 || compute == DType::fp64 || compute == DType::bf16 ||
                    compute == DType::fp16,
@@ -31,6 +32,7 @@ Gpt::Gpt(const ModelConfig& cfg, Backend& backend, DType compute, Communicator* 
     MESHLM_CHECK(backend.supports(op, compute), std::string("backend ") + backend.name() +
                                                     " does not run " + op_name(op) + " in " +
                                                     dtype_name(compute));
+  if (stage_.n_layers < 0) stage_.n_layers = cfg.n_layer - stage_.first_layer;
   params_ = Tensor({table_.total()}, master_of(compute));
   grads_ = Tensor({table_.total()}, master_of(compute));
   if (compute != master_of(compute)) compute_ = Tensor({table_.total()}, compute);
@@ -173,11 +175,25 @@ void Gpt::seq_reduce_scatter(void* part, const void* full, int64_t n) {
   convert_from_f32(dtype_, part, tp_scratch_.data() + n, size_t(each));
 }
 
-void Gpt::sp_reduce_layernorm_grads(const std::string& prefix) {
-  if (!sp_) return;  // each rank saw only its rows: the layernorm's gradients are partial sums
-  for (const char* which : {"weight", "bias"}) {
-    const ParamEntry& e = table_.at(prefix + which);
-    tp_->all_reduce(grad(prefix + which), e.numel(), DType::fp32);
+void Gpt::layernorm_backward(const std::string& prefix, void* dinp, const void* dout, const void* inp,
+                             const void* mean, const void* rstd, int64_t Ns) {
+  const int64_t C = cfg_.n_embd;
+  float* dw = static_cast<float*>(grad(prefix + "weight"));
+  float* db = static_cast<float*>(grad(prefix + "bias"));
+  if (!sp_) {
+    be_.layernorm_backward(dtype_, dinp, dw, db, dout, inp, weight(prefix + "weight"), mean, rstd, Ns, C);
+    return;
+  }
+  // Sequence parallel: this rank's rows give a partial weight and bias gradient. It is summed
+  // over the tp group on its own (in scratch), then added: summing the accumulated gradient
+  // would count earlier micro-batches tp times.
+  sp_ln_grads_.assign(size_t(2 * C), 0.0f);
+  be_.layernorm_backward(dtype_, dinp, sp_ln_grads_.data(), sp_ln_grads_.data() + C, dout, inp,
+                         weight(prefix + "weight"), mean, rstd, Ns, C);
+  tp_->all_reduce(sp_ln_grads_.data(), 2 * C, DType::fp32);
+  for (int64_t j = 0; j < C; j++) {
+    dw[j] += sp_ln_grads_[size_t(j)];
+    db[j] += sp_ln_grads_[size_t(C + j)];
   }
 }
 
@@ -262,16 +278,41 @@ void Gpt::block_matmul_backward_local(int64_t l, int k, void* dinp, const std::s
   be_.matmul_backward(dtype_, dinp, dw, db, gq, xq2, wq, N, C, OC, WeightLayout::in_out);
 }
 
+void Gpt::set_slots(int slots) {
+  MESHLM_CHECK(slots >= 1, "set_slots: at least one slot");
+  if (slots == slots_) return;
+  slots_ = slots;
+  B_cap_ = T_cap_ = 0;  // the next forward lays the activations out again
+}
+
+void Gpt::set_recompute(Recompute r) {
+  recompute_ = r;
+  B_cap_ = T_cap_ = 0;
+}
+
+Recompute recompute_from_name(const std::string& name) {
+  if (name == "none") return Recompute::none;
+  if (name == "selective") return Recompute::selective;
+  if (name == "full") return Recompute::full;
+  throw Error("recompute must be none, selective or full, not '" + name + "'");
+}
+
+const char* recompute_name(Recompute r) {
+  return r == Recompute::none ? "none" : r == Recompute::selective ? "selective" : "full";
+}
+
 void Gpt::ensure_activations(int64_t B, int64_t T) {
   MESHLM_CHECK(B > 0 && T > 0, "batch and sequence length must be positive");
   MESHLM_CHECK(T <= cfg_.max_seq_len, "sequence length " + std::to_string(T) +
                                           " exceeds the model's max_seq_len " +
                                           std::to_string(cfg_.max_seq_len));
-  B_ = B;
-  T_ = T;
-  if (B * T <= B_cap_ * T_cap_ && T <= T_cap_) return;
-  B_cap_ = B;
-  T_cap_ = T;
+  if (B * T <= B_cap_ * T_cap_ && T <= T_cap_) {
+    B_ = B;
+    T_ = T;
+    return;
+  }
+  B_ = B_cap_ = B;
+  T_ = T_cap_ = T;
   const size_t N = size_t(B * T), C = size_t(cfg_.n_embd), Vp = size_t(cfg_.padded_vocab_size());
   // Per tensor-parallel rank: Cl = C / tp channels of attention (NHl heads) and 4 Cl of the MLP.
   const size_t Cl = C / size_t(tp_size()), NHl = size_t(cfg_.n_head / tp_size());
@@ -279,107 +320,166 @@ void Gpt::ensure_activations(int64_t B, int64_t T) {
   MESHLM_CHECK(!sp_ || N % size_t(tp_size()) == 0,
                "sequence parallelism: batch x seq_len (" + std::to_string(N) + ") must be a multiple of tp");
   const size_t Ns = sp_ ? N / size_t(tp_size()) : N;
-  size_t total = 0, stats_total = 0;
+  // Four regions: saved activations and statistics (one copy per slot), and scratch of each
+  // (shared: backward's temporaries and whatever recomputation rebuilds).
+  size_t saved = 0, saved_stats = 0, scratch = 0, scratch_stats = 0;
   auto take_in = [](size_t& end, size_t n) {
     size_t o = end;
     end += (n + 31) / 32 * 32;  // keep every buffer 64-byte aligned (32 elements of >= 2 bytes)
     return o;
   };
-  auto take = [&](size_t n) { return take_in(total, n); };              // compute dtype
-  auto take_stat = [&](size_t n) { return take_in(stats_total, n); };  // master dtype
+  auto take = [&](size_t n) { return take_in(saved, n); };              // compute dtype
+  auto take_stat = [&](size_t n) { return take_in(saved_stats, n); };  // master dtype
+  auto temp = [&](size_t n) { return take_in(scratch, n) | kScratch; };
+  auto temp_stat = [&](size_t n) { return take_in(scratch_stats, n) | kScratch; };
+  // A block's internal buffer: saved per layer, or, when backward recomputes it, one scratch
+  // buffer that every layer reuses.
+  auto inner = [&](std::vector<size_t>& v, size_t n, bool recomputed, bool is_stat = false) {
+    if (!recomputed) v.push_back(is_stat ? take_stat(n) : take(n));
+    else v.push_back(!v.empty() ? v.front() : is_stat ? temp_stat(n) : temp(n));
+  };
+  const bool full = recompute_ == Recompute::full;
+  const bool core = recompute_ != Recompute::none;  // attention core and GELU recomputed
   Offsets o;
-  o.encoded = take(Ns * C);  // (Ns, C): sequence regions have Ns rows (N without sp)
+  o.encoded = take(Ns * C);  // (Ns, C): the embedding's output, or the previous stage's
   // Sequence parallel: the gathered (N, C) input of a column-parallel product is transient,
   // gathered again in backward (not saved per layer: that would undo the memory saving).
-  const size_t gathered = sp_ ? take(N * C) : 0;
-  for (int64_t l = 0; l < cfg_.n_layer; l++) {
-    o.ln1.push_back(take(Ns * C));  // (Ns, C)
+  const size_t gathered = sp_ ? temp(N * C) : 0;
+  for (int64_t i = 0; i < stage_.n_layers; i++) {
+    inner(o.ln1, Ns * C, full);  // (Ns, C)
     o.ln1_full.push_back(sp_ ? gathered : o.ln1.back());  // (B, T, C) gathered
-    o.ln1_mean.push_back(take_stat(Ns));  // (Ns)
-    o.ln1_rstd.push_back(take_stat(Ns));  // (Ns)
-    o.qkv.push_back(take(N * 3 * Cl));  // (B, T, 3C/tp)
-    o.atty.push_back(take(N * Cl));  // (B, T, C/tp)
-    o.lse.push_back(take_stat(N * NHl));  // (B, NH/tp, T)
-    o.attproj.push_back(take(Ns * C));  // (Ns, C)
-    o.res2.push_back(take(Ns * C));  // (Ns, C)
-    o.ln2.push_back(take(Ns * C));  // (Ns, C)
+    inner(o.ln1_mean, Ns, full, true);  // (Ns)
+    inner(o.ln1_rstd, Ns, full, true);  // (Ns)
+    inner(o.qkv, N * 3 * Cl, full);  // (B, T, 3C/tp)
+    inner(o.atty, N * Cl, core);  // (B, T, C/tp)
+    inner(o.lse, N * NHl, core, true);  // (B, NH/tp, T)
+    inner(o.attproj, Ns * C, full);  // (Ns, C)
+    inner(o.res2, Ns * C, full);  // (Ns, C)
+    inner(o.ln2, Ns * C, full);  // (Ns, C)
     o.ln2_full.push_back(sp_ ? gathered : o.ln2.back());  // (B, T, C) gathered
-    o.ln2_mean.push_back(take_stat(Ns));  // (Ns)
-    o.ln2_rstd.push_back(take_stat(Ns));  // (Ns)
-    o.fch.push_back(take(N * 4 * Cl));  // (B, T, 4C/tp)
-    o.fch_gelu.push_back(take(N * 4 * Cl));  // (B, T, 4C/tp)
-    o.fcproj.push_back(take(Ns * C));  // (Ns, C)
-    o.res3.push_back(take(Ns * C));  // (Ns, C)
+    inner(o.ln2_mean, Ns, full, true);  // (Ns)
+    inner(o.ln2_rstd, Ns, full, true);  // (Ns)
+    inner(o.fch, N * 4 * Cl, full);  // (B, T, 4C/tp)
+    inner(o.fch_gelu, N * 4 * Cl, core);  // (B, T, 4C/tp)
+    inner(o.fcproj, Ns * C, full);  // (Ns, C)
+    o.res3.push_back(take(Ns * C));  // (Ns, C) the block's output: always saved
   }
-  o.lnf = take(Ns * C);        // (Ns, C)
-  o.lnf_full = sp_ ? gathered : o.lnf;  // (B, T, C) gathered
-  o.lnf_mean = take_stat(Ns);       // (Ns)
-  o.lnf_rstd = take_stat(Ns);       // (Ns)
-  o.logits = take(N * Vp / size_t(tp_size()));  // (B, T, Vp/tp), replaced by dlogits when training
-  o.losses = take_stat(N);         // (B, T)
-  o.row_lse = take_stat(N);        // (B, T) vocabulary-parallel log-sum-exp
+  if (stage_.last) {
+    o.lnf = take(Ns * C);        // (Ns, C)
+    o.lnf_full = sp_ ? gathered : o.lnf;  // (B, T, C) gathered
+    o.lnf_mean = take_stat(Ns);       // (Ns)
+    o.lnf_rstd = take_stat(Ns);       // (Ns)
+    o.logits = take(N * Vp / size_t(tp_size()));  // (B, T, Vp/tp), replaced by dlogits when training
+    o.losses = take_stat(N);         // (B, T)
+    o.row_lse = take_stat(N);        // (B, T) vocabulary-parallel log-sum-exp
+  }
   // backward scratch
-  o.dres = take(Ns * C);      // (Ns, C) gradient of the residual stream
-  o.dln = take(Ns * C);       // (Ns, C)
-  o.full = sp_ ? take(N * C) : 0;   // (B, T, C) sequence parallel: partial sums, gathered grads
-  o.full2 = sp_ ? take(N * C) : 0;  // (B, T, C)
-  o.dbig = take(N * 4 * Cl);   // (B, T, 4C/tp)
-  o.dbig2 = take(N * 4 * Cl);  // (B, T, 4C/tp)
-  o.dqkv = take(N * 3 * Cl);   // (B, T, 3C/tp)
-  o.datty = take(N * Cl);      // (B, T, C/tp)
+  o.dres = temp(Ns * C);      // (Ns, C) gradient of the residual stream
+  o.dln = temp(Ns * C);       // (Ns, C)
+  o.full = sp_ ? temp(N * C) : 0;   // (B, T, C) sequence parallel: partial sums, gathered grads
+  o.full2 = sp_ ? temp(N * C) : 0;  // (B, T, C)
+  o.dbig = temp(N * 4 * Cl);   // (B, T, 4C/tp)
+  o.dbig2 = temp(N * 4 * Cl);  // (B, T, 4C/tp)
+  o.dqkv = temp(N * 3 * Cl);   // (B, T, 3C/tp)
+  o.datty = temp(N * Cl);      // (B, T, C/tp)
   off_ = std::move(o);
-  acts_ = Tensor({int64_t(total)}, dtype_);
-  stats_ = Tensor({int64_t(stats_total)}, params_.dtype());
+  saved_total_ = saved;
+  saved_stats_total_ = saved_stats;
+  acts_ = Tensor({int64_t(size_t(slots_) * saved + scratch)}, dtype_);
+  stats_ = Tensor({int64_t(size_t(slots_) * saved_stats + scratch_stats)}, params_.dtype());
+  tokens_.assign(size_t(slots_), {});
+  has_grad_.assign(size_t(slots_), 0);
   if (!fp8_.empty()) {  // the largest operands: (N, 4C) and (4C, C) + (N, 4C)
     fp8_a_ = Tensor({int64_t(N * 4 * C)}, DType::bf16);
     fp8_b_ = Tensor({int64_t(4 * C * C + N * 4 * C)}, DType::bf16);
   }
 }
 
-double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
-                    float dloss_scale) {
-  ensure_activations(B, T);
-  training_forward_ = dloss_scale != 0.0f;  // only training steps feed the fp8 amax histories
-  const int64_t N = B * T, C = cfg_.n_embd, V = cfg_.vocab_size;
+int64_t Gpt::boundary_elems(int64_t B, int64_t T) const { return (sp_ ? B * T / tp_size() : B * T) * cfg_.n_embd; }
+
+const void* Gpt::output(int slot) const {
+  MESHLM_CHECK(slot >= 0 && slot < slots_ && B_ > 0, "output: no such slot");
+  const size_t off = stage_.n_layers > 0 ? off_.res3.back() : off_.encoded;
+  return static_cast<const char*>(acts_.data()) + (size_t(slot) * saved_total_ + off) * esz_;
+}
+
+const void* Gpt::input_grad() const { return act(off_.dres); }
+
+void Gpt::block_forward(int64_t l, const void* residual, bool write_output) {
+  const int64_t i = l - stage_.first_layer;  // local index of the per-layer offsets
+  const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd;
   const int64_t Cl = C / tp_size(), NHl = cfg_.n_head / tp_size();  // this tp rank's share
+  const int64_t Ns = sp_ ? N / tp_size() : N;
+  const DType dt = dtype_;
+  const std::string p = "transformer.h." + std::to_string(l) + ".";
+  auto P = [&](const std::string& n) { return weight(n); };
+  be_.layernorm_forward(dt, act(off_.ln1[i]), stat(off_.ln1_mean[i]), stat(off_.ln1_rstd[i]),
+                        residual, P(p + "ln_1.weight"), P(p + "ln_1.bias"), Ns, C);
+  if (sp_) seq_gather(act(off_.ln1_full[i]), act(off_.ln1[i]), Ns * C);  // all N rows
+  block_matmul_forward(l, 0, act(off_.qkv[i]), act(off_.ln1_full[i]), p + "attn.c_attn", N, C, 3 * Cl);
+  be_.attention_forward(dt, act(off_.atty[i]), stat(off_.lse[i]), act(off_.qkv[i]), B, T, Cl, NHl);
+  block_matmul_forward(l, 1, act(off_.attproj[i]), act(off_.atty[i]), p + "attn.c_proj", N, Cl, C);
+  be_.residual_forward(dt, act(off_.res2[i]), residual, act(off_.attproj[i]), Ns * C);
+  be_.layernorm_forward(dt, act(off_.ln2[i]), stat(off_.ln2_mean[i]), stat(off_.ln2_rstd[i]),
+                        act(off_.res2[i]), P(p + "ln_2.weight"), P(p + "ln_2.bias"), Ns, C);
+  if (sp_) seq_gather(act(off_.ln2_full[i]), act(off_.ln2[i]), Ns * C);
+  block_matmul_forward(l, 2, act(off_.fch[i]), act(off_.ln2_full[i]), p + "mlp.c_fc", N, C, 4 * Cl);
+  be_.gelu_forward(dt, act(off_.fch_gelu[i]), act(off_.fch[i]), N * 4 * Cl);
+  block_matmul_forward(l, 3, act(off_.fcproj[i]), act(off_.fch_gelu[i]), p + "mlp.c_proj", N, 4 * Cl, C);
+  if (write_output) be_.residual_forward(dt, act(off_.res3[i]), act(off_.res2[i]), act(off_.fcproj[i]), Ns * C);
+}
+
+double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float dloss_scale) {
+  MESHLM_CHECK(stage_.first && stage_.last, "forward: this model is one pipeline stage (use forward_micro)");
+  return forward_micro(0, tokens, nullptr, targets, B, T, dloss_scale);
+}
+
+void Gpt::backward(const std::function<void(int64_t offset)>& on_ready) { backward_micro(0, nullptr, on_ready); }
+
+double Gpt::forward_micro(int slot, const int32_t* tokens, const void* input, const int32_t* targets,
+                          int64_t B, int64_t T, float dloss_scale) {
+  MESHLM_CHECK(slot >= 0 && slot < slots_, "forward_micro: slot " + std::to_string(slot) + " of " +
+                                               std::to_string(slots_));
+  ensure_activations(B, T);
+  slot_ = slot;
+  training_forward_ = dloss_scale != 0.0f;  // only training steps feed the fp8 amax histories
+  has_grad_[size_t(slot)] = 0;
+  const int64_t N = B * T, C = cfg_.n_embd, V = cfg_.vocab_size;
   // The vocabulary: this tp rank's rows [v0, v0 + Vl) of the padded Vp; Vv of them are real.
   const int64_t Vl = cfg_.padded_vocab_size() / tp_size(), v0 = Vl * (tp_ ? tp_->rank() : 0);
   const int64_t Vv = std::clamp<int64_t>(V - v0, 0, Vl);
   const DType dt = dtype_;
-  for (int64_t i = 0; i < N; i++)
-    MESHLM_CHECK(tokens[i] >= 0 && tokens[i] < V,
-                 "token id " + std::to_string(tokens[i]) + " is outside the vocabulary [0, " +
-                     std::to_string(V) + ")");
-  tokens_.resize(size_t(N));  // ids in this rank's rows, -1 for ids on another rank
-  for (int64_t i = 0; i < N; i++) tokens_[size_t(i)] = tokens[i] >= v0 && tokens[i] < v0 + Vl ? tokens[i] - int32_t(v0) : -1;
   auto P = [&](const std::string& n) { return weight(n); };
+  const int64_t Ns = sp_ ? N / tp_size() : N;  // rows of the sequence regions
 
-  // Vocabulary-parallel embedding: each rank adds the rows it holds (and rank 0 the positions);
-  // the sum over the tp group is the embedding.
-  // Sequence parallel: the sum is reduce-scattered, each rank keeping its Ns rows.
-  const int64_t Ns = sp_ ? N / tp_size() : N;
-  be_.embedding_forward(dt, act(sp_ ? off_.full : off_.encoded), tokens_.data(), P("transformer.wte.weight"),
-                        !tp_ || tp_->rank() == 0 ? P("transformer.wpe.weight") : nullptr, B, T, C);
-  if (sp_) seq_reduce_scatter(act(off_.encoded), act(off_.full), N * C);
-  else if (tp_) tp_all_reduce(act(off_.encoded), N * C);
-  const void* residual = act(off_.encoded);  // (B, T, C)
-  for (int64_t l = 0; l < cfg_.n_layer; l++) {
-    const std::string p = "transformer.h." + std::to_string(l) + ".";
-    be_.layernorm_forward(dt, act(off_.ln1[l]), stat(off_.ln1_mean[l]), stat(off_.ln1_rstd[l]),
-                          residual, P(p + "ln_1.weight"), P(p + "ln_1.bias"), Ns, C);
-    if (sp_) seq_gather(act(off_.ln1_full[l]), act(off_.ln1[l]), Ns * C);  // all N rows
-    block_matmul_forward(l, 0, act(off_.qkv[l]), act(off_.ln1_full[l]), p + "attn.c_attn", N, C, 3 * Cl);
-    be_.attention_forward(dt, act(off_.atty[l]), stat(off_.lse[l]), act(off_.qkv[l]), B, T, Cl, NHl);
-    block_matmul_forward(l, 1, act(off_.attproj[l]), act(off_.atty[l]), p + "attn.c_proj", N, Cl, C);
-    be_.residual_forward(dt, act(off_.res2[l]), residual, act(off_.attproj[l]), Ns * C);
-    be_.layernorm_forward(dt, act(off_.ln2[l]), stat(off_.ln2_mean[l]), stat(off_.ln2_rstd[l]),
-                          act(off_.res2[l]), P(p + "ln_2.weight"), P(p + "ln_2.bias"), Ns, C);
-    if (sp_) seq_gather(act(off_.ln2_full[l]), act(off_.ln2[l]), Ns * C);
-    block_matmul_forward(l, 2, act(off_.fch[l]), act(off_.ln2_full[l]), p + "mlp.c_fc", N, C, 4 * Cl);
-    be_.gelu_forward(dt, act(off_.fch_gelu[l]), act(off_.fch[l]), N * 4 * Cl);
-    block_matmul_forward(l, 3, act(off_.fcproj[l]), act(off_.fch_gelu[l]), p + "mlp.c_proj", N, 4 * Cl, C);
-    be_.residual_forward(dt, act(off_.res3[l]), act(off_.res2[l]), act(off_.fcproj[l]), Ns * C);
-    residual = act(off_.res3[l]);
+  if (stage_.first) {
+    MESHLM_CHECK(tokens, "forward: the first stage needs tokens");
+    for (int64_t i = 0; i < N; i++)
+      MESHLM_CHECK(tokens[i] >= 0 && tokens[i] < V,
+                   "token id " + std::to_string(tokens[i]) + " is outside the vocabulary [0, " +
+                       std::to_string(V) + ")");
+    std::vector<int32_t>& ids = tokens_[size_t(slot)];  // this rank's rows, -1 for ids on another rank
+    ids.resize(size_t(N));
+    for (int64_t i = 0; i < N; i++) ids[size_t(i)] = tokens[i] >= v0 && tokens[i] < v0 + Vl ? tokens[i] - int32_t(v0) : -1;
+    // Vocabulary-parallel embedding: each rank adds the rows it holds (and rank 0 the positions);
+    // the sum over the tp group is the embedding.
+    // Sequence parallel: the sum is reduce-scattered, each rank keeping its Ns rows.
+    be_.embedding_forward(dt, act(sp_ ? off_.full : off_.encoded), ids.data(), P("transformer.wte.weight"),
+                          !tp_ || tp_->rank() == 0 ? P("transformer.wpe.weight") : nullptr, B, T, C);
+    if (sp_) seq_reduce_scatter(act(off_.encoded), act(off_.full), N * C);
+    else if (tp_) tp_all_reduce(act(off_.encoded), N * C);
+  } else {
+    MESHLM_CHECK(input, "forward: a stage after the first needs the previous stage's output");
+    std::memcpy(act(off_.encoded), input, size_t(Ns * C) * esz_);
+  }
+  const void* residual = act(off_.encoded);  // (Ns, C)
+  for (int64_t l = stage_.first_layer; l < stage_.first_layer + stage_.n_layers; l++) {
+    block_forward(l, residual, true);
+    residual = act(off_.res3[size_t(l - stage_.first_layer)]);
+  }
+  if (!stage_.last) {
+    has_grad_[size_t(slot)] = dloss_scale != 0.0f;
+    return 0.0;
   }
   be_.layernorm_forward(dt, act(off_.lnf), stat(off_.lnf_mean), stat(off_.lnf_rstd), residual,
                         P("transformer.ln_f.weight"), P("transformer.ln_f.bias"), Ns, C);
@@ -387,15 +487,12 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
   // LM head tied to wte: logits (B, T, Vl) = lnf (B, T, C) @ wte (Vl, C)^T, this rank's columns
   be_.matmul_forward(dt, act(off_.logits), act(off_.lnf_full), P("transformer.wte.weight"), nullptr, N,
                      C, Vl, WeightLayout::out_in);
-  if (!targets) {
-    targets_.clear();
-    return 0.0;
-  }
-  targets_.assign(targets, targets + N);
+  if (!targets) return 0.0;
   for (int64_t i = 0; i < N; i++)
     MESHLM_CHECK(targets[i] >= 0 && targets[i] < V,
                  "target id " + std::to_string(targets[i]) + " is outside the vocabulary [0, " +
                      std::to_string(V) + ")");
+  has_grad_[size_t(slot)] = dloss_scale != 0.0f;
   const float dloss = dloss_scale / float(N);  // d(scale * mean) / d(loss_i)
   if (!tp_) {
     be_.crossentropy_forward_backward(dt, stat(off_.losses), act(off_.logits), targets, dloss, N, V, Vl);
@@ -435,11 +532,14 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
   return sum / double(N);
 }
 
-void Gpt::backward(const std::function<void(int64_t offset)>& on_ready) {
+void Gpt::backward_micro(int slot, const void* doutput, const std::function<void(int64_t offset)>& on_ready) {
   auto ready = [&](int64_t offset) {
     if (on_ready) on_ready(offset);
   };
-  MESHLM_CHECK(!targets_.empty(), "backward() needs a forward() with targets and a dloss_scale");
+  MESHLM_CHECK(slot >= 0 && slot < slots_ && B_ > 0 && has_grad_[size_t(slot)],
+               "backward() needs a forward() with targets and a dloss_scale");
+  has_grad_[size_t(slot)] = 0;
+  slot_ = slot;
   const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd;
   const int64_t Cl = C / tp_size(), NHl = cfg_.n_head / tp_size();
   const int64_t Vl = cfg_.padded_vocab_size() / tp_size();  // this rank's vocabulary columns
@@ -448,70 +548,79 @@ void Gpt::backward(const std::function<void(int64_t offset)>& on_ready) {
   auto G = [&](const std::string& n) { return grad(n); };
   auto zero = [&](size_t off, int64_t n) { std::memset(act(off), 0, size_t(n) * esz_); };
 
-  // LM head: logits now hold dlogits (B, T, Vl), this rank's columns; each rank's part of the
-  // input gradient is summed over the tp group (the head is column-parallel over the vocabulary).
   const int64_t Ns = sp_ ? N / tp_size() : N;  // rows of the sequence regions
-  zero(off_.dln, Ns * C);
-  if (sp_) {  // the partial input gradient, reduce-scattered to this rank's rows
-    seq_gather(act(off_.lnf_full), act(off_.lnf), Ns * C);  // the head's input, again
-    zero(off_.full2, N * C);
-    be_.matmul_backward(dt, act(off_.full2), G("transformer.wte.weight"), nullptr, act(off_.logits),
-                        act(off_.lnf_full), P("transformer.wte.weight"), N, C, Vl, WeightLayout::out_in);
-    seq_reduce_scatter(act(off_.dln), act(off_.full2), N * C);
+  const int64_t L0 = stage_.first_layer, nL = stage_.n_layers;
+  if (stage_.last) {
+    // LM head: logits now hold dlogits (B, T, Vl), this rank's columns; each rank's part of the
+    // input gradient is summed over the tp group (the head is column-parallel over the vocabulary).
+    zero(off_.dln, Ns * C);
+    if (sp_) {  // the partial input gradient, reduce-scattered to this rank's rows
+      seq_gather(act(off_.lnf_full), act(off_.lnf), Ns * C);  // the head's input, again
+      zero(off_.full2, N * C);
+      be_.matmul_backward(dt, act(off_.full2), G("transformer.wte.weight"), nullptr, act(off_.logits),
+                          act(off_.lnf_full), P("transformer.wte.weight"), N, C, Vl, WeightLayout::out_in);
+      seq_reduce_scatter(act(off_.dln), act(off_.full2), N * C);
+    } else {
+      be_.matmul_backward(dt, act(off_.dln), G("transformer.wte.weight"), nullptr, act(off_.logits),
+                          act(off_.lnf), P("transformer.wte.weight"), N, C, Vl, WeightLayout::out_in);
+      if (tp_) tp_all_reduce(act(off_.dln), N * C);
+    }
+    const void* last_residual = nL > 0 ? act(off_.res3[size_t(nL - 1)]) : act(off_.encoded);
+    zero(off_.dres, Ns * C);
+    layernorm_backward("transformer.ln_f.", act(off_.dres), act(off_.dln), last_residual, stat(off_.lnf_mean),
+                       stat(off_.lnf_rstd), Ns);
+    ready(table_.at("transformer.ln_f.weight").offset);
   } else {
-    be_.matmul_backward(dt, act(off_.dln), G("transformer.wte.weight"), nullptr, act(off_.logits),
-                        act(off_.lnf), P("transformer.wte.weight"), N, C, Vl, WeightLayout::out_in);
-    if (tp_) tp_all_reduce(act(off_.dln), N * C);
+    MESHLM_CHECK(doutput, "backward: a stage before the last needs the gradient of its output");
+    std::memcpy(act(off_.dres), doutput, size_t(Ns * C) * esz_);
   }
-  const int64_t L = cfg_.n_layer;
-  const void* last_residual = L > 0 ? act(off_.res3[L - 1]) : act(off_.encoded);
-  zero(off_.dres, Ns * C);
-  be_.layernorm_backward(dt, act(off_.dres), G("transformer.ln_f.weight"),
-                         G("transformer.ln_f.bias"), act(off_.dln), last_residual,
-                         P("transformer.ln_f.weight"), stat(off_.lnf_mean), stat(off_.lnf_rstd), Ns, C);
-  sp_reduce_layernorm_grads("transformer.ln_f.");
-  ready(table_.at("transformer.ln_f.weight").offset);
-  for (int64_t l = L - 1; l >= 0; l--) {
+  for (int64_t i = nL - 1; i >= 0; i--) {
+    const int64_t l = L0 + i;
     const std::string p = "transformer.h." + std::to_string(l) + ".";
-    const void* residual = l > 0 ? act(off_.res3[l - 1]) : act(off_.encoded);
+    const void* residual = i > 0 ? act(off_.res3[size_t(i - 1)]) : act(off_.encoded);
+    // Recomputation: the block's activations that forward did not keep, rebuilt from what it did.
+    if (recompute_ == Recompute::full) {
+      block_forward(l, residual, false);
+    } else if (recompute_ == Recompute::selective) {
+      be_.attention_forward(dt, act(off_.atty[i]), stat(off_.lse[i]), act(off_.qkv[i]), B, T, Cl, NHl);
+      be_.gelu_forward(dt, act(off_.fch_gelu[i]), act(off_.fch[i]), N * 4 * Cl);
+    }
     // dres is d(res3[l]); MLP branch: fcproj = gelu(fch) @ W + b
     zero(off_.dbig, N * 4 * Cl);
-    block_matmul_backward(l, 3, act(off_.dbig), p + "mlp.c_proj", act(off_.dres), act(off_.fch_gelu[l]),
+    block_matmul_backward(l, 3, act(off_.dbig), p + "mlp.c_proj", act(off_.dres), act(off_.fch_gelu[i]),
                           N, 4 * Cl, C);
     zero(off_.dbig2, N * 4 * Cl);
-    be_.gelu_backward(dt, act(off_.dbig2), act(off_.fch[l]), act(off_.dbig), N * 4 * Cl);
+    be_.gelu_backward(dt, act(off_.dbig2), act(off_.fch[i]), act(off_.dbig), N * 4 * Cl);
     zero(off_.dln, Ns * C);
-    if (sp_) seq_gather(act(off_.ln2_full[l]), act(off_.ln2[l]), Ns * C);  // c_fc's input, again
-    block_matmul_backward(l, 2, act(off_.dln), p + "mlp.c_fc", act(off_.dbig2), act(off_.ln2_full[l]), N, C,
+    if (sp_) seq_gather(act(off_.ln2_full[i]), act(off_.ln2[i]), Ns * C);  // c_fc's input, again
+    block_matmul_backward(l, 2, act(off_.dln), p + "mlp.c_fc", act(off_.dbig2), act(off_.ln2_full[i]), N, C,
                           4 * Cl);
-    be_.layernorm_backward(dt, act(off_.dres), G(p + "ln_2.weight"), G(p + "ln_2.bias"),
-                           act(off_.dln), act(off_.res2[l]), P(p + "ln_2.weight"),
-                           stat(off_.ln2_mean[l]), stat(off_.ln2_rstd[l]), Ns, C);
-    sp_reduce_layernorm_grads(p + "ln_2.");
+    layernorm_backward(p + "ln_2.", act(off_.dres), act(off_.dln), act(off_.res2[i]), stat(off_.ln2_mean[i]),
+                       stat(off_.ln2_rstd[i]), Ns);
     // dres is now d(res2[l]); attention branch
     zero(off_.datty, N * Cl);
-    block_matmul_backward(l, 1, act(off_.datty), p + "attn.c_proj", act(off_.dres), act(off_.atty[l]), N,
+    block_matmul_backward(l, 1, act(off_.datty), p + "attn.c_proj", act(off_.dres), act(off_.atty[i]), N,
                           Cl, C);
     zero(off_.dqkv, N * 3 * Cl);
-    be_.attention_backward(dt, act(off_.dqkv), act(off_.datty), act(off_.qkv[l]), act(off_.atty[l]),
-                           stat(off_.lse[l]), B, T, Cl, NHl);
+    be_.attention_backward(dt, act(off_.dqkv), act(off_.datty), act(off_.qkv[i]), act(off_.atty[i]),
+                           stat(off_.lse[i]), B, T, Cl, NHl);
     zero(off_.dln, Ns * C);
-    if (sp_) seq_gather(act(off_.ln1_full[l]), act(off_.ln1[l]), Ns * C);  // c_attn's input, again
-    block_matmul_backward(l, 0, act(off_.dln), p + "attn.c_attn", act(off_.dqkv), act(off_.ln1_full[l]), N, C,
+    if (sp_) seq_gather(act(off_.ln1_full[i]), act(off_.ln1[i]), Ns * C);  // c_attn's input, again
+    block_matmul_backward(l, 0, act(off_.dln), p + "attn.c_attn", act(off_.dqkv), act(off_.ln1_full[i]), N, C,
                           3 * Cl);
-    be_.layernorm_backward(dt, act(off_.dres), G(p + "ln_1.weight"), G(p + "ln_1.bias"),
-                           act(off_.dln), residual, P(p + "ln_1.weight"), stat(off_.ln1_mean[l]),
-                           stat(off_.ln1_rstd[l]), Ns, C);
-    sp_reduce_layernorm_grads(p + "ln_1.");
+    layernorm_backward(p + "ln_1.", act(off_.dres), act(off_.dln), residual, stat(off_.ln1_mean[i]),
+                       stat(off_.ln1_rstd[i]), Ns);
     // dres is now d(residual input of layer l); layer l's parameters are final
     ready(table_.at(p + "ln_1.weight").offset);
   }
-  // Each rank's rows take their tokens' gradients; the positions' (replicated) on every rank,
-  // from all N rows (gathered under sequence parallelism).
-  if (sp_) seq_gather(act(off_.full), act(off_.dres), Ns * C);
-  be_.embedding_backward(dt, G("transformer.wte.weight"), G("transformer.wpe.weight"),
-                         act(sp_ ? off_.full : off_.dres), tokens_.data(), B, T, C);
-  ready(0);
+  if (stage_.first) {
+    // Each rank's rows take their tokens' gradients; the positions' (replicated) on every rank,
+    // from all N rows (gathered under sequence parallelism).
+    if (sp_) seq_gather(act(off_.full), act(off_.dres), Ns * C);
+    be_.embedding_backward(dt, G("transformer.wte.weight"), G("transformer.wpe.weight"),
+                           act(sp_ ? off_.full : off_.dres), tokens_[size_t(slot)].data(), B, T, C);
+  }
+  ready(0);  // a later stage: dres holds the gradient of this stage's input (input_grad())
 }
 
 std::vector<Gpt::TensorSpan> Gpt::tensor_spans() const {
@@ -534,23 +643,25 @@ std::vector<Gpt::TensorSpan> Gpt::tensor_spans() const {
   const int64_t N = B_ * T_, C = cfg_.n_embd, Cl = C / tp_size();
   const int64_t Ns = sp_ ? N / tp_size() : N;  // rows of the sequence regions
   auto act_span = [&](const std::string& layer, size_t off, int64_t n) {
+    if (off & kScratch) return;  // recomputed in backward: not a saved activation
     spans.push_back({layer, "activations", dtype_, act(off), n});
   };
-  act_span("embedding", off_.encoded, Ns * C);
-  for (int64_t l = 0; l < cfg_.n_layer; l++) {
-    const std::string layer = "h." + std::to_string(l);
-    for (size_t off : {off_.ln1[l], off_.attproj[l], off_.res2[l], off_.ln2[l], off_.fcproj[l], off_.res3[l]})
+  if (stage_.first) act_span("embedding", off_.encoded, Ns * C);
+  for (int64_t i = 0; i < stage_.n_layers; i++) {
+    const std::string layer = "h." + std::to_string(stage_.first_layer + i);
+    for (size_t off : {off_.ln1[i], off_.attproj[i], off_.res2[i], off_.ln2[i], off_.fcproj[i], off_.res3[i]})
       act_span(layer, off, Ns * C);
-    act_span(layer, off_.atty[l], N * Cl);
-    act_span(layer, off_.qkv[l], N * 3 * Cl);
-    act_span(layer, off_.fch[l], N * 4 * Cl);
-    act_span(layer, off_.fch_gelu[l], N * 4 * Cl);
+    act_span(layer, off_.atty[i], N * Cl);
+    act_span(layer, off_.qkv[i], N * 3 * Cl);
+    act_span(layer, off_.fch[i], N * 4 * Cl);
+    act_span(layer, off_.fch_gelu[i], N * 4 * Cl);
   }
-  act_span("final", off_.lnf, Ns * C);
+  if (stage_.last) act_span("final", off_.lnf, Ns * C);
   return spans;
 }
 
 std::vector<float> Gpt::logits_at(int64_t b, int64_t t) const {
+  MESHLM_CHECK(stage_.last, "logits_at: this pipeline stage has no LM head");
   MESHLM_CHECK(!tp_, "logits_at: the logits are split across the tensor-parallel ranks (sample on one rank)");
   const int64_t Vp = cfg_.padded_vocab_size();
   MESHLM_CHECK(b < B_ && t < T_, "logits_at: position outside the last forward");

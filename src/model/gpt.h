@@ -26,6 +26,13 @@
 namespace meshlm {
 
 // How update_compute_weights rounds the master weights into the 16-bit compute copy.
+// Activation recomputation: none keeps every activation backward reads; selective keeps the
+// matrix products' outputs and recomputes the attention core and GELU from them in backward;
+// full keeps only each block's input and reruns the whole block's forward in its backward.
+enum class Recompute { none, selective, full };
+Recompute recompute_from_name(const std::string& name);  // throws on an unknown name
+const char* recompute_name(Recompute r);
+
 struct WeightRounding {
   bool stochastic = false;
   uint64_t seed = 0;
@@ -40,10 +47,16 @@ class Gpt {
   // and the LM head are replicated. Forward and backward call the tp collectives themselves
   // (all-reduce after the row-parallel products, and of the column-parallel products' input
   // gradients); every rank of the group must run them together.
-  Gpt(const ModelConfig& cfg, Backend& backend, DType compute = DType::fp32, Communicator* tp = nullptr);
+  //
+  // stage: the layers of one pipeline stage (default: the whole model). The stage forward
+  // takes the previous stage's output (or tokens, on the first stage) and backward gives back
+  // the gradient of that input (see forward_micro / backward_micro).
+  Gpt(const ModelConfig& cfg, Backend& backend, DType compute = DType::fp32, Communicator* tp = nullptr,
+      const StageLayers& stage = {});
 
   const ModelConfig& config() const { return cfg_; }
   const ParamTable& table() const { return table_; }
+  const StageLayers& stage() const { return stage_; }
   DType dtype() const { return dtype_; }           // the compute dtype
   DType master_dtype() const { return params_.dtype(); }
   Tensor& params() { return params_; }  // (P,) flat master weights, in table order
@@ -81,6 +94,29 @@ class Gpt {
   nlohmann::json fp8_state() const;
   void set_fp8_state(const nlohmann::json& j);
 
+  // Pipelining keeps several micro-batches in flight: `slots` independent sets of saved
+  // activations (the backward scratch is shared). Slot k of forward_micro is consumed by
+  // backward_micro(k). Default 1.
+  void set_slots(int slots);
+  int slots() const { return slots_; }
+  void set_recompute(Recompute r);
+  Recompute recompute() const { return recompute_; }
+
+  // Forward of micro-batch `slot` through this stage. The first stage reads tokens (B, T); any
+  // other reads `input`, the previous stage's output (Ns, C) in the compute dtype (Ns = B T, or
+  // B T / tp with sequence parallelism). The last stage reads targets (B, T) and returns the
+  // mean loss (else 0), with dloss_scale as in forward(); other stages leave their output in
+  // output(slot).
+  double forward_micro(int slot, const int32_t* tokens, const void* input, const int32_t* targets,
+                       int64_t B, int64_t T, float dloss_scale);
+  // Backward of micro-batch `slot`: the last stage starts from its loss, any other from
+  // `doutput`, the gradient of output(slot) (Ns, C). A stage other than the first leaves the
+  // gradient of its input in input_grad() (valid until the next backward). on_ready as backward().
+  void backward_micro(int slot, const void* doutput, const std::function<void(int64_t offset)>& on_ready = {});
+  const void* output(int slot) const;  // (Ns, C), compute dtype
+  const void* input_grad() const;      // (Ns, C), compute dtype
+  int64_t boundary_elems(int64_t B, int64_t T) const;  // Ns * C: what passes between stages
+
   // Forward over tokens (B, T). With targets (B, T) returns the mean cross-entropy over the
   // B*T positions (else 0). If dloss_scale != 0, the logits are replaced by the gradient of
   // dloss_scale * mean_loss, ready for backward(); use 1/accumulation_steps when accumulating.
@@ -100,8 +136,13 @@ class Gpt {
   // and the layernorms' gradients, partial over rows, summed. Needs tp > 1 and N % tp == 0.
   void enable_sequence_parallel();
   bool sequence_parallel() const { return sp_; }
-  // Bytes of the activations this rank holds (compute dtype) and of its statistics.
+  // Bytes of the activations this rank holds (compute dtype) and of its statistics: every
+  // slot's saved activations plus the shared scratch (backward, recomputation).
   int64_t activation_bytes() const { return int64_t(acts_.nbytes() + stats_.nbytes()); }
+  // Of those, the bytes one micro-batch keeps from its forward to its backward.
+  int64_t saved_activation_bytes() const {
+    return int64_t(saved_total_ * esz_ + saved_stats_total_ * master_esz_);
+  }
 
   // Bytes of activations and activation gradients this rank has all-reduced over the tp group
   // (fp32 payload) since the last reset: per forward + backward, 4 per layer and 2 more
@@ -126,15 +167,28 @@ class Gpt {
 
  private:
   void ensure_activations(int64_t B, int64_t T);
-  // Activations (compute dtype) and statistics (master dtype) by element offset.
-  void* act(size_t offset) { return static_cast<char*>(acts_.data()) + offset * esz_; }
+  // Activations (compute dtype) and statistics (master dtype) by element offset: an offset
+  // with kScratch set lies in the shared scratch after the slots, any other in the current
+  // slot's saved region.
+  static constexpr size_t kScratch = size_t(1) << 62;
+  size_t physical(size_t offset, size_t saved_total) const {
+    return offset & kScratch ? size_t(slots_) * saved_total + (offset & ~kScratch)
+                             : size_t(slot_) * saved_total + offset;
+  }
+  void* act(size_t offset) { return static_cast<char*>(acts_.data()) + physical(offset, saved_total_) * esz_; }
   const void* act(size_t offset) const {
-    return static_cast<const char*>(acts_.data()) + offset * esz_;
+    return static_cast<const char*>(acts_.data()) + physical(offset, saved_total_) * esz_;
   }
-  void* stat(size_t offset) { return static_cast<char*>(stats_.data()) + offset * master_esz_; }
+  void* stat(size_t offset) {
+    return static_cast<char*>(stats_.data()) + physical(offset, saved_stats_total_) * master_esz_;
+  }
   const void* stat(size_t offset) const {
-    return static_cast<const char*>(stats_.data()) + offset * master_esz_;
+    return static_cast<const char*>(stats_.data()) + physical(offset, saved_stats_total_) * master_esz_;
   }
+  // Block l (global index) forward from `residual` (Ns, C) into its activations; write_output:
+  // also its output res3 (a recomputation in backward leaves the saved output alone).
+  void block_forward(int64_t l, const void* residual, bool write_output);
+  int64_t local_layers() const { return int64_t(off_.res3.size()); }
   const void* weight(const std::string& name);  // the compute copy of one parameter
   void* grad(const std::string& name);
   // The matrix products of block l's site k (0 c_attn, 1 attn.c_proj, 2 c_fc, 3 mlp.c_proj),
@@ -149,12 +203,16 @@ class Gpt {
   void tp_all_reduce(void* buf, int64_t n);  // sum over the tp group, in fp32
   void seq_gather(void* full, const void* part, int64_t n);            // n: elements per rank
   void seq_reduce_scatter(void* part, const void* full, int64_t n);    // n: elements in full
-  void sp_reduce_layernorm_grads(const std::string& prefix);
+  // Layernorm `prefix` ("transformer.h.0.ln_1.") backward over Ns rows, adding its weight and
+  // bias gradients (summed over the tp group under sequence parallelism).
+  void layernorm_backward(const std::string& prefix, void* dinp, const void* dout, const void* inp,
+                          const void* mean, const void* rstd, int64_t Ns);
   int tp_size() const { return tp_ ? tp_->size() : 1; }
   void block_matmul_backward(int64_t l, int k, void* dinp, const std::string& w, const void* dout,
                              const void* inp, int64_t N, int64_t C, int64_t OC);
 
   ModelConfig cfg_;
+  StageLayers stage_;  // n_layers resolved
   Backend& be_;
   DType dtype_;
   size_t esz_, master_esz_;
@@ -163,11 +221,15 @@ class Gpt {
   std::vector<float> tp_scratch_;
   int64_t tp_bytes_ = 0;
   bool sp_ = false;
+  std::vector<float> sp_ln_grads_;  // (2C) a layernorm's partial weight and bias gradients
   Tensor params_, grads_;
   Tensor compute_;  // (P,) the 16-bit copy of params_ (unused when dtype_ is the master dtype)
 
   // Activations, laid out for the capacity (B_cap, T_cap); offsets in elements.
   int64_t B_cap_ = 0, T_cap_ = 0, B_ = 0, T_ = 0;
+  int slots_ = 1, slot_ = 0;  // slots of saved activations; the one forward/backward is using
+  size_t saved_total_ = 0, saved_stats_total_ = 0;  // elements of one slot
+  Recompute recompute_ = Recompute::none;
   // fp8 state: per block and site, the scales of input, weight and output gradient, the
   // amaxes pending for end_fp8_step(), and scratch for the quantized operands (bf16).
   struct Fp8Site {
@@ -179,8 +241,12 @@ class Gpt {
   bool training_forward_ = false;
   Tensor acts_;   // compute dtype
   Tensor stats_;  // master dtype: layernorm mean/rstd, attention lse, losses
-  std::vector<int32_t> tokens_, targets_;  // (B, T) of the last forward
+  // Per slot: the embedding's token ids (this tp rank's rows, -1 elsewhere) and whether the
+  // forward computed a loss gradient for backward.
+  std::vector<std::vector<int32_t>> tokens_;
+  std::vector<char> has_grad_;
   struct Offsets {
+    // Vectors of per-layer offsets are indexed by the stage's local layer (l - first_layer).
     size_t encoded, lnf, lnf_full, lnf_mean, lnf_rstd, logits, losses, row_lse;
     size_t dres, dln, dbig, dbig2, dqkv, datty, full, full2;
     std::vector<size_t> ln1_full, ln2_full;

@@ -1,13 +1,60 @@
 #include "model/params.h"
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "core/error.h"
 #include "core/rng.h"
 
 namespace meshlm {
 
-ParamTable::ParamTable(const ModelConfig& cfg, int tp, int tp_rank) : tp_(tp), tp_rank_(tp_rank) {
+std::vector<int64_t> pipeline_split(int64_t n_layer, int pp, const std::string& spec) {
+  MESHLM_CHECK(pp >= 1, "pp must be >= 1");
+  std::vector<int64_t> split;
+  if (spec.empty()) {
+    MESHLM_CHECK(n_layer % pp == 0, "pipeline: " + std::to_string(n_layer) + " layers do not split evenly into " +
+                                        std::to_string(pp) + " stages; give the split with --pp-layers (e.g. " +
+                                        std::to_string(n_layer / pp + 1) + ",...)");
+    return std::vector<int64_t>(size_t(pp), n_layer / pp);
+  }
+  size_t pos = 0;
+  while (pos <= spec.size()) {
+    const size_t comma = std::min(spec.find(',', pos), spec.size());
+    const std::string item = spec.substr(pos, comma - pos);
+    int64_t n = 0;
+    size_t used = 0;
+    try {
+      n = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    MESHLM_CHECK(used == item.size() && used > 0 && n >= 1,
+                 "--pp-layers '" + spec + "': '" + item + "' is not a positive layer count");
+    split.push_back(n);
+    pos = comma + 1;
+  }
+  int64_t sum = 0;
+  for (int64_t n : split) sum += n;
+  MESHLM_CHECK(int(split.size()) == pp, "--pp-layers '" + spec + "' names " + std::to_string(split.size()) +
+                                            " stages but pp is " + std::to_string(pp));
+  MESHLM_CHECK(sum == n_layer, "--pp-layers '" + spec + "' holds " + std::to_string(sum) +
+                                   " layers but the model has " + std::to_string(n_layer));
+  return split;
+}
+
+StageLayers stage_layers(const std::vector<int64_t>& split, int stage) {
+  MESHLM_CHECK(stage >= 0 && stage < int(split.size()), "stage_layers: no such stage");
+  StageLayers s;
+  for (int i = 0; i < stage; i++) s.first_layer += split[size_t(i)];
+  s.n_layers = split[size_t(stage)];
+  s.first = stage == 0;
+  s.last = stage == int(split.size()) - 1;
+  return s;
+}
+
+ParamTable::ParamTable(const ModelConfig& cfg, int tp, int tp_rank, const StageLayers& stage)
+    : tp_(tp), tp_rank_(tp_rank) {
   cfg.validate();
   MESHLM_CHECK(tp >= 1 && tp_rank >= 0 && tp_rank < tp, "ParamTable: bad tensor-parallel rank");
   MESHLM_CHECK(cfg.n_head % tp == 0, "tensor parallelism: n_head (" + std::to_string(cfg.n_head) +
@@ -17,11 +64,15 @@ ParamTable::ParamTable(const ModelConfig& cfg, int tp, int tp_rank) : tp_(tp), t
   // The tied embedding / LM head is vocabulary-parallel: rank r holds rows [r Vp/tp, (r+1) Vp/tp).
   MESHLM_CHECK(Vp % tp == 0, "tensor parallelism: the padded vocabulary (" + std::to_string(Vp) +
                                  ") must split into tp (" + std::to_string(tp) + ") equal parts");
-  add("transformer.wte.weight", {Vp, C}, std, 0, true, Sharding::rows);
-  entries_.back().live = V * C;
-  if (entries_.back().shard == Sharding::replicated) entries_.back().hf_shape = {V, C};
-  add("transformer.wpe.weight", {cfg.max_seq_len, C}, std, 0, true);
-  for (int64_t l = 0; l < cfg.n_layer; l++) {
+  const int64_t l0 = stage.first_layer, l1 = stage.n_layers < 0 ? cfg.n_layer : l0 + stage.n_layers;
+  MESHLM_CHECK(l0 >= 0 && l0 <= l1 && l1 <= cfg.n_layer, "ParamTable: the stage's layers are outside the model");
+  if (stage.first || stage.last) {
+    add("transformer.wte.weight", {Vp, C}, std, 0, true, Sharding::rows);
+    entries_.back().live = V * C;
+    if (entries_.back().shard == Sharding::replicated) entries_.back().hf_shape = {V, C};
+  }
+  if (stage.first) add("transformer.wpe.weight", {cfg.max_seq_len, C}, std, 0, true);
+  for (int64_t l = l0; l < l1; l++) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     add(p + "ln_1.weight", {C}, 0, 1, false);
     add(p + "ln_1.bias", {C}, 0, 0, false);
@@ -36,8 +87,10 @@ ParamTable::ParamTable(const ModelConfig& cfg, int tp, int tp_rank) : tp_(tp), t
     add(p + "mlp.c_proj.weight", {4 * C, C}, proj_std, 0, true, Sharding::rows);
     add(p + "mlp.c_proj.bias", {C}, 0, 0, false);
   }
-  add("transformer.ln_f.weight", {C}, 0, 1, false);
-  add("transformer.ln_f.bias", {C}, 0, 0, false);
+  if (stage.last) {
+    add("transformer.ln_f.weight", {C}, 0, 1, false);
+    add("transformer.ln_f.bias", {C}, 0, 0, false);
+  }
 }
 
 int64_t ParamEntry::global_index(int64_t i) const {

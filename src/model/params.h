@@ -41,13 +41,30 @@ struct ParamEntry {
   int64_t global_index(int64_t i) const;
 };
 
+// The part of the model one pipeline stage holds: blocks [first_layer, first_layer + n_layers),
+// the embeddings when `first`, ln_f and the LM head when `last`. The head is tied to wte, so the
+// first and the last stage each hold a copy of wte and sum its gradient (docs/parallel.md).
+// The default is the whole model.
+struct StageLayers {
+  int64_t first_layer = 0, n_layers = -1;  // -1: every layer
+  bool first = true, last = true;
+};
+
+// Layers per pipeline stage: the explicit split `spec` ("3,3,2": one positive count per stage,
+// summing to n_layer) or, when empty, an even split (n_layer a multiple of pp). Anything else
+// throws naming the problem: layers are never silently dropped.
+std::vector<int64_t> pipeline_split(int64_t n_layer, int pp, const std::string& spec = "");
+// Stage `stage` of the split.
+StageLayers stage_layers(const std::vector<int64_t>& split, int stage);
+
 class ParamTable {
  public:
   // The parameters of tensor-parallel rank tp_rank of tp (tp = 1: the whole model). Column-
   // parallel: attn.c_attn (weight and bias, by heads within each of q, k, v) and mlp.c_fc;
   // row-parallel: attn.c_proj.weight and mlp.c_proj.weight; everything else replicated
   // (embeddings, layernorms, the row-parallel layers' biases).
-  explicit ParamTable(const ModelConfig& cfg, int tp = 1, int tp_rank = 0);
+  // stage: only that pipeline stage's parameters (names stay global: "transformer.h.5...").
+  explicit ParamTable(const ModelConfig& cfg, int tp = 1, int tp_rank = 0, const StageLayers& stage = {});
   const std::vector<ParamEntry>& entries() const { return entries_; }
   const ParamEntry& at(const std::string& name) const;  // throws on an unknown name
   int64_t total() const { return total_; }

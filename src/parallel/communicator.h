@@ -48,6 +48,9 @@ class Communicator {
   virtual void broadcast(void* buf, int64_t n, DType dt, int root) = 0;
   virtual void send(const void* buf, int64_t n, DType dt, int dest, int tag) = 0;
   virtual void recv(void* buf, int64_t n, DType dt, int src, int tag) = 0;
+  // Non-blocking point-to-point (pipeline stages): buf stays untouched until wait() returns.
+  virtual RequestPtr isend(const void* buf, int64_t n, DType dt, int dest, int tag) = 0;
+  virtual RequestPtr irecv(void* buf, int64_t n, DType dt, int src, int tag) = 0;
   virtual void barrier() = 0;
   // MPI_Comm_split: ranks with the same color form a new communicator, ordered by key (then by
   // rank in this one).

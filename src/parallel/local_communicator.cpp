@@ -68,6 +68,8 @@ class SelfCommunicator final : public Communicator {
   void broadcast(void*, int64_t, DType, int) override {}
   void send(const void*, int64_t, DType, int, int) override { throw Error("send: a single rank has no peer"); }
   void recv(void*, int64_t, DType, int, int) override { throw Error("recv: a single rank has no peer"); }
+  RequestPtr isend(const void*, int64_t, DType, int, int) override { throw Error("isend: a single rank has no peer"); }
+  RequestPtr irecv(void*, int64_t, DType, int, int) override { throw Error("irecv: a single rank has no peer"); }
   void barrier() override {}
   std::unique_ptr<Communicator> split(int, int) override { return std::make_unique<SelfCommunicator>(); }
   [[noreturn]] void abort(int code) override { std::_Exit(code); }
@@ -173,6 +175,41 @@ class LocalCommunicator final : public Communicator {
     MESHLM_CHECK(box.size() == size_t(n) * dtype_size(dt), "local recv: message size mismatch");
     std::memcpy(buf, box.data(), box.size());
     box.clear();
+  }
+  // A send is buffered in the mailbox (complete at once); a receive happens at wait().
+  RequestPtr isend(const void* buf, int64_t n, DType dt, int dest, int tag) override {
+    send(buf, n, dt, dest, tag);
+    return std::make_unique<DoneRequest>();
+  }
+  RequestPtr irecv(void* buf, int64_t n, DType dt, int src, int tag) override {
+    struct Deferred final : Request {
+      LocalCommunicator* c;
+      void* buf;
+      int64_t n;
+      DType dt;
+      int src, tag;
+      bool done = false;
+      void wait() override {
+        if (!done) c->recv(buf, n, dt, src, tag);
+        done = true;
+      }
+      bool test() override {
+        if (!done) {
+          std::lock_guard<std::mutex> lk(c->g_->mu);
+          if (c->g_->mailbox[{src, c->rank_, tag}].empty()) return false;
+        }
+        wait();
+        return true;
+      }
+    };
+    auto r = std::make_unique<Deferred>();
+    r->c = this;
+    r->buf = buf;
+    r->n = n;
+    r->dt = dt;
+    r->src = src;
+    r->tag = tag;
+    return r;
   }
   void barrier() override { g_->barrier(); }
   std::unique_ptr<Communicator> split(int color, int key) override {

@@ -25,6 +25,9 @@ Mesh::Mesh(Communicator& world, const MeshShape& shape) : world_(world), shape_(
   dp_ = axis(shape.dp, tp_rank_ + shape.tp * pp_rank_, dp_rank_);
   tp_ = axis(shape.tp, dp_rank_ + shape.dp * pp_rank_, tp_rank_);
   pp_ = axis(shape.pp, tp_rank_ + shape.tp * dp_rank_, pp_rank_);
+  // The ends of each pipeline pair up; a middle stage is a group of its own.
+  const bool end = pp_rank_ == 0 || pp_rank_ == shape.pp - 1;
+  tied_ = axis(shape.pp, end ? tp_rank_ + shape.tp * dp_rank_ : shape.tp * shape.dp + r, pp_rank_);
 }
 
 }  // namespace meshlm

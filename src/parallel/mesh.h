@@ -31,12 +31,16 @@ class Mesh {
   Communicator& dp() { return *dp_; }
   Communicator& tp() { return *tp_; }
   Communicator& pp() { return *pp_; }
+  // The first and the last pipeline stage of this rank's pipeline (same dp and tp coordinates),
+  // which both hold the tied embedding / LM head and sum its gradient; size 1 when pp is 1 or
+  // this rank is on a middle stage.
+  Communicator& tied() { return *tied_; }
 
  private:
   Communicator& world_;
   MeshShape shape_;
   int dp_rank_ = 0, tp_rank_ = 0, pp_rank_ = 0;
-  std::unique_ptr<Communicator> dp_, tp_, pp_;
+  std::unique_ptr<Communicator> dp_, tp_, pp_, tied_;
 };
 
 }  // namespace meshlm

@@ -132,6 +132,16 @@ class MpiCommunicator final : public Communicator {
   void recv(void* buf, int64_t n, DType dt, int src, int tag) override {
     check_mpi(MPI_Recv(buf, mpi_count(n), type(dt), src, tag, comm_, MPI_STATUS_IGNORE), "MPI_Recv");
   }
+  RequestPtr isend(const void* buf, int64_t n, DType dt, int dest, int tag) override {
+    auto r = std::make_unique<MpiRequest>();
+    check_mpi(MPI_Isend(buf, mpi_count(n), type(dt), dest, tag, comm_, &r->req), "MPI_Isend");
+    return r;
+  }
+  RequestPtr irecv(void* buf, int64_t n, DType dt, int src, int tag) override {
+    auto r = std::make_unique<MpiRequest>();
+    check_mpi(MPI_Irecv(buf, mpi_count(n), type(dt), src, tag, comm_, &r->req), "MPI_Irecv");
+    return r;
+  }
   void barrier() override { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
   std::unique_ptr<Communicator> split(int color, int key) override {
     MPI_Comm sub;

@@ -1,0 +1,53 @@
+// Runs one pipeline stage's schedule (parallel/pipeline.h) for a training step: the model is this
+// rank's stage, `pp` the pipeline communicator (stage s talks to s - 1 and s + 1 of the same
+// data- and tensor-parallel coordinates). Every receive of the step is posted at its start
+// (non-blocking, one buffer per micro-batch and direction) and waited for where the schedule
+// needs it; sends are non-blocking and complete by the end of the step. Activations and their
+// gradients travel in the compute dtype, (Ns, C) per micro-batch.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "model/gpt.h"
+#include "parallel/communicator.h"
+#include "parallel/pipeline.h"
+
+namespace meshlm {
+
+struct PipelineStepTimes {
+  double busy_s = 0;   // inside forward and backward
+  double total_s = 0;  // the whole schedule, until the last send completed
+  double idle_fraction() const { return total_s > 0 ? 1.0 - busy_s / total_s : 0.0; }
+};
+
+class PipelineExecutor {
+ public:
+  // m micro-batches per step; sets the model's activation slots (m for GPipe, at most pp - s
+  // for 1F1B).
+  PipelineExecutor(Gpt& model, Communicator& pp, PipelineSchedule schedule, int m);
+  const std::vector<PipeAction>& actions() const { return actions_; }
+
+  // One step: tokens[i], targets[i] (B, T) are micro-batch i (every stage is given them; the
+  // first reads tokens, the last targets). Returns the sum of the micro-batches' mean losses on
+  // the last stage, 0 elsewhere. on_last_ready is backward's hook for the last micro-batch.
+  double step(const std::vector<const int32_t*>& tokens, const std::vector<const int32_t*>& targets,
+              int64_t B, int64_t T, float dloss_scale,
+              const std::function<void(int64_t offset)>& on_last_ready = {});
+  const PipelineStepTimes& times() const { return times_; }
+
+  // Forward only (evaluation), one batch through every stage in turn: the mean loss on the
+  // last stage, 0 elsewhere.
+  double forward_only(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T);
+
+ private:
+  Gpt& model_;
+  Communicator& pp_;
+  int m_;
+  std::vector<PipeAction> actions_;
+  std::vector<std::vector<char>> act_in_, act_out_, grad_in_, grad_out_;  // (m) x (Ns, C) bytes
+  std::vector<char> eval_buf_;
+  PipelineStepTimes times_;
+};
+
+}  // namespace meshlm

@@ -1,0 +1,304 @@
+// Pipeline parallelism without MPI. The schedules as data: every micro-batch forwarded and
+// backwarded once per stage, sends matching receives in order, no deadlock when the stages run
+// together (receives block, sends do not), 1F1B's in-flight bound, and the idle fraction of a
+// unit-time simulation equal to (pp - 1) / (m + pp - 1). Then the stages themselves, on threads
+// as ranks: a pp = 2, 3, 4 pipeline (even and uneven splits, GPipe and 1F1B, each recompute
+// setting) gives the whole model's loss and gradients bit for bit, except the tied
+// embedding, whose two halves (embedding on the first stage, head on the last) are summed in
+// another order; tp 2 x pp 2 within the fp32 bound of test_tensor_parallel.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "model/gpt.h"
+#include "parallel/mesh.h"
+#include "parallel/pipeline.h"
+#include "support/fixtures.h"
+#include "support/local_group.h"
+#include "support/support.h"
+#include "train/pipeline_executor.h"
+
+using namespace meshlm;
+
+namespace {
+
+// Runs every stage's action list together: a receive waits for the matching send; sends never
+// wait. Forward and backward take one time unit each, communication none. Returns each
+// stage's finishing time; throws on a mismatch or a deadlock.
+std::vector<double> simulate(PipelineSchedule s, int pp, int m, double* makespan) {
+  std::vector<std::vector<PipeAction>> lists;
+  for (int st = 0; st < pp; st++) lists.push_back(pipeline_actions(s, st, pp, m));
+  std::vector<size_t> pc(size_t(pp), 0);
+  std::vector<double> clock(size_t(pp), 0.0);
+  // (kind of message, micro-batch, to stage) -> time it was sent
+  std::map<std::tuple<int, int, int>, double> sent;
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    for (int st = 0; st < pp; st++) {
+      while (pc[size_t(st)] < lists[size_t(st)].size()) {
+        const PipeAction& a = lists[size_t(st)][pc[size_t(st)]];
+        double& t = clock[size_t(st)];
+        if (a.kind == PipeAction::recv_activation || a.kind == PipeAction::recv_grad) {
+          const int kind = a.kind == PipeAction::recv_activation ? 0 : 1;
+          auto it = sent.find({kind, a.micro_batch, st});
+          if (it == sent.end()) break;  // blocked until the peer sends
+          t = std::max(t, it->second);
+          sent.erase(it);
+        } else if (a.kind == PipeAction::send_activation) {
+          if (st + 1 >= pp) throw Error("the last stage sends an activation");
+          sent[{0, a.micro_batch, st + 1}] = t;
+        } else if (a.kind == PipeAction::send_grad) {
+          if (st == 0) throw Error("the first stage sends a gradient");
+          sent[{1, a.micro_batch, st - 1}] = t;
+        } else {
+          t += 1.0;  // forward or backward
+        }
+        pc[size_t(st)]++;
+        progress = true;
+      }
+    }
+  }
+  for (int st = 0; st < pp; st++)
+    if (pc[size_t(st)] != lists[size_t(st)].size())
+      throw Error("deadlock: stage " + std::to_string(st) + " stuck at action " + std::to_string(pc[size_t(st)]));
+  if (!sent.empty()) throw Error("a message was sent and never received");
+  *makespan = 0;
+  for (double t : clock) *makespan = std::max(*makespan, t);
+  return clock;
+}
+
+ModelConfig config(int64_t layers) {
+  ModelConfig c;
+  c.n_layer = layers;
+  c.n_head = 4;
+  c.n_embd = 32;
+  c.max_seq_len = 16;
+  c.vocab_size = 50;
+  return c;
+}
+
+}  // namespace
+
+TEST(PipelineSchedule, EveryMicroBatchOnceSendsMatchReceivesNoDeadlock) {
+  for (PipelineSchedule s : {PipelineSchedule::gpipe, PipelineSchedule::one_f_one_b})
+    for (int pp = 1; pp <= 5; pp++)
+      for (int m = 1; m <= 9; m++) {
+        const std::string what = std::string(pipeline_schedule_name(s)) + " pp " + std::to_string(pp) +
+                                 " m " + std::to_string(m);
+        for (int st = 0; st < pp; st++) {
+          const auto a = pipeline_actions(s, st, pp, m);
+          std::vector<int> fwd(size_t(m), 0), bwd(size_t(m), 0);
+          for (size_t k = 0; k < a.size(); k++) {
+            const int i = a[k].micro_batch;
+            ASSERT_TRUE(i >= 0 && i < m) << what;
+            if (a[k].kind == PipeAction::forward) {
+              fwd[size_t(i)]++;
+              // its input was received just before (stage > 0), its output sent just after
+              if (st > 0) { EXPECT_EQ(a[k - 1], (PipeAction{PipeAction::recv_activation, i})) << what; }
+              if (st < pp - 1) { EXPECT_EQ(a[k + 1], (PipeAction{PipeAction::send_activation, i})) << what; }
+            }
+            if (a[k].kind == PipeAction::backward) {
+              EXPECT_EQ(fwd[size_t(i)], 1) << what << ": backward " << i << " before its forward";
+              bwd[size_t(i)]++;
+              if (st < pp - 1) { EXPECT_EQ(a[k - 1], (PipeAction{PipeAction::recv_grad, i})) << what; }
+              if (st > 0) { EXPECT_EQ(a[k + 1], (PipeAction{PipeAction::send_grad, i})) << what; }
+            }
+          }
+          for (int i = 0; i < m; i++) EXPECT_TRUE(fwd[size_t(i)] == 1 && bwd[size_t(i)] == 1) << what << " mb " << i;
+          const int inflight = max_in_flight(a);
+          if (s == PipelineSchedule::one_f_one_b) EXPECT_LE(inflight, pp - st) << what;
+          else EXPECT_EQ(inflight, m) << what;
+          // sends to the next stage in the order it receives them (and gradients back)
+          if (st + 1 < pp) {
+            const auto b = pipeline_actions(s, st + 1, pp, m);
+            std::vector<int> sent_a, recv_a, sent_g, recv_g;
+            for (const auto& x : a) if (x.kind == PipeAction::send_activation) sent_a.push_back(x.micro_batch);
+            for (const auto& x : b) if (x.kind == PipeAction::recv_activation) recv_a.push_back(x.micro_batch);
+            for (const auto& x : b) if (x.kind == PipeAction::send_grad) sent_g.push_back(x.micro_batch);
+            for (const auto& x : a) if (x.kind == PipeAction::recv_grad) recv_g.push_back(x.micro_batch);
+            EXPECT_EQ(sent_a, recv_a) << what;
+            EXPECT_EQ(sent_g, recv_g) << what;
+          }
+        }
+        double makespan = 0;
+        ASSERT_NO_THROW(simulate(s, pp, m, &makespan)) << what;
+        // Unit-time forwards and backwards: each stage is busy 2m of the 2 (m + pp - 1) units.
+        EXPECT_DOUBLE_EQ(makespan, 2.0 * (m + pp - 1)) << what;
+        EXPECT_NEAR(1.0 - 2.0 * m / makespan, predicted_bubble(pp, m), 1e-12) << what;
+      }
+}
+
+TEST(PipelineSchedule, OneFOneBShape) {
+  // pp 4, m 6, stage 1: two warm-up forwards, four steady 1F1B pairs, two cool-down backwards.
+  std::string got;
+  for (const auto& a : pipeline_actions(PipelineSchedule::one_f_one_b, 1, 4, 6))
+    if (a.kind == PipeAction::forward || a.kind == PipeAction::backward)
+      got += (a.kind == PipeAction::forward ? "F" : "B") + std::to_string(a.micro_batch) + " ";
+  EXPECT_EQ(got, "F0 F1 F2 B0 F3 B1 F4 B2 F5 B3 B4 B5 ");
+  EXPECT_THROW(pipeline_actions(PipelineSchedule::gpipe, 2, 2, 4), Error);
+  EXPECT_THROW(pipeline_schedule_from_name("zigzag"), Error);
+}
+
+TEST(PipelineSplit, EvenExplicitAndErrors) {
+  EXPECT_EQ(pipeline_split(8, 4), (std::vector<int64_t>{2, 2, 2, 2}));
+  EXPECT_EQ(pipeline_split(8, 3, "3,3,2"), (std::vector<int64_t>{3, 3, 2}));
+  const StageLayers s = stage_layers(pipeline_split(8, 3, "3,3,2"), 2);
+  EXPECT_TRUE(s.first_layer == 6 && s.n_layers == 2 && !s.first && s.last);
+  auto message = [](auto f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message([] { pipeline_split(8, 3); }).find("--pp-layers"), std::string::npos);
+  EXPECT_NE(message([] { pipeline_split(8, 3, "3,3,3"); }).find("holds 9 layers but the model has 8"), std::string::npos);
+  EXPECT_NE(message([] { pipeline_split(8, 2, "3,3,2"); }).find("names 3 stages but pp is 2"), std::string::npos);
+  EXPECT_NE(message([] { pipeline_split(8, 3, "4,0,4"); }).find("'0' is not a positive layer count"), std::string::npos);
+  EXPECT_NE(message([] { pipeline_split(8, 2, "4,x"); }).find("'x'"), std::string::npos);
+}
+
+TEST(PipelineParallel, StagesEqualTheWholeModel) {
+  const int64_t B = 2, T = 16, m = 4;
+  struct Case {
+    int64_t layers;
+    int pp;
+    std::string split;
+    PipelineSchedule sched;
+    Recompute rc;
+  };
+  const std::vector<Case> cases = {
+      {4, 2, "", PipelineSchedule::one_f_one_b, Recompute::none},
+      {4, 2, "", PipelineSchedule::gpipe, Recompute::none},
+      {4, 2, "1,3", PipelineSchedule::one_f_one_b, Recompute::selective},
+      {4, 4, "", PipelineSchedule::one_f_one_b, Recompute::full},
+      {4, 3, "2,1,1", PipelineSchedule::gpipe, Recompute::full},
+  };
+  for (const Case& k : cases) {
+    const ModelConfig c = config(k.layers);
+    std::vector<std::vector<int32_t>> xs, ys;
+    for (int64_t i = 0; i < m; i++) {
+      xs.push_back(test::random_tokens(B * T, c.vocab_size, uint64_t(10 + i)));
+      ys.push_back(test::random_tokens(B * T, c.vocab_size, uint64_t(50 + i)));
+    }
+    // The whole model accumulating the m micro-batches, one thread (as each stage runs).
+    auto be = make_cpu_backend();
+    Gpt whole(c, *be);
+    double loss = 0;
+    test::on_local_group(1, [&](Communicator&) {
+      whole.init(5);
+      whole.zero_grad();
+      for (int64_t i = 0; i < m; i++) {
+        loss += whole.forward(xs[size_t(i)].data(), ys[size_t(i)].data(), B, T, 1.0f / float(m));
+        whole.backward();
+      }
+    });
+    const std::string what = std::string(pipeline_schedule_name(k.sched)) + " pp " + std::to_string(k.pp) +
+                             " split '" + k.split + "' recompute " + recompute_name(k.rc);
+    const int64_t K = std::max<int64_t>({4 * c.n_embd, c.padded_vocab_size(), T});
+    const double tol = 2 * 10 * (6 * c.n_layer + 4) * std::sqrt(double(K)) * test::kF32Eps;
+    test::on_local_group(k.pp, [&](Communicator& world) {
+      Mesh mesh(world, {1, 1, k.pp});
+      auto rbe = make_cpu_backend();
+      Gpt stage(c, *rbe, DType::fp32, nullptr, stage_layers(pipeline_split(c.n_layer, k.pp, k.split), mesh.pp_rank()));
+      stage.set_recompute(k.rc);
+      stage.init(5);
+      stage.zero_grad();
+      PipelineExecutor exec(stage, mesh.pp(), k.sched, int(m));
+      std::vector<const int32_t*> x, y;
+      for (int64_t i = 0; i < m; i++) {
+        x.push_back(xs[size_t(i)].data());
+        y.push_back(ys[size_t(i)].data());
+      }
+      double l = exec.step(x, y, B, T, 1.0f / float(m));
+      mesh.pp().all_reduce(&l, 1, DType::fp64);  // the last stage's
+      if (l != loss) throw Error(what + ": loss " + std::to_string(l) + " vs " + std::to_string(loss));
+      const ParamEntry* wte = nullptr;
+      for (const ParamEntry& e : stage.table().entries()) {
+        if (e.name == "transformer.wte.weight") {
+          wte = &e;
+          continue;
+        }
+        const float* g = whole.grads().as<float>() + whole.table().at(e.name).offset;
+        if (std::memcmp(stage.grads().as<float>() + e.offset, g, size_t(e.numel()) * 4) != 0)
+          throw Error(what + ": the gradient of " + e.name + " is not bit-identical");
+      }
+      // The tied weight: the first stage's embedding part plus the last stage's head part.
+      if (wte && k.pp > 1) mesh.tied().all_reduce(stage.grads().as<float>() + wte->offset, wte->numel(), DType::fp32);
+      if (wte) {
+        const float* g = whole.grads().as<float>() + whole.table().at(wte->name).offset;
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < wte->numel(); i++) {
+          const double a = stage.grads().as<float>()[wte->offset + i], b = g[i];
+          num += (a - b) * (a - b);
+          den += b * b;
+        }
+        if (std::sqrt(num) > tol * std::sqrt(den)) throw Error(what + ": the tied wte gradient is off");
+      }
+    });
+  }
+}
+
+TEST(PipelineParallel, TensorTimesPipelineEqualsTheWholeModel) {
+  const ModelConfig c = config(4);
+  const int64_t B = 2, T = 16, m = 3;
+  std::vector<std::vector<int32_t>> xs, ys;
+  for (int64_t i = 0; i < m; i++) {
+    xs.push_back(test::random_tokens(B * T, c.vocab_size, uint64_t(70 + i)));
+    ys.push_back(test::random_tokens(B * T, c.vocab_size, uint64_t(90 + i)));
+  }
+  auto be = make_cpu_backend();
+  Gpt whole(c, *be);
+  whole.init(9);
+  whole.zero_grad();
+  double loss = 0;
+  for (int64_t i = 0; i < m; i++) {
+    loss += whole.forward(xs[size_t(i)].data(), ys[size_t(i)].data(), B, T, 1.0f / float(m));
+    whole.backward();
+  }
+  const int64_t K = std::max<int64_t>({4 * c.n_embd, c.padded_vocab_size(), T});
+  const double tol = 2 * 10 * (6 * c.n_layer + 4) * std::sqrt(double(K)) * test::kF32Eps;
+  for (bool sp : {false, true})
+    test::on_local_group(4, [&](Communicator& world) {
+      Mesh mesh(world, {1, 2, 2});
+      auto rbe = make_cpu_backend();
+      Gpt stage(c, *rbe, DType::fp32, &mesh.tp(), stage_layers(pipeline_split(c.n_layer, 2), mesh.pp_rank()));
+      if (sp) stage.enable_sequence_parallel();
+      stage.set_recompute(Recompute::selective);
+      stage.init(9);
+      stage.zero_grad();
+      PipelineExecutor exec(stage, mesh.pp(), PipelineSchedule::one_f_one_b, int(m));
+      std::vector<const int32_t*> x, y;
+      for (int64_t i = 0; i < m; i++) {
+        x.push_back(xs[size_t(i)].data());
+        y.push_back(ys[size_t(i)].data());
+      }
+      double l = exec.step(x, y, B, T, 1.0f / float(m));
+      mesh.pp().all_reduce(&l, 1, DType::fp64);
+      if (std::fabs(l - loss) > tol * loss) throw Error("loss " + std::to_string(l) + " vs " + std::to_string(loss));
+      if (stage.stage().first || stage.stage().last) {
+        const ParamEntry& wte = stage.table().at("transformer.wte.weight");
+        mesh.tied().all_reduce(stage.grads().as<float>() + wte.offset, wte.numel(), DType::fp32);
+      }
+      for (const ParamEntry& e : stage.table().entries()) {
+        const float* g = whole.grads().as<float>() + whole.table().at(e.name).offset;
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < e.numel(); i++) {
+          const double a = stage.grads().as<float>()[e.offset + i], b = g[e.global_index(i)];
+          num += (a - b) * (a - b);
+          den += b * b;
+        }
+        if (std::sqrt(num) > tol * std::sqrt(den) + 1e-30)
+          throw Error(std::string(sp ? "tp2 x pp2 + sp" : "tp2 x pp2") + ": gradient of " + e.name + " off by " +
+                      std::to_string(std::sqrt(num / den)));
+      }
+    });
+}
