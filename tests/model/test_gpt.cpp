@@ -308,7 +308,7 @@ TEST(Gpt, RecomputationGivesTheSameGradientsWithLessMemory) {
   // bit-identical to keeping everything, in fp32 and bf16, while each setting keeps less.
   const ModelConfig c = tiny_config();
   auto be = make_cpu_backend();
-  const int64_t B = 2, T = 16;
+  const int64_t B = 2, T = 8;
   auto x = tokens(B * T, c.vocab_size, 3), y = tokens(B * T, c.vocab_size, 4);
   for (DType dt : {DType::fp32, DType::bf16}) {
     std::vector<float> ref_grads;
