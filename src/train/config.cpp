@@ -8,6 +8,9 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "model/gpt.h"
+#include "model/params.h"
+#include "parallel/pipeline.h"
 
 namespace meshlm {
 
@@ -39,7 +42,11 @@ void TrainConfig::validate() const {
   positive(steps, "steps");
   MESHLM_CHECK(micro_batch_size >= 0, "micro_batch_size must be >= 0");
   MESHLM_CHECK(dp >= 1 && tp >= 1 && pp >= 1, "dp, tp and pp must be >= 1");
-  MESHLM_CHECK(pp == 1, "pipeline parallelism is not built yet: use pp = 1");
+  pipeline_split(n_layer, int(pp), pp_layers);  // throws unless the layers split into pp stages
+  pipeline_schedule_from_name(pp_schedule);
+  recompute_from_name(recompute);
+  MESHLM_CHECK(numerics_report == 0 || pp == 1,
+               "numerics_report: not available with pipeline parallelism yet (each stage holds part of the model); use pp = 1");
   MESHLM_CHECK(n_head % tp == 0, "n_head (" + std::to_string(n_head) + ") must be a multiple of tp (" +
                                      std::to_string(tp) + "): each tensor-parallel rank holds whole heads");
   MESHLM_CHECK(batch_size % dp == 0, "batch_size (" + std::to_string(batch_size) +
@@ -185,7 +192,10 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(numerics_report, "every N steps append per-layer amax / underflow / overflow statistics to <out>/numerics.jsonl; 0: off"),
       INT_KEY(dp, "data-parallel ranks (launch with mpirun -np dp*tp*pp); batch_size is the global batch"),
       INT_KEY(tp, "tensor-parallel ranks: each holds n_head/tp heads and 1/tp of the MLP (Megatron-style)"),
-      INT_KEY(pp, "pipeline stages (not built yet: 1)"),
+      INT_KEY(pp, "pipeline stages, contiguous blocks each; the accumulation steps are the pipeline's micro-batches"),
+      TEXT_KEY(pp_layers, "layers per pipeline stage, e.g. 3,3,2 (empty: an even split; n_layer must then divide by pp)"),
+      TEXT_KEY(pp_schedule, "pipeline schedule: 1f1b (at most pp micro-batches in flight) or gpipe (all forwards, then all backwards)"),
+      TEXT_KEY(recompute, "activation recomputation: none, selective (recompute attention core and GELU) or full (keep only block inputs)"),
       INT_KEY(sequence_parallel, "1 (tp > 1): split the layernorm/residual activations along the sequence across the tp ranks"),
       INT_KEY(zero, "1: ZeRO-1, Adam moments sharded over the dp ranks (reduce-scatter, step a shard, all-gather)"),
       REAL_KEY(bucket_mb, "gradient bucket size in MB (fp32); buckets are reduced as backward finishes them"),

@@ -52,6 +52,9 @@ struct TrainConfig {
   int64_t checkpoints = 1;         // 0: write none (benchmarks)
   // parallel layout (docs/parallel.md)
   int64_t dp = 1, tp = 1, pp = 1;
+  std::string pp_layers;             // "3,3,2": layers per stage; "": even
+  std::string pp_schedule = "1f1b";  // 1f1b | gpipe
+  std::string recompute = "none";    // none | selective | full
   int64_t sequence_parallel = 0;  // 1: layernorm/residual regions split along the sequence (tp > 1)
   int64_t zero = 0;         // 1: ZeRO-1 (optimizer state sharded over dp)
   double bucket_mb = 25;    // gradient bucket size, MB of fp32

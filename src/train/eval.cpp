@@ -13,6 +13,12 @@ std::vector<int64_t> token_byte_lengths(const BpeTokenizer& tokenizer) {
 
 EvalResult evaluate(Gpt& model, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
                     const BpeTokenizer* tokenizer) {
+  return evaluate([&](const int32_t* x, const int32_t* y, int64_t b, int64_t t) { return model.forward(x, y, b, t); },
+                  loader, batches, B, T, tokenizer);
+}
+
+EvalResult evaluate(const ForwardFn& forward, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
+                    const BpeTokenizer* tokenizer) {
   const std::vector<int64_t> bytes_of = tokenizer ? token_byte_lengths(*tokenizer) : std::vector<int64_t>{};
   MESHLM_CHECK(loader.seq_len() == T, "evaluate: the loader's sequence length differs from T");
   std::vector<int32_t> x, y;
@@ -20,7 +26,7 @@ EvalResult evaluate(Gpt& model, const DataLoader& loader, int64_t batches, int64
   int64_t bytes = 0;
   for (int64_t i = 0; i < batches; i++) {
     loader.read(i * B, B, x, y);  // batch i: sequences [i B, (i + 1) B) of the split, in order
-    sum += model.forward(x.data(), y.data(), B, T);
+    sum += forward(x.data(), y.data(), B, T);
     if (tokenizer)
       for (int32_t t : y) {
         MESHLM_CHECK(t < int32_t(bytes_of.size()), "evaluate: token id " + std::to_string(t) +

@@ -2,6 +2,7 @@
 // and in nats per byte of text (so models with different tokenizers can be compared).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "data/bpe.h"
@@ -19,6 +20,10 @@ struct EvalResult {
 // order (give an unshuffled loader). Special tokens (<|endoftext|>) count as 0 bytes. Without a
 // tokenizer (data of unknown origin) the per-byte loss stays -1.
 EvalResult evaluate(Gpt& model, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
+                    const BpeTokenizer* tokenizer);
+// The same with any forward (tokens, targets, B, T) -> mean loss, e.g. through a pipeline.
+using ForwardFn = std::function<double(const int32_t*, const int32_t*, int64_t, int64_t)>;
+EvalResult evaluate(const ForwardFn& forward, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
                     const BpeTokenizer* tokenizer);
 
 // Bytes of text per token id (0 for special tokens), for loss_per_byte.

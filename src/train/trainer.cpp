@@ -27,6 +27,7 @@
 #include "train/checkpoint.h"
 #include "train/eval.h"
 #include "train/metrics.h"
+#include "train/pipeline_executor.h"
 
 namespace meshlm {
 
@@ -185,6 +186,33 @@ void to_whole(const Gpt& local, const AdamW& lopt, Gpt& whole, AdamW& wopt, Comm
   }
 }
 
+// Pipeline parallelism: each stage's whole tensors (after to_whole) go to pipeline rank 0,
+// which assembles the whole model by name (the tied wte comes from the first stage; the last
+// stage's copy is identical). Only the ranks at tp 0, dp 0 take part (the pp group of rank 0).
+void gather_stages(const Gpt& stage_whole, const AdamW& stage_opt, Gpt* whole, AdamW* wopt, Communicator& pp,
+                   const ModelConfig& mcfg, const std::vector<int64_t>& split) {
+  const Tensor* src[] = {&stage_whole.params(), &stage_opt.m(), &stage_opt.v()};
+  if (pp.rank() != 0) {
+    for (const Tensor* t : src) pp.send(t->data(), t->numel(), DType::fp32, 0, 100);
+    return;
+  }
+  float* dst[] = {whole->params().as<float>(), wopt->m().as<float>(), wopt->v().as<float>()};
+  for (int s = pp.size() - 1; s >= 0; s--) {  // the first stage last: its wte is the one kept
+    const ParamTable table(mcfg, 1, 0, stage_layers(split, s));
+    for (int k = 0; k < 3; k++) {
+      std::vector<float> buf;
+      const float* data = src[k]->as<float>();
+      if (s > 0) {
+        buf.resize(size_t(table.total()));
+        pp.recv(buf.data(), table.total(), DType::fp32, s, 100);
+        data = buf.data();
+      }
+      for (const ParamEntry& e : table.entries())
+        std::memcpy(dst[k] + whole->table().at(e.name).offset, data + e.offset, size_t(e.numel()) * 4);
+    }
+  }
+}
+
 void from_whole(const Gpt& whole, const AdamW& wopt, Gpt& local, AdamW& lopt) {
   const std::pair<const float*, float*> pairs[] = {
       {whole.params().as<float>(), local.params().as<float>()},
@@ -243,9 +271,19 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
 
   const Precision prec(cfg.precision, cfg.stochastic_rounding == 1, cfg.master_weights == 1,
                        cfg.loss_scale, uint64_t(cfg.seed));
-  Gpt model(mcfg, *backend, prec.compute, &mesh.tp());
-  const int tp = mesh.shape().tp;
+  const int tp = mesh.shape().tp, pp = mesh.shape().pp;
+  const std::vector<int64_t> split = pipeline_split(mcfg.n_layer, pp, cfg.pp_layers);
+  const StageLayers stage = stage_layers(split, mesh.pp_rank());
+  Gpt model(mcfg, *backend, prec.compute, &mesh.tp(), stage);
   if (cfg.sequence_parallel) model.enable_sequence_parallel();
+  model.set_recompute(recompute_from_name(cfg.recompute));
+  const PipelineSchedule schedule = pipeline_schedule_from_name(cfg.pp_schedule);
+  std::unique_ptr<PipelineExecutor> pipeline;
+  if (pp > 1) pipeline = std::make_unique<PipelineExecutor>(model, mesh.pp(), schedule, int(accum));
+  // The tied embedding / LM head: the first and the last stage each hold wte and sum its
+  // gradient (mesh.tied()) before the data-parallel reduction may touch it.
+  const bool tied_copy = pp > 1 && (stage.first || stage.last);
+  const int64_t tied_end = tied_copy ? model.table().at("transformer.wte.weight").numel() : 0;
   if (prec.fp8) model.enable_fp8(cfg.fp8_scaling());
   const int64_t P = model.table().total();
   // ZeRO-1: this rank's AdamW owns a slice of the moments; otherwise all of them.
@@ -258,7 +296,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     // Optimizer state is stored with global offsets (whole, or per-rank slices): each rank
     // reads the part in its own range, so any layout resumes any checkpoint.
     nlohmann::json trainer;
-    if (tp == 1) {
+    if (tp == 1 && pp == 1) {
       trainer = load_checkpoint(resume_dir, model, &opt);
     } else {  // whole tensors in the checkpoint: load them whole, keep this rank's slices
       Gpt whole(mcfg, *backend, DType::fp32);
@@ -375,9 +413,10 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     gather_masters();
     const std::string dir = (fs::path(cfg.out) / checkpoint_dir_name(st.step)).string();
     st.precision = precision_state(prec, model, scaler);
-    // ZeRO-1: every rank writes its slice of the moments; tensor parallel: the tp group
-    // gathers whole tensors; otherwise rank 0 writes it all.
-    if (tp > 1) {
+    // ZeRO-1: every rank writes its slice of the moments; tensor or pipeline parallel: the tp
+    // group gathers whole tensors of its stage, the stages send theirs to rank 0; otherwise
+    // rank 0 writes it all.
+    if (tp > 1 || pp > 1) {
       // All of this tp rank's moments (gathered over dp under ZeRO-1), then whole tensors.
       std::unique_ptr<AdamW> local;
       if (cfg.zero && dp > 1) {
@@ -385,10 +424,21 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
         mesh.dp().all_gather(opt.m().data(), local->m().data(), zero1_counts(P, dp), DType::fp32);
         mesh.dp().all_gather(opt.v().data(), local->v().data(), zero1_counts(P, dp), DType::fp32);
       }
-      Gpt whole(mcfg, *backend, DType::fp32);
+      Gpt whole(mcfg, *backend, DType::fp32, nullptr, stage);  // this stage's whole tensors
       AdamW wopt(whole.table(), DType::fp32, cfg.adamw());
       to_whole(model, local ? *local : opt, whole, wopt, mesh.tp());
-      if (lead) save_checkpoint(dir, whole, &wopt, st, cfg_json, tokenizer_file);
+      if (pp > 1 && mesh.tp_rank() == 0 && dp_rank == 0) {
+        std::unique_ptr<Gpt> all;  // rank 0: the whole model, from every stage
+        std::unique_ptr<AdamW> all_opt;
+        if (lead) {
+          all = std::make_unique<Gpt>(mcfg, *backend, DType::fp32);
+          all_opt = std::make_unique<AdamW>(all->table(), DType::fp32, cfg.adamw());
+        }
+        gather_stages(whole, wopt, all.get(), all_opt.get(), mesh.pp(), mcfg, split);
+        if (lead) save_checkpoint(dir, *all, all_opt.get(), st, cfg_json, tokenizer_file);
+      } else if (lead) {
+        save_checkpoint(dir, whole, &wopt, st, cfg_json, tokenizer_file);
+      }
     } else if (cfg.zero && dp > 1) {
       save_checkpoint(dir, model, &opt, st, cfg_json, tokenizer_file, &mesh.dp());
     } else if (lead) {
@@ -407,8 +457,18 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     if (profiler) profiler->set_enabled(false);
     // eval_batches global batches (batch_size sequences each) in chunks of the micro-batch:
     // the same sequences, so the same loss, at any dp and accumulation.
-    const EvalResult v = evaluate(model, *val_data, cfg.eval_batches * (cfg.batch_size / mb), mb, T,
-                                  tokenizer ? &*tokenizer : nullptr);
+    const int64_t batches = cfg.eval_batches * (cfg.batch_size / mb);
+    EvalResult v;
+    if (pipeline) {  // through the stages; the last one's loss (the others report 0) to all
+      v = evaluate([&](const int32_t* x, const int32_t* y, int64_t b, int64_t t) { return pipeline->forward_only(x, y, b, t); },
+                   *val_data, batches, mb, T, tokenizer ? &*tokenizer : nullptr);
+      double both[2] = {v.loss, v.loss_per_byte};
+      mesh.pp().all_reduce(both, 2, DType::fp64, ReduceOp::max);
+      v.loss = both[0];
+      v.loss_per_byte = both[1];
+    } else {
+      v = evaluate(model, *val_data, batches, mb, T, tokenizer ? &*tokenizer : nullptr);
+    }
     res.val_loss = v.loss;
     res.val_loss_per_byte = v.loss_per_byte;
     nlohmann::ordered_json line = {{"step", st.step}, {"val_loss", v.loss}};
@@ -437,25 +497,42 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       if (cfg.inject_inf_at_step == st.step + 1 && dp_rank == 0) grads[0] = INFINITY;
     };
     const bool overlapped = buckets && cfg.overlap;
-    for (int64_t k = 0; k < accum; k++) {
+    if (buckets) buckets->start(grads);
+    double step_idle = 0;  // this stage's share of the step spent waiting (pipeline)
+    // Backward's hook on the last micro-batch: reduce buckets as they finish, except the tied
+    // embedding's, which the stages sum first.
+    auto on_ready = [&](int64_t offset) {
+      if (offset == 0) plant();
+      buckets->ready_from(std::max(offset, tied_end));
+    };
+    if (pipeline) {  // the micro-batches through the stages, by the schedule
+      std::vector<std::vector<int32_t>> xs(static_cast<size_t>(accum)), ys(static_cast<size_t>(accum));
+      std::vector<const int32_t*> xp, yp;
+      for (int64_t k = 0; k < accum; k++) {
+        train_data.read(plan.first(st.loader.sequences, k), mb, xs[size_t(k)], ys[size_t(k)]);
+        xp.push_back(xs[size_t(k)].data());
+        yp.push_back(ys[size_t(k)].data());
+      }
+      loss = pipeline->step(xp, yp, mb, T, float(scale / double(accum * dp)),
+                            overlapped ? std::function<void(int64_t)>(on_ready) : nullptr) / double(accum);
+      mesh.pp().all_reduce(&loss, 1, DType::fp64);  // the last stage's
+      step_idle = pipeline->times().idle_fraction();
+    }
+    for (int64_t k = 0; k < (pipeline ? 0 : accum); k++) {
       train_data.read(plan.first(st.loader.sequences, k), mb, x, y);
       // Each rank's mean over its micro-batch, scaled so the sum over micro-batches and ranks
       // is the mean over the global batch (times the loss scale).
       loss += model.forward(x.data(), y.data(), mb, T, float(scale / double(accum * dp))) / double(accum);
       if (overlapped && k == accum - 1) {  // the last micro-batch: reduce buckets as they finish
-        buckets->start(grads);
-        model.backward([&](int64_t offset) {
-          if (offset == 0) plant();
-          buckets->ready_from(offset);
-        });
+        model.backward(on_ready);
       } else {
         model.backward();
       }
     }
     if (!overlapped) plant();
     const auto comm_t0 = Clock::now();  // communication left after backward, for the profile
+    if (tied_copy) mesh.tied().all_reduce(grads, tied_end, DType::fp32);  // wte is at offset 0
     if (buckets) {
-      if (!overlapped) buckets->start(grads);
       buckets->finish();  // grads: the sum over the dp ranks
     } else if (cfg.zero && dp > 1) {  // ZeRO-1: each rank receives the sum of its own slice
       mesh.dp().reduce_scatter(grads, grad_shard.data(), zero1_counts(P, dp), DType::fp32);
@@ -471,16 +548,19 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     // the whole reduced gradient (inf/NaN iff any element is), reduced across the dp ranks
     // (ZeRO-1: the shards' sums add up; otherwise every rank holds it all and max agrees).
     double sumsq = 0;
-    if (tp == 1) {
+    if (tp == 1 && pp == 1) {
       sumsq = backend->sum_squares(DType::fp32, grads + shard.begin, shard.size());
     } else {  // each tp rank's own slices, plus the replicated parameters counted once (rank 0);
-              // under ZeRO-1 only the part of each inside this rank's reduced slice
+              // under ZeRO-1 only the part of each inside this rank's reduced slice; each
+              // stage its own layers, the tied wte counted on the first stage only
       for (const ParamEntry& e : model.table().entries()) {
         const int64_t lo = std::max(e.offset, shard.begin), hi = std::min(e.offset + e.numel(), shard.end);
-        if (lo < hi && (e.shard != Sharding::replicated || mesh.tp_rank() == 0))
-          sumsq += backend->sum_squares(DType::fp32, grads + lo, hi - lo);
+        const bool counted = (e.shard != Sharding::replicated || mesh.tp_rank() == 0) &&
+                             !(tied_copy && !stage.first && e.offset < tied_end);
+        if (lo < hi && counted) sumsq += backend->sum_squares(DType::fp32, grads + lo, hi - lo);
       }
-      mesh.tp().all_reduce(&sumsq, 1, DType::fp64);
+      if (tp > 1) mesh.tp().all_reduce(&sumsq, 1, DType::fp64);
+      if (pp > 1) mesh.pp().all_reduce(&sumsq, 1, DType::fp64);
     }
     if (dp > 1) mesh.dp().all_reduce(&sumsq, 1, DType::fp64, cfg.zero ? ReduceOp::sum : ReduceOp::max);
     const bool overflow = !std::isfinite(sumsq);
