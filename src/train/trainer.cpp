@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -378,6 +379,12 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     if (tp > 1)
       out << "; tensor parallel" << (cfg.sequence_parallel ? " + sequence parallel" : "") << ": "
           << fmt("%.1f", 100.0 * p / total) << "% of the parameters per rank";
+    if (pp > 1) {
+      std::string layers;
+      for (int64_t n : split) layers += (layers.empty() ? "" : ",") + std::to_string(n);
+      out << "; pipeline " << pipeline_schedule_name(schedule) << ", " << accum << " micro-batches, layers "
+          << layers << " per stage";
+    }
     out << "\n"
         << "memory  per rank: weights " << fmt("%.1f", weights * mib) << " MiB (fp32 master"
         << (prec.compute != DType::fp32 ? " + 16-bit copy" : "") << "), grads " << fmt("%.1f", grads * mib)
@@ -397,6 +404,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   TrainResult res;
   std::vector<int32_t> x, y;
   double tok_sum = 0, time_sum = 0;
+  std::vector<double> idle_sum(size_t(pp), 0.0);  // per stage, over the steps after the first
   const auto run_start = Clock::now();
   const int64_t first_step = st.step;
 
@@ -615,9 +623,24 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     const double mfu = flops_per_step / secs / (peak_all * 1e9);
     tok_sum += double(cfg.batch_size * T);
     time_sum += secs;
-    if (st.step == first_step + 1 && mesh.world().size() > 1)  // allocated by the first forward
-      out << "memory  activations per rank: " << fmt("%.1f", double(model.activation_bytes()) / double(1 << 20))
-          << " MiB\n";
+    if (st.step == first_step + 1) {  // allocated by the first forward
+      const double mib = 1.0 / double(1 << 20);
+      res.activation_mib = double(model.activation_bytes()) * mib;
+      res.saved_activation_mib = double(model.saved_activation_bytes()) * mib;
+      if (mesh.world().size() > 1 || model.recompute() != Recompute::none)
+        out << "memory  activations per rank: " << fmt("%.1f", res.activation_mib) << " MiB (recompute "
+            << recompute_name(model.recompute()) << ": " << model.slots() << " micro-batch"
+            << (model.slots() > 1 ? "es" : "") << " in flight x " << fmt("%.2f", res.saved_activation_mib)
+            << " MiB saved + " << fmt("%.2f", res.activation_mib - model.slots() * res.saved_activation_mib)
+            << " MiB scratch)\n";
+    }
+    // Pipeline bubble: each stage's idle share of its schedule, gathered to every stage.
+    std::vector<double> idle(size_t(pp), 0.0);
+    if (pipeline) {
+      mesh.pp().all_gather(&step_idle, idle.data(), std::vector<int64_t>(size_t(pp), 1), DType::fp64);
+      if (st.step > first_step + 1)  // the first step warms up (GEMM JIT, fresh memory)
+        for (int k = 0; k < pp; k++) idle_sum[size_t(k)] += idle[size_t(k)];
+    }
     if (profiler && st.step == first_step + 1) {
       profiler->reset();  // the first step JIT-compiles GEMMs and touches fresh memory
     } else if (profiler) {
@@ -638,6 +661,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     if (skipped) line["skipped"] = true;
     if (prec.fp8) line["fp8_simulated"] = true;  // the speed figures are not fp8 hardware's
     line["rss_mib"] = current_rss_mib();  // this rank's resident memory now (rank 0's line)
+    if (pipeline) line["pp_idle"] = idle;  // per stage, fraction of the step
     if (tp > 1) {  // tensor-parallel all-reduce payload of this step (formula: ((16 L + 8) N C + 12 N) bytes x accum)
       line["tp_mib"] = double(model.tp_bytes()) / double(1 << 20);
       model.reset_tp_bytes();
@@ -657,7 +681,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
         << fmt("%.2e", lr) << " | norm " << fmt("%.3f", norm)
         << (prec.dynamic_scaling ? " | scale " + fmt("%g", scale) : std::string()) << " | " << fmt("%.0f", secs * 1e3)
         << " ms | " << fmt("%.0f", tps) << " tok/s | MFU " << fmt("%.1f", mfu * 100) << "%"
-        << (prec.fp8 ? " (fp8 simulated)" : "") << "\n";
+        << (prec.fp8 ? " (fp8 simulated)" : "")
+        << (pipeline ? " | idle " + fmt("%.0f", 100.0 * *std::max_element(idle.begin(), idle.end())) + "%" : "")
+        << "\n";
     out.flush();
     const bool last = st.step == cfg.steps;
     if (val_data && ((cfg.eval_every > 0 && st.step % cfg.eval_every == 0) || last)) run_eval();
@@ -687,6 +713,16 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     if (dp > 1) extra["communication (exposed)"] = profiled_comm_secs;
     profiler->print(out, profiled_secs, profiled_steps, extra);
   }
+  if (pipeline && st.step - first_step > 1) {
+    const double n = double(st.step - first_step - 1);
+    out << "pipeline idle per stage (mean of " << (st.step - first_step - 1) << " steps after the first):";
+    for (int k = 0; k < pp; k++) {
+      res.pp_idle.push_back(idle_sum[size_t(k)] / n);
+      out << (k ? ", " : " ") << "stage " << k << " " << fmt("%.1f", 100.0 * res.pp_idle.back()) << "%";
+    }
+    out << "; predicted " << fmt("%.1f", 100.0 * predicted_bubble(pp, int(accum))) << "% = (pp - 1) / (m + pp - 1)\n";
+  }
+  res.pp_idle_predicted = pipeline ? predicted_bubble(pp, int(accum)) : 0.0;
   res.steps = st.step;
   res.fp8_simulated = prec.fp8;
   res.peak_gflops = peak;

@@ -6,6 +6,7 @@
 #include <iosfwd>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "parallel/mesh.h"
 #include "train/config.h"
@@ -25,6 +26,10 @@ struct TrainResult {
   std::map<std::string, double> kernel_ms;  // --profile 1: ms per step per kernel (after the first step)
   bool fp8_simulated = false;  // the speed figures are bf16 arithmetic plus fp8 rounding
   int64_t skipped_steps = 0;   // fp16 overflows in this run (optimizer steps skipped)
+  double activation_mib = 0;   // rank 0's activation memory: every slot's saved part + scratch
+  double saved_activation_mib = 0;  // of which one micro-batch keeps from forward to backward
+  std::vector<double> pp_idle;      // pipeline: each stage's mean idle fraction (steps after the first)
+  double pp_idle_predicted = 0;     // (pp - 1) / (m + pp - 1)
 };
 
 // Trains per `cfg`; with `resume_dir` non-empty, continues from that checkpoint (weights,

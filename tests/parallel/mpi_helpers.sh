@@ -10,14 +10,15 @@ failed=0
 ok() { passed=$((passed + 1)); }
 fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
 # setup NAME N_HEAD [MORE_TOML]: $WORK (removed at exit) holding 200 KB of the corpus as byte
-# shards and tiny.toml: L2, N_HEAD heads, C32, T32, global batch 8, 50 steps, plus MORE_TOML.
+# shards and tiny.toml: L2 (or $LAYERS), N_HEAD heads, C32, T32, global batch 8, 50 steps (or
+# $STEPS), plus MORE_TOML.
 setup() {
   WORK="$(mktemp -d "/tmp/meshlm_$1.XXXXXX")"
   trap 'rm -rf "$WORK"' EXIT
   head -c 200000 "$ROOT/data/tinyshakespeare.txt" > "$WORK/small.txt"
   "$MESHLM" prepare --tokenizer bytes --input "$WORK/small.txt" --output "$WORK/data" >/dev/null || exit 1
-  printf 'n_layer = 2\nn_head = %s\nn_embd = 32\nseq_len = 32\nbatch_size = 8\nlr = 3e-3\nwarmup_steps = 5\nsteps = 50\neval_every = 0\neval_batches = 1\npeak_gflops = 100\n%s\n' \
-    "$2" "${3:-}" > "$WORK/tiny.toml"
+  printf 'n_layer = %s\nn_head = %s\nn_embd = 32\nseq_len = 32\nbatch_size = 8\nlr = 3e-3\nwarmup_steps = 5\nsteps = %s\neval_every = 0\neval_batches = 1\npeak_gflops = 100\n%s\n' \
+    "${LAYERS:-2}" "$2" "${STEPS:-50}" "${3:-}" > "$WORK/tiny.toml"
 }
 
 # mpi NP args...: meshlm under mpirun (as root, oversubscribed on the 2 cores), 300 s at most

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Pipeline parallelism end to end under mpirun (oversubscribed, tiny model with 4 layers, a
+# global batch of 8 in micro-batches of 2, 30 steps):
+#   - pp 2, pp 4, dp 2 x pp 2, tp 2 x pp 2 and dp 2 x tp 2 x pp 2, each with 1F1B and GPipe,
+#     with and without recomputation: the fp32 loss curve equals the 1-rank curve to <= 1e-5
+#     relative; bf16 within 2e-3 of the bf16 1-rank curve (docs/parallel.md);
+#   - a checkpoint saved at dp 2 x tp 2 x pp 2 resumes on 1 rank, at pp 4 and at tp 4, and one
+#     saved on 1 rank resumes at dp 2 x tp 2 x pp 2, continuing the same curve (<= 1e-6);
+#   - an uneven --pp-layers split trains the same curve; impossible splits are one-line errors;
+#   - the log reports each stage's idle fraction next to the prediction, and recomputation
+#     reports less activation memory.
+# Usage: pp_test.sh path/to/meshlm path/to/mpirun repo_root
+set -uo pipefail
+source "$(dirname "$0")/mpi_helpers.sh"
+LAYERS=4 STEPS=30 setup pp 4 'micro_batch_size = 2'
+
+run 1 one || fail "1 rank: $(tail -1 "$WORK/one.log")"
+for layout in "2 pp2 --dp 1 --pp 2" "4 pp4 --dp 1 --pp 4" "4 dp2pp2 --dp 2 --pp 2" "4 tp2pp2 --dp 1 --tp 2 --pp 2" \
+              "8 dp2tp2pp2 --dp 2 --tp 2 --pp 2"; do
+  set -- $layout
+  np=$1 name=$2
+  shift 2
+  for variant in "1f1b none" "gpipe none" "1f1b full" "gpipe selective"; do
+    set -- $layout
+    shift 2
+    read -r sched rc <<<"$variant"
+    run "$np" "${name}_${sched}_$rc" "$@" --pp-schedule "$sched" --recompute "$rc" &&
+      check "$name $sched recompute $rc vs 1 rank" one "${name}_${sched}_$rc" 1e-5 ||
+      fail "$name $sched $rc run: $(tail -1 "$WORK/${name}_${sched}_$rc.log")"
+  done
+done
+run 8 dp2tp2pp2_sp_zero --dp 2 --tp 2 --pp 2 --sequence-parallel 1 --zero 1 --recompute selective &&
+  check "dp 2 x tp 2 x pp 2 + sequence parallel + ZeRO-1 vs 1 rank" one dp2tp2pp2_sp_zero 1e-5 ||
+  fail "dp2 tp2 pp2 sp zero run: $(tail -1 "$WORK/dp2tp2pp2_sp_zero.log")"
+grep -q "layout  dp 1 x tp 1 x pp 2 (mpi).*pipeline 1f1b, 4 micro-batches, layers 2,2 per stage" "$WORK/pp2_1f1b_none.log" &&
+  ok || fail "the layout line names the pipeline"
+grep -q "pipeline idle per stage (mean of 29 steps after the first): stage 0 .*%, stage 1 .*%; predicted 20.0%" \
+  "$WORK/pp2_1f1b_none.log" && ok || fail "the log reports the measured and predicted bubble"
+/usr/bin/python3 - "$WORK"/pp2_1f1b_{none,full}.log "$WORK"/pp2_gpipe_{none,selective}.log <<'PY' && ok || fail "recomputation reports less activation memory"
+import re, sys
+a = [float(re.search(r"activations per rank: ([0-9.]+) MiB", open(p).read()).group(1)) for p in sys.argv[1:]]
+print(f"  activation memory per rank: 1f1b none {a[0]} MiB, full {a[1]} MiB; gpipe none {a[2]} MiB, selective {a[3]} MiB")
+sys.exit(0 if a[1] < a[0] and a[3] < a[2] and a[0] < a[2] else 1)
+PY
+
+# bf16: the same layouts in bf16 against bf16 on one rank
+run 1 bf16_one --precision bf16 || fail "bf16 1 rank: $(tail -1 "$WORK/bf16_one.log")"
+run 2 bf16_pp2 --dp 1 --pp 2 --precision bf16 && check "bf16 pp 2 vs bf16 1 rank" bf16_one bf16_pp2 2e-3 ||
+  fail "bf16 pp 2: $(tail -1 "$WORK/bf16_pp2.log")"
+run 8 bf16_3d --dp 2 --tp 2 --pp 2 --precision bf16 && check "bf16 dp 2 x tp 2 x pp 2 vs bf16 1 rank" bf16_one bf16_3d 2e-3 ||
+  fail "bf16 dp2 tp2 pp2: $(tail -1 "$WORK/bf16_3d.log")"
+
+# uneven and impossible splits
+run 2 uneven --dp 1 --pp 2 --pp-layers 1,3 && check "pp 2 split 1,3 vs 1 rank" one uneven 1e-5 ||
+  fail "uneven split: $(tail -1 "$WORK/uneven.log")"
+mpi 3 train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/bad" --pp 3 >"$WORK/bad.out" 2>"$WORK/bad.err"
+[ "$(grep -c "4 layers do not split evenly into 3 stages; give the split with --pp-layers" "$WORK/bad.err")" -eq 1 ] && ok ||
+  { fail "an even split that is impossible: one error line"; cat "$WORK/bad.err"; }
+mpi 2 train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/bad" --pp 2 --pp-layers 2,3 >"$WORK/bad.out" 2>"$WORK/bad.err"
+[ "$(grep -c "'2,3' holds 5 layers but the model has 4" "$WORK/bad.err")" -eq 1 ] && ok ||
+  { fail "a split that drops or adds layers: one error line"; cat "$WORK/bad.err"; }
+
+# checkpoints across layouts
+run 8 save3d --dp 2 --tp 2 --pp 2 --save-every 10 || fail "dp2 tp2 pp2 with checkpoints: $(tail -1 "$WORK/save3d.log")"
+for cfg in "1 r_one --dp 1 --tp 1 --pp 1" "4 r_pp4 --dp 1 --tp 1 --pp 4" "4 r_tp4 --dp 1 --tp 4 --pp 1"; do
+  set -- $cfg
+  np=$1 name=$2
+  shift 2
+  if mpi "$np" train --resume "$WORK/save3d/step_000010" --out "$WORK/$name" "$@" >"$WORK/$name.log" 2>&1; then
+    check "dp 2 x tp 2 x pp 2 checkpoint resumed as $name, steps 11-30" save3d "$name" 1e-6 10
+  else
+    fail "resume as $name: $(tail -1 "$WORK/$name.log")"
+  fi
+done
+run 1 save1 --save-every 10 || fail "1 rank with checkpoints: $(tail -1 "$WORK/save1.log")"
+if mpi 8 train --resume "$WORK/save1/step_000010" --out "$WORK/r_3d" --dp 2 --tp 2 --pp 2 >"$WORK/r_3d.log" 2>&1; then
+  check "1-rank checkpoint resumed at dp 2 x tp 2 x pp 2, steps 11-30" save1 r_3d 1e-6 10
+else
+  fail "resume at dp2 tp2 pp2: $(tail -1 "$WORK/r_3d.log")"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
