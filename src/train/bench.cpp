@@ -51,9 +51,18 @@ nlohmann::ordered_json BenchResult::to_json(const TrainConfig& cfg) const {
       {"model", {{"n_layer", cfg.n_layer}, {"n_head", cfg.n_head}, {"n_embd", cfg.n_embd},
                  {"vocab_size", cfg.vocab_size}, {"seq_len", cfg.seq_len}, {"batch_size", cfg.batch_size},
                  {"parameters", cfg.model().num_parameters()}}},
-      {"layout", {{"dp", cfg.dp}, {"tp", cfg.tp}, {"pp", cfg.pp}, {"zero", cfg.zero}}},
+      {"layout", {{"dp", cfg.dp}, {"tp", cfg.tp}, {"pp", cfg.pp}, {"zero", cfg.zero},
+                  {"sequence_parallel", cfg.sequence_parallel}, {"pp_schedule", cfg.pp_schedule},
+                  {"micro_batches", cfg.accumulation_steps()}}},
+      {"recompute", cfg.recompute},
+      {"activation_mib", activation_mib},
+      {"saved_activation_mib_per_micro_batch", saved_activation_mib},
       {"threads_per_rank", omp_get_max_threads()}};
   if (!kernel_ms.empty()) j["breakdown_ms_per_step"] = kernel_ms;
+  if (!pp_idle.empty()) {
+    j["pp_idle_per_stage"] = pp_idle;
+    j["pp_idle_predicted"] = pp_idle_predicted;
+  }
   return j;
 }
 
@@ -83,6 +92,10 @@ BenchResult bench(TrainConfig cfg, const BenchOptions& opt, std::ostream& log, M
   b.peak_rss_mib = r.peak_rss_mib;
   b.peak_gflops = r.peak_gflops;
   b.kernel_ms = r.kernel_ms;
+  b.activation_mib = r.activation_mib;
+  b.saved_activation_mib = r.saved_activation_mib;
+  b.pp_idle = r.pp_idle;
+  b.pp_idle_predicted = r.pp_idle_predicted;
   if (mesh && mesh->rank() != 0) return b;  // only rank 0 wrote metrics
   std::ifstream in(fs::path(cfg.out) / "metrics.jsonl");
   std::vector<double> ms, tps, mfu;
