@@ -18,7 +18,6 @@ namespace meshlm {
 struct PipelineStepTimes {
   double busy_s = 0;   // inside forward and backward
   double total_s = 0;  // the whole schedule, until the last send completed
-  double idle_fraction() const { return total_s > 0 ? 1.0 - busy_s / total_s : 0.0; }
 };
 
 class PipelineExecutor {

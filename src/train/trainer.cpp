@@ -506,7 +506,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     };
     const bool overlapped = buckets && cfg.overlap;
     if (buckets) buckets->start(grads);
-    double step_idle = 0;  // this stage's share of the step spent waiting (pipeline)
+    double step_times[2] = {0, 0};  // pipeline: this stage's busy and total seconds of the schedule
     // Backward's hook on the last micro-batch: reduce buckets as they finish, except the tied
     // embedding's, which the stages sum first.
     auto on_ready = [&](int64_t offset) {
@@ -524,7 +524,8 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       loss = pipeline->step(xp, yp, mb, T, float(scale / double(accum * dp)),
                             overlapped ? std::function<void(int64_t)>(on_ready) : nullptr) / double(accum);
       mesh.pp().all_reduce(&loss, 1, DType::fp64);  // the last stage's
-      step_idle = pipeline->times().idle_fraction();
+      step_times[0] = pipeline->times().busy_s;
+      step_times[1] = pipeline->times().total_s;
     }
     for (int64_t k = 0; k < (pipeline ? 0 : accum); k++) {
       train_data.read(plan.first(st.loader.sequences, k), mb, x, y);
@@ -634,10 +635,15 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
             << " MiB saved + " << fmt("%.2f", res.activation_mib - model.slots() * res.saved_activation_mib)
             << " MiB scratch)\n";
     }
-    // Pipeline bubble: each stage's idle share of its schedule, gathered to every stage.
+    // Pipeline bubble: each stage's idle share of the pipeline's schedule (the longest stage's
+    // span: a stage that finishes early waits for the rest at the next collective).
     std::vector<double> idle(size_t(pp), 0.0);
     if (pipeline) {
-      mesh.pp().all_gather(&step_idle, idle.data(), std::vector<int64_t>(size_t(pp), 1), DType::fp64);
+      std::vector<double> times(size_t(2 * pp));
+      mesh.pp().all_gather(step_times, times.data(), std::vector<int64_t>(size_t(pp), 2), DType::fp64);
+      double span = 0;
+      for (int k = 0; k < pp; k++) span = std::max(span, times[size_t(2 * k + 1)]);
+      for (int k = 0; k < pp; k++) idle[size_t(k)] = span > 0 ? 1.0 - times[size_t(2 * k)] / span : 0.0;
       if (st.step > first_step + 1)  // the first step warms up (GEMM JIT, fresh memory)
         for (int k = 0; k < pp; k++) idle_sum[size_t(k)] += idle[size_t(k)];
     }
