@@ -62,6 +62,7 @@ class Gpt {
   Tensor& params() { return params_; }  // (P,) flat master weights, in table order
   Tensor& grads() { return grads_; }    // (P,) flat, same offsets, master dtype
   const Tensor& params() const { return params_; }
+  const Tensor& grads() const { return grads_; }
   void* param(const std::string& name);  // pointer to one master parameter inside params()
 
   // Initializes the master weights (and the compute copy).

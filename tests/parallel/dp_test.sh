@@ -49,28 +49,14 @@ fi
 
 # resume across layouts
 run 4 r4 --zero 1 --steps 20 --save-every 10 || fail "dp 4 ZeRO-1 run: $(tail -1 "$WORK/r4.log")"
-for cfg in "2 r2" "1 r1"; do
-  set -- $cfg
-  if timeout 300 "$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none -np "$1" "$MESHLM" train \
-       --resume "$WORK/r4/step_000010" --out "$WORK/$2" --dp "$1" --zero 0 >"$WORK/$2.log" 2>&1; then
-    echo "resumed at dp $1 vs the dp 4 ZeRO-1 run, steps 11-20:"
-    compare r4 "$2" 1e-6 10 && ok || fail "resume at dp $1"
-  else
-    fail "resume at dp $1: $(tail -1 "$WORK/$2.log")"
-  fi
-done
+resume_check "resumed at dp 2 vs the dp 4 ZeRO-1 run, steps 11-20" r4 10 2 r2 --dp 2 --zero 0
+resume_check "resumed at dp 1 vs the dp 4 ZeRO-1 run, steps 11-20" r4 10 1 r1 --dp 1 --zero 0
 
 [ "$(ls "$WORK"/r4/step_000010/optimizer.rank*-of-4.safetensors 2>/dev/null | wc -l)" -eq 4 ] &&
   [ ! -e "$WORK/r4/step_000010/optimizer.safetensors" ] && ok || fail "ZeRO-1: each rank writes its optimizer slice"
 # and the other way: a one-rank checkpoint (whole optimizer file) resumed at dp 4 with ZeRO-1
 run 1 p1 --steps 20 --save-every 10 || fail "dp 1 run with a save: $(tail -1 "$WORK/p1.log")"
-if timeout 300 "$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none -np 4 "$MESHLM" train \
-     --resume "$WORK/p1/step_000010" --out "$WORK/p4" --dp 4 --zero 1 >"$WORK/p4.log" 2>&1; then
-  echo "one-rank checkpoint resumed at dp 4 with ZeRO-1 vs the one-rank run, steps 11-20:"
-  compare p1 p4 1e-6 10 && ok || fail "resume at dp 4 ZeRO-1"
-else
-  fail "resume at dp 4 ZeRO-1: $(tail -1 "$WORK/p4.log")"
-fi
+resume_check "one-rank checkpoint resumed at dp 4 with ZeRO-1 vs the one-rank run, steps 11-20" p1 10 4 p4 --dp 4 --zero 1
 
 # failures
 timeout 60 "$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none -np 2 "$MESHLM" train \

@@ -56,3 +56,15 @@ check() {
   echo "$name:"
   compare "$@" && ok || fail "$name"
 }
+# resume_check LABEL SAVED STEP NP NAME flags...: resume run SAVED's checkpoint of STEP on NP
+# ranks as run NAME (flags: the new layout); its losses must continue SAVED's (1e-6), counted
+resume_check() {
+  local label=$1 saved=$2 step=$3 np=$4 name=$5
+  shift 5
+  if mpi "$np" train --resume "$WORK/$saved/$(printf step_%06d "$step")" --out "$WORK/$name" "$@" \
+    >"$WORK/$name.log" 2>&1; then
+    check "$label" "$saved" "$name" 1e-6 "$step"
+  else
+    fail "$label: $(tail -1 "$WORK/$name.log")"
+  fi
+}

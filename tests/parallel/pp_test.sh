@@ -62,22 +62,11 @@ mpi 2 train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/bad" --p
 
 # checkpoints across layouts
 run 8 save3d --dp 2 --tp 2 --pp 2 --save-every 10 || fail "dp2 tp2 pp2 with checkpoints: $(tail -1 "$WORK/save3d.log")"
-for cfg in "1 r_one --dp 1 --tp 1 --pp 1" "4 r_pp4 --dp 1 --tp 1 --pp 4" "4 r_tp4 --dp 1 --tp 4 --pp 1"; do
-  set -- $cfg
-  np=$1 name=$2
-  shift 2
-  if mpi "$np" train --resume "$WORK/save3d/step_000010" --out "$WORK/$name" "$@" >"$WORK/$name.log" 2>&1; then
-    check "dp 2 x tp 2 x pp 2 checkpoint resumed as $name, steps 11-30" save3d "$name" 1e-6 10
-  else
-    fail "resume as $name: $(tail -1 "$WORK/$name.log")"
-  fi
-done
+resume_check "dp 2 x tp 2 x pp 2 checkpoint resumed on 1 rank, steps 11-30" save3d 10 1 r_one --dp 1 --tp 1 --pp 1
+resume_check "dp 2 x tp 2 x pp 2 checkpoint resumed at pp 4, steps 11-30" save3d 10 4 r_pp4 --dp 1 --tp 1 --pp 4
+resume_check "dp 2 x tp 2 x pp 2 checkpoint resumed at tp 4, steps 11-30" save3d 10 4 r_tp4 --dp 1 --tp 4 --pp 1
 run 1 save1 --save-every 10 || fail "1 rank with checkpoints: $(tail -1 "$WORK/save1.log")"
-if mpi 8 train --resume "$WORK/save1/step_000010" --out "$WORK/r_3d" --dp 2 --tp 2 --pp 2 >"$WORK/r_3d.log" 2>&1; then
-  check "1-rank checkpoint resumed at dp 2 x tp 2 x pp 2, steps 11-30" save1 r_3d 1e-6 10
-else
-  fail "resume at dp2 tp2 pp2: $(tail -1 "$WORK/r_3d.log")"
-fi
+resume_check "1-rank checkpoint resumed at dp 2 x tp 2 x pp 2, steps 11-30" save1 10 8 r_3d --dp 2 --tp 2 --pp 2
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

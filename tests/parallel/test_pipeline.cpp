@@ -84,6 +84,52 @@ ModelConfig config(int64_t layers) {
   return c;
 }
 
+// m micro-batches of (B, T) random tokens and targets, and pointers to them for the executor.
+struct MicroBatches {
+  std::vector<std::vector<int32_t>> x, y;
+  std::vector<const int32_t*> xp, yp;
+  MicroBatches(int64_t m, int64_t n, int64_t V, uint64_t seed) {
+    for (int64_t i = 0; i < m; i++) {
+      x.push_back(test::random_tokens(n, V, seed + uint64_t(i)));
+      y.push_back(test::random_tokens(n, V, seed + 1000 + uint64_t(i)));
+    }
+    for (int64_t i = 0; i < m; i++) {
+      xp.push_back(x[size_t(i)].data());
+      yp.push_back(y[size_t(i)].data());
+    }
+  }
+  int m() const { return int(x.size()); }
+};
+
+// The whole model accumulating the micro-batches (each scaled 1/m): the sum of their losses.
+double accumulate(Gpt& whole, const MicroBatches& mb, int64_t B, int64_t T) {
+  double loss = 0;
+  whole.zero_grad();
+  for (int i = 0; i < mb.m(); i++) {
+    loss += whole.forward(mb.xp[size_t(i)], mb.yp[size_t(i)], B, T, 1.0f / float(mb.m()));
+    whole.backward();
+  }
+  return loss;
+}
+
+// ||stage's gradient of e - the whole model's (through the sharding plan)|| / ||whole's||.
+double relative_grad_error(const Gpt& stage, const ParamEntry& e, const Gpt& whole) {
+  const float* g = whole.grads().as<float>() + whole.table().at(e.name).offset;
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < e.numel(); i++) {
+    const double a = stage.grads().as<float>()[e.offset + i], b = g[e.global_index(i)];
+    num += (a - b) * (a - b);
+    den += b * b;
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// The fp32 bound of test_tensor_parallel (normwise, per tensor).
+double fp32_bound(const ModelConfig& c, int64_t T) {
+  const int64_t K = std::max<int64_t>({4 * c.n_embd, c.padded_vocab_size(), T});
+  return 2 * 10 * (6 * c.n_layer + 4) * std::sqrt(double(K)) * test::kF32Eps;
+}
+
 }  // namespace
 
 TEST(PipelineSchedule, EveryMicroBatchOnceSendsMatchReceivesNoDeadlock) {
@@ -184,27 +230,17 @@ TEST(PipelineParallel, StagesEqualTheWholeModel) {
   };
   for (const Case& k : cases) {
     const ModelConfig c = config(k.layers);
-    std::vector<std::vector<int32_t>> xs, ys;
-    for (int64_t i = 0; i < m; i++) {
-      xs.push_back(test::random_tokens(B * T, c.vocab_size, uint64_t(10 + i)));
-      ys.push_back(test::random_tokens(B * T, c.vocab_size, uint64_t(50 + i)));
-    }
+    const MicroBatches mb(m, B * T, c.vocab_size, 10);
     // The whole model accumulating the m micro-batches, one thread (as each stage runs).
     auto be = make_cpu_backend();
     Gpt whole(c, *be);
     double loss = 0;
     test::on_local_group(1, [&](Communicator&) {
       whole.init(5);
-      whole.zero_grad();
-      for (int64_t i = 0; i < m; i++) {
-        loss += whole.forward(xs[size_t(i)].data(), ys[size_t(i)].data(), B, T, 1.0f / float(m));
-        whole.backward();
-      }
+      loss = accumulate(whole, mb, B, T);
     });
     const std::string what = std::string(pipeline_schedule_name(k.sched)) + " pp " + std::to_string(k.pp) +
                              " split '" + k.split + "' recompute " + recompute_name(k.rc);
-    const int64_t K = std::max<int64_t>({4 * c.n_embd, c.padded_vocab_size(), T});
-    const double tol = 2 * 10 * (6 * c.n_layer + 4) * std::sqrt(double(K)) * test::kF32Eps;
     test::on_local_group(k.pp, [&](Communicator& world) {
       Mesh mesh(world, {1, 1, k.pp});
       auto rbe = make_cpu_backend();
@@ -213,36 +249,20 @@ TEST(PipelineParallel, StagesEqualTheWholeModel) {
       stage.init(5);
       stage.zero_grad();
       PipelineExecutor exec(stage, mesh.pp(), k.sched, int(m));
-      std::vector<const int32_t*> x, y;
-      for (int64_t i = 0; i < m; i++) {
-        x.push_back(xs[size_t(i)].data());
-        y.push_back(ys[size_t(i)].data());
-      }
-      double l = exec.step(x, y, B, T, 1.0f / float(m));
+      double l = exec.step(mb.xp, mb.yp, B, T, 1.0f / float(m));
       mesh.pp().all_reduce(&l, 1, DType::fp64);  // the last stage's
       if (l != loss) throw Error(what + ": loss " + std::to_string(l) + " vs " + std::to_string(loss));
-      const ParamEntry* wte = nullptr;
       for (const ParamEntry& e : stage.table().entries()) {
-        if (e.name == "transformer.wte.weight") {
-          wte = &e;
-          continue;
-        }
+        if (e.name == "transformer.wte.weight") continue;
         const float* g = whole.grads().as<float>() + whole.table().at(e.name).offset;
         if (std::memcmp(stage.grads().as<float>() + e.offset, g, size_t(e.numel()) * 4) != 0)
           throw Error(what + ": the gradient of " + e.name + " is not bit-identical");
       }
       // The tied weight: the first stage's embedding part plus the last stage's head part.
-      if (wte && k.pp > 1) mesh.tied().all_reduce(stage.grads().as<float>() + wte->offset, wte->numel(), DType::fp32);
-      if (wte) {
-        const float* g = whole.grads().as<float>() + whole.table().at(wte->name).offset;
-        double num = 0, den = 0;
-        for (int64_t i = 0; i < wte->numel(); i++) {
-          const double a = stage.grads().as<float>()[wte->offset + i], b = g[i];
-          num += (a - b) * (a - b);
-          den += b * b;
-        }
-        if (std::sqrt(num) > tol * std::sqrt(den)) throw Error(what + ": the tied wte gradient is off");
-      }
+      if (!stage.stage().first && !stage.stage().last) return;
+      const ParamEntry& wte = stage.table().at("transformer.wte.weight");
+      mesh.tied().all_reduce(stage.grads().as<float>() + wte.offset, wte.numel(), DType::fp32);
+      if (relative_grad_error(stage, wte, whole) > fp32_bound(c, T)) throw Error(what + ": the tied wte gradient is off");
     });
   }
 }
@@ -250,22 +270,11 @@ TEST(PipelineParallel, StagesEqualTheWholeModel) {
 TEST(PipelineParallel, TensorTimesPipelineEqualsTheWholeModel) {
   const ModelConfig c = config(4);
   const int64_t B = 2, T = 16, m = 3;
-  std::vector<std::vector<int32_t>> xs, ys;
-  for (int64_t i = 0; i < m; i++) {
-    xs.push_back(test::random_tokens(B * T, c.vocab_size, uint64_t(70 + i)));
-    ys.push_back(test::random_tokens(B * T, c.vocab_size, uint64_t(90 + i)));
-  }
+  const MicroBatches mb(m, B * T, c.vocab_size, 70);
   auto be = make_cpu_backend();
   Gpt whole(c, *be);
   whole.init(9);
-  whole.zero_grad();
-  double loss = 0;
-  for (int64_t i = 0; i < m; i++) {
-    loss += whole.forward(xs[size_t(i)].data(), ys[size_t(i)].data(), B, T, 1.0f / float(m));
-    whole.backward();
-  }
-  const int64_t K = std::max<int64_t>({4 * c.n_embd, c.padded_vocab_size(), T});
-  const double tol = 2 * 10 * (6 * c.n_layer + 4) * std::sqrt(double(K)) * test::kF32Eps;
+  const double loss = accumulate(whole, mb, B, T), tol = fp32_bound(c, T);
   for (bool sp : {false, true})
     test::on_local_group(4, [&](Communicator& world) {
       Mesh mesh(world, {1, 2, 2});
@@ -276,29 +285,14 @@ TEST(PipelineParallel, TensorTimesPipelineEqualsTheWholeModel) {
       stage.init(9);
       stage.zero_grad();
       PipelineExecutor exec(stage, mesh.pp(), PipelineSchedule::one_f_one_b, int(m));
-      std::vector<const int32_t*> x, y;
-      for (int64_t i = 0; i < m; i++) {
-        x.push_back(xs[size_t(i)].data());
-        y.push_back(ys[size_t(i)].data());
-      }
-      double l = exec.step(x, y, B, T, 1.0f / float(m));
+      double l = exec.step(mb.xp, mb.yp, B, T, 1.0f / float(m));
       mesh.pp().all_reduce(&l, 1, DType::fp64);
       if (std::fabs(l - loss) > tol * loss) throw Error("loss " + std::to_string(l) + " vs " + std::to_string(loss));
-      if (stage.stage().first || stage.stage().last) {
-        const ParamEntry& wte = stage.table().at("transformer.wte.weight");
-        mesh.tied().all_reduce(stage.grads().as<float>() + wte.offset, wte.numel(), DType::fp32);
-      }
-      for (const ParamEntry& e : stage.table().entries()) {
-        const float* g = whole.grads().as<float>() + whole.table().at(e.name).offset;
-        double num = 0, den = 0;
-        for (int64_t i = 0; i < e.numel(); i++) {
-          const double a = stage.grads().as<float>()[e.offset + i], b = g[e.global_index(i)];
-          num += (a - b) * (a - b);
-          den += b * b;
-        }
-        if (std::sqrt(num) > tol * std::sqrt(den) + 1e-30)
+      const ParamEntry& wte = stage.table().at("transformer.wte.weight");  // both stages are ends
+      mesh.tied().all_reduce(stage.grads().as<float>() + wte.offset, wte.numel(), DType::fp32);
+      for (const ParamEntry& e : stage.table().entries())
+        if (relative_grad_error(stage, e, whole) > tol)
           throw Error(std::string(sp ? "tp2 x pp2 + sp" : "tp2 x pp2") + ": gradient of " + e.name + " off by " +
-                      std::to_string(std::sqrt(num / den)));
-      }
+                      std::to_string(relative_grad_error(stage, e, whole)));
     });
 }

@@ -19,11 +19,7 @@ run 4 dp2tp2 --dp 2 --tp 2 --save-every 10 && check "dp 2 x tp 2 vs 1 rank" one 
 grep -q "layout  dp 2 x tp 2 x pp 1 (mpi).*tensor parallel" "$WORK/dp2tp2.log" && ok || fail "the layout line names tp"
 run 4 dp2tp2z --dp 2 --tp 2 --zero 1 --save-every 10 && check "dp 2 x tp 2 with ZeRO-1 vs 1 rank" one dp2tp2z 1e-5 ||
   fail "dp 2 x tp 2 ZeRO-1 run: $(tail -1 "$WORK/dp2tp2z.log")"
-if mpi 4 train --resume "$WORK/dp2tp2z/step_000010" --out "$WORK/z_dp2tp2" --dp 2 --tp 2 --zero 0 >"$WORK/z_dp2tp2.log" 2>&1; then
-  check "its checkpoint resumed at dp 2 x tp 2 without ZeRO, steps 11-50" dp2tp2z z_dp2tp2 1e-6 10
-else
-  fail "resume the ZeRO-1 x tp checkpoint: $(tail -1 "$WORK/z_dp2tp2.log")"
-fi
+resume_check "its checkpoint resumed at dp 2 x tp 2 without ZeRO, steps 11-50" dp2tp2z 10 4 z_dp2tp2 --dp 2 --tp 2 --zero 0
 # sequence parallelism
 run 2 tp2sp --dp 1 --tp 2 --sequence-parallel 1 && check "tp 2 + sequence parallel vs 1 rank" one tp2sp 1e-5 ||
   fail "tp 2 sp run: $(tail -1 "$WORK/tp2sp.log")"
@@ -43,13 +39,7 @@ run 1 bf16_one --precision bf16 && run 2 bf16_tp2 --dp 1 --tp 2 --precision bf16
 # resume the dp 2 x tp 2 checkpoint of step 10 in other layouts
 for cfg in "4 r_tp4 --dp 1 --tp 4" "4 r_dp4 --dp 4 --tp 1" "1 r_one --dp 1 --tp 1"; do
   set -- $cfg
-  np=$1 name=$2
-  shift 2
-  if mpi "$np" train --resume "$WORK/dp2tp2/step_000010" --out "$WORK/$name" "$@" >"$WORK/$name.log" 2>&1; then
-    check "dp 2 x tp 2 checkpoint resumed as $name, steps 11-50" dp2tp2 "$name" 1e-6 10
-  else
-    fail "resume as $name: $(tail -1 "$WORK/$name.log")"
-  fi
+  resume_check "dp 2 x tp 2 checkpoint resumed as $2, steps 11-50" dp2tp2 10 "$@"
 done
 
 mpi 2 train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/bad" --tp 2 --n-head 3 --n-embd 24 \
