@@ -13,10 +13,13 @@ double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock:
 // Tags on the pipeline communicator: micro-batch i's activation and its gradient.
 int activation_tag(int i) { return 2 * i; }
 int grad_tag(int i) { return 2 * i + 1; }
+// forward_only's activations, between steps (MPI guarantees tags up to 32767 only)
+constexpr int kEvalTag = 32000;
 }  // namespace
 
 PipelineExecutor::PipelineExecutor(Gpt& model, Communicator& pp, PipelineSchedule schedule, int m)
     : model_(model), pp_(pp), m_(m), actions_(pipeline_actions(schedule, pp.rank(), pp.size(), m)) {
+  MESHLM_CHECK(grad_tag(m - 1) < kEvalTag, "pipeline: at most " + std::to_string(kEvalTag / 2) + " micro-batches per step");
   model_.set_slots(max_in_flight(actions_));
 }
 
@@ -83,9 +86,9 @@ double PipelineExecutor::forward_only(const int32_t* tokens, const int32_t* targ
   const DType dt = model_.dtype();
   const int64_t E = model_.boundary_elems(B, T);
   eval_buf_.resize(size_t(E) * dtype_size(dt));
-  if (s > 0) pp_.recv(eval_buf_.data(), E, dt, s - 1, 0);
+  if (s > 0) pp_.recv(eval_buf_.data(), E, dt, s - 1, kEvalTag);
   const double loss = model_.forward_micro(0, tokens, s > 0 ? eval_buf_.data() : nullptr, targets, B, T, 0.0f);
-  if (s < last) pp_.send(model_.output(0), E, dt, s + 1, 0);
+  if (s < last) pp_.send(model_.output(0), E, dt, s + 1, kEvalTag);
   return s == last ? loss : 0.0;
 }
 

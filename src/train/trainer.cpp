@@ -190,11 +190,12 @@ void to_whole(const Gpt& local, const AdamW& lopt, Gpt& whole, AdamW& wopt, Comm
 // Pipeline parallelism: each stage's whole tensors (after to_whole) go to pipeline rank 0,
 // which assembles the whole model by name (the tied wte comes from the first stage; the last
 // stage's copy is identical). Only the ranks at tp 0, dp 0 take part (the pp group of rank 0).
+constexpr int kCheckpointTag = 32001;  // beside the pipeline executor's tags (all below 32768)
 void gather_stages(const Gpt& stage_whole, const AdamW& stage_opt, Gpt* whole, AdamW* wopt, Communicator& pp,
                    const ModelConfig& mcfg, const std::vector<int64_t>& split) {
   const Tensor* src[] = {&stage_whole.params(), &stage_opt.m(), &stage_opt.v()};
   if (pp.rank() != 0) {
-    for (const Tensor* t : src) pp.send(t->data(), t->numel(), DType::fp32, 0, 100);
+    for (const Tensor* t : src) pp.send(t->data(), t->numel(), DType::fp32, 0, kCheckpointTag);
     return;
   }
   float* dst[] = {whole->params().as<float>(), wopt->m().as<float>(), wopt->v().as<float>()};
@@ -205,7 +206,7 @@ void gather_stages(const Gpt& stage_whole, const AdamW& stage_opt, Gpt* whole, A
       const float* data = src[k]->as<float>();
       if (s > 0) {
         buf.resize(size_t(table.total()));
-        pp.recv(buf.data(), table.total(), DType::fp32, s, 100);
+        pp.recv(buf.data(), table.total(), DType::fp32, s, kCheckpointTag);
         data = buf.data();
       }
       for (const ParamEntry& e : table.entries())
@@ -382,8 +383,12 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     if (pp > 1) {
       std::string layers;
       for (int64_t n : split) layers += (layers.empty() ? "" : ",") + std::to_string(n);
-      out << "; pipeline " << pipeline_schedule_name(schedule) << ", " << accum << " micro-batches, layers "
-          << layers << " per stage";
+      out << "; pipeline " << pipeline_schedule_name(schedule) << ", " << accum << " micro-batch"
+          << (accum > 1 ? "es" : "") << ", layers " << layers << " per stage";
+      if (accum < 2 * pp)
+        out << "\nnote    " << accum << " micro-batch" << (accum > 1 ? "es" : "") << " for " << pp
+            << " stages: each stage idles about " << fmt("%.0f", 100.0 * predicted_bubble(pp, int(accum)))
+            << "% of a step; a smaller --micro-batch-size gives more micro-batches and a smaller bubble";
     }
     out << "\n"
         << "memory  per rank: weights " << fmt("%.1f", weights * mib) << " MiB (fp32 master"
@@ -399,7 +404,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   TrainConfig saved_cfg = cfg;
   saved_cfg.tokenizer = tokenizer_file.empty() ? tokenizer_spec : "tokenizer.json";  // in the checkpoint
   const nlohmann::json cfg_json = saved_cfg.to_json();
-  const bool tty = stdout_is_terminal();  // then a live progress line follows the log
+  // On a terminal a live progress line follows the log. Not under an MPI launcher: OpenMPI
+  // gives the ranks a pseudo-terminal even when mpirun's own output goes to a file.
+  const bool tty = stdout_is_terminal() && !launched_by_mpi();
   SignalGuard signals;
   TrainResult res;
   std::vector<int32_t> x, y;
