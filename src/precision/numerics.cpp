@@ -88,29 +88,45 @@ NumericsReport::NumericsReport(const std::string& path, bool append, int64_t ste
   out_ << kept;
 }
 
-void NumericsReport::write(int64_t step, const Gpt& model, double loss_scale) {
-  const DType format = model.dtype() == DType::fp64 ? DType::fp32 : model.dtype();
-  std::vector<std::pair<std::string, std::string>> order;  // (layer, kind) as first seen
-  std::map<std::pair<std::string, std::string>, TensorStats> stats;
-  for (const Gpt::TensorSpan& s : model.tensor_spans()) {
-    const auto key = std::make_pair(s.layer, s.kind);
-    if (!stats.count(key)) order.push_back(key);
-    stats[key].add(tensor_stats(format, s.dtype, s.data, s.n));
-  }
-  // Layers in model order, kinds as weights, activations, grads within each.
-  auto rank = [&](const std::pair<std::string, std::string>& k) {
-    size_t layer = 0;
-    while (layer < order.size() && order[layer].first != k.first) layer++;
-    const int kind = k.second == "weights" ? 0 : k.second == "activations" ? 1 : 2;
-    return std::make_pair(layer, kind);
+std::vector<std::string> numerics_layers(const StageLayers& stage) {
+  std::vector<std::string> layers;
+  if (stage.first) layers.push_back("embedding");
+  for (int64_t l = stage.first_layer; l < stage.first_layer + stage.n_layers; l++) layers.push_back("h." + std::to_string(l));
+  if (stage.last) layers.push_back("final");
+  return layers;
+}
+
+namespace {
+DType report_format(const Gpt& model) { return model.dtype() == DType::fp64 ? DType::fp32 : model.dtype(); }
+}  // namespace
+
+std::vector<NumericsEntry> collect_numerics(const Gpt& model) {
+  std::vector<NumericsEntry> entries;
+  for (const std::string& layer : numerics_layers(model.stage()))
+    for (const char* kind : {"weights", "activations", "grads"}) entries.push_back({layer, kind, {}});
+  auto find = [&](const std::string& layer, const std::string& kind) -> NumericsEntry* {
+    for (NumericsEntry& e : entries)
+      if (e.layer == layer && e.kind == kind) return &e;
+    return nullptr;
   };
-  std::vector<std::pair<std::string, std::string>> sorted = order;
-  std::stable_sort(sorted.begin(), sorted.end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
-  for (const auto& key : sorted) {
-    const TensorStats& t = stats[key];
-    const double n = double(std::max<int64_t>(t.n, 1));
-    nlohmann::ordered_json j = {{"step", step},         {"layer", key.first},
-                                {"kind", key.second},   {"format", dtype_name(format)},
+  const DType format = report_format(model);
+  for (const Gpt::TensorSpan& s : model.tensor_spans())
+    if (NumericsEntry* e = find(s.layer, s.kind)) e->stats.add(tensor_stats(format, s.dtype, s.data, s.n));
+  return entries;
+}
+
+void NumericsReport::write(int64_t step, const Gpt& model, double loss_scale) {
+  write(step, collect_numerics(model), report_format(model), loss_scale);
+}
+
+void NumericsReport::write(int64_t step, const std::vector<NumericsEntry>& entries, DType format,
+                           double loss_scale) {
+  for (const NumericsEntry& e : entries) {
+    const TensorStats& t = e.stats;
+    if (t.n == 0) continue;
+    const double n = double(t.n);
+    nlohmann::ordered_json j = {{"step", step},         {"layer", e.layer},
+                                {"kind", e.kind},       {"format", dtype_name(format)},
                                 {"loss_scale", loss_scale}, {"n", t.n},
                                 {"amax", t.amax},       {"zero", double(t.zero) / n},
                                 {"underflow", double(t.underflow) / n},

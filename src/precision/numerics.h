@@ -10,6 +10,7 @@
 #include <fstream>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "core/dtype.h"
 #include "model/gpt.h"
@@ -29,11 +30,25 @@ struct TensorStats {
 // Statistics of n values of dtype `stored`, measured against `format` (fp32, bf16, fp16, fp8).
 TensorStats tensor_stats(DType format, DType stored, const void* x, int64_t n);
 
+// One line of the report: a layer's tensors of one kind.
+struct NumericsEntry {
+  std::string layer, kind;  // "h.3", "activations"
+  TensorStats stats;        // n = 0: the model holds none (e.g. recomputed activations)
+};
+// The layers a model (or pipeline stage) reports, in model order: "embedding" (first stage),
+// "h.<l>" for its blocks, "final" (last stage).
+std::vector<std::string> numerics_layers(const StageLayers& stage);
+// Every (layer, kind) of the model in report order: numerics_layers(model.stage()) x
+// (weights, activations, grads), measured against the model's compute format.
+std::vector<NumericsEntry> collect_numerics(const Gpt& model);
+
 class NumericsReport {
  public:
   // append: continue an existing file (a resumed run), dropping lines past `step`.
   NumericsReport(const std::string& path, bool append, int64_t step);
   void write(int64_t step, const Gpt& model, double loss_scale);
+  // Entries from several pipeline stages, concatenated in stage order; empty ones are skipped.
+  void write(int64_t step, const std::vector<NumericsEntry>& entries, DType format, double loss_scale);
 
  private:
   std::ofstream out_;

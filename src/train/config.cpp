@@ -45,8 +45,6 @@ void TrainConfig::validate() const {
   pipeline_split(n_layer, int(pp), pp_layers);  // throws unless the layers split into pp stages
   pipeline_schedule_from_name(pp_schedule);
   recompute_from_name(recompute);
-  MESHLM_CHECK(numerics_report == 0 || pp == 1,
-               "numerics_report: not available with pipeline parallelism yet (each stage holds part of the model); use pp = 1");
   MESHLM_CHECK(n_head % tp == 0, "n_head (" + std::to_string(n_head) + ") must be a multiple of tp (" +
                                      std::to_string(tp) + "): each tensor-parallel rank holds whole heads");
   MESHLM_CHECK(batch_size % dp == 0, "batch_size (" + std::to_string(batch_size) +

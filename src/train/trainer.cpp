@@ -191,6 +191,7 @@ void to_whole(const Gpt& local, const AdamW& lopt, Gpt& whole, AdamW& wopt, Comm
 // which assembles the whole model by name (the tied wte comes from the first stage; the last
 // stage's copy is identical). Only the ranks at tp 0, dp 0 take part (the pp group of rank 0).
 constexpr int kCheckpointTag = 32001;  // beside the pipeline executor's tags (all below 32768)
+constexpr int kNumericsTag = 32002;
 void gather_stages(const Gpt& stage_whole, const AdamW& stage_opt, Gpt* whole, AdamW* wopt, Communicator& pp,
                    const ModelConfig& mcfg, const std::vector<int64_t>& split) {
   const Tensor* src[] = {&stage_whole.params(), &stage_opt.m(), &stage_opt.v()};
@@ -213,6 +214,46 @@ void gather_stages(const Gpt& stage_whole, const AdamW& stage_opt, Gpt* whole, A
         std::memcpy(dst[k] + whole->table().at(e.name).offset, data + e.offset, size_t(e.numel()) * 4);
     }
   }
+}
+
+// The numerics report of a pipeline: each stage's entries (numerics_layers x 3 kinds, 6 numbers
+// each) go to pipeline rank 0, which knows every stage's layers from the split. Only the ranks
+// at tp 0, dp 0 take part. Returns the whole model's entries on rank 0.
+std::vector<NumericsEntry> gather_numerics(const Gpt& stage, Communicator& pp, const std::vector<int64_t>& split) {
+  auto pack = [](const std::vector<NumericsEntry>& entries) {
+    std::vector<double> v;
+    for (const NumericsEntry& e : entries) {
+      const TensorStats& t = e.stats;
+      v.insert(v.end(), {double(t.n), double(t.zero), double(t.underflow), double(t.subnormal),
+                         double(t.overflow), t.amax});
+    }
+    return v;
+  };
+  std::vector<NumericsEntry> mine = collect_numerics(stage);
+  if (pp.rank() != 0) {
+    const std::vector<double> v = pack(mine);
+    pp.send(v.data(), int64_t(v.size()), DType::fp64, 0, kNumericsTag);
+    return {};
+  }
+  for (int s = 1; s < pp.size(); s++) {
+    std::vector<NumericsEntry> theirs;
+    for (const std::string& layer : numerics_layers(stage_layers(split, s)))
+      for (const char* kind : {"weights", "activations", "grads"}) theirs.push_back({layer, kind, {}});
+    std::vector<double> v(theirs.size() * 6);
+    pp.recv(v.data(), int64_t(v.size()), DType::fp64, s, kNumericsTag);
+    for (size_t i = 0; i < theirs.size(); i++) {
+      TensorStats& t = theirs[i].stats;
+      const double* x = &v[6 * i];
+      t.n = int64_t(x[0]);
+      t.zero = int64_t(x[1]);
+      t.underflow = int64_t(x[2]);
+      t.subnormal = int64_t(x[3]);
+      t.overflow = int64_t(x[4]);
+      t.amax = x[5];
+    }
+    mine.insert(mine.end(), theirs.begin(), theirs.end());
+  }
+  return mine;
 }
 
 void from_whole(const Gpt& whole, const AdamW& wopt, Gpt& local, AdamW& lopt) {
@@ -583,7 +624,12 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     const double norm = std::sqrt(sumsq) / scale;
     const bool write_numerics = cfg.numerics_report > 0 && (st.step + 1) % cfg.numerics_report == 0;
     if (write_numerics) gather_masters();  // a collective: every rank takes part
-    if (write_numerics && numerics) numerics->write(st.step + 1, model, scale);
+    if (write_numerics && pipeline && mesh.tp_rank() == 0 && dp_rank == 0) {
+      const std::vector<NumericsEntry> all = gather_numerics(model, mesh.pp(), split);
+      if (numerics) numerics->write(st.step + 1, all, prec.compute, scale);
+    } else if (write_numerics && numerics) {
+      numerics->write(st.step + 1, model, scale);
+    }
     bool skipped = false;
     if (prec.dynamic_scaling) {
       skipped = !scaler.update(overflow);  // throws below the minimum scale

@@ -7,6 +7,7 @@
 #   - a checkpoint saved at dp 2 x tp 2 x pp 2 resumes on 1 rank, at pp 4 and at tp 4, and one
 #     saved on 1 rank resumes at dp 2 x tp 2 x pp 2, continuing the same curve (<= 1e-6);
 #   - an uneven --pp-layers split trains the same curve; impossible splits are one-line errors;
+#   - the numerics report of a pp 2 run (gathered from the stages) equals the 1-rank report;
 #   - the log reports each stage's idle fraction next to the prediction, and recomputation
 #     reports less activation memory.
 # Usage: pp_test.sh path/to/meshlm path/to/mpirun repo_root
@@ -44,9 +45,19 @@ sys.exit(0 if a[1] < a[0] and a[3] < a[2] and a[0] < a[2] else 1)
 PY
 
 # bf16: the same layouts in bf16 against bf16 on one rank
-run 1 bf16_one --precision bf16 || fail "bf16 1 rank: $(tail -1 "$WORK/bf16_one.log")"
-run 2 bf16_pp2 --dp 1 --pp 2 --precision bf16 && check "bf16 pp 2 vs bf16 1 rank" bf16_one bf16_pp2 2e-3 ||
+run 1 bf16_one --precision bf16 --numerics-report 10 || fail "bf16 1 rank: $(tail -1 "$WORK/bf16_one.log")"
+run 2 bf16_pp2 --dp 1 --pp 2 --precision bf16 --numerics-report 10 && check "bf16 pp 2 vs bf16 1 rank" bf16_one bf16_pp2 2e-3 ||
   fail "bf16 pp 2: $(tail -1 "$WORK/bf16_pp2.log")"
+# the numerics report of the pipeline (gathered from its stages) is the one-rank report
+/usr/bin/python3 - "$WORK"/bf16_{one,pp2}/numerics.jsonl <<'PY' && ok || fail "pp 2 numerics report equals the 1-rank report"
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
+keys = lambda r: [(x["step"], x["layer"], x["kind"], x["n"]) for x in r]
+assert keys(a) == keys(b), "different layers or sizes"
+worst = max(abs(x[k] - y[k]) / max(abs(x[k]), 1e-30) for x, y in zip(a, b) for k in ("amax", "zero", "underflow", "overflow"))
+print(f"  numerics report: {len(a)} lines, the same layers as one rank, largest relative difference {worst:.1e}")
+sys.exit(0 if worst <= 1e-5 else 1)
+PY
 run 8 bf16_3d --dp 2 --tp 2 --pp 2 --precision bf16 && check "bf16 dp 2 x tp 2 x pp 2 vs bf16 1 rank" bf16_one bf16_3d 2e-3 ||
   fail "bf16 dp2 tp2 pp2: $(tail -1 "$WORK/bf16_3d.log")"
 
