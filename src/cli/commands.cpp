@@ -139,7 +139,11 @@ void add_train(CLI::App& app) {
       "the naive all-fp16 recipe, for comparison; fp8 simulates e4m3/e5m2 GEMM operands (real\n"
       "rounding, bf16 arithmetic: its speed is not fp8 speed). Checkpoints hold fp32 masters, so\n"
       "--resume with another --precision continues a run in another mode. --numerics-report N\n"
-      "writes <out>/numerics.jsonl for `meshlm report`. docs/numerics.md has the details.");
+      "writes <out>/numerics.jsonl for `meshlm report`. docs/numerics.md has the details.\n"
+      "Layout (under mpirun -np dp*tp*pp): --dp splits the batch, --tp each layer, --pp the stack\n"
+      "of layers into stages; a pipeline's micro-batches are the accumulation steps, so set\n"
+      "--micro-batch-size below batch_size/dp (the bubble is (pp-1)/(m+pp-1) of a step).\n"
+      "Checkpoints hold whole tensors: --resume works at any layout. docs/parallel.md.");
   auto config_file = std::make_shared<std::string>();
   auto resume = std::make_shared<std::string>();
   auto overwrite = std::make_shared<bool>(false);
