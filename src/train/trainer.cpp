@@ -42,16 +42,20 @@ namespace {
 volatile std::sig_atomic_t g_stop_requested = 0;
 void on_stop_signal(int) { g_stop_requested = 1; }
 
+// SIGUSR1 too: OpenMPI's mpirun forwards it to every rank, while its own SIGINT/SIGTERM
+// handling ends the job at once (`kill -USR1 <mpirun pid>` stops a job with a checkpoint).
 struct SignalGuard {
-  void (*old_int)(int), (*old_term)(int);
+  void (*old_int)(int), (*old_term)(int), (*old_usr1)(int);
   SignalGuard() {
     g_stop_requested = 0;
     old_int = std::signal(SIGINT, on_stop_signal);
     old_term = std::signal(SIGTERM, on_stop_signal);
+    old_usr1 = std::signal(SIGUSR1, on_stop_signal);
   }
   ~SignalGuard() {
     std::signal(SIGINT, old_int);
     std::signal(SIGTERM, old_term);
+    std::signal(SIGUSR1, old_usr1);
   }
 };
 

@@ -7,6 +7,7 @@
 #   - a checkpoint saved at dp 2 x tp 2 x pp 2 resumes on 1 rank, at pp 4 and at tp 4, and one
 #     saved on 1 rank resumes at dp 2 x tp 2 x pp 2, continuing the same curve (<= 1e-6);
 #   - an uneven --pp-layers split trains the same curve; impossible splits are one-line errors;
+#   - SIGUSR1 to mpirun stops a dp 2 x pp 2 job with a checkpoint, which resumes;
 #   - the numerics report of a pp 2 run (gathered from the stages) equals the 1-rank report;
 #   - the log reports each stage's idle fraction next to the prediction, and recomputation
 #     reports less activation memory.
@@ -78,6 +79,28 @@ resume_check "dp 2 x tp 2 x pp 2 checkpoint resumed at pp 4, steps 11-30" save3d
 resume_check "dp 2 x tp 2 x pp 2 checkpoint resumed at tp 4, steps 11-30" save3d 10 4 r_tp4 --dp 1 --tp 4 --pp 1
 run 1 save1 --save-every 10 || fail "1 rank with checkpoints: $(tail -1 "$WORK/save1.log")"
 resume_check "1-rank checkpoint resumed at dp 2 x tp 2 x pp 2, steps 11-30" save1 10 8 r_3d --dp 2 --tp 2 --pp 2
+
+# stopping an MPI job without losing it: SIGUSR1 to mpirun reaches every rank, which finish
+# the step, save a checkpoint and exit; the checkpoint resumes
+"$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none -np 4 "$MESHLM" train --config "$WORK/tiny.toml" \
+  --data "$WORK/data" --out "$WORK/stop" --dp 2 --pp 2 --steps 1000000 >"$WORK/stop.log" 2>&1 &
+launcher=$!
+for _ in $(seq 300); do
+  [ "$(cat "$WORK/stop/metrics.jsonl" 2>/dev/null | grep -c '"loss"')" -ge 5 ] && break
+  sleep 0.1
+done
+kill -USR1 "$launcher"
+wait "$launcher"
+stopped=$(ls -d "$WORK"/stop/step_* 2>/dev/null | tail -1)
+if grep -q "interrupted at step .*; saving a checkpoint" "$WORK/stop.log" && [ -n "$stopped" ]; then
+  ok
+  step=$(basename "$stopped" | sed 's/step_0*//')
+  mpi 4 train --resume "$stopped" --out "$WORK/stop" --steps $((step + 3)) >"$WORK/stop2.log" 2>&1 &&
+    grep -q "done    $((step + 3)) steps" "$WORK/stop2.log" && ok || fail "resume the SIGUSR1 checkpoint: $(tail -1 "$WORK/stop2.log")"
+else
+  fail "SIGUSR1 to mpirun: every rank stops with a checkpoint"
+  tail -5 "$WORK/stop.log"
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
