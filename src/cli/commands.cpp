@@ -133,7 +133,7 @@ void add_train(CLI::App& app) {
       "resumed checkpoint's config < --config FILE (TOML, keys as above) < flags.\n"
       "Writes <out>/metrics.jsonl (one JSON object per step; eval lines carry val_loss) and a\n"
       "checkpoint directory <out>/step_NNNNNN at the end and every --save-every steps.\n"
-      "Ctrl-C finishes the current step and saves a checkpoint.\n"
+      "Ctrl-C finishes the current step and saves a checkpoint (under mpirun: kill -USR1 <mpirun>).\n"
       "Precision (--precision): fp32; bf16 and fp16 keep fp32 master weights and Adam state\n"
       "(fp16 with a dynamic loss scale: overflowing steps are skipped and logged); fp16-pure is\n"
       "the naive all-fp16 recipe, for comparison; fp8 simulates e4m3/e5m2 GEMM operands (real\n"
