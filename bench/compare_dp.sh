@@ -11,14 +11,12 @@ STEPS="${2:-12}"
 cd "$(dirname "$0")/.."
 DATA=data/shakespeare_bytes
 [ -f "$DATA/train_000000.bin" ] || "$BUILD/meshlm" prepare --input data/tinyshakespeare.txt --output "$DATA" >/dev/null
-OUT=$(mktemp -d /tmp/meshlm_dp_bench.XXXXXX)
-trap 'rm -rf "$OUT"' EXIT
+source bench/mpi_lib.sh dp_bench
 MODEL="--n-layer 6 --n-head 6 --n-embd 384 --vocab-size 256 --seq-len 128 --batch-size 8 --eval-batches 0 --warmup-steps 0 --peak-gflops 100"
 run() {  # name np flags...
   local name=$1 np=$2
   shift 2
-  OMP_NUM_THREADS=$(( 2 / np > 0 ? 2 / np : 1 )) mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$np" \
-    "$BUILD/meshlm" train --data "$DATA" --out "$OUT/$name" --steps "$STEPS" --dp "$np" $MODEL "$@" > "$OUT/$name.log"
+  on_ranks "$np" $(( 2 / np > 0 ? 2 / np : 1 )) train --data "$DATA" --out "$OUT/$name" --steps "$STEPS" --dp "$np" $MODEL "$@" > "$OUT/$name.log"
   grep -E "^(layout|memory)" "$OUT/$name.log" || true
 }
 for rep in 1 2; do  # alternate, twice

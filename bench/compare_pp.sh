@@ -10,14 +10,12 @@ set -euo pipefail
 BUILD="${1:-build}"
 STEPS="${2:-6}"
 cd "$(dirname "$0")/.."
-OUT=$(mktemp -d /tmp/meshlm_pp_bench.XXXXXX)
-trap 'rm -rf "$OUT"' EXIT
+source bench/mpi_lib.sh pp_bench
 MODEL="--n-layer 8 --n-head 8 --n-embd 256 --vocab-size 256 --seq-len 128 --micro-batch-size 4 --peak-gflops 100"
 bench() {  # name np threads flags...
   local name=$1 np=$2 threads=$3
   shift 3
-  OMP_NUM_THREADS=$threads mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$np" \
-    "$BUILD/meshlm" bench $MODEL --warmup 2 --timed-steps "$STEPS" --json "$@" > "$OUT/$name.json"
+  on_ranks "$np" "$threads" bench $MODEL --warmup 2 --timed-steps "$STEPS" --json "$@" > "$OUT/$name.json"
 }
 for m in 2 4 8; do
   for sched in 1f1b gpipe; do

@@ -13,14 +13,12 @@ STEPS="${2:-10}"
 cd "$(dirname "$0")/.."
 DATA=data/shakespeare_bytes
 [ -f "$DATA/train_000000.bin" ] || "$BUILD/meshlm" prepare --input data/tinyshakespeare.txt --output "$DATA" >/dev/null
-OUT=$(mktemp -d /tmp/meshlm_tp_bench.XXXXXX)
-trap 'rm -rf "$OUT"' EXIT
+source bench/mpi_lib.sh tp_bench
 MODEL="--n-layer 6 --n-head 6 --n-embd 384 --vocab-size 256 --seq-len 128 --batch-size 8 --eval-batches 0 --warmup-steps 0 --peak-gflops 100 --checkpoints 0"
 run() {  # name np threads flags...
   local name=$1 np=$2 threads=$3
   shift 3
-  OMP_NUM_THREADS=$threads mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$np" \
-    "$BUILD/meshlm" train --data "$DATA" --out "$OUT/$name" --steps "$STEPS" $MODEL "$@" > "$OUT/$name.log"
+  on_ranks "$np" "$threads" train --data "$DATA" --out "$OUT/$name" --steps "$STEPS" $MODEL "$@" > "$OUT/$name.log"
 }
 for rep in 1 2; do
   run one$rep 1 2
