@@ -5,6 +5,8 @@
 #     steps, from meshlm bench --json) against the prediction (pp - 1) / (m + pp - 1).
 #  2. Activation memory and step time with each recompute setting, on one rank (2 threads),
 #     and what a pp = 2, m = 4 stage holds with 1F1B and with GPipe.
+#  3. The split: GPT-2 124M (bf16, T 256, 4 micro-batches of 1) at pp = 2 split 6,6, 8,4 and
+#     balanced (9,3: the LM head costs 5.2 blocks), alternated twice: idle per stage, ms/step.
 # Usage: bench/compare_pp.sh [build-dir] [timed-steps]
 set -euo pipefail
 BUILD="${1:-build}"
@@ -27,6 +29,12 @@ for rc in none selective full; do
   bench "pp1f1b_$rc" 2 1 --pp 2 --batch-size 16 --recompute "$rc"
   bench "ppgpipe_$rc" 2 1 --pp 2 --batch-size 16 --recompute "$rc" --pp-schedule gpipe
 done
+GPT2="--n-layer 12 --n-head 12 --n-embd 768 --vocab-size 50257 --seq-len 256 --batch-size 4 --micro-batch-size 1 --precision bf16"
+for rep in 1 2; do
+  for split in 6,6 8,4 balanced; do
+    on_ranks 2 1 bench $GPT2 --pp 2 --pp-layers "$split" --warmup 1 --timed-steps 3 --json > "$OUT/split_${split/,/_}_$rep.json"
+  done
+done
 /usr/bin/python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -46,4 +54,12 @@ print("|---|---|---|---|---|---|")
 for rc in ("none", "selective", "full"):
     a, b, c = r(f"one_{rc}"), r(f"pp1f1b_{rc}"), r(f"ppgpipe_{rc}")
     print(f"| {rc} | {a['activation_mib']:.1f} | {a['saved_activation_mib_per_micro_batch']:.1f} | {a['ms_per_step']:.0f} | {b['activation_mib']:.1f} | {c['activation_mib']:.1f} |")
+print()
+print("GPT-2 124M shape, bf16, T 256, 4 micro-batches of 1, pp 2 (1 thread per rank)")
+print("| split | stage 0 idle | stage 1 idle | ms/step (run 1, run 2) |")
+print("|---|---|---|---|")
+for split in ("6,6", "8,4", "balanced"):
+    a, b = (r(f"split_{split.replace(',', '_')}_{k}") for k in (1, 2))
+    i = [(x + y) / 2 for x, y in zip(a["pp_idle_per_stage"], b["pp_idle_per_stage"])]
+    print(f"| {split} | {100*i[0]:.1f}% | {100*i[1]:.1f}% | {a['ms_per_step']:.0f}, {b['ms_per_step']:.0f} |")
 PY

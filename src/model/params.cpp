@@ -43,6 +43,38 @@ std::vector<int64_t> pipeline_split(int64_t n_layer, int pp, const std::string& 
   return split;
 }
 
+std::vector<int64_t> pipeline_split(const ModelConfig& cfg, int64_t T, int pp, const std::string& spec) {
+  if (spec != "balanced") return pipeline_split(cfg.n_layer, pp, spec);
+  const int64_t L = cfg.n_layer;
+  MESHLM_CHECK(pp >= 1 && pp <= L, "--pp-layers balanced: " + std::to_string(pp) + " stages need at least as many layers (the model has " +
+                                       std::to_string(L) + ")");
+  const double C = double(cfg.n_embd), block = 24 * C * C + 4 * double(T) * C,
+               head = 2 * C * double(cfg.padded_vocab_size());
+  // best[s][i]: the smallest possible cost of the most expensive of stages 0..s holding
+  // layers [0, i); from[s][i]: where stage s starts in that split.
+  const double inf = 1e300;
+  std::vector<std::vector<double>> best(size_t(pp), std::vector<double>(size_t(L + 1), inf));
+  std::vector<std::vector<int64_t>> from(size_t(pp), std::vector<int64_t>(size_t(L + 1), 0));
+  for (int64_t i = 1; i <= L; i++) best[0][size_t(i)] = double(i) * block + (pp == 1 ? head : 0);
+  for (int s = 1; s < pp; s++)
+    for (int64_t i = s + 1; i <= L; i++)
+      for (int64_t j = s; j < i; j++) {  // stage s holds [j, i)
+        const double c = std::max(best[size_t(s - 1)][size_t(j)], double(i - j) * block + (s == pp - 1 ? head : 0));
+        if (c < best[size_t(s)][size_t(i)]) {
+          best[size_t(s)][size_t(i)] = c;
+          from[size_t(s)][size_t(i)] = j;
+        }
+      }
+  std::vector<int64_t> split(static_cast<size_t>(pp));
+  int64_t end = L;
+  for (int s = pp - 1; s > 0; s--) {
+    split[size_t(s)] = end - from[size_t(s)][size_t(end)];
+    end = from[size_t(s)][size_t(end)];
+  }
+  split[0] = end;
+  return split;
+}
+
 StageLayers stage_layers(const std::vector<int64_t>& split, int stage) {
   MESHLM_CHECK(stage >= 0 && stage < int(split.size()), "stage_layers: no such stage");
   StageLayers s;

@@ -54,6 +54,11 @@ struct StageLayers {
 // summing to n_layer) or, when empty, an even split (n_layer a multiple of pp). Anything else
 // throws naming the problem: layers are never silently dropped.
 std::vector<int64_t> pipeline_split(int64_t n_layer, int pp, const std::string& spec = "");
+// The same for a model: spec may also be "balanced", the split that makes the most expensive
+// stage as cheap as possible, counting forward FLOPs per token: 24 C^2 + 4 T C per block, and
+// 2 C Vp for the LM head on the last stage (GPT-2 124M at T 256: the head costs 5.2 blocks, so
+// two stages balance at 9 + 3 blocks, not 6 + 6).
+std::vector<int64_t> pipeline_split(const ModelConfig& cfg, int64_t T, int pp, const std::string& spec);
 // Stage `stage` of the split.
 StageLayers stage_layers(const std::vector<int64_t>& split, int stage);
 

@@ -42,7 +42,7 @@ void TrainConfig::validate() const {
   positive(steps, "steps");
   MESHLM_CHECK(micro_batch_size >= 0, "micro_batch_size must be >= 0");
   MESHLM_CHECK(dp >= 1 && tp >= 1 && pp >= 1, "dp, tp and pp must be >= 1");
-  pipeline_split(n_layer, int(pp), pp_layers);  // throws unless the layers split into pp stages
+  pipeline_split(model(), seq_len, int(pp), pp_layers);  // throws unless the layers split into pp stages
   pipeline_schedule_from_name(pp_schedule);
   recompute_from_name(recompute);
   MESHLM_CHECK(n_head % tp == 0, "n_head (" + std::to_string(n_head) + ") must be a multiple of tp (" +
@@ -191,7 +191,7 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(dp, "data-parallel ranks (launch with mpirun -np dp*tp*pp); batch_size is the global batch"),
       INT_KEY(tp, "tensor-parallel ranks: each holds n_head/tp heads and 1/tp of the MLP (Megatron-style)"),
       INT_KEY(pp, "pipeline stages, contiguous blocks each; the accumulation steps are the pipeline's micro-batches"),
-      TEXT_KEY(pp_layers, "layers per pipeline stage, e.g. 3,3,2 (empty: an even split; n_layer must then divide by pp)"),
+      TEXT_KEY(pp_layers, "layers per pipeline stage, e.g. 3,3,2; balanced: fewer on the last stage, by the LM head's FLOPs; empty: an even split (n_layer must divide by pp)"),
       TEXT_KEY(pp_schedule, "pipeline schedule: 1f1b (at most pp micro-batches in flight) or gpipe (all forwards, then all backwards)"),
       TEXT_KEY(recompute, "activation recomputation: none, selective (recompute attention core and GELU) or full (keep only block inputs)"),
       INT_KEY(sequence_parallel, "1 (tp > 1): split the layernorm/residual activations along the sequence across the tp ranks"),

@@ -319,7 +319,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   const Precision prec(cfg.precision, cfg.stochastic_rounding == 1, cfg.master_weights == 1,
                        cfg.loss_scale, uint64_t(cfg.seed));
   const int tp = mesh.shape().tp, pp = mesh.shape().pp;
-  const std::vector<int64_t> split = pipeline_split(mcfg.n_layer, pp, cfg.pp_layers);
+  const std::vector<int64_t> split = pipeline_split(mcfg, T, pp, cfg.pp_layers);
   const StageLayers stage = stage_layers(split, mesh.pp_rank());
   Gpt model(mcfg, *backend, prec.compute, &mesh.tp(), stage);
   if (cfg.sequence_parallel) model.enable_sequence_parallel();

@@ -212,6 +212,38 @@ TEST(PipelineSplit, EvenExplicitAndErrors) {
   EXPECT_NE(message([] { pipeline_split(8, 2, "4,x"); }).find("'x'"), std::string::npos);
 }
 
+TEST(PipelineSplit, BalancedCountsTheHead) {
+  ModelConfig gpt2;  // GPT-2 124M at T 256: the head (2 C Vp) costs 5.2 blocks (24 C^2 + 4 T C)
+  gpt2.n_layer = 12;
+  gpt2.n_head = 12;
+  gpt2.n_embd = 768;
+  gpt2.max_seq_len = 1024;
+  gpt2.vocab_size = 50257;
+  EXPECT_EQ(pipeline_split(gpt2, 256, 2, "balanced"), (std::vector<int64_t>{9, 3}));
+  EXPECT_EQ(pipeline_split(gpt2, 256, 1, "balanced"), (std::vector<int64_t>{12}));
+  EXPECT_EQ(pipeline_split(gpt2, 256, 2, "6,6"), (std::vector<int64_t>{6, 6}));
+  // Against every split into contiguous stages of at least one layer: none has a cheaper
+  // most-expensive stage.
+  const double C = 768, block = 24 * C * C + 4 * 256 * C, head = 2 * C * 50304;
+  auto worst = [&](const std::vector<int64_t>& split) {
+    double w = 0;
+    for (size_t s = 0; s < split.size(); s++) w = std::max(w, double(split[s]) * block + (s + 1 == split.size() ? head : 0));
+    return w;
+  };
+  const auto b4 = pipeline_split(gpt2, 256, 4, "balanced");
+  int64_t sum = 0;
+  for (int64_t n : b4) sum += n;
+  EXPECT_EQ(sum, 12);
+  for (int64_t a = 1; a <= 9; a++)
+    for (int64_t b = 1; a + b <= 10; b++)
+      for (int64_t c = 1; a + b + c <= 11; c++) EXPECT_LE(worst(b4), worst({a, b, c, 12 - a - b - c}) + 1e-3);
+  ModelConfig tiny = config(4);  // a head much cheaper than a block: the even split
+  tiny.vocab_size = 10;
+  tiny.n_embd = 256;
+  EXPECT_EQ(pipeline_split(tiny, 16, 2, "balanced"), (std::vector<int64_t>{2, 2}));
+  EXPECT_THROW(pipeline_split(tiny, 16, 5, "balanced"), Error);
+}
+
 TEST(PipelineParallel, StagesEqualTheWholeModel) {
   const int64_t B = 2, T = 16, m = 4;
   struct Case {
