@@ -7,6 +7,7 @@
 #   - a checkpoint saved at dp 2 x tp 2 x pp 2 resumes on 1 rank, at pp 4 and at tp 4, and one
 #     saved on 1 rank resumes at dp 2 x tp 2 x pp 2, continuing the same curve (<= 1e-6);
 #   - an uneven --pp-layers split trains the same curve; impossible splits are one-line errors;
+#     balanced puts fewer layers on the last stage when the LM head is expensive;
 #   - SIGUSR1 to mpirun stops a dp 2 x pp 2 job with a checkpoint, which resumes;
 #   - the numerics report of a pp 2 run (gathered from the stages) equals the 1-rank report;
 #   - the log reports each stage's idle fraction next to the prediction, and recomputation
@@ -65,6 +66,9 @@ run 8 bf16_3d --dp 2 --tp 2 --pp 2 --precision bf16 && check "bf16 dp 2 x tp 2 x
 # uneven and impossible splits
 run 2 uneven --dp 1 --pp 2 --pp-layers 1,3 && check "pp 2 split 1,3 vs 1 rank" one uneven 1e-5 ||
   fail "uneven split: $(tail -1 "$WORK/uneven.log")"
+# balanced: at C 8 the LM head (2 C Vp) costs 1.6 blocks (24 C^2 + 4 T C): 3 + 1, not 2 + 2
+run 2 balanced --dp 1 --pp 2 --pp-layers balanced --n-embd 8 --n-head 2 &&
+  grep -q "layers 3,1 per stage" "$WORK/balanced.log" && ok || fail "--pp-layers balanced: $(grep -h layout "$WORK/balanced.log")"
 mpi 3 train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/bad" --pp 3 >"$WORK/bad.out" 2>"$WORK/bad.err"
 [ "$(grep -c "4 layers do not split evenly into 3 stages; give the split with --pp-layers" "$WORK/bad.err")" -eq 1 ] && ok ||
   { fail "an even split that is impossible: one error line"; cat "$WORK/bad.err"; }
