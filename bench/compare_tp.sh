@@ -11,9 +11,8 @@ set -euo pipefail
 BUILD="${1:-build}"
 STEPS="${2:-10}"
 cd "$(dirname "$0")/.."
-DATA=data/shakespeare_bytes
-[ -f "$DATA/train_000000.bin" ] || "$BUILD/meshlm" prepare --input data/tinyshakespeare.txt --output "$DATA" >/dev/null
 source bench/mpi_lib.sh tp_bench
+byte_data
 MODEL="--n-layer 6 --n-head 6 --n-embd 384 --vocab-size 256 --seq-len 128 --batch-size 8 --eval-batches 0 --warmup-steps 0 --peak-gflops 100 --checkpoints 0"
 run() {  # name np threads flags...
   local name=$1 np=$2 threads=$3

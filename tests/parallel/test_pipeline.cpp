@@ -74,15 +74,7 @@ std::vector<double> simulate(PipelineSchedule s, int pp, int m, double* makespan
   return clock;
 }
 
-ModelConfig config(int64_t layers) {
-  ModelConfig c;
-  c.n_layer = layers;
-  c.n_head = 4;
-  c.n_embd = 32;
-  c.max_seq_len = 16;
-  c.vocab_size = 50;
-  return c;
-}
+ModelConfig config(int64_t layers) { return test::sharded_model(layers); }
 
 // m micro-batches of (B, T) random tokens and targets, and pointers to them for the executor.
 struct MicroBatches {
@@ -122,12 +114,6 @@ double relative_grad_error(const Gpt& stage, const ParamEntry& e, const Gpt& who
     den += b * b;
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
-// The fp32 bound of test_tensor_parallel (normwise, per tensor).
-double fp32_bound(const ModelConfig& c, int64_t T) {
-  const int64_t K = std::max<int64_t>({4 * c.n_embd, c.padded_vocab_size(), T});
-  return 2 * 10 * (6 * c.n_layer + 4) * std::sqrt(double(K)) * test::kF32Eps;
 }
 
 }  // namespace
@@ -294,7 +280,7 @@ TEST(PipelineParallel, StagesEqualTheWholeModel) {
       if (!stage.stage().first && !stage.stage().last) return;
       const ParamEntry& wte = stage.table().at("transformer.wte.weight");
       mesh.tied().all_reduce(stage.grads().as<float>() + wte.offset, wte.numel(), DType::fp32);
-      if (relative_grad_error(stage, wte, whole) > fp32_bound(c, T)) throw Error(what + ": the tied wte gradient is off");
+      if (relative_grad_error(stage, wte, whole) > test::fp32_model_bound(c, T)) throw Error(what + ": the tied wte gradient is off");
     });
   }
 }
@@ -306,7 +292,7 @@ TEST(PipelineParallel, TensorTimesPipelineEqualsTheWholeModel) {
   auto be = make_cpu_backend();
   Gpt whole(c, *be);
   whole.init(9);
-  const double loss = accumulate(whole, mb, B, T), tol = fp32_bound(c, T);
+  const double loss = accumulate(whole, mb, B, T), tol = test::fp32_model_bound(c, T);
   for (bool sp : {false, true})
     test::on_local_group(4, [&](Communicator& world) {
       Mesh mesh(world, {1, 2, 2});

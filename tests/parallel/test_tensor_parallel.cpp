@@ -25,15 +25,7 @@ using namespace meshlm;
 
 namespace {
 
-ModelConfig config() {
-  ModelConfig c;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_embd = 32;
-  c.max_seq_len = 16;
-  c.vocab_size = 50;
-  return c;
-}
+ModelConfig config() { return test::sharded_model(2); }
 
 std::vector<int32_t> tokens(int64_t n, int64_t V, uint64_t seed) { return test::random_tokens(n, V, seed); }
 
@@ -51,10 +43,7 @@ TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
   whole.zero_grad();
   const double loss = whole.forward(x.data(), y.data(), B, T, 1.0f);
   whole.backward();
-  // The fp32 bound of test_gpt (normwise, per tensor): 10 (6L+4) sqrt(K) u, twice over (both
-  // sides are fp32 computations of the same function).
-  const int64_t K = std::max<int64_t>({4 * c.n_embd, c.padded_vocab_size(), T});
-  const double tol = 2 * 10 * (6 * c.n_layer + 4) * std::sqrt(double(K)) * test::kF32Eps;
+  const double tol = test::fp32_model_bound(c, T);  // both sides fp32 computations of one function
   for (int tp_sp : {2, 4, -2, -4}) {  // negative: with sequence parallelism
     const int tp = std::abs(tp_sp);
     on_group(tp, [&](Communicator& comm) {

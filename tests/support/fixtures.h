@@ -15,6 +15,13 @@ namespace meshlm::test {
 // A small model: L2, H2, C16, T8 and the given vocabulary (pick one that is not a multiple
 // of 128 to exercise the padding).
 ModelConfig tiny_model(int64_t vocab_size);
+// The parallelism tests' model: n_layer blocks of 4 heads (split 2 or 4 ways), C32, T16, V50
+// (padded to 128: the vocabulary splits too).
+ModelConfig sharded_model(int64_t n_layer);
+// The bound two fp32 computations of the same model (one sharded, split or pipelined) agree
+// within, normwise per tensor: test_gpt's fp32 bound 10 (6L+4) sqrt(K) u, twice over, with K
+// the longest reduction (4C, the padded vocabulary, or T).
+double fp32_model_bound(const ModelConfig& c, int64_t T);
 // A fresh empty directory under the system temp dir.
 std::filesystem::path fresh_dir(const std::string& name);
 // Byte-level train/val shards from a repetitive pseudo-text of `bytes` bytes, in `dir`.

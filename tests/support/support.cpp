@@ -1,5 +1,6 @@
 #include "support/support.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -106,6 +107,21 @@ ModelConfig tiny_model(int64_t vocab_size) {
   c.max_seq_len = 8;
   c.vocab_size = vocab_size;
   return c;
+}
+
+ModelConfig sharded_model(int64_t n_layer) {
+  ModelConfig c;
+  c.n_layer = n_layer;
+  c.n_head = 4;
+  c.n_embd = 32;
+  c.max_seq_len = 16;
+  c.vocab_size = 50;
+  return c;
+}
+
+double fp32_model_bound(const ModelConfig& c, int64_t T) {
+  const int64_t K = std::max<int64_t>({4 * c.n_embd, c.padded_vocab_size(), T});
+  return 2 * 10 * (6 * c.n_layer + 4) * std::sqrt(double(K)) * kF32Eps;
 }
 
 std::filesystem::path fresh_dir(const std::string& name) {
