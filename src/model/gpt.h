@@ -189,7 +189,6 @@ class Gpt {
   // Block l (global index) forward from `residual` (Ns, C) into its activations; write_output:
   // also its output res3 (a recomputation in backward leaves the saved output alone).
   void block_forward(int64_t l, const void* residual, bool write_output);
-  int64_t local_layers() const { return int64_t(off_.res3.size()); }
   const void* weight(const std::string& name);  // the compute copy of one parameter
   void* grad(const std::string& name);
   // The matrix products of block l's site k (0 c_attn, 1 attn.c_proj, 2 c_fc, 3 mlp.c_proj),

@@ -330,7 +330,10 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   // The tied embedding / LM head: the first and the last stage each hold wte and sum its
   // gradient (mesh.tied()) before the data-parallel reduction may touch it.
   const bool tied_copy = pp > 1 && (stage.first || stage.last);
+  // Its gradient is [0, tied_end) of the flat buffer: the tied sum and the buckets rely on it.
   const int64_t tied_end = tied_copy ? model.table().at("transformer.wte.weight").numel() : 0;
+  MESHLM_CHECK(!tied_copy || model.table().at("transformer.wte.weight").offset == 0,
+               "pipeline: the tied embedding must lead the parameter table");
   if (prec.fp8) model.enable_fp8(cfg.fp8_scaling());
   const int64_t P = model.table().total();
   // ZeRO-1: this rank's AdamW owns a slice of the moments; otherwise all of them.
