@@ -1,11 +1,18 @@
 #include "backend/backend.h"
 
+#include <algorithm>
+
+#include "backend/guarded.h"
 #include "core/error.h"
 
 namespace meshlm {
 
 const char* op_name(Op op) {
   switch (op) {
+    case Op::memory: return "memory";
+    case Op::convert: return "convert";
+    case Op::stats: return "stats";
+    case Op::quantize: return "quantize";
     case Op::gemm: return "gemm";
     case Op::matmul: return "matmul";
     case Op::layernorm: return "layernorm";
@@ -20,10 +27,23 @@ const char* op_name(Op op) {
   return "?";
 }
 
+void TensorStats::add(const TensorStats& o) {
+  n += o.n;
+  zero += o.zero;
+  underflow += o.underflow;
+  subnormal += o.subnormal;
+  overflow += o.overflow;
+  amax = std::max(amax, o.amax);
+}
+
+const char* backend_names() { return "cpu, reference, cpu-guarded, reference-guarded"; }
+
 std::unique_ptr<Backend> make_backend(const std::string& name) {
   if (name == "cpu") return make_cpu_backend();
   if (name == "reference") return make_reference_backend();
-  throw Error("unknown backend '" + name + "' (expected cpu or reference)");
+  if (name == "cpu-guarded") return make_guarded_backend(make_cpu_backend());
+  if (name == "reference-guarded") return make_guarded_backend(make_reference_backend());
+  throw Error("unknown backend '" + name + "' (expected " + backend_names() + ")");
 }
 
 }  // namespace meshlm

@@ -19,20 +19,34 @@ std::string shape_str(const Shape& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-void Tensor::Free::operator()(void* p) const { std::free(p); }
+void AllocatorFree::operator()(void* p) const {
+  if (allocator) allocator->deallocate(p, bytes);
+  else std::free(p);
+}
+
+namespace {
+void check_shape(const Shape& shape) {
+  for (int64_t d : shape) MESHLM_CHECK(d >= 0, "tensor shape " + shape_str(shape) + " has a negative size");
+}
+}  // namespace
 
 Tensor::Tensor(Shape shape, DType dtype) : shape_(std::move(shape)), dtype_(dtype) {
-  for (int64_t d : shape_) MESHLM_CHECK(d >= 0, "tensor shape " + shape_str(shape_) + " has a negative size");
+  check_shape(shape_);
   size_t bytes = nbytes();
   size_t rounded = (bytes + 63) / 64 * 64;
   void* p = rounded ? std::aligned_alloc(64, rounded) : nullptr;
   MESHLM_CHECK(rounded == 0 || p, "out of memory allocating " + std::to_string(bytes) + " bytes");
   if (p) std::memset(p, 0, rounded);
-  buf_.reset(p);
+  buf_ = std::unique_ptr<void, AllocatorFree>(p, AllocatorFree{nullptr, rounded});
 }
 
-void Tensor::zero() {
-  if (buf_) std::memset(buf_.get(), 0, nbytes());
+Tensor::Tensor(Shape shape, DType dtype, Allocator& allocator) : shape_(std::move(shape)), dtype_(dtype) {
+  check_shape(shape_);
+  const size_t bytes = nbytes();
+  buf_ = std::unique_ptr<void, AllocatorFree>(allocator.allocate(bytes), AllocatorFree{&allocator, bytes});
 }
+
+Buffer::Buffer(size_t bytes, Allocator& allocator)
+    : bytes_(bytes), buf_(allocator.allocate(bytes), AllocatorFree{&allocator, bytes}) {}
 
 }  // namespace meshlm

@@ -1,6 +1,7 @@
-// Tensor: a shape, a dtype and an owning, 64-byte aligned buffer. TensorView is the same
-// without ownership (a slice of a flat buffer, e.g. one parameter inside the parameter buffer).
-// Shapes are row-major; dim 0 is the outermost.
+// Tensor: a shape, a dtype and an owning, 64-byte aligned, zero-filled buffer from an Allocator.
+// A backend is an Allocator (its tensors live in its memory, which only the backend reads or
+// writes); without one a tensor is host memory (tests, host-side staging). TensorView is the
+// same without ownership. Shapes are row-major; dim 0 is the outermost.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -16,6 +17,22 @@ using Shape = std::vector<int64_t>;
 int64_t shape_numel(const Shape& shape);
 std::string shape_str(const Shape& shape);  // "(4, 768)"
 
+// Where tensor memory comes from. allocate returns `bytes` of zero-filled memory aligned to 64
+// bytes (nullptr for 0 bytes), or throws; deallocate takes back what allocate gave.
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void deallocate(void* p, size_t bytes) = 0;
+};
+
+// Frees memory through its allocator (null: host memory, std::free).
+struct AllocatorFree {
+  Allocator* allocator;
+  size_t bytes;
+  void operator()(void* p) const;
+};
+
 struct TensorView {
   void* data = nullptr;
   Shape shape;
@@ -29,7 +46,8 @@ struct TensorView {
 class Tensor {
  public:
   Tensor() = default;
-  Tensor(Shape shape, DType dtype);  // zero-filled
+  Tensor(Shape shape, DType dtype);                         // host memory, zero-filled
+  Tensor(Shape shape, DType dtype, Allocator& allocator);  // the allocator's memory, zero-filled
   Tensor(Tensor&&) noexcept = default;
   Tensor& operator=(Tensor&&) noexcept = default;
 
@@ -39,16 +57,34 @@ class Tensor {
   size_t nbytes() const { return size_t(numel()) * dtype_size(dtype_); }
   void* data() { return buf_.get(); }
   const void* data() const { return buf_.get(); }
+  // Element pointers. Only host tensors, and the backend on its own memory, may dereference them.
   template <class T> T* as() { return static_cast<T*>(data()); }
   template <class T> const T* as() const { return static_cast<const T*>(data()); }
   TensorView view() { return {data(), shape_, dtype_}; }
-  void zero();
 
  private:
-  struct Free { void operator()(void* p) const; };
   Shape shape_;
   DType dtype_ = DType::fp32;
-  std::unique_ptr<void, Free> buf_;
+  std::unique_ptr<void, AllocatorFree> buf_{nullptr, AllocatorFree{nullptr, 0}};
+};
+
+// Untyped bytes from an allocator: token ids and other buffers that are not tensors of a float
+// format. Zero-filled, 64-byte aligned, like a Tensor's.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(size_t bytes, Allocator& allocator);
+  Buffer(Buffer&&) noexcept = default;
+  Buffer& operator=(Buffer&&) noexcept = default;
+  size_t bytes() const { return bytes_; }
+  void* data() { return buf_.get(); }
+  const void* data() const { return buf_.get(); }
+  template <class T> T* as() { return static_cast<T*>(data()); }
+  template <class T> const T* as() const { return static_cast<const T*>(data()); }
+
+ private:
+  size_t bytes_ = 0;
+  std::unique_ptr<void, AllocatorFree> buf_{nullptr, AllocatorFree{nullptr, 0}};
 };
 
 }  // namespace meshlm

@@ -33,9 +33,9 @@ Gpt::Gpt(const ModelConfig& cfg, Backend& backend, DType compute, Communicator* 
                                                     " does not run " + op_name(op) + " in " +
                                                     dtype_name(compute));
   if (stage_.n_layers < 0) stage_.n_layers = cfg.n_layer - stage_.first_layer;
-  params_ = Tensor({table_.total()}, master_of(compute));
-  grads_ = Tensor({table_.total()}, master_of(compute));
-  if (compute != master_of(compute)) compute_ = Tensor({table_.total()}, compute);
+  params_ = Tensor({table_.total()}, master_of(compute), be_);
+  grads_ = Tensor({table_.total()}, master_of(compute), be_);
+  if (compute != master_of(compute)) compute_ = Tensor({table_.total()}, compute, be_);
 }
 
 void* Gpt::param(const std::string& name) {
@@ -52,35 +52,32 @@ void* Gpt::grad(const std::string& name) {
 }
 
 void Gpt::init(uint64_t seed) {
-  init_params(table_, seed, params_.view());
+  Tensor host({table_.total()}, params_.dtype());  // drawn on the host, then uploaded
+  init_params(table_, seed, host.view());
+  be_.upload(params_.data(), host.data(), host.nbytes());
   update_compute_weights();
 }
+
+void Gpt::zero_grad() { be_.zero(grads_.data(), grads_.nbytes()); }
 
 void Gpt::update_compute_weights(const WeightRounding& r, int64_t begin, int64_t end) {
   if (dtype_ == params_.dtype()) return;
   if (end < 0) end = table_.total();
   const float* master = params_.as<float>();
   uint16_t* out = static_cast<uint16_t*>(compute_.data());
-  if (!r.stochastic) {
-    const int64_t chunk = 1 << 16;
-#pragma omp parallel for schedule(static)
-    for (int64_t i0 = begin; i0 < end; i0 += chunk)
-      convert_from_f32(dtype_, out + i0, master + i0, size_t(std::min(chunk, end - i0)));
-    return;
-  }
+  if (!r.stochastic) return be_.convert(dtype_, out + begin, DType::fp32, master + begin, end - begin);
   for (const ParamEntry& e : table_.entries()) {
     const int64_t lo = std::max(e.offset, begin), hi = std::min(e.offset + e.numel(), end);
     if (lo >= hi) continue;
+    // bits keyed by (name, element index in the parameter, step)
     const uint64_t stream = mix64(hash_name(e.name) ^ uint64_t(r.step));
-#pragma omp parallel for schedule(static)
-    for (int64_t i = lo; i < hi; i++)  // bits keyed by (name, element index in the parameter, step)
-      out[i] = float_to_bits_stochastic(dtype_, master[i], random_u32(r.seed, stream, uint64_t(i - e.offset)));
+    be_.convert_stochastic(dtype_, out + lo, master + lo, hi - lo, r.seed, stream, lo - e.offset);
   }
 }
 
 void Gpt::master_from_compute_weights() {
   MESHLM_CHECK(dtype_ != params_.dtype(), "master_from_compute_weights: no 16-bit compute copy");
-  convert_to_f32(dtype_, params_.as<float>(), compute_.data(), size_t(table_.total()));
+  be_.convert(DType::fp32, params_.data(), dtype_, compute_.data(), table_.total());
 }
 
 void Gpt::enable_fp8(const Fp8ScalingConfig& cfg) {
@@ -136,7 +133,12 @@ void Gpt::set_fp8_state(const nlohmann::json& j) {
 }
 
 float Gpt::fp8_scale(const Fp8Scale& s, const uint16_t* x, int64_t n) const {
-  return s.has_history() ? s.pow2_scale() : s.pow2_scale_for(amax_bf16(x, n));
+  return s.has_history() ? s.pow2_scale() : s.pow2_scale_for(be_.amax(DType::bf16, x, n));
+}
+
+float* Gpt::scratch_f32(int64_t n) {
+  if (tp_scratch_.numel() < n) tp_scratch_ = Tensor({n}, DType::fp32, be_);
+  return tp_scratch_.as<float>();
 }
 
 void Gpt::tp_all_reduce(void* buf, int64_t n) {
@@ -147,10 +149,10 @@ void Gpt::tp_all_reduce(void* buf, int64_t n) {
     return;
   }
   // 16-bit activations are summed in fp32 and rounded once.
-  tp_scratch_.resize(size_t(n));
-  convert_to_f32(dtype_, tp_scratch_.data(), buf, size_t(n));
-  tp_->all_reduce(tp_scratch_.data(), n, DType::fp32);
-  convert_from_f32(dtype_, buf, tp_scratch_.data(), size_t(n));
+  float* f = scratch_f32(n);
+  be_.convert(DType::fp32, f, dtype_, buf, n);
+  tp_->all_reduce(f, n, DType::fp32);
+  be_.convert(dtype_, buf, DType::fp32, f, n);
 }
 
 void Gpt::enable_sequence_parallel() {
@@ -169,10 +171,10 @@ void Gpt::seq_reduce_scatter(void* part, const void* full, int64_t n) {
   const int64_t each = n / tp_size();
   const std::vector<int64_t> counts(size_t(tp_size()), each);
   if (dtype_ == DType::fp32) return tp_->reduce_scatter(full, part, counts, DType::fp32);
-  tp_scratch_.resize(size_t(n + each));  // 16-bit: summed in fp32, rounded once
-  convert_to_f32(dtype_, tp_scratch_.data(), full, size_t(n));
-  tp_->reduce_scatter(tp_scratch_.data(), tp_scratch_.data() + n, counts, DType::fp32);
-  convert_from_f32(dtype_, part, tp_scratch_.data() + n, size_t(each));
+  float* f = scratch_f32(n + each);  // 16-bit: summed in fp32, rounded once
+  be_.convert(DType::fp32, f, dtype_, full, n);
+  tp_->reduce_scatter(f, f + n, counts, DType::fp32);
+  be_.convert(dtype_, part, DType::fp32, f + n, each);
 }
 
 void Gpt::layernorm_backward(const std::string& prefix, void* dinp, const void* dout, const void* inp,
@@ -187,14 +189,13 @@ void Gpt::layernorm_backward(const std::string& prefix, void* dinp, const void* 
   // Sequence parallel: this rank's rows give a partial weight and bias gradient. It is summed
   // over the tp group on its own (in scratch), then added: summing the accumulated gradient
   // would count earlier micro-batches tp times.
-  sp_ln_grads_.assign(size_t(2 * C), 0.0f);
-  be_.layernorm_backward(dtype_, dinp, sp_ln_grads_.data(), sp_ln_grads_.data() + C, dout, inp,
-                         weight(prefix + "weight"), mean, rstd, Ns, C);
-  tp_->all_reduce(sp_ln_grads_.data(), 2 * C, DType::fp32);
-  for (int64_t j = 0; j < C; j++) {
-    dw[j] += sp_ln_grads_[size_t(j)];
-    db[j] += sp_ln_grads_[size_t(C + j)];
-  }
+  if (sp_ln_grads_.numel() < 2 * C) sp_ln_grads_ = Tensor({2 * C}, DType::fp32, be_);
+  float* part = sp_ln_grads_.as<float>();  // (2C) partial weight and bias gradients
+  be_.zero(part, size_t(2 * C) * 4);
+  be_.layernorm_backward(dtype_, dinp, part, part + C, dout, inp, weight(prefix + "weight"), mean, rstd, Ns, C);
+  tp_->all_reduce(part, 2 * C, DType::fp32);
+  be_.accumulate(DType::fp32, dw, part, C);
+  be_.accumulate(DType::fp32, db, part + C, C);
 }
 
 void Gpt::block_matmul_forward(int64_t l, int k, void* out, const void* inp, const std::string& w,
@@ -223,8 +224,8 @@ void Gpt::block_matmul_forward_local(int64_t l, int k, void* out, const void* in
   auto* wq = static_cast<uint16_t*>(fp8_b_.data());  // (C, OC)
   const auto* x = static_cast<const uint16_t*>(inp);
   const auto* wt = static_cast<const uint16_t*>(weight(w + ".weight"));
-  const float ax = fake_quantize_bf16(DType::fp8_e4m3, x, xq, N * C, fp8_scale(s.x, x, N * C));
-  const float aw = fake_quantize_bf16(DType::fp8_e4m3, wt, wq, C * OC, fp8_scale(s.w, wt, C * OC));
+  const float ax = be_.fake_quantize(DType::fp8_e4m3, xq, x, N * C, fp8_scale(s.x, x, N * C));
+  const float aw = be_.fake_quantize(DType::fp8_e4m3, wq, wt, C * OC, fp8_scale(s.w, wt, C * OC));
   if (training_forward_) {
     s.x_amax = std::max(s.x_amax, ax);
     s.w_amax = std::max(s.w_amax, aw);
@@ -245,7 +246,7 @@ void Gpt::block_matmul_backward(int64_t l, int k, void* dinp, const std::string&
     dout = act(off_.full);
   }
   if (column_parallel && sp_) {
-    std::memset(act(off_.full2), 0, size_t(N * C) * esz_);
+    be_.zero(act(off_.full2), size_t(N * C) * esz_);
     block_matmul_backward_local(l, k, act(off_.full2), w, dout, inp, N, C, OC);
     seq_reduce_scatter(dinp, act(off_.full2), N * C);
     return;
@@ -269,12 +270,12 @@ void Gpt::block_matmul_backward_local(int64_t l, int k, void* dinp, const std::s
   const auto* x = static_cast<const uint16_t*>(inp);
   const auto* wt = static_cast<const uint16_t*>(weight(w + ".weight"));
   const auto* g = static_cast<const uint16_t*>(dout);
-  fake_quantize_bf16(DType::fp8_e4m3, wt, wq, C * OC, fp8_scale(s.w, wt, C * OC));
+  be_.fake_quantize(DType::fp8_e4m3, wq, wt, C * OC, fp8_scale(s.w, wt, C * OC));
   uint16_t* gq = xq;
-  const float ag = fake_quantize_bf16(DType::fp8_e5m2, g, gq, N * OC, fp8_scale(s.g, g, N * OC));
+  const float ag = be_.fake_quantize(DType::fp8_e5m2, gq, g, N * OC, fp8_scale(s.g, g, N * OC));
   s.g_amax = std::max(s.g_amax, ag);
   uint16_t* xq2 = static_cast<uint16_t*>(fp8_b_.data()) + C * OC;  // (N, C)
-  fake_quantize_bf16(DType::fp8_e4m3, x, xq2, N * C, fp8_scale(s.x, x, N * C));
+  be_.fake_quantize(DType::fp8_e4m3, xq2, x, N * C, fp8_scale(s.x, x, N * C));
   be_.matmul_backward(dtype_, dinp, dw, db, gq, xq2, wq, N, C, OC, WeightLayout::in_out);
 }
 
@@ -385,13 +386,19 @@ void Gpt::ensure_activations(int64_t B, int64_t T) {
   off_ = std::move(o);
   saved_total_ = saved;
   saved_stats_total_ = saved_stats;
-  acts_ = Tensor({int64_t(size_t(slots_) * saved + scratch)}, dtype_);
-  stats_ = Tensor({int64_t(size_t(slots_) * saved_stats + scratch_stats)}, params_.dtype());
-  tokens_.assign(size_t(slots_), {});
+  acts_ = Tensor({int64_t(size_t(slots_) * saved + scratch)}, dtype_, be_);
+  stats_ = Tensor({int64_t(size_t(slots_) * saved_stats + scratch_stats)}, params_.dtype(), be_);
+  tokens_.clear();
+  for (int k = 0; k < slots_; k++) tokens_.emplace_back(N * sizeof(int32_t), be_);  // (B, T) per slot
+  targets_ = Buffer(N * sizeof(int32_t), be_);
+  // The vocabulary-parallel cross-entropy's row vectors: row max, sum of exps, target logit
+  // (fp32, N each) and the targets local to this rank (int32, N).
+  ce_rows_ = Tensor({int64_t(3 * N)}, DType::fp32, be_);
+  ce_local_targets_ = Buffer(N * sizeof(int32_t), be_);
   has_grad_.assign(size_t(slots_), 0);
   if (!fp8_.empty()) {  // the largest operands: (N, 4C) and (4C, C) + (N, 4C)
-    fp8_a_ = Tensor({int64_t(N * 4 * C)}, DType::bf16);
-    fp8_b_ = Tensor({int64_t(4 * C * C + N * 4 * C)}, DType::bf16);
+    fp8_a_ = Tensor({int64_t(N * 4 * C)}, DType::bf16, be_);
+    fp8_b_ = Tensor({int64_t(4 * C * C + N * 4 * C)}, DType::bf16, be_);
   }
 }
 
@@ -458,19 +465,19 @@ double Gpt::forward_micro(int slot, const int32_t* tokens, const void* input, co
       MESHLM_CHECK(tokens[i] >= 0 && tokens[i] < V,
                    "token id " + std::to_string(tokens[i]) + " is outside the vocabulary [0, " +
                        std::to_string(V) + ")");
-    std::vector<int32_t>& ids = tokens_[size_t(slot)];  // this rank's rows, -1 for ids on another rank
-    ids.resize(size_t(N));
+    std::vector<int32_t> ids(static_cast<size_t>(N));  // this rank's rows, -1 for ids on another rank
     for (int64_t i = 0; i < N; i++) ids[size_t(i)] = tokens[i] >= v0 && tokens[i] < v0 + Vl ? tokens[i] - int32_t(v0) : -1;
+    be_.upload(tokens_[size_t(slot)].data(), ids.data(), ids.size() * sizeof(int32_t));
     // Vocabulary-parallel embedding: each rank adds the rows it holds (and rank 0 the positions);
     // the sum over the tp group is the embedding.
     // Sequence parallel: the sum is reduce-scattered, each rank keeping its Ns rows.
-    be_.embedding_forward(dt, act(sp_ ? off_.full : off_.encoded), ids.data(), P("transformer.wte.weight"),
+    be_.embedding_forward(dt, act(sp_ ? off_.full : off_.encoded), tokens_[size_t(slot)].as<int32_t>(), P("transformer.wte.weight"),
                           !tp_ || tp_->rank() == 0 ? P("transformer.wpe.weight") : nullptr, B, T, C);
     if (sp_) seq_reduce_scatter(act(off_.encoded), act(off_.full), N * C);
     else if (tp_) tp_all_reduce(act(off_.encoded), N * C);
   } else {
     MESHLM_CHECK(input, "forward: a stage after the first needs the previous stage's output");
-    std::memcpy(act(off_.encoded), input, size_t(Ns * C) * esz_);
+    be_.copy(act(off_.encoded), input, size_t(Ns * C) * esz_);
   }
   const void* residual = act(off_.encoded);  // (Ns, C)
   for (int64_t l = stage_.first_layer; l < stage_.first_layer + stage_.n_layers; l++) {
@@ -494,42 +501,30 @@ double Gpt::forward_micro(int slot, const int32_t* tokens, const void* input, co
                      std::to_string(V) + ")");
   has_grad_[size_t(slot)] = dloss_scale != 0.0f;
   const float dloss = dloss_scale / float(N);  // d(scale * mean) / d(loss_i)
+  be_.upload(targets_.data(), targets, size_t(N) * sizeof(int32_t));
+  const int32_t* targets_dev = targets_.as<int32_t>();
   if (!tp_) {
-    be_.crossentropy_forward_backward(dt, stat(off_.losses), act(off_.logits), targets, dloss, N, V, Vl);
+    be_.crossentropy_forward_backward(dt, stat(off_.losses), act(off_.logits), targets_dev, dloss, N, V, Vl);
   } else {
     // Vocabulary-parallel cross-entropy, never gathering the logits: each rank's log-sum-exp of
     // its columns, combined over the group (max, then sum of exp), the target's logit from the
     // rank that holds it, then each rank's gradient columns given the whole row's lse.
     float* lse = static_cast<float*>(stat(off_.row_lse));
     float* losses = static_cast<float*>(stat(off_.losses));
+    float* m = ce_rows_.as<float>();  // (N) row maxima, then sums of exps and target logits
+    float *sumexp = m + N, *x_t = sumexp + N;
+    int32_t* local_t = ce_local_targets_.as<int32_t>();
     be_.logsumexp_rows(dt, lse, act(off_.logits), N, Vv, Vl);
-    std::vector<float> m(lse, lse + N), x_t(static_cast<size_t>(N), 0.0f);
-    tp_->all_reduce(m.data(), N, DType::fp32, ReduceOp::max);
+    be_.copy(m, lse, size_t(N) * 4);
+    tp_->all_reduce(m, N, DType::fp32, ReduceOp::max);
     tp_bytes_ += 3 * N * 4;  // this and the two sums below
-    std::vector<int32_t> local_t(static_cast<size_t>(N));
-    for (int64_t n = 0; n < N; n++) {
-      lse[n] = std::isfinite(lse[n]) ? std::exp(lse[n] - m[size_t(n)]) : 0.0f;
-      const int64_t t = targets[n] - v0;
-      local_t[size_t(n)] = t >= 0 && t < Vl ? int32_t(t) : -1;
-      if (local_t[size_t(n)] >= 0) {
-        float x;
-        convert_to_f32(dt, &x, static_cast<const char*>(act(off_.logits)) + size_t(n * Vl + t) * esz_, 1);
-        x_t[size_t(n)] = x;
-      }
-    }
-    tp_->all_reduce(lse, N, DType::fp32);
-    tp_->all_reduce(x_t.data(), N, DType::fp32);
-    for (int64_t n = 0; n < N; n++) {
-      lse[n] = m[size_t(n)] + std::log(lse[n]);
-      losses[n] = lse[n] - x_t[size_t(n)];
-    }
-    if (dloss != 0.0f) be_.crossentropy_backward_given_lse(dt, act(off_.logits), lse, local_t.data(), dloss, N, Vv, Vl);
+    be_.crossentropy_partials(dt, sumexp, x_t, local_t, lse, m, act(off_.logits), targets_dev, N, v0, Vl);
+    tp_->all_reduce(sumexp, N, DType::fp32);
+    tp_->all_reduce(x_t, N, DType::fp32);
+    be_.crossentropy_combine(DType::fp32, lse, losses, m, sumexp, x_t, N);
+    if (dloss != 0.0f) be_.crossentropy_backward_given_lse(dt, act(off_.logits), lse, local_t, dloss, N, Vv, Vl);
   }
-  double sum = 0;
-  for (int64_t i = 0; i < N; i++)
-    sum += dt == DType::fp64 ? static_cast<const double*>(stat(off_.losses))[i]
-                             : double(static_cast<const float*>(stat(off_.losses))[i]);
-  return sum / double(N);
+  return be_.sum(params_.dtype(), stat(off_.losses), N) / double(N);
 }
 
 void Gpt::backward_micro(int slot, const void* doutput, const std::function<void(int64_t offset)>& on_ready) {
@@ -546,7 +541,7 @@ void Gpt::backward_micro(int slot, const void* doutput, const std::function<void
   const DType dt = dtype_;
   auto P = [&](const std::string& n) { return weight(n); };
   auto G = [&](const std::string& n) { return grad(n); };
-  auto zero = [&](size_t off, int64_t n) { std::memset(act(off), 0, size_t(n) * esz_); };
+  auto zero = [&](size_t off, int64_t n) { be_.zero(act(off), size_t(n) * esz_); };
 
   const int64_t Ns = sp_ ? N / tp_size() : N;  // rows of the sequence regions
   const int64_t L0 = stage_.first_layer, nL = stage_.n_layers;
@@ -572,7 +567,7 @@ void Gpt::backward_micro(int slot, const void* doutput, const std::function<void
     ready(table_.at("transformer.ln_f.weight").offset);
   } else {
     MESHLM_CHECK(doutput, "backward: a stage before the last needs the gradient of its output");
-    std::memcpy(act(off_.dres), doutput, size_t(Ns * C) * esz_);
+    be_.copy(act(off_.dres), doutput, size_t(Ns * C) * esz_);
   }
   for (int64_t i = nL - 1; i >= 0; i--) {
     const int64_t l = L0 + i;
@@ -618,7 +613,7 @@ void Gpt::backward_micro(int slot, const void* doutput, const std::function<void
     // from all N rows (gathered under sequence parallelism).
     if (sp_) seq_gather(act(off_.full), act(off_.dres), Ns * C);
     be_.embedding_backward(dt, G("transformer.wte.weight"), G("transformer.wpe.weight"),
-                           act(sp_ ? off_.full : off_.dres), tokens_[size_t(slot)].data(), B, T, C);
+                           act(sp_ ? off_.full : off_.dres), tokens_[size_t(slot)].as<int32_t>(), B, T, C);
   }
   ready(0);  // a later stage: dres holds the gradient of this stage's input (input_grad())
 }
@@ -666,8 +661,9 @@ std::vector<float> Gpt::logits_at(int64_t b, int64_t t) const {
   const int64_t Vp = cfg_.padded_vocab_size();
   MESHLM_CHECK(b < B_ && t < T_, "logits_at: position outside the last forward");
   std::vector<float> out(Vp);
-  convert_to_f32(dtype_, out.data(),
-                 static_cast<const char*>(act(off_.logits)) + size_t((b * T_ + t) * Vp) * esz_, Vp);
+  Tensor row({Vp}, DType::fp32, be_);
+  be_.convert(DType::fp32, row.data(), dtype_, static_cast<const char*>(act(off_.logits)) + size_t((b * T_ + t) * Vp) * esz_, Vp);
+  be_.download(out.data(), row.data(), size_t(Vp) * 4);
   return out;
 }
 

@@ -55,6 +55,7 @@ class Gpt {
       const StageLayers& stage = {});
 
   const ModelConfig& config() const { return cfg_; }
+  Backend& backend() const { return be_; }  // owns every buffer of the model
   const ParamTable& table() const { return table_; }
   const StageLayers& stage() const { return stage_; }
   DType dtype() const { return dtype_; }           // the compute dtype
@@ -67,7 +68,7 @@ class Gpt {
 
   // Initializes the master weights (and the compute copy).
   void init(uint64_t seed);
-  void zero_grad() { grads_.zero(); }
+  void zero_grad();
 
   // Rewrites the 16-bit compute copy from the master weights (a no-op when compute is the
   // master dtype): round to nearest even, or stochastically with random bits that depend only
@@ -218,10 +219,11 @@ class Gpt {
   size_t esz_, master_esz_;
   ParamTable table_;
   Communicator* tp_ = nullptr;  // null: no tensor parallelism
-  std::vector<float> tp_scratch_;
+  Tensor tp_scratch_;  // fp32 staging of 16-bit tensor-parallel reductions
+  float* scratch_f32(int64_t n);  // tp_scratch_, at least n elements
   int64_t tp_bytes_ = 0;
   bool sp_ = false;
-  std::vector<float> sp_ln_grads_;  // (2C) a layernorm's partial weight and bias gradients
+  Tensor sp_ln_grads_;  // (2C) a layernorm's partial weight and bias gradients
   Tensor params_, grads_;
   Tensor compute_;  // (P,) the 16-bit copy of params_ (unused when dtype_ is the master dtype)
 
@@ -243,7 +245,10 @@ class Gpt {
   Tensor stats_;  // master dtype: layernorm mean/rstd, attention lse, losses
   // Per slot: the embedding's token ids (this tp rank's rows, -1 elsewhere) and whether the
   // forward computed a loss gradient for backward.
-  std::vector<std::vector<int32_t>> tokens_;
+  std::vector<Buffer> tokens_;  // (B, T) int32 per slot
+  Buffer targets_;              // (B, T) int32: the last forward's targets
+  Tensor ce_rows_;              // (3, N) the vocabulary-parallel cross-entropy's row vectors
+  Buffer ce_local_targets_;     // (N) int32
   std::vector<char> has_grad_;
   struct Offsets {
     // Vectors of per-layer offsets are indexed by the stage's local layer (l - first_layer).

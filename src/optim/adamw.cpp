@@ -4,22 +4,22 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "precision/fp16_pure.h"
 
 namespace meshlm {
 
-AdamW::AdamW(const ParamTable& table, DType dtype, const AdamWConfig& cfg, int64_t begin, int64_t end)
-    : table_(table),
+AdamW::AdamW(Backend& be, const ParamTable& table, DType dtype, const AdamWConfig& cfg, int64_t begin, int64_t end)
+    : be_(be),
+      table_(table),
       cfg_(cfg),
       begin_(begin),
       end_(end < 0 ? table.total() : end),
-      m_({end_ - begin_}, dtype),
-      v_({end_ - begin_}, dtype) {
+      m_({end_ - begin_}, dtype, be),
+      v_({end_ - begin_}, dtype, be) {
   MESHLM_CHECK(0 <= begin_ && begin_ <= end_ && end_ <= table.total(), "AdamW: bad element range");
 }
 
-void AdamW::step(Backend& be, Tensor& params, const Tensor& grads, float lr, float grad_scale,
-                 int64_t step, bool fp16_storage) {
+void AdamW::step(Tensor& params, const Tensor& grads, float lr, float grad_scale, int64_t step,
+                 bool fp16_storage) {
   const size_t esz = dtype_size(params.dtype());
   auto at = [&](auto* base, int64_t off) {
     return reinterpret_cast<decltype(base)>(reinterpret_cast<uintptr_t>(base) + off * esz);
@@ -33,12 +33,11 @@ void AdamW::step(Backend& be, Tensor& params, const Tensor& grads, float lr, flo
                 grad_scale, step};
     if (fp16_storage) {
       MESHLM_CHECK(params.dtype() == DType::fp32, "fp16-storage AdamW runs on fp32 containers");
-      adamw_update_fp16_storage(at(params.as<float>(), lo), at(grads.as<float>(), lo),
-                                at(m_.as<float>(), lo - begin_), at(v_.as<float>(), lo - begin_),
-                                hi - lo, a);
+      be_.adamw_update_fp16_storage(at(params.as<float>(), lo), at(grads.as<float>(), lo),
+                                    at(m_.as<float>(), lo - begin_), at(v_.as<float>(), lo - begin_), hi - lo, a);
       continue;
     }
-    be.adamw_update(params.dtype(), at(params.data(), lo), at(grads.data(), lo),
+    be_.adamw_update(params.dtype(), at(params.data(), lo), at(grads.data(), lo),
                     at(m_.data(), lo - begin_), at(v_.data(), lo - begin_), hi - lo, a);
   }
 }

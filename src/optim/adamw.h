@@ -16,15 +16,17 @@ struct AdamWConfig {
 
 class AdamW {
  public:
-  // Owns the moments of the elements [begin, end) of the flat buffers (end < 0: all of them);
-  // ZeRO-1 gives each data-parallel rank its own slice. step() updates only those elements.
-  AdamW(const ParamTable& table, DType dtype, const AdamWConfig& cfg, int64_t begin = 0,
+  // Owns the moments of the elements [begin, end) of the flat buffers (end < 0: all of them),
+  // in `be`'s memory; ZeRO-1 gives each data-parallel rank its own slice. step() updates only
+  // those elements.
+  AdamW(Backend& be, const ParamTable& table, DType dtype, const AdamWConfig& cfg, int64_t begin = 0,
         int64_t end = -1);
   // One update with learning rate lr; grads are multiplied by grad_scale first (clipping).
   // `step` is 1-based and drives bias correction.
-  // fp16_storage: the pure-fp16 recipe's update (precision/fp16_pure.h) instead of the backend's.
-  void step(Backend& be, Tensor& params, const Tensor& grads, float lr, float grad_scale,
-            int64_t step, bool fp16_storage = false);
+  // fp16_storage: the pure-fp16 recipe's update (the backend's adamw_update_fp16_storage).
+  void step(Tensor& params, const Tensor& grads, float lr, float grad_scale, int64_t step,
+            bool fp16_storage = false);
+  Backend& backend() const { return be_; }
   Tensor& m() { return m_; }  // (end - begin,) first moments
   Tensor& v() { return v_; }  // (end - begin,) second moments
   const Tensor& m() const { return m_; }
@@ -33,6 +35,7 @@ class AdamW {
   int64_t end() const { return end_; }
 
  private:
+  Backend& be_;
   const ParamTable& table_;
   AdamWConfig cfg_;
   int64_t begin_, end_;

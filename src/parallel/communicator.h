@@ -17,6 +17,8 @@
 
 namespace meshlm {
 
+class Backend;
+
 enum class ReduceOp { sum, max };
 
 class Request {
@@ -32,7 +34,9 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  virtual const char* kind() const = 0;  // "mpi" or "local"
+  virtual const char* kind() const = 0;  // "mpi", "local" or "self"
+  // The library behind it, for `meshlm info`: "Open MPI v4.1.4", "threads of one process", ...
+  virtual std::string library_version() const { return kind(); }
 
   // In place: buf (n) on every rank becomes the elementwise reduction over the ranks.
   virtual void all_reduce(void* buf, int64_t n, DType dt, ReduceOp op = ReduceOp::sum) = 0;
@@ -74,5 +78,11 @@ std::vector<std::unique_ptr<Communicator>> make_local_group(int n);
 
 // A single rank: every collective is a copy or a no-op.
 std::unique_ptr<Communicator> make_self_communicator();
+
+// `inner` as a declared client of `be`'s memory: the same collectives, each run with the
+// backend's memory open to it (Backend::begin_client_access; the guarded backend needs this,
+// the others do nothing). Buffers are backend buffers or host memory. split() gives views too.
+// `inner` must outlive the view.
+std::unique_ptr<Communicator> as_backend_client(Communicator& inner, Backend& be);
 
 }  // namespace meshlm

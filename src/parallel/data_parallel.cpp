@@ -7,13 +7,14 @@
 
 namespace meshlm {
 
-GradientBuckets::GradientBuckets(Communicator& dp, int64_t total, int64_t bucket_elems, DType reduce_dtype)
-    : dp_(dp), dtype_(reduce_dtype) {
+GradientBuckets::GradientBuckets(Communicator& dp, Backend& be, int64_t total, int64_t bucket_elems,
+                                 DType reduce_dtype)
+    : dp_(dp), be_(be), dtype_(reduce_dtype) {
   MESHLM_CHECK(bucket_elems > 0, "gradient buckets must hold at least one element");
   MESHLM_CHECK(reduce_dtype == DType::fp32 || reduce_dtype == DType::bf16, "gradients reduce in fp32 or bf16");
   for (int64_t end = total; end > 0; end -= bucket_elems) ranges_.push_back({std::max<int64_t>(0, end - bucket_elems), end});
   if (dtype_ == DType::bf16)
-    for (const auto& r : ranges_) staging_.emplace_back(size_t(r.second - r.first));
+    for (const auto& r : ranges_) staging_.emplace_back(Shape{r.second - r.first}, DType::bf16, be_);
 }
 
 void GradientBuckets::start(float* grads) {
@@ -27,7 +28,7 @@ void GradientBuckets::launch(size_t k) {
   if (dtype_ == DType::fp32) {
     requests_.push_back(dp_.iall_reduce(grads_ + b, e - b, DType::fp32));
   } else {
-    convert_from_f32(DType::bf16, staging_[k].data(), grads_ + b, size_t(e - b));
+    be_.convert(DType::bf16, staging_[k].data(), DType::fp32, grads_ + b, e - b);
     requests_.push_back(dp_.iall_reduce(staging_[k].data(), e - b, DType::bf16));
   }
 }
@@ -47,8 +48,8 @@ void GradientBuckets::finish() {
   exposed_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (dtype_ == DType::bf16)
     for (size_t k = 0; k < ranges_.size(); k++)
-      convert_to_f32(DType::bf16, grads_ + ranges_[k].first, staging_[k].data(),
-                     size_t(ranges_[k].second - ranges_[k].first));
+      be_.convert(DType::fp32, grads_ + ranges_[k].first, DType::bf16, staging_[k].data(),
+                  ranges_[k].second - ranges_[k].first);
   requests_.clear();
   grads_ = nullptr;
 }

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/dtype.h"
 #include "parallel/communicator.h"
 
@@ -19,7 +20,8 @@ namespace meshlm {
 
 class GradientBuckets {
  public:
-  GradientBuckets(Communicator& dp, int64_t total, int64_t bucket_elems, DType reduce_dtype);
+  // grads and the bf16 staging buffers are `be`'s memory (the backend converts between them).
+  GradientBuckets(Communicator& dp, Backend& be, int64_t total, int64_t bucket_elems, DType reduce_dtype);
   int64_t count() const { return int64_t(ranges_.size()); }
   void start(float* grads);
   void ready_from(int64_t offset);
@@ -32,9 +34,10 @@ class GradientBuckets {
  private:
   void launch(size_t k);
   Communicator& dp_;
+  Backend& be_;
   DType dtype_;
   std::vector<std::pair<int64_t, int64_t>> ranges_;  // [begin, end), from the end of the buffer
-  std::vector<std::vector<uint16_t>> staging_;      // bf16 copies of the buckets
+  std::vector<Tensor> staging_;                     // bf16 copies of the buckets
   std::vector<RequestPtr> requests_;
   size_t next_ = 0;
   float* grads_ = nullptr;

@@ -55,6 +55,7 @@ class SelfCommunicator final : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   const char* kind() const override { return "self"; }
+  std::string library_version() const override { return "a single rank, no MPI"; }
   void all_reduce(void*, int64_t, DType, ReduceOp) override {}
   RequestPtr iall_reduce(void*, int64_t, DType, ReduceOp) override { return std::make_unique<DoneRequest>(); }
   void reduce_scatter(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) override {
@@ -107,6 +108,7 @@ class LocalCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return g_->n; }
   const char* kind() const override { return "local"; }
+  std::string library_version() const override { return "threads of one process"; }
 
   void all_reduce(void* buf, int64_t n, DType dt, ReduceOp op) override {
     const size_t bytes = size_t(n) * dtype_size(dt);

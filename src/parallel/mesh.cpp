@@ -8,7 +8,7 @@ std::string MeshShape::describe() const {
   return "dp " + std::to_string(dp) + " x tp " + std::to_string(tp) + " x pp " + std::to_string(pp);
 }
 
-Mesh::Mesh(Communicator& world, const MeshShape& shape) : world_(world), shape_(shape) {
+Mesh::Mesh(Communicator& world, const MeshShape& shape) : world_(&world), shape_(shape) {
   MESHLM_CHECK(shape.dp >= 1 && shape.tp >= 1 && shape.pp >= 1, "dp, tp and pp must be >= 1");
   MESHLM_CHECK(shape.size() == world.size(),
                "the layout " + shape.describe() + " needs " + std::to_string(shape.size()) +
@@ -29,5 +29,21 @@ Mesh::Mesh(Communicator& world, const MeshShape& shape) : world_(world), shape_(
   const bool end = pp_rank_ == 0 || pp_rank_ == shape.pp - 1;
   tied_ = axis(shape.pp, end ? tp_rank_ + shape.tp * dp_rank_ : shape.tp * shape.dp + r, pp_rank_);
 }
+
+}  // namespace meshlm
+
+namespace meshlm {
+
+Mesh::Mesh(Mesh& base, Backend& be)
+    : world_view_(as_backend_client(base.world(), be)),
+      world_(world_view_.get()),
+      shape_(base.shape_),
+      dp_rank_(base.dp_rank_),
+      tp_rank_(base.tp_rank_),
+      pp_rank_(base.pp_rank_),
+      dp_(as_backend_client(base.dp(), be)),
+      tp_(as_backend_client(base.tp(), be)),
+      pp_(as_backend_client(base.pp(), be)),
+      tied_(as_backend_client(base.tied(), be)) {}
 
 }  // namespace meshlm

@@ -22,12 +22,15 @@ class Mesh {
  public:
   // Throws meshlm::Error (the same one-line message on every rank) unless dp tp pp = world size.
   Mesh(Communicator& world, const MeshShape& shape);
+  // The same mesh with every group a declared client of `be`'s memory (as_backend_client):
+  // what the trainer uses, since its collectives move tensor buffers. `base` must outlive it.
+  Mesh(Mesh& base, Backend& be);
   const MeshShape& shape() const { return shape_; }
-  int rank() const { return world_.rank(); }
+  int rank() const { return world_->rank(); }
   int dp_rank() const { return dp_rank_; }
   int tp_rank() const { return tp_rank_; }
   int pp_rank() const { return pp_rank_; }
-  Communicator& world() { return world_; }
+  Communicator& world() { return *world_; }
   Communicator& dp() { return *dp_; }
   Communicator& tp() { return *tp_; }
   Communicator& pp() { return *pp_; }
@@ -37,7 +40,8 @@ class Mesh {
   Communicator& tied() { return *tied_; }
 
  private:
-  Communicator& world_;
+  std::unique_ptr<Communicator> world_view_;  // a client view of another mesh's world (else null)
+  Communicator* world_;
   MeshShape shape_;
   int dp_rank_ = 0, tp_rank_ = 0, pp_rank_ = 0;
   std::unique_ptr<Communicator> dp_, tp_, pp_, tied_;

@@ -91,6 +91,13 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   const char* kind() const override { return "mpi"; }
+  std::string library_version() const override {
+    char version[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(version, &len);
+    const std::string v(version, size_t(len));
+    return v.substr(0, v.find(','));  // "Open MPI v4.1.4"
+  }
 
   void all_reduce(void* buf, int64_t n, DType dt, ReduceOp op) override {
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, buf, mpi_count(n), type(dt), mpi_op(dt, op), comm_), "MPI_Allreduce");

@@ -33,7 +33,7 @@ class Fp8Scale {
   DType format() const { return format_; }
   float scale() const { return scale_; }
   // The scale rounded down to a power of two: x * s and q / s are then exact, so a quantized
-  // value read back is exactly representable in bf16 (fake_quantize_bf16).
+  // value read back is exactly representable in bf16 (the backend's fake_quantize).
   float pow2_scale() const;
   // Before any amax is recorded (the first step), the scale is computed from the tensor at
   // hand ("just-in-time"), since 1.0 would flush small gradients to zero: pow2 of
@@ -58,14 +58,7 @@ float quantize_fp8(DType format, const float* x, uint8_t* q, int64_t n, float sc
 // x[i] = q[i] / scale.
 void dequantize_fp8(DType format, const uint8_t* q, float* x, int64_t n, float scale);
 
-// The simulated fp8 GEMM operand: y[i] = bf16(fp8(x[i] * scale) / scale) for bf16 x and y,
-// with a power-of-two scale (exact: the fp8 value, rescaled, is a bf16 value). Rounding is
-// RNE as in quantize_fp8, by bit arithmetic on the fp32 value; values beyond the format's
-// largest finite saturate to it in both formats (the "satfinite" casts fp8 GEMM recipes use,
-// so a stale delayed scale clips a spike instead of turning it into inf). NaN and inf inputs
-// stay NaN / inf. Returns max |x[i]| over finite values. Runs on all threads.
-float fake_quantize_bf16(DType format, const uint16_t* x, uint16_t* y, int64_t n, float scale);
-// max |x[i]| over the finite values of a bf16 buffer.
-float amax_bf16(const uint16_t* x, int64_t n);
+// The simulated fp8 GEMM operand, y = bf16(fp8(x * scale) / scale) with saturation, is the
+// backend's fake_quantize (backend/ops.inc); amax is the backend's too.
 
 }  // namespace meshlm

@@ -14,63 +14,6 @@
 
 namespace meshlm {
 
-void TensorStats::add(const TensorStats& o) {
-  n += o.n;
-  zero += o.zero;
-  underflow += o.underflow;
-  subnormal += o.subnormal;
-  overflow += o.overflow;
-  amax = std::max(amax, o.amax);
-}
-
-TensorStats tensor_stats(DType format, DType stored, const void* x, int64_t n) {
-  double max_finite, min_normal, min_sub;
-  if (format == DType::fp32) {
-    max_finite = 3.4028234663852886e38;
-    min_normal = 0x1p-126;
-    min_sub = 0x1p-149;
-  } else {
-    const FloatFormat f = float_format(format);
-    max_finite = f.max_finite;
-    min_normal = std::ldexp(1.0, 1 - f.bias);
-    min_sub = std::ldexp(1.0, 1 - f.bias - f.man_bits);
-  }
-  TensorStats s;
-  s.n = n;
-  constexpr int64_t kBlock = 4096;
-  const int64_t nblocks = (n + kBlock - 1) / kBlock;
-  const size_t esz = dtype_size(stored);
-  int64_t zero = 0, under = 0, sub = 0, over = 0;
-  double amax = 0;
-#pragma omp parallel for schedule(static) reduction(+ : zero, under, sub, over) reduction(max : amax)
-  for (int64_t b = 0; b < nblocks; b++) {
-    const int64_t i0 = b * kBlock, m = std::min(kBlock, n - i0);
-    float buf[kBlock];
-    if (stored == DType::fp64) {
-      for (int64_t i = 0; i < m; i++) buf[i] = float(static_cast<const double*>(x)[i0 + i]);
-    } else {
-      convert_to_f32(stored, buf, static_cast<const char*>(x) + size_t(i0) * esz, size_t(m));
-    }
-    for (int64_t i = 0; i < m; i++) {
-      const double a = std::fabs(double(buf[i]));
-      if (!std::isfinite(a) || a > max_finite) {
-        over++;
-        continue;
-      }
-      amax = std::max(amax, a);
-      if (a == 0) zero++;
-      else if (a < 0.5 * min_sub) under++;
-      else if (a < min_normal) sub++;
-    }
-  }
-  s.zero = zero;
-  s.underflow = under;
-  s.subnormal = sub;
-  s.overflow = over;
-  s.amax = amax;
-  return s;
-}
-
 NumericsReport::NumericsReport(const std::string& path, bool append, int64_t step) {
   std::string kept;
   if (append && std::filesystem::exists(path)) {  // drop an abandoned tail past the resume step
@@ -111,7 +54,7 @@ std::vector<NumericsEntry> collect_numerics(const Gpt& model) {
   };
   const DType format = report_format(model);
   for (const Gpt::TensorSpan& s : model.tensor_spans())
-    if (NumericsEntry* e = find(s.layer, s.kind)) e->stats.add(tensor_stats(format, s.dtype, s.data, s.n));
+    if (NumericsEntry* e = find(s.layer, s.kind)) e->stats.add(model.backend().tensor_stats(format, s.dtype, s.data, s.n));
   return entries;
 }
 

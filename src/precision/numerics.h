@@ -12,23 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/dtype.h"
 #include "model/gpt.h"
 
 namespace meshlm {
 
-struct TensorStats {
-  int64_t n = 0;
-  int64_t zero = 0;       // exactly zero already
-  int64_t underflow = 0;  // non-zero, rounds to zero in the format
-  int64_t subnormal = 0;  // lands among the format's subnormals
-  int64_t overflow = 0;   // beyond the largest finite value, or inf / NaN already
-  double amax = 0;        // largest finite magnitude
-  void add(const TensorStats& o);
-};
-
-// Statistics of n values of dtype `stored`, measured against `format` (fp32, bf16, fp16, fp8).
-TensorStats tensor_stats(DType format, DType stored, const void* x, int64_t n);
+// TensorStats (backend/backend.h): the statistics of one tensor, measured by the backend's
+// tensor_stats op, so the report never reads tensor memory itself.
 
 // One line of the report: a layer's tensors of one kind.
 struct NumericsEntry {

@@ -52,9 +52,12 @@ void fsync_path(const fs::path& p) {
   }
 }
 
-const float* fp32_data(const Tensor& t) {
+// A host copy of an fp32 backend tensor (files are written from host memory).
+std::vector<float> to_host(Backend& be, const Tensor& t) {
   MESHLM_CHECK(t.dtype() == DType::fp32, "checkpoints hold fp32 models only");
-  return t.as<float>();
+  std::vector<float> host(size_t(t.numel()));
+  be.download(host.data(), t.data(), t.nbytes());
+  return host;
 }
 
 }  // namespace
@@ -99,26 +102,28 @@ void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const
     const std::map<std::string, std::string> range = {
         {"begin", std::to_string(opt->begin())}, {"end", std::to_string(opt->end())}, {"total", std::to_string(P)}};
     const fs::path f = tmp / shard_file_name(group->rank(), group->size());
+    const std::vector<float> m = to_host(opt->backend(), opt->m()), v = to_host(opt->backend(), opt->v());
     write_safetensors(f.string(),
-                      {{"exp_avg", {opt->end() - opt->begin()}, fp32_data(opt->m())},
-                       {"exp_avg_sq", {opt->end() - opt->begin()}, fp32_data(opt->v())}},
+                      {{"exp_avg", {opt->end() - opt->begin()}, m.data()},
+                       {"exp_avg_sq", {opt->end() - opt->begin()}, v.data()}},
                       range);
     fsync_path(f);
     group->barrier();  // every slice is on disk
     if (!lead) return;
   }
 
-  const float* params = fp32_data(model.params());
+  const std::vector<float> params = to_host(model.backend(), model.params());
   std::vector<SafeTensorRef> weights;
   for (const auto& e : model.table().entries())  // hf_shape: the first V rows of wte
-    weights.push_back({e.name, e.hf_shape, params + e.offset});
+    weights.push_back({e.name, e.hf_shape, params.data() + e.offset});
   write_safetensors((tmp / "model.safetensors").string(), weights, {{"format", "pt"}});
 
   if (opt && !sharded) {
+    const std::vector<float> m = to_host(opt->backend(), opt->m()), v = to_host(opt->backend(), opt->v());
     std::vector<SafeTensorRef> moments;
     for (const auto& e : model.table().entries()) {
-      moments.push_back({"exp_avg/" + e.name, e.shape, fp32_data(opt->m()) + e.offset});
-      moments.push_back({"exp_avg_sq/" + e.name, e.shape, fp32_data(opt->v()) + e.offset});
+      moments.push_back({"exp_avg/" + e.name, e.shape, m.data() + e.offset});
+      moments.push_back({"exp_avg_sq/" + e.name, e.shape, v.data() + e.offset});
     }
     write_safetensors((tmp / "optimizer.safetensors").string(), moments);
   }
@@ -191,13 +196,14 @@ BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& con
 
 namespace {
 
-// Copies the part of src's global range [src_begin, src_end) that falls inside the optimizer's
-// own range [opt.begin, opt.end) into its moments.
+// Uploads the part of host src's global range [src_begin, src_end) that falls inside the
+// optimizer's own range [opt.begin, opt.end) into its moments.
 void copy_overlap(const float* m_src, const float* v_src, int64_t src_begin, int64_t src_end, AdamW& opt) {
   const int64_t lo = std::max(src_begin, opt.begin()), hi = std::min(src_end, opt.end());
   if (lo >= hi) return;
-  std::memcpy(opt.m().as<float>() + (lo - opt.begin()), m_src + (lo - src_begin), size_t(hi - lo) * 4);
-  std::memcpy(opt.v().as<float>() + (lo - opt.begin()), v_src + (lo - src_begin), size_t(hi - lo) * 4);
+  Backend& be = opt.backend();
+  be.upload(opt.m().as<float>() + (lo - opt.begin()), m_src + (lo - src_begin), size_t(hi - lo) * 4);
+  be.upload(opt.v().as<float>() + (lo - opt.begin()), v_src + (lo - src_begin), size_t(hi - lo) * 4);
 }
 
 // The moments for the optimizer's range, from whichever layout wrote them: one file by
@@ -252,9 +258,9 @@ json load_checkpoint(const std::string& dir, Gpt& model, AdamW* opt) {
   MESHLM_CHECK(model.params().dtype() == DType::fp32, "checkpoints load into fp32 models only");
   const fs::path d(dir);
   SafeTensorsFile weights((d / "model.safetensors").string());
-  float* params = model.params().as<float>();
-  model.params().zero();  // padded vocabulary rows stay zero
-  for (const auto& e : model.table().entries()) weights.read_f32(e.name, e.hf_shape, params + e.offset);
+  std::vector<float> params(size_t(model.params().numel()), 0.0f);  // padded vocabulary rows stay zero
+  for (const auto& e : model.table().entries()) weights.read_f32(e.name, e.hf_shape, params.data() + e.offset);
+  model.backend().upload(model.params().data(), params.data(), params.size() * 4);
   model.update_compute_weights();  // the owner re-rounds if its mode rounds otherwise
   if (opt) load_optimizer_state(d, model.table(), *opt);
   return trainer;

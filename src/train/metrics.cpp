@@ -26,17 +26,14 @@ void MetricsLog::write(const nlohmann::ordered_json& line) {
 double measure_peak_gflops(Backend& be, DType dt) {
   const int64_t n = 2048;
   if (dt != DType::fp32 && !be.supports(Op::gemm, dt)) dt = DType::fp32;  // e.g. fp16 here
-  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
-  std::vector<uint16_t> a16, b16;
-  const void *A = a.data(), *B = b.data();
-  if (dt != DType::fp32) {
-    a16.resize(n * n);
-    b16.resize(n * n);
-    convert_from_f32(dt, a16.data(), a.data(), a.size());
-    convert_from_f32(dt, b16.data(), b.data(), b.size());
-    A = a16.data();
-    B = b16.data();
-  }
+  const std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f);
+  Tensor a32({n * n}, DType::fp32, be), b32({n * n}, DType::fp32, be), c({n * n}, DType::fp32, be);
+  be.upload(a32.data(), a.data(), a32.nbytes());
+  be.upload(b32.data(), b.data(), b32.nbytes());
+  Tensor a16({n * n}, dt, be), b16({n * n}, dt, be);  // the operands in dt
+  be.convert(dt, a16.data(), DType::fp32, a32.data(), n * n);
+  be.convert(dt, b16.data(), DType::fp32, b32.data(), n * n);
+  const void *A = a16.data(), *B = b16.data();
   // One untimed call creates (JIT-compiles) the primitive; then the best of 5.
   be.gemm(dt, false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, c.data(), n);
   double best = 0;

@@ -1,7 +1,6 @@
 #include "train/pipeline_executor.h"
 
 #include <chrono>
-#include <cstring>
 
 #include "core/error.h"
 
@@ -32,10 +31,14 @@ double PipelineExecutor::step(const std::vector<const int32_t*>& tokens, const s
   const DType dt = model_.dtype();
   const int64_t E = model_.boundary_elems(B, T);
   const size_t bytes = size_t(E) * dtype_size(dt);
-  for (auto* v : {&act_in_, &act_out_, &grad_in_, &grad_out_}) {
-    v->resize(size_t(m_));
-    for (auto& b : *v) b.resize(bytes);
+  if (buffer_bytes_ != bytes) {  // in the model's backend: the communicator moves them, the backend copies
+    for (auto* v : {&act_in_, &act_out_, &grad_in_, &grad_out_}) {
+      v->clear();
+      for (int i = 0; i < m_; i++) v->emplace_back(bytes, model_.backend());
+    }
+    buffer_bytes_ = bytes;
   }
+  Backend& be = model_.backend();
   // Every receive of the step, posted now.
   std::vector<RequestPtr> act_recv, grad_recv, sends;
   act_recv.resize(size_t(m_));
@@ -59,7 +62,7 @@ double PipelineExecutor::step(const std::vector<const int32_t*>& tokens, const s
         break;
       }
       case PipeAction::send_activation:
-        std::memcpy(act_out_[i].data(), model_.output(slot), bytes);
+        be.copy(act_out_[i].data(), model_.output(slot), bytes);
         sends.push_back(pp_.isend(act_out_[i].data(), E, dt, s + 1, activation_tag(a.micro_batch)));
         break;
       case PipeAction::backward: {
@@ -71,7 +74,7 @@ double PipelineExecutor::step(const std::vector<const int32_t*>& tokens, const s
         break;
       }
       case PipeAction::send_grad:
-        std::memcpy(grad_out_[i].data(), model_.input_grad(), bytes);
+        be.copy(grad_out_[i].data(), model_.input_grad(), bytes);
         sends.push_back(pp_.isend(grad_out_[i].data(), E, dt, s - 1, grad_tag(a.micro_batch)));
         break;
     }
@@ -85,7 +88,7 @@ double PipelineExecutor::forward_only(const int32_t* tokens, const int32_t* targ
   const int s = pp_.rank(), last = pp_.size() - 1;
   const DType dt = model_.dtype();
   const int64_t E = model_.boundary_elems(B, T);
-  eval_buf_.resize(size_t(E) * dtype_size(dt));
+  if (eval_buf_.bytes() != size_t(E) * dtype_size(dt)) eval_buf_ = Buffer(size_t(E) * dtype_size(dt), model_.backend());
   if (s > 0) pp_.recv(eval_buf_.data(), E, dt, s - 1, kEvalTag);
   const double loss = model_.forward_micro(0, tokens, s > 0 ? eval_buf_.data() : nullptr, targets, B, T, 0.0f);
   if (s < last) pp_.send(model_.output(0), E, dt, s + 1, kEvalTag);

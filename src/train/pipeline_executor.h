@@ -44,8 +44,9 @@ class PipelineExecutor {
   Communicator& pp_;
   int m_;
   std::vector<PipeAction> actions_;
-  std::vector<std::vector<char>> act_in_, act_out_, grad_in_, grad_out_;  // (m) x (Ns, C) bytes
-  std::vector<char> eval_buf_;
+  std::vector<Buffer> act_in_, act_out_, grad_in_, grad_out_;  // (m) x (Ns, C), compute dtype
+  Buffer eval_buf_;
+  size_t buffer_bytes_ = 0;  // of each buffer above
   PipelineStepTimes times_;
 };
 

@@ -22,7 +22,6 @@
 #include "model/gpt.h"
 #include "optim/adamw.h"
 #include "parallel/data_parallel.h"
-#include "precision/fp16_pure.h"
 #include "precision/numerics.h"
 #include "precision/policy.h"
 #include "train/checkpoint.h"
@@ -164,15 +163,36 @@ void restore_precision_state(const nlohmann::json& trainer, const Precision& pre
   if (model.fp8() && p.contains("fp8")) model.set_fp8_state(p["fp8"]);
 }
 
+// A model's master weights and Adam moments as host copies (the whole-tensor assembly of
+// checkpoints happens on the host; the backend downloads and uploads).
+struct HostState {
+  std::vector<float> p, m, v;
+};
+HostState download_state(const Gpt& model, const AdamW& opt) {
+  Backend& be = model.backend();
+  HostState h{std::vector<float>(size_t(model.params().numel())), std::vector<float>(size_t(opt.m().numel())),
+              std::vector<float>(size_t(opt.v().numel()))};
+  be.download(h.p.data(), model.params().data(), model.params().nbytes());
+  be.download(h.m.data(), opt.m().data(), opt.m().nbytes());
+  be.download(h.v.data(), opt.v().data(), opt.v().nbytes());
+  return h;
+}
+void upload_state(const HostState& h, Gpt& model, AdamW& opt) {
+  Backend& be = model.backend();
+  be.upload(model.params().data(), h.p.data(), model.params().nbytes());
+  be.upload(opt.m().data(), h.m.data(), opt.m().nbytes());
+  be.upload(opt.v().data(), h.v.data(), opt.v().nbytes());
+}
+
 // Tensor parallelism and checkpoints, which hold whole tensors: a rank's parameters and Adam
 // moments are its slices of the whole ones through the sharding plan (ParamEntry::global_index).
 // to_whole gathers the slices of the tp group into a whole model; from_whole takes them out.
 void to_whole(const Gpt& local, const AdamW& lopt, Gpt& whole, AdamW& wopt, Communicator& tp) {
   std::vector<float> buf;
+  const HostState l = download_state(local, lopt);
+  HostState w = download_state(whole, wopt);
   const std::pair<const float*, float*> pairs[] = {
-      {local.params().as<float>(), whole.params().as<float>()},
-      {lopt.m().as<float>(), wopt.m().as<float>()},
-      {lopt.v().as<float>(), wopt.v().as<float>()}};
+      {l.p.data(), w.p.data()}, {l.m.data(), w.m.data()}, {l.v.data(), w.v.data()}};
   for (const ParamEntry& e : local.table().entries()) {
     const int64_t base = whole.table().at(e.name).offset, n = e.numel();
     for (const auto& [src, dst] : pairs) {
@@ -189,6 +209,7 @@ void to_whole(const Gpt& local, const AdamW& lopt, Gpt& whole, AdamW& wopt, Comm
       }
     }
   }
+  upload_state(w, whole, wopt);
 }
 
 // Pipeline parallelism: each stage's whole tensors (after to_whole) go to pipeline rank 0,
@@ -198,17 +219,19 @@ constexpr int kCheckpointTag = 32001;  // beside the pipeline executor's tags (a
 constexpr int kNumericsTag = 32002;
 void gather_stages(const Gpt& stage_whole, const AdamW& stage_opt, Gpt* whole, AdamW* wopt, Communicator& pp,
                    const ModelConfig& mcfg, const std::vector<int64_t>& split) {
-  const Tensor* src[] = {&stage_whole.params(), &stage_opt.m(), &stage_opt.v()};
+  const HostState mine = download_state(stage_whole, stage_opt);
+  const std::vector<float>* src[] = {&mine.p, &mine.m, &mine.v};
   if (pp.rank() != 0) {
-    for (const Tensor* t : src) pp.send(t->data(), t->numel(), DType::fp32, 0, kCheckpointTag);
+    for (const auto* t : src) pp.send(t->data(), int64_t(t->size()), DType::fp32, 0, kCheckpointTag);
     return;
   }
-  float* dst[] = {whole->params().as<float>(), wopt->m().as<float>(), wopt->v().as<float>()};
+  HostState all = download_state(*whole, *wopt);
+  float* dst[] = {all.p.data(), all.m.data(), all.v.data()};
   for (int s = pp.size() - 1; s >= 0; s--) {  // the first stage last: its wte is the one kept
     const ParamTable table(mcfg, 1, 0, stage_layers(split, s));
     for (int k = 0; k < 3; k++) {
       std::vector<float> buf;
-      const float* data = src[k]->as<float>();
+      const float* data = src[k]->data();
       if (s > 0) {
         buf.resize(size_t(table.total()));
         pp.recv(buf.data(), table.total(), DType::fp32, s, kCheckpointTag);
@@ -218,6 +241,7 @@ void gather_stages(const Gpt& stage_whole, const AdamW& stage_opt, Gpt* whole, A
         std::memcpy(dst[k] + whole->table().at(e.name).offset, data + e.offset, size_t(e.numel()) * 4);
     }
   }
+  upload_state(all, *whole, *wopt);
 }
 
 // The numerics report of a pipeline: each stage's entries (numerics_layers x 3 kinds, 6 numbers
@@ -261,15 +285,16 @@ std::vector<NumericsEntry> gather_numerics(const Gpt& stage, Communicator& pp, c
 }
 
 void from_whole(const Gpt& whole, const AdamW& wopt, Gpt& local, AdamW& lopt) {
+  const HostState w = download_state(whole, wopt);
+  HostState l = download_state(local, lopt);
   const std::pair<const float*, float*> pairs[] = {
-      {whole.params().as<float>(), local.params().as<float>()},
-      {wopt.m().as<float>(), lopt.m().as<float>()},
-      {wopt.v().as<float>(), lopt.v().as<float>()}};
+      {w.p.data(), l.p.data()}, {w.m.data(), l.m.data()}, {w.v.data(), l.v.data()}};
   for (const ParamEntry& e : local.table().entries()) {
     const int64_t base = whole.table().at(e.name).offset;
     for (const auto& [src, dst] : pairs)
       for (int64_t i = 0; i < e.numel(); i++) dst[e.offset + i] = src[base + e.global_index(i)];
   }
+  upload_state(l, local, lopt);
 }
 
 }  // namespace
@@ -284,12 +309,12 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     self_world = make_self_communicator();
     self_mesh = std::make_unique<Mesh>(*self_world, MeshShape{});
   }
-  Mesh& mesh = mesh_in ? *mesh_in : *self_mesh;
-  MESHLM_CHECK(mesh.shape().dp == cfg.dp && mesh.shape().tp == cfg.tp && mesh.shape().pp == cfg.pp,
+  Mesh& job_mesh = mesh_in ? *mesh_in : *self_mesh;
+  MESHLM_CHECK(job_mesh.shape().dp == cfg.dp && job_mesh.shape().tp == cfg.tp && job_mesh.shape().pp == cfg.pp,
                "the config asks for dp " + std::to_string(cfg.dp) + " x tp " + std::to_string(cfg.tp) +
-                   " x pp " + std::to_string(cfg.pp) + " but the job's mesh is " + mesh.shape().describe());
-  const int dp = mesh.shape().dp, dp_rank = mesh.dp_rank();
-  const bool lead = mesh.rank() == 0;  // prints, writes metrics and checkpoints
+                   " x pp " + std::to_string(cfg.pp) + " but the job's mesh is " + job_mesh.shape().describe());
+  const int dp = job_mesh.shape().dp, dp_rank = job_mesh.dp_rank();
+  const bool lead = job_mesh.rank() == 0;  // prints, writes metrics and checkpoints
   std::ostream null_out(nullptr);
   std::ostream& out = lead ? out_all : null_out;
   MESHLM_CHECK(!cfg.data.empty(), "--data: no data directory given (run `meshlm prepare` first)");
@@ -301,6 +326,8 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     profiler = p.get();
     backend = std::move(p);
   }
+  // The collectives move tensor buffers: the mesh's groups as declared clients of the backend.
+  Mesh mesh(job_mesh, *backend);
   const ModelConfig mcfg = cfg.model();
   const int64_t T = cfg.seq_len, mb = cfg.micro_batch(), accum = cfg.accumulation_steps();
 
@@ -338,7 +365,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   const int64_t P = model.table().total();
   // ZeRO-1: this rank's AdamW owns a slice of the moments; otherwise all of them.
   const Zero1Shard shard = cfg.zero ? Zero1Shard::of(P, dp_rank, dp) : Zero1Shard{0, P};
-  AdamW opt(model.table(), DType::fp32, cfg.adamw(), shard.begin, shard.end);
+  AdamW opt(*backend, model.table(), DType::fp32, cfg.adamw(), shard.begin, shard.end);
   LossScaler scaler(cfg.loss_scaler());
   TrainerState st;
   st.rng = {uint64_t(cfg.seed), 0};
@@ -350,12 +377,12 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       trainer = load_checkpoint(resume_dir, model, &opt);
     } else {  // whole tensors in the checkpoint: load them whole, keep this rank's slices
       Gpt whole(mcfg, *backend, DType::fp32);
-      AdamW wopt(whole.table(), DType::fp32, cfg.adamw());
+      AdamW wopt(*backend, whole.table(), DType::fp32, cfg.adamw());
       trainer = load_checkpoint(resume_dir, whole, &wopt);
-      AdamW local(model.table(), DType::fp32, cfg.adamw());  // all of this tp rank's moments
+      AdamW local(*backend, model.table(), DType::fp32, cfg.adamw());  // all of this tp rank's moments
       from_whole(whole, wopt, model, local);
-      std::memcpy(opt.m().data(), local.m().as<float>() + shard.begin, size_t(shard.size()) * 4);
-      std::memcpy(opt.v().data(), local.v().as<float>() + shard.begin, size_t(shard.size()) * 4);
+      backend->copy(opt.m().data(), local.m().as<float>() + shard.begin, size_t(shard.size()) * 4);
+      backend->copy(opt.v().data(), local.v().as<float>() + shard.begin, size_t(shard.size()) * 4);
     }
     st.step = trainer.at("step").get<int64_t>();
     st.loader.sequences = trainer.at("loader").at("sequences").get<int64_t>();
@@ -367,9 +394,9 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   }
   // A checkpoint (or init) of another mode starts this one: make the state this mode's.
   if (prec.fp16_pure) {
-    round_to_fp16(model.params().as<float>(), model.params().numel());
-    round_to_fp16(opt.m().as<float>(), opt.m().numel());
-    round_to_fp16(opt.v().as<float>(), opt.v().numel());
+    backend->round_to_format(DType::fp16, model.params().as<float>(), model.params().numel());
+    backend->round_to_format(DType::fp16, opt.m().as<float>(), opt.m().numel());
+    backend->round_to_format(DType::fp16, opt.v().as<float>(), opt.v().numel());
   }
   if (!prec.master_weights) {
     model.update_compute_weights(prec.rounding(st.step));
@@ -393,8 +420,8 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   const int64_t bucket_elems = std::max<int64_t>(1, int64_t(cfg.bucket_mb * 1e6 / 4));
   std::unique_ptr<GradientBuckets> buckets;
   if (dp > 1 && !cfg.zero)
-    buckets = std::make_unique<GradientBuckets>(mesh.dp(), P, bucket_elems, dtype_from_name(cfg.grad_reduce));
-  std::vector<float> grad_shard(cfg.zero && dp > 1 ? size_t(shard.size()) : 0);
+    buckets = std::make_unique<GradientBuckets>(mesh.dp(), *backend, P, bucket_elems, dtype_from_name(cfg.grad_reduce));
+  Tensor grad_shard({cfg.zero && dp > 1 ? shard.size() : 0}, DType::fp32, *backend);
   const DType peak_dtype = backend->supports(Op::gemm, prec.compute) ? prec.compute : DType::fp32;
   const double peak = cfg.peak_gflops > 0 ? cfg.peak_gflops : measure_peak_gflops(*backend, peak_dtype);
   const double flops_per_step = mcfg.flops_per_token(T) * double(cfg.batch_size * T);
@@ -483,19 +510,19 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       // All of this tp rank's moments (gathered over dp under ZeRO-1), then whole tensors.
       std::unique_ptr<AdamW> local;
       if (cfg.zero && dp > 1) {
-        local = std::make_unique<AdamW>(model.table(), DType::fp32, cfg.adamw());
+        local = std::make_unique<AdamW>(*backend, model.table(), DType::fp32, cfg.adamw());
         mesh.dp().all_gather(opt.m().data(), local->m().data(), zero1_counts(P, dp), DType::fp32);
         mesh.dp().all_gather(opt.v().data(), local->v().data(), zero1_counts(P, dp), DType::fp32);
       }
       Gpt whole(mcfg, *backend, DType::fp32, nullptr, stage);  // this stage's whole tensors
-      AdamW wopt(whole.table(), DType::fp32, cfg.adamw());
+      AdamW wopt(*backend, whole.table(), DType::fp32, cfg.adamw());
       to_whole(model, local ? *local : opt, whole, wopt, mesh.tp());
       if (pp > 1 && mesh.tp_rank() == 0 && dp_rank == 0) {
         std::unique_ptr<Gpt> all;  // rank 0: the whole model, from every stage
         std::unique_ptr<AdamW> all_opt;
         if (lead) {
           all = std::make_unique<Gpt>(mcfg, *backend, DType::fp32);
-          all_opt = std::make_unique<AdamW>(all->table(), DType::fp32, cfg.adamw());
+          all_opt = std::make_unique<AdamW>(*backend, all->table(), DType::fp32, cfg.adamw());
         }
         gather_stages(whole, wopt, all.get(), all_opt.get(), mesh.pp(), mcfg, split);
         if (lead) save_checkpoint(dir, *all, all_opt.get(), st, cfg_json, tokenizer_file);
@@ -557,7 +584,8 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     float* grads = model.grads().as<float>();
     // The testing aid: an inf planted in dp rank 0's gradient before it is reduced.
     auto plant = [&] {
-      if (cfg.inject_inf_at_step == st.step + 1 && dp_rank == 0) grads[0] = INFINITY;
+      const float inf = INFINITY;
+      if (cfg.inject_inf_at_step == st.step + 1 && dp_rank == 0) backend->upload(grads, &inf, sizeof inf);
     };
     const bool overlapped = buckets && cfg.overlap;
     if (buckets) buckets->start(grads);
@@ -600,14 +628,14 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       buckets->finish();  // grads: the sum over the dp ranks
     } else if (cfg.zero && dp > 1) {  // ZeRO-1: each rank receives the sum of its own slice
       mesh.dp().reduce_scatter(grads, grad_shard.data(), zero1_counts(P, dp), DType::fp32);
-      std::memcpy(grads + shard.begin, grad_shard.data(), grad_shard.size() * 4);
+      backend->copy(grads + shard.begin, grad_shard.data(), grad_shard.nbytes());
     }
     if (dp > 1) {
       mesh.dp().all_reduce(&loss, 1, DType::fp64);
       loss /= double(dp);
     }
     double comm_secs = std::chrono::duration<double>(Clock::now() - comm_t0).count();
-    if (prec.fp16_pure) round_to_fp16(grads + shard.begin, shard.size());
+    if (prec.fp16_pure) backend->round_to_format(DType::fp16, grads + shard.begin, shard.size());
     // One number decides overflow, clipping and the norm on every rank: the sum of squares of
     // the whole reduced gradient (inf/NaN iff any element is), reduced across the dp ranks
     // (ZeRO-1: the shards' sums add up; otherwise every rank holds it all and max agrees).
@@ -644,7 +672,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     const double lr = sched.at(st.step);
     if (!skipped) {
       const float clip = clip_factor(norm, cfg.grad_clip);
-      opt.step(*backend, model.params(), model.grads(), float(lr), float(clip / scale),
+      opt.step(model.params(), model.grads(), float(lr), float(clip / scale),
                st.step + 1 - scaler.skipped_steps(), prec.fp16_pure);
       // ZeRO-1: every rank updated its slice of the masters; the ranks exchange the updated
       // weights in the compute dtype: the fp32 masters in fp32 mode, else each rank rounds its

@@ -8,7 +8,6 @@
 #include "model/params.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
-#include "precision/fp16_pure.h"
 
 using namespace meshlm;
 
@@ -52,9 +51,9 @@ TEST(AdamW, FirstStepMovesEachWeightByLrAndDecaysOnlyMatrices) {
     p.as<double>()[i] = 1.0;
     g.as<double>()[i] = (i % 2) ? 0.5 : -2.0;
   }
-  AdamW opt(table, DType::fp64, {0.9f, 0.95f, 1e-12f, 0.1f});
+  AdamW opt(*be, table, DType::fp64, {0.9f, 0.95f, 1e-12f, 0.1f});
   const float lr = 0.01f;
-  opt.step(*be, p, g, lr, 1.0f, 1);
+  opt.step(p, g, lr, 1.0f, 1);
   for (const auto& e : table.entries()) {
     const double decay = e.shape.size() == 2 ? double(lr) * 0.1 : 0.0;
     for (int64_t i = 0; i < e.numel(); i++) {
@@ -65,11 +64,15 @@ TEST(AdamW, FirstStepMovesEachWeightByLrAndDecaysOnlyMatrices) {
   }
 }
 
-// The pure-fp16 recipe's AdamW against an independent transcription of PyTorch's single-tensor
-// AdamW in which every operation's result is rounded to fp16 (by dtype.cpp's format-table
-// conversion, computed in double): bit-identical. And the recipe's failure: with eps = 1e-8
-// (0 in fp16), a weight whose gradient and moments are 0 becomes NaN (0/0).
-TEST(AdamW, Fp16StorageRoundsEveryOperationAndFailsOnZeroMoments) {
+// The pure-fp16 recipe's AdamW (the backend op, on both backends) against an independent
+// transcription of PyTorch's single-tensor AdamW in which every operation's result is rounded
+// to fp16 (by dtype.cpp's format-table conversion, computed in double): bit-identical. And the
+// recipe's failure: with eps = 1e-8 (0 in fp16), a weight whose gradient and moments are 0
+// becomes NaN (0/0).
+class Fp16StorageAdamW : public ::testing::TestWithParam<const char*> {};
+INSTANTIATE_TEST_SUITE_P(Backends, Fp16StorageAdamW, ::testing::Values("cpu", "reference"));
+TEST_P(Fp16StorageAdamW, RoundsEveryOperationAndFailsOnZeroMoments) {
+  auto be = make_backend(GetParam());
   auto h = [](double x) { return double(bits_to_float(DType::fp16, reference_float_to_bits(DType::fp16, float(x)))); };
   const int64_t n = 1000;
   std::vector<float> p(n), g(n), m(n), v(n);
@@ -98,18 +101,18 @@ TEST(AdamW, Fp16StorageRoundsEveryOperationAndFailsOnZeroMoments) {
     want_p[i] = float(pi), want_m[i] = float(mi), want_v[i] = float(vi);
     (void)b1, (void)lr;
   }
-  adamw_update_fp16_storage(p.data(), g.data(), m.data(), v.data(), n, a);
+  be->adamw_update_fp16_storage(p.data(), g.data(), m.data(), v.data(), n, a);
   for (int64_t i = 0; i < n; i++) {
     ASSERT_EQ(p[i], want_p[i]) << i;
     ASSERT_EQ(m[i], want_m[i]) << i;
     ASSERT_EQ(v[i], want_v[i]) << i;
   }
   float zp = 0.5f, zg = 0.0f, zm = 0.0f, zv = 0.0f;
-  adamw_update_fp16_storage(&zp, &zg, &zm, &zv, 1, a);
+  be->adamw_update_fp16_storage(&zp, &zg, &zm, &zv, 1, a);
   EXPECT_TRUE(std::isnan(zp)) << "eps = 1e-8 rounds to 0 in fp16: 0 / 0";
   AdamWArgs repaired = a;
   repaired.eps = 1e-4f;  // representable in fp16
   zp = 0.5f;
-  adamw_update_fp16_storage(&zp, &zg, &zm, &zv, 1, repaired);
+  be->adamw_update_fp16_storage(&zp, &zg, &zm, &zv, 1, repaired);
   EXPECT_TRUE(std::isfinite(zp));
 }

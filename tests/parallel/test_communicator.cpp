@@ -3,6 +3,8 @@
 // the same checks under mpirun (tests/parallel/mpi_collectives.cpp).
 #include <gtest/gtest.h>
 
+#include "backend/backend.h"
+
 #include <cmath>
 #include <functional>
 #include <vector>
@@ -76,7 +78,8 @@ TEST(GradientBuckets, SumOverRanksInBucketsFromTheEnd) {
   for (DType dt : {DType::fp32, DType::bf16}) {
     on_group(3, [dt](Communicator& c) {
       const int64_t P = 1000;
-      GradientBuckets b(c, P, 300, dt);
+      auto be = make_cpu_backend();
+      GradientBuckets b(c, *be, P, 300, dt);
       if (b.count() != 4) throw Error("expected 4 buckets of <= 300");
       std::vector<float> g(P);
       for (int64_t i = 0; i < P; i++) g[size_t(i)] = float(i % 17) + float(c.rank());

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/rng.h"
+#include "backend/backend.h"
 #include "precision/fp8.h"
 
 using namespace meshlm;
@@ -86,11 +87,12 @@ TEST(Fp8, AmaxHistoryMarginAndState) {
   EXPECT_THROW(t.from_json(r.to_json()), Error);  // e5m2 state into an e4m3 scale
 }
 
-// The simulated GEMM operand against the reference path: for bf16 inputs spread over many
-// binades, fake_quantize_bf16 equals bf16(dequantize_fp8(quantize_fp8(x))) (which rounds
+// The simulated GEMM operand (the backend's fake_quantize, cpu and reference) against the
+// quantize/dequantize path of precision/fp8: for bf16 inputs spread over many binades, it equals bf16(dequantize_fp8(quantize_fp8(x))) (which rounds
 // through dtype.cpp's format-table conversion) wherever the value stays in range, saturates
 // to +-max/scale beyond it (both formats: satfinite), keeps NaN, and returns the amax.
 TEST(Fp8, FakeQuantizeMatchesQuantizeThenDequantize) {
+  for (const char* backend : {"cpu", "reference"})
   for (DType fmt : {DType::fp8_e4m3, DType::fp8_e5m2}) {
     const double max_finite = float_format(fmt).max_finite;
     for (float scale : {1.0f, 64.0f, 0.0078125f}) {  // powers of two
@@ -103,7 +105,7 @@ TEST(Fp8, FakeQuantizeMatchesQuantizeThenDequantize) {
       std::vector<uint16_t> x(xs.size()), y(xs.size());
       convert_from_f32(DType::bf16, x.data(), xs.data(), xs.size());
       convert_to_f32(DType::bf16, xs.data(), x.data(), xs.size());  // the bf16 values
-      const float amax = fake_quantize_bf16(fmt, x.data(), y.data(), int64_t(x.size()), scale);
+      const float amax = make_backend(backend)->fake_quantize(fmt, y.data(), x.data(), int64_t(x.size()), scale);
       float want_amax = 0;
       for (size_t i = 0; i < xs.size(); i++) {
         want_amax = std::max(want_amax, std::fabs(xs[i]));
@@ -113,7 +115,7 @@ TEST(Fp8, FakeQuantizeMatchesQuantizeThenDequantize) {
         dequantize_fp8(fmt, &q, &back, 1, scale);
         if (std::fabs(double(xs[i]) * scale) > max_finite)  // beyond the range: satfinite
           back = std::copysign(float(max_finite / scale), xs[i]);
-        ASSERT_EQ(bf16_to_float(y[i]), back) << dtype_name(fmt) << " x=" << xs[i] << " scale " << scale;
+        ASSERT_EQ(bf16_to_float(y[i]), back) << backend << " " << dtype_name(fmt) << " x=" << xs[i] << " scale " << scale;
         ASSERT_EQ(float_to_bf16(back), y[i]) << "the fp8 value must be exact in bf16";
       }
       EXPECT_EQ(amax, want_amax);
@@ -121,8 +123,10 @@ TEST(Fp8, FakeQuantizeMatchesQuantizeThenDequantize) {
   }
   const uint16_t nan = float_to_bf16(NAN);
   uint16_t out;
-  fake_quantize_bf16(DType::fp8_e4m3, &nan, &out, 1, 1.0f);
-  EXPECT_TRUE(std::isnan(bf16_to_float(out)));
+  for (const char* backend : {"cpu", "reference"}) {
+    make_backend(backend)->fake_quantize(DType::fp8_e4m3, &out, &nan, 1, 1.0f);
+    EXPECT_TRUE(std::isnan(bf16_to_float(out))) << backend;
+  }
 }
 
 // Scales are used as powers of two (at most one binade below the amax-derived scale), and the
@@ -137,5 +141,6 @@ TEST(Fp8, PowerOfTwoAndJustInTimeScales) {
   EXPECT_FLOAT_EQ(s.scale(), 448.0f / 3.0f);
   EXPECT_EQ(s.pow2_scale(), 128.0f);
   const std::vector<uint16_t> x = {float_to_bf16(-5.0f), float_to_bf16(0.25f)};
-  EXPECT_EQ(amax_bf16(x.data(), 2), 5.0f);
+  EXPECT_EQ(make_cpu_backend()->amax(DType::bf16, x.data(), 2), 5.0f);
+  EXPECT_EQ(make_reference_backend()->amax(DType::bf16, x.data(), 2), 5.0f);
 }

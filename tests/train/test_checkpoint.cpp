@@ -28,7 +28,7 @@ struct Saved {
   fs::path dir;
   std::unique_ptr<Backend> be = make_cpu_backend();
   Gpt model{config(), *be};
-  AdamW opt{model.table(), DType::fp32, {}};
+  AdamW opt{*be, model.table(), DType::fp32, {}};
   explicit Saved(const std::string& name) : dir(test::fresh_dir(name) / "step_000003") {
     model.init(42);
     for (int64_t i = 0; i < opt.m().numel(); i++) {
@@ -67,7 +67,7 @@ TEST(Checkpoint, RoundTripIsBitIdentical) {
   Saved s("ckpt_roundtrip");
   auto be = make_cpu_backend();
   Gpt m(config(), *be);
-  AdamW opt(m.table(), DType::fp32, {});
+  AdamW opt(*be, m.table(), DType::fp32, {});
   auto trainer = load_checkpoint(s.dir.string(), m, &opt);
   EXPECT_EQ(trainer["step"], 3);
   EXPECT_EQ(trainer["loader"]["sequences"], 96);

@@ -226,8 +226,14 @@ TEST(Precision, NumericsReportIsWrittenAndRendered) {
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
 }
 
-// tensor_stats classifies values against a format's limits.
+// The backend's tensor_stats (cpu and reference) classifies values against a format's limits.
 TEST(Precision, TensorStatsClassifyAgainstTheFormat) {
+  for (const char* backend : {"cpu", "reference"}) {
+  SCOPED_TRACE(backend);
+  const auto tensor_stats = [be = std::shared_ptr<Backend>(make_backend(backend))](DType f, DType st, const void* x,
+                                                                                      int64_t n) {
+    return be->tensor_stats(f, st, x, n);
+  };
   const std::vector<float> x = {0.0f, 1e-9f, 3e-8f, 1e-6f, 1.0f, -70000.0f, INFINITY, 2.0f};
   const TensorStats s = tensor_stats(DType::fp16, DType::fp32, x.data(), int64_t(x.size()));
   EXPECT_EQ(s.n, 8);
@@ -240,4 +246,5 @@ TEST(Precision, TensorStatsClassifyAgainstTheFormat) {
   EXPECT_EQ(b.underflow + b.subnormal, 0);
   EXPECT_EQ(b.overflow, 1);  // only the inf
   EXPECT_EQ(b.amax, 70000.0);
+  }
 }

@@ -1,10 +1,13 @@
 // The "cpu" backend: GEMMs through oneDNN (matmul primitives cached per shape, bias fused into
-// the forward product), everything else through the OpenMP kernels of cpu/kernels.h. fp32, and
-// 16-bit storage (bf16, fp16) for every op but adamw and sum_squares (which run on the fp32
-// master weights and gradients). bf16 products run in oneDNN on bf16 operands (AVX512-BF16 or
+// the forward product), everything else through the OpenMP kernels of cpu/kernels.h; tensors in
+// host memory (HostMemory). fp32, and 16-bit storage (bf16, fp16) for every op but adamw and
+// sum_squares (which run on the fp32 master weights and gradients). CpuKernels is the
+// per-dtype dispatch of each op of ops.inc; KernelTable makes it a Backend. bf16 products run in oneDNN on bf16 operands (AVX512-BF16 or
 // AMX) with fp32 accumulation; oneDNN 2.6 has no fp16 matmul on CPUs without AVX512-FP16 (such
 // as this project's machine), so fp16 operands are converted to fp32 and multiplied there.
 #include <omp.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include <vector>
 
@@ -12,6 +15,9 @@
 #include "backend/cpu/kernels.h"
 #include "core/error.h"
 #include "core/lowp.h"
+#include "backend/host_memory.h"
+#include "backend/kernel_table.h"
+#include "backend/reference/kernels.h"
 
 namespace meshlm {
 namespace {
@@ -23,24 +29,57 @@ namespace {
 
 bool is16(DType dt) { return dt == DType::bf16 || dt == DType::fp16; }
 
-class CpuBackend final : public Backend {
- public:
-  const char* name() const override { return "cpu"; }
-  bool supports(Op op, DType dt) const override {
+struct CpuKernels : HostMemory {
+  const char* name() const { return "cpu"; }
+  std::string describe() const {
+    const dnnl_version_t* v = dnnl_version();
+    return "cpu (oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+           std::to_string(v->patch) + " + OpenMP)";
+  }
+  bool supports(Op op, DType dt) const {
+    if (op == Op::memory || op == Op::convert || op == Op::stats) return true;
+    if (op == Op::quantize) return dt == DType::bf16;
     if (dt == DType::fp32) return true;
     if (op == Op::gemm) return dt == DType::bf16;
     return is16(dt) && op != Op::adamw && op != Op::sum_squares;
   }
 
+  void convert(DType to, void* dst, DType from, const void* src, int64_t n) { cpu::convert(to, dst, from, src, n); }
+  void convert_stochastic(DType to, void* dst, const float* src, int64_t n, uint64_t seed, uint64_t stream,
+                          int64_t index0) {
+    MESHLM_CHECK(is16(to), "convert_stochastic: to bf16 or fp16");
+    cpu::convert_stochastic(to, H_(dst), src, n, seed, stream, index0);
+  }
+  void round_to_format(DType format, float* x, int64_t n) { cpu::round_to_format(format, x, n); }
+  void accumulate(DType dt, void* dst, const void* src, int64_t n) {
+    check(Op::residual, dt);
+    MESHLM_CHECK(dt == DType::fp32, "cpu backend: accumulate runs on fp32 buffers");
+    cpu::accumulate(F_(dst), CF_(src), n);
+  }
+  double sum(DType dt, const void* x, int64_t n) {
+    MESHLM_CHECK(dt == DType::fp32, "cpu backend: sum runs on fp32 buffers");
+    return cpu::sum(CF_(x), n);
+  }
+  TensorStats tensor_stats(DType format, DType stored, const void* x, int64_t n) {
+    return cpu::tensor_stats(format, stored, x, n);
+  }
+  float amax(DType dt, const void* x, int64_t n) {
+    check(Op::quantize, dt);
+    return cpu::amax_bf16(CH_(x), n);
+  }
+  float fake_quantize(DType format, void* y, const void* x, int64_t n, float scale) {
+    return cpu::fake_quantize_bf16(format, H_(y), CH_(x), n, scale);
+  }
+
   void gemm(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
             const void* A, int64_t lda, const void* B, int64_t ldb, float beta, void* C,
-            int64_t ldc) override {
+            int64_t ldc) {
     check(Op::gemm, dt);
     gemm_.run({dt, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, false}, A, B, C);
   }
 
   void matmul_forward(DType dt, void* out, const void* inp, const void* w, const void* bias,
-                      int64_t N, int64_t C, int64_t OC, WeightLayout layout) override {
+                      int64_t N, int64_t C, int64_t OC, WeightLayout layout) {
     check(Op::matmul, dt);
     const bool tb = layout == WeightLayout::out_in;  // W (OC, C): read transposed
     GemmDesc d{DType::fp32, false, tb, N, OC, C, C, tb ? C : OC, OC, 1.0f, 0.0f, bias != nullptr};
@@ -60,7 +99,7 @@ class CpuBackend final : public Backend {
 
   void matmul_backward(DType dt, void* dinp, void* dw, void* dbias, const void* dout,
                        const void* inp, const void* w, int64_t N, int64_t C, int64_t OC,
-                       WeightLayout layout) override {
+                       WeightLayout layout) {
     check(Op::matmul, dt);
     const bool in_out = layout == WeightLayout::in_out;
     GemmDesc d_inp{dt, false, in_out, N, C, OC, OC, in_out ? OC : C, C, 1.0f, 1.0f, false};
@@ -98,7 +137,7 @@ class CpuBackend final : public Backend {
   }
 
   void layernorm_forward(DType dt, void* out, void* mean, void* rstd, const void* inp,
-                         const void* w, const void* b, int64_t N, int64_t C) override {
+                         const void* w, const void* b, int64_t N, int64_t C) {
     check(Op::layernorm, dt);
     if (is16(dt))
       return cpu::lowp16::layernorm_forward(dt, H_(out), F_(mean), F_(rstd), CH_(inp), CH_(w),
@@ -107,7 +146,7 @@ class CpuBackend final : public Backend {
   }
   void layernorm_backward(DType dt, void* dinp, void* dw, void* db, const void* dout,
                           const void* inp, const void* w, const void* mean, const void* rstd,
-                          int64_t N, int64_t C) override {
+                          int64_t N, int64_t C) {
     check(Op::layernorm, dt);
     if (is16(dt))
       return cpu::lowp16::layernorm_backward(dt, H_(dinp), F_(dw), F_(db), CH_(dout), CH_(inp),
@@ -117,7 +156,7 @@ class CpuBackend final : public Backend {
                             CF_(rstd), N, C);
   }
   void attention_forward(DType dt, void* out, void* lse, const void* qkv, int64_t B, int64_t T,
-                         int64_t C, int64_t NH) override {
+                         int64_t C, int64_t NH) {
     check(Op::attention, dt);
     if (is16(dt))
       return cpu::lowp16::attention_forward(dt, H_(out), F_(lse), CH_(qkv), B, T, C, NH,
@@ -126,7 +165,7 @@ class CpuBackend final : public Backend {
   }
   void attention_backward(DType dt, void* dqkv, const void* dout, const void* qkv,
                           const void* out, const void* lse, int64_t B, int64_t T, int64_t C,
-                          int64_t NH) override {
+                          int64_t NH) {
     check(Op::attention, dt);
     if (is16(dt))
       return cpu::lowp16::attention_backward(dt, H_(dqkv), CH_(dout), CH_(qkv), CH_(out), CF_(lse),
@@ -134,23 +173,23 @@ class CpuBackend final : public Backend {
     cpu::attention_backward(F_(dqkv), CF_(dout), CF_(qkv), CF_(out), CF_(lse), B, T, C, NH,
                             attention_scratch(T));
   }
-  void gelu_forward(DType dt, void* out, const void* inp, int64_t n) override {
+  void gelu_forward(DType dt, void* out, const void* inp, int64_t n) {
     check(Op::gelu, dt);
     if (is16(dt)) return cpu::lowp16::gelu_forward(dt, H_(out), CH_(inp), n);
     cpu::gelu_forward(F_(out), CF_(inp), n);
   }
-  void gelu_backward(DType dt, void* dinp, const void* inp, const void* dout, int64_t n) override {
+  void gelu_backward(DType dt, void* dinp, const void* inp, const void* dout, int64_t n) {
     check(Op::gelu, dt);
     if (is16(dt)) return cpu::lowp16::gelu_backward(dt, H_(dinp), CH_(inp), CH_(dout), n);
     cpu::gelu_backward(F_(dinp), CF_(inp), CF_(dout), n);
   }
-  void residual_forward(DType dt, void* out, const void* a, const void* b, int64_t n) override {
+  void residual_forward(DType dt, void* out, const void* a, const void* b, int64_t n) {
     check(Op::residual, dt);
     if (is16(dt)) return cpu::lowp16::residual_forward(dt, H_(out), CH_(a), CH_(b), n);
     cpu::residual_forward(F_(out), CF_(a), CF_(b), n);
   }
   void embedding_forward(DType dt, void* out, const int32_t* tokens, const void* wte,
-                         const void* wpe, int64_t B, int64_t T, int64_t C) override {
+                         const void* wpe, int64_t B, int64_t T, int64_t C) {
     check(Op::embedding, dt);
     if (is16(dt))
       return cpu::lowp16::embedding_forward(dt, H_(out), tokens, CH_(wte), CH_(wpe), B, T, C,
@@ -158,29 +197,40 @@ class CpuBackend final : public Backend {
     cpu::embedding_forward(F_(out), tokens, CF_(wte), CF_(wpe), B, T, C);
   }
   void embedding_backward(DType dt, void* dwte, void* dwpe, const void* dout,
-                          const int32_t* tokens, int64_t B, int64_t T, int64_t C) override {
+                          const int32_t* tokens, int64_t B, int64_t T, int64_t C) {
     check(Op::embedding, dt);
     if (is16(dt)) return cpu::lowp16::embedding_backward(dt, F_(dwte), F_(dwpe), CH_(dout), tokens, B, T, C);
     cpu::embedding_backward(F_(dwte), F_(dwpe), CF_(dout), tokens, B, T, C);
   }
   void crossentropy_forward_backward(DType dt, void* losses, void* logits, const int32_t* targets,
-                                     float dloss, int64_t N, int64_t V, int64_t Vp) override {
+                                     float dloss, int64_t N, int64_t V, int64_t Vp) {
     check(Op::crossentropy, dt);
     if (is16(dt))
       return cpu::lowp16::crossentropy_forward_backward(dt, F_(losses), H_(logits), targets, dloss,
                                                         N, V, Vp, scratch(Op::crossentropy, 0, 0, 0, 0, Vp));
     cpu::crossentropy_forward_backward(F_(losses), F_(logits), targets, dloss, N, V, Vp);
   }
-  void logsumexp_rows(DType dt, void* lse, const void* logits, int64_t N, int64_t V,
-                      int64_t Vp) override {
+  void logsumexp_rows(DType dt, void* lse, const void* logits, int64_t N, int64_t V, int64_t Vp) {
     check(Op::crossentropy, dt);
     if (is16(dt))
       return cpu::lowp16::logsumexp_rows(dt, F_(lse), CH_(logits), N, V, Vp,
                                          scratch(Op::crossentropy, 0, 0, 0, 0, Vp));
     cpu::logsumexp_rows(F_(lse), CF_(logits), N, V, Vp);
   }
+  void crossentropy_partials(DType dt, void* sumexp, void* target_logit, int32_t* local_targets, const void* lse,
+                             const void* row_max, const void* logits, const int32_t* targets, int64_t N, int64_t v0,
+                             int64_t Vl) {
+    check(Op::crossentropy, dt);
+    cpu::crossentropy_partials(dt, F_(sumexp), F_(target_logit), local_targets, CF_(lse), CF_(row_max), logits,
+                               targets, N, v0, Vl);
+  }
+  void crossentropy_combine(DType dt, void* lse, void* losses, const void* row_max, const void* sumexp,
+                            const void* target_logit, int64_t N) {
+    check(Op::crossentropy, dt);
+    cpu::crossentropy_combine(F_(lse), F_(losses), CF_(row_max), CF_(sumexp), CF_(target_logit), N);
+  }
   void crossentropy_backward_given_lse(DType dt, void* logits, const void* lse, const int32_t* targets,
-                                       float dloss, int64_t N, int64_t V, int64_t Vp) override {
+                                       float dloss, int64_t N, int64_t V, int64_t Vp) {
     check(Op::crossentropy, dt);
     if (is16(dt))
       return cpu::lowp16::crossentropy_backward_given_lse(dt, H_(logits), CF_(lse), targets, dloss, N, V, Vp,
@@ -188,11 +238,19 @@ class CpuBackend final : public Backend {
     cpu::crossentropy_backward_given_lse(F_(logits), CF_(lse), targets, dloss, N, V, Vp);
   }
   void adamw_update(DType dt, void* p, const void* g, void* m, void* v, int64_t n,
-                    const AdamWArgs& args) override {
+                    const AdamWArgs& args) {
     check(Op::adamw, dt);
     cpu::adamw_update(F_(p), CF_(g), F_(m), F_(v), n, args);
   }
-  double sum_squares(DType dt, const void* x, int64_t n) override {
+  void adamw_update_fp16_storage(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& args) {
+    // element-wise: the reference's definition, F16C rounding, over chunks on every thread
+    constexpr int64_t kChunk = 1 << 14;
+#pragma omp parallel for schedule(static)
+    for (int64_t i0 = 0; i0 < n; i0 += kChunk)
+      reference::adamw_update_fp16_storage(p + i0, g + i0, m + i0, v + i0, std::min(kChunk, n - i0), args,
+                                           [](float x) { return lowp::fp16_to_f32(lowp::f32_to_fp16(x)); });
+  }
+  double sum_squares(DType dt, const void* x, int64_t n) {
     check(Op::sum_squares, dt);
     return cpu::sum_squares(CF_(x), n);
   }
@@ -229,6 +287,6 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<KernelTable<CpuKernels>>(); }
 
 }  // namespace meshlm

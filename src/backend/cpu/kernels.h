@@ -67,6 +67,22 @@ double sum_squares(const float* x, int64_t n);
 // dbias (OC) += column sums of dout (N, OC).
 void bias_backward(float* dbias, const float* dout, int64_t N, int64_t OC);
 
+// The buffer utilities of ops.inc (cpu/convert.cpp, cpu/fp8.cpp, cpu/vocab_parallel.cpp).
+void convert(DType to, void* dst, DType from, const void* src, int64_t n);
+void convert_stochastic(DType to, uint16_t* dst, const float* src, int64_t n, uint64_t seed, uint64_t stream,
+                        int64_t index0);
+void round_to_format(DType format, float* x, int64_t n);
+void accumulate(float* dst, const float* src, int64_t n);
+double sum(const float* x, int64_t n);
+TensorStats tensor_stats(DType format, DType stored, const void* x, int64_t n);
+float amax_bf16(const uint16_t* x, int64_t n);
+float fake_quantize_bf16(DType format, uint16_t* y, const uint16_t* x, int64_t n, float scale);
+void crossentropy_partials(DType dt, float* sumexp, float* target_logit, int32_t* local_targets, const float* lse,
+                           const float* row_max, const void* logits, const int32_t* targets, int64_t N, int64_t v0,
+                           int64_t Vl);
+void crossentropy_combine(float* lse, float* losses, const float* row_max, const float* sumexp,
+                          const float* target_logit, int64_t N);
+
 }  // namespace meshlm::cpu
 
 // The same kernels for 16-bit storage (dt bf16 or fp16; backend.h says which buffers are

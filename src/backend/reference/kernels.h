@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/dtype.h"
+#include "core/rng.h"
 
 namespace meshlm::reference {
 
@@ -284,6 +286,146 @@ double sum_squares(const T* x, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; i++) s += double(x[i]) * double(x[i]);
   return s;
+}
+
+// ---- buffer utilities (ops.inc) ----
+
+// n values of `from` -> `to` through fp32, with the format-table conversion of core/dtype.h
+// (reference_float_to_bits), not the fast paths of core/lowp.h the cpu backend uses.
+inline float to_f32_slow(DType dt, const void* x, int64_t i) {
+  switch (dt) {
+    case DType::fp32: return static_cast<const float*>(x)[i];
+    case DType::fp64: return float(static_cast<const double*>(x)[i]);
+    case DType::bf16: case DType::fp16: return bits_to_float(dt, static_cast<const uint16_t*>(x)[i]);
+    default: return bits_to_float(dt, static_cast<const uint8_t*>(x)[i]);
+  }
+}
+inline void convert(DType to, void* dst, DType from, const void* src, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    if (from == DType::fp64 && to == DType::fp64) {
+      static_cast<double*>(dst)[i] = static_cast<const double*>(src)[i];
+      continue;
+    }
+    const float x = to_f32_slow(from, src, i);
+    switch (to) {
+      case DType::fp32: static_cast<float*>(dst)[i] = x; break;
+      case DType::fp64: static_cast<double*>(dst)[i] = double(x); break;
+      case DType::bf16: case DType::fp16: static_cast<uint16_t*>(dst)[i] = reference_float_to_bits(to, x); break;
+      default: static_cast<uint8_t*>(dst)[i] = uint8_t(reference_float_to_bits(to, x)); break;
+    }
+  }
+}
+inline void convert_stochastic(DType to, uint16_t* dst, const float* src, int64_t n, uint64_t seed, uint64_t stream,
+                               int64_t index0) {
+  for (int64_t i = 0; i < n; i++) dst[i] = float_to_bits_stochastic(to, src[i], random_u32(seed, stream, uint64_t(index0 + i)));
+}
+inline void round_to_format(DType format, float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) x[i] = bits_to_float(format, reference_float_to_bits(format, x[i]));
+}
+template <class T>
+void accumulate(T* dst, const T* src, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dst[i] += src[i];
+}
+template <class T>
+double sum(const T* x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += double(x[i]);
+  return s;
+}
+// Classifies each value against `format`'s range: the definition the cpu kernel blocks up.
+inline TensorStats tensor_stats(DType format, DType stored, const void* x, int64_t n) {
+  double max_finite = 3.4028234663852886e38, min_normal = 0x1p-126, min_sub = 0x1p-149;
+  if (format != DType::fp32) {
+    const FloatFormat f = float_format(format);
+    max_finite = f.max_finite;
+    min_normal = std::ldexp(1.0, 1 - f.bias);
+    min_sub = std::ldexp(1.0, 1 - f.bias - f.man_bits);
+  }
+  TensorStats s;
+  s.n = n;
+  for (int64_t i = 0; i < n; i++) {
+    const double a = std::fabs(double(to_f32_slow(stored, x, i)));
+    if (!std::isfinite(a) || a > max_finite) {
+      s.overflow++;
+    } else {
+      s.amax = std::max(s.amax, a);
+      if (a == 0) s.zero++;
+      else if (a < 0.5 * min_sub) s.underflow++;
+      else if (a < min_normal) s.subnormal++;
+    }
+  }
+  return s;
+}
+// max |x| over the finite values of bf16 x.
+inline float amax_bf16(const uint16_t* x, int64_t n) {
+  float amax = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const float a = std::fabs(bits_to_float(DType::bf16, x[i]));
+    if (std::isfinite(a)) amax = std::max(amax, a);
+  }
+  return amax;
+}
+// bf16(fp8(x * scale) / scale), saturating: the fp8 value of the clamped product by the format
+// table, read back and divided by the scale.
+inline float fake_quantize_bf16(DType format, uint16_t* y, const uint16_t* x, int64_t n, float scale) {
+  const float max_finite = float(float_format(format).max_finite);
+  float amax = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const float v = bits_to_float(DType::bf16, x[i]);
+    if (!std::isfinite(v)) {
+      y[i] = x[i];
+      continue;
+    }
+    amax = std::max(amax, std::fabs(v));
+    const float r = std::clamp(v * scale, -max_finite, max_finite);
+    const float q = bits_to_float(format, reference_float_to_bits(format, r));
+    y[i] = reference_float_to_bits(DType::bf16, q / scale);
+  }
+  return amax;
+}
+// The vocabulary-parallel cross-entropy's row pieces (ops.inc).
+template <class T>
+void crossentropy_partials(DType dt, T* sumexp, T* target_logit, int32_t* local_targets, const T* lse,
+                           const T* row_max, const T* logits, const int32_t* targets, int64_t N, int64_t v0, int64_t Vl) {
+  for (int64_t n = 0; n < N; n++) {
+    sumexp[n] = std::isfinite(lse[n]) ? std::exp(lse[n] - row_max[n]) : T(0);
+    const int64_t t = targets[n] - v0;
+    local_targets[n] = t >= 0 && t < Vl ? int32_t(t) : -1;
+    target_logit[n] = local_targets[n] >= 0 ? logits[n * Vl + t] : T(0);
+  }
+}
+template <class T>
+void crossentropy_combine(T* lse, T* losses, const T* row_max, const T* sumexp, const T* target_logit, int64_t N) {
+  for (int64_t n = 0; n < N; n++) {
+    lse[n] = row_max[n] + std::log(sumexp[n]);
+    losses[n] = lse[n] - target_logit[n];
+  }
+}
+// The pure-fp16 recipe's AdamW, each operation of PyTorch's single-tensor AdamW rounded to
+// fp16 (the values live in fp32 buffers) by `h` (a float -> float rounding to fp16; the
+// default is core/dtype.h's).
+inline float round_fp16(float x) { return bits_to_float(DType::fp16, float_to_bits(DType::fp16, x)); }
+template <class Round = float (*)(float)>
+void adamw_update_fp16_storage(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a,
+                               Round h = round_fp16) {
+  const float b1 = a.beta1, b2 = a.beta2;
+  const float c1 = 1.0f - std::pow(b1, float(a.step)), c2 = 1.0f - std::pow(b2, float(a.step));
+  const float step_size = a.lr / c1, c2_sqrt = std::sqrt(c2);
+  const float decay = 1.0f - a.lr * a.weight_decay;
+  for (int64_t i = 0; i < n; i++) {
+    const float grad = h(g[i] * a.grad_scale);         // unscale / clip, in place on an fp16 grad
+    float pi = h(p[i] * decay);                        // param.mul_(1 - lr * wd)
+    float mi = h(m[i] + (1.0f - b1) * (grad - m[i]));  // exp_avg.lerp_(grad, 1 - beta1)
+    float vi = h(v[i] * b2);                           // exp_avg_sq.mul_(beta2)
+    vi = h(vi + (1.0f - b2) * grad * grad);            //   .addcmul_(grad, grad, 1 - beta2)
+    float denom = h(std::sqrt(vi));                    // exp_avg_sq.sqrt()
+    denom = h(denom / c2_sqrt);                        //   / bias_correction2_sqrt
+    denom = h(denom + a.eps);                          //   .add_(eps): 1e-8 rounds away in fp16
+    pi = h(pi - step_size * (mi / denom));             // param.addcdiv_(exp_avg, denom, -step_size)
+    p[i] = pi;
+    m[i] = mi;
+    v[i] = vi;
+  }
 }
 
 }  // namespace meshlm::reference
