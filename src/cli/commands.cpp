@@ -25,7 +25,7 @@
 #include "data/bpe_train.h"
 #include "data/loader.h"
 #include "data/prepare.h"
-#include "model/gpt.h"
+#include "model/model.h"
 #include "parallel/communicator.h"
 #include "parallel/mesh.h"
 #include "precision/numerics.h"
@@ -46,9 +46,9 @@ namespace meshlm::cli {
 namespace {
 
 // Builds an fp32 model from a checkpoint's config and loads its weights.
-std::unique_ptr<Gpt> load_model(const std::string& dir, Backend& be, TrainConfig* cfg_out) {
+std::unique_ptr<Model> load_model(const std::string& dir, Backend& be, TrainConfig* cfg_out) {
   TrainConfig cfg = checkpoint_config(dir);
-  auto model = std::make_unique<Gpt>(cfg.model(), be);
+  auto model = std::make_unique<Model>(cfg.model(), be);
   load_checkpoint(dir, *model, nullptr);
   if (cfg_out) *cfg_out = cfg;
   return model;

@@ -1,7 +1,7 @@
 // Data parallelism over a flat fp32 gradient buffer (the model's grads(), P elements).
 //
 // GradientBuckets cut the buffer into buckets from its END (backward finalizes gradients from
-// the end: see Gpt::backward) of `bucket_elems` each. During the last micro-batch's backward,
+// the end: see Model::backward_micro) of `bucket_elems` each. During the last micro-batch's backward,
 // ready_from(offset) starts a non-blocking all-reduce of every bucket lying wholly in
 // [offset, P), so communication overlaps the rest of backward; finish() starts what is left and
 // waits for everything. Reductions run in fp32, or in bf16 (converted to a staging buffer and

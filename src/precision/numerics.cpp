@@ -40,10 +40,10 @@ std::vector<std::string> numerics_layers(const StageLayers& stage) {
 }
 
 namespace {
-DType report_format(const Gpt& model) { return model.dtype() == DType::fp64 ? DType::fp32 : model.dtype(); }
+DType report_format(const Model& model) { return model.dtype() == DType::fp64 ? DType::fp32 : model.dtype(); }
 }  // namespace
 
-std::vector<NumericsEntry> collect_numerics(const Gpt& model) {
+std::vector<NumericsEntry> collect_numerics(const Model& model) {
   std::vector<NumericsEntry> entries;
   for (const std::string& layer : numerics_layers(model.stage()))
     for (const char* kind : {"weights", "activations", "grads"}) entries.push_back({layer, kind, {}});
@@ -53,12 +53,12 @@ std::vector<NumericsEntry> collect_numerics(const Gpt& model) {
     return nullptr;
   };
   const DType format = report_format(model);
-  for (const Gpt::TensorSpan& s : model.tensor_spans())
+  for (const Model::TensorSpan& s : model.tensor_spans())
     if (NumericsEntry* e = find(s.layer, s.kind)) e->stats.add(model.backend().tensor_stats(format, s.dtype, s.data, s.n));
   return entries;
 }
 
-void NumericsReport::write(int64_t step, const Gpt& model, double loss_scale) {
+void NumericsReport::write(int64_t step, const Model& model, double loss_scale) {
   write(step, collect_numerics(model), report_format(model), loss_scale);
 }
 

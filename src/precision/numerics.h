@@ -14,7 +14,7 @@
 
 #include "backend/backend.h"
 #include "core/dtype.h"
-#include "model/gpt.h"
+#include "model/model.h"
 
 namespace meshlm {
 
@@ -31,13 +31,13 @@ struct NumericsEntry {
 std::vector<std::string> numerics_layers(const StageLayers& stage);
 // Every (layer, kind) of the model in report order: numerics_layers(model.stage()) x
 // (weights, activations, grads), measured against the model's compute format.
-std::vector<NumericsEntry> collect_numerics(const Gpt& model);
+std::vector<NumericsEntry> collect_numerics(const Model& model);
 
 class NumericsReport {
  public:
   // append: continue an existing file (a resumed run), dropping lines past `step`.
   NumericsReport(const std::string& path, bool append, int64_t step);
-  void write(int64_t step, const Gpt& model, double loss_scale);
+  void write(int64_t step, const Model& model, double loss_scale);
   // Entries from several pipeline stages, concatenated in stage order; empty ones are skipped.
   void write(int64_t step, const std::vector<NumericsEntry>& entries, DType format, double loss_scale);
 

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "core/dtype.h"
-#include "model/gpt.h"
+#include "model/model.h"
 
 namespace meshlm {
 

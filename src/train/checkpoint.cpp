@@ -85,7 +85,7 @@ std::vector<std::string> checkpoint_files(const fs::path& dir) {
 
 }  // namespace
 
-void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const TrainerState& st,
+void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, const TrainerState& st,
                      const json& config, const std::string& tokenizer_file, Communicator* group) {
   const fs::path final_dir(dir);
   const fs::path tmp = final_dir.string() + ".tmp";
@@ -253,7 +253,7 @@ void load_optimizer_state(const fs::path& d, const ParamTable& table, AdamW& opt
 
 }  // namespace
 
-json load_checkpoint(const std::string& dir, Gpt& model, AdamW* opt) {
+json load_checkpoint(const std::string& dir, Model& model, AdamW* opt) {
   json trainer = verify_checkpoint(dir);
   MESHLM_CHECK(model.params().dtype() == DType::fp32, "checkpoints load into fp32 models only");
   const fs::path d(dir);

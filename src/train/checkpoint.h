@@ -16,7 +16,7 @@
 #include "core/rng.h"
 #include "data/bpe.h"
 #include "data/loader.h"
-#include "model/gpt.h"
+#include "model/model.h"
 #include "parallel/communicator.h"
 #include "optim/adamw.h"
 
@@ -38,7 +38,7 @@ struct TrainerState {
 // With an optimizer that owns a slice of the state (ZeRO-1), every rank of `group` calls this:
 // each writes optimizer.rank<r>-of-<n>.safetensors (its moments with their global range), and
 // rank 0 writes the rest. Otherwise one caller writes everything.
-void save_checkpoint(const std::string& dir, const Gpt& model, AdamW* opt, const TrainerState& st,
+void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, const TrainerState& st,
                      const nlohmann::json& config, const std::string& tokenizer_file = "",
                      Communicator* group = nullptr);
 // The tokenizer a checkpoint's model reads: its tokenizer.json if present, else the config's.
@@ -48,7 +48,7 @@ nlohmann::json verify_checkpoint(const std::string& dir);
 // Loads weights (and optimizer moments, if opt is given: the part in opt's range, from a
 // whole-state file or from any layout's slices) into a model built from the checkpoint's
 // config; shape mismatches throw naming the tensor. Returns trainer.json.
-nlohmann::json load_checkpoint(const std::string& dir, Gpt& model, AdamW* opt);
+nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW* opt);
 
 std::string checkpoint_dir_name(int64_t step);  // "step_000020"
 

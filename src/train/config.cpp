@@ -8,7 +8,8 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "model/gpt.h"
+#include "model/gpt2.h"
+#include "model/model.h"
 #include "model/params.h"
 #include "parallel/pipeline.h"
 
@@ -28,6 +29,34 @@ LrSchedule TrainConfig::schedule() const {
   return LrSchedule{lr_schedule, lr, min_lr, warmup_steps, steps};
 }
 
+std::vector<int64_t> TrainConfig::pp_split() const {
+  if (pp_layers != "balanced") return pipeline_split(n_layer, int(pp), pp_layers);
+  // Per token, forward: a block's GEMMs (24 C^2 + 4 T C for GPT-2) against the LM head's
+  // (2 C Vp; at GPT-2 124M and T 256 the head costs 5.2 blocks: two stages balance at 9 + 3).
+  double block = 0, head = 0;
+  for (const UnitCost& u : unit_costs(model(), Plan{}, 0, DType::fp32, 1, seq_len)) {
+    if (u.unit == "h.0") block = u.forward_flops() / double(seq_len);
+    if (u.unit == "final") head = u.forward_flops() / double(seq_len);
+  }
+  return balanced_pipeline_split(n_layer, int(pp), block, head);
+}
+
+Plan TrainConfig::plan() const {
+  Plan p;
+  p.mesh = MeshShape{int(dp), int(tp), int(pp)};
+  p.sharding = gpt2_sharding();
+  p.sequence_parallel = sequence_parallel == 1;
+  p.recompute = recompute_from_name(recompute);
+  p.pp_split = pp_split();
+  p.pp_schedule = pipeline_schedule_from_name(pp_schedule);
+  p.grad_sync = dp == 1 ? GradSyncKind::none : zero ? GradSyncKind::zero1 : GradSyncKind::buckets;
+  p.bucket_mb = bucket_mb;
+  p.overlap = overlap == 1;
+  p.grad_reduce = dtype_from_name(grad_reduce);
+  p.validate();
+  return p;
+}
+
 AdamWConfig TrainConfig::adamw() const {
   return AdamWConfig{float(beta1), float(beta2), float(eps), float(weight_decay)};
 }
@@ -42,7 +71,7 @@ void TrainConfig::validate() const {
   positive(steps, "steps");
   MESHLM_CHECK(micro_batch_size >= 0, "micro_batch_size must be >= 0");
   MESHLM_CHECK(dp >= 1 && tp >= 1 && pp >= 1, "dp, tp and pp must be >= 1");
-  pipeline_split(model(), seq_len, int(pp), pp_layers);  // throws unless the layers split into pp stages
+  pp_split();  // throws unless the layers split into pp stages
   pipeline_schedule_from_name(pp_schedule);
   recompute_from_name(recompute);
   MESHLM_CHECK(n_head % tp == 0, "n_head (" + std::to_string(n_head) + ") must be a multiple of tp (" +

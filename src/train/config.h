@@ -14,6 +14,7 @@
 #include "model/config.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
+#include "plan/plan.h"
 #include "precision/fp8.h"
 #include "precision/loss_scaler.h"
 
@@ -69,6 +70,12 @@ struct TrainConfig {
   // The global batch is dp x micro_batch x accumulation_steps.
   int64_t micro_batch() const { return micro_batch_size > 0 ? micro_batch_size : batch_size / dp; }
   int64_t accumulation_steps() const { return batch_size / (dp * micro_batch()); }
+  // Layers per pipeline stage: pp_layers ("3,3,2", empty: even), or "balanced": the split that
+  // makes the most expensive stage cheapest by the layers' forward FLOPs (model/model.h
+  // unit_costs), the LM head's counted on the last stage.
+  std::vector<int64_t> pp_split() const;
+  // The run's layout as a validated Plan (GPT-2's sharding rules).
+  Plan plan() const;
   void validate() const;  // one-line errors naming the key
   nlohmann::json to_json() const;
 };

@@ -11,7 +11,7 @@ std::vector<int64_t> token_byte_lengths(const BpeTokenizer& tokenizer) {
   return len;
 }
 
-EvalResult evaluate(Gpt& model, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
+EvalResult evaluate(Model& model, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
                     const BpeTokenizer* tokenizer) {
   return evaluate([&](const int32_t* x, const int32_t* y, int64_t b, int64_t t) { return model.forward(x, y, b, t); },
                   loader, batches, B, T, tokenizer);

@@ -7,7 +7,7 @@
 
 #include "data/bpe.h"
 #include "data/loader.h"
-#include "model/gpt.h"
+#include "model/model.h"
 
 namespace meshlm {
 
@@ -19,7 +19,7 @@ struct EvalResult {
 // Runs `batches` forward passes of (B, T) over the split's first batches * B sequences, in
 // order (give an unshuffled loader). Special tokens (<|endoftext|>) count as 0 bytes. Without a
 // tokenizer (data of unknown origin) the per-byte loss stays -1.
-EvalResult evaluate(Gpt& model, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
+EvalResult evaluate(Model& model, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
                     const BpeTokenizer* tokenizer);
 // The same with any forward (tokens, targets, B, T) -> mean loss, e.g. through a pipeline.
 using ForwardFn = std::function<double(const int32_t*, const int32_t*, int64_t, int64_t)>;

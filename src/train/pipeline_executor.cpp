@@ -16,15 +16,14 @@ int grad_tag(int i) { return 2 * i + 1; }
 constexpr int kEvalTag = 32000;
 }  // namespace
 
-PipelineExecutor::PipelineExecutor(Gpt& model, Communicator& pp, PipelineSchedule schedule, int m)
+PipelineExecutor::PipelineExecutor(Model& model, Communicator& pp, PipelineSchedule schedule, int m)
     : model_(model), pp_(pp), m_(m), actions_(pipeline_actions(schedule, pp.rank(), pp.size(), m)) {
   MESHLM_CHECK(grad_tag(m - 1) < kEvalTag, "pipeline: at most " + std::to_string(kEvalTag / 2) + " micro-batches per step");
   model_.set_slots(max_in_flight(actions_));
 }
 
 double PipelineExecutor::step(const std::vector<const int32_t*>& tokens, const std::vector<const int32_t*>& targets,
-                              int64_t B, int64_t T, float dloss_scale,
-                              const std::function<void(int64_t offset)>& on_last_ready) {
+                              int64_t B, int64_t T, float dloss_scale, UnitHooks* last_hooks) {
   MESHLM_CHECK(int(tokens.size()) == m_ && int(targets.size()) == m_, "pipeline step: one batch per micro-batch");
   const auto t0 = Clock::now();
   const int s = pp_.rank(), last = pp_.size() - 1, slots = model_.slots();
@@ -67,9 +66,9 @@ double PipelineExecutor::step(const std::vector<const int32_t*>& tokens, const s
         break;
       case PipeAction::backward: {
         const auto b0 = Clock::now();
-        const bool final_mb = a.micro_batch == m_ - 1;
-        model_.backward_micro(slot, s < last ? grad_in_[i].data() : nullptr,
-                              final_mb ? on_last_ready : std::function<void(int64_t)>{});
+        model_.set_hooks(a.micro_batch == m_ - 1 ? last_hooks : nullptr);
+        model_.backward_micro(slot, s < last ? grad_in_[i].data() : nullptr);
+        model_.set_hooks(nullptr);
         busy += since(b0);
         break;
       }

@@ -9,7 +9,7 @@
 #include <functional>
 #include <vector>
 
-#include "model/gpt.h"
+#include "model/model.h"
 #include "parallel/communicator.h"
 #include "parallel/pipeline.h"
 
@@ -24,15 +24,15 @@ class PipelineExecutor {
  public:
   // m micro-batches per step; sets the model's activation slots (m for GPipe, at most pp - s
   // for 1F1B).
-  PipelineExecutor(Gpt& model, Communicator& pp, PipelineSchedule schedule, int m);
+  PipelineExecutor(Model& model, Communicator& pp, PipelineSchedule schedule, int m);
   const std::vector<PipeAction>& actions() const { return actions_; }
 
   // One step: tokens[i], targets[i] (B, T) are micro-batch i (every stage is given them; the
   // first reads tokens, the last targets). Returns the sum of the micro-batches' mean losses on
-  // the last stage, 0 elsewhere. on_last_ready is backward's hook for the last micro-batch.
+  // the last stage, 0 elsewhere. last_hooks: the model's hooks during the last micro-batch's
+  // backward (data parallelism reduces gradient buckets as they become final).
   double step(const std::vector<const int32_t*>& tokens, const std::vector<const int32_t*>& targets,
-              int64_t B, int64_t T, float dloss_scale,
-              const std::function<void(int64_t offset)>& on_last_ready = {});
+              int64_t B, int64_t T, float dloss_scale, UnitHooks* last_hooks = nullptr);
   const PipelineStepTimes& times() const { return times_; }
 
   // Forward only (evaluation), one batch through every stage in turn: the mean loss on the
@@ -40,7 +40,7 @@ class PipelineExecutor {
   double forward_only(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T);
 
  private:
-  Gpt& model_;
+  Model& model_;
   Communicator& pp_;
   int m_;
   std::vector<PipeAction> actions_;

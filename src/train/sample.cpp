@@ -8,7 +8,7 @@
 
 namespace meshlm {
 
-std::vector<int32_t> sample(Gpt& model, const std::vector<int32_t>& prompt, const SampleOptions& opt,
+std::vector<int32_t> sample(Model& model, const std::vector<int32_t>& prompt, const SampleOptions& opt,
                             const std::function<void(int32_t)>& on_token) {
   MESHLM_CHECK(!prompt.empty(), "sample: the prompt must hold at least one token");
   MESHLM_CHECK(opt.temperature >= 0, "--temperature must be >= 0");

@@ -4,7 +4,7 @@
 #include <functional>
 #include <vector>
 
-#include "model/gpt.h"
+#include "model/model.h"
 
 namespace meshlm {
 
@@ -18,7 +18,7 @@ struct SampleOptions {
 
 // Generates after `prompt` (non-empty), calling on_token for each new token as it comes.
 // The context is the last max_seq_len tokens.
-std::vector<int32_t> sample(Gpt& model, const std::vector<int32_t>& prompt, const SampleOptions& opt,
+std::vector<int32_t> sample(Model& model, const std::vector<int32_t>& prompt, const SampleOptions& opt,
                             const std::function<void(int32_t)>& on_token = {});
 
 }  // namespace meshlm

@@ -19,7 +19,8 @@
 #include "backend/profiling.h"
 #include "core/error.h"
 #include "data/loader.h"
-#include "model/gpt.h"
+#include "model/model.h"
+#include "precision/fp8_recipe.h"
 #include "optim/adamw.h"
 #include "parallel/data_parallel.h"
 #include "precision/numerics.h"
@@ -144,23 +145,23 @@ std::string resolve_tokenizer(const TrainConfig& cfg, const std::string& resume_
 }
 
 // What a checkpoint records of the precision mode: the mode, the loss scaler, fp8's scales.
-nlohmann::json precision_state(const Precision& prec, const Gpt& model, const LossScaler& scaler) {
+nlohmann::json precision_state(const Precision& prec, const Fp8Recipe* fp8, const LossScaler& scaler) {
   nlohmann::json j = {{"mode", prec.mode}};
   if (prec.dynamic_scaling) j["loss_scaler"] = scaler.to_json();
-  if (model.fp8()) j["fp8"] = model.fp8_state();
+  if (fp8) j["fp8"] = fp8->state();
   return j;
 }
 
 // Restores that state when the mode has it; a checkpoint of another mode starts this mode
 // fresh (weights are stored as fp32 masters, so any mode can start from any checkpoint).
-void restore_precision_state(const nlohmann::json& trainer, const Precision& prec, Gpt& model,
+void restore_precision_state(const nlohmann::json& trainer, const Precision& prec, Fp8Recipe* fp8,
                              LossScaler& scaler, std::ostream& out) {
   const nlohmann::json p = trainer.value("precision", nlohmann::json::object());
   const std::string saved = p.value("mode", std::string("fp32"));
   if (saved != prec.mode)
     out << "precision: the checkpoint was trained in " << saved << ", continuing in " << prec.mode << "\n";
   if (prec.dynamic_scaling && p.contains("loss_scaler")) scaler.from_json(p["loss_scaler"]);
-  if (model.fp8() && p.contains("fp8")) model.set_fp8_state(p["fp8"]);
+  if (fp8 && p.contains("fp8")) fp8->set_state(p["fp8"]);
 }
 
 // A model's master weights and Adam moments as host copies (the whole-tensor assembly of
@@ -168,7 +169,7 @@ void restore_precision_state(const nlohmann::json& trainer, const Precision& pre
 struct HostState {
   std::vector<float> p, m, v;
 };
-HostState download_state(const Gpt& model, const AdamW& opt) {
+HostState download_state(const Model& model, const AdamW& opt) {
   Backend& be = model.backend();
   HostState h{std::vector<float>(size_t(model.params().numel())), std::vector<float>(size_t(opt.m().numel())),
               std::vector<float>(size_t(opt.v().numel()))};
@@ -177,7 +178,7 @@ HostState download_state(const Gpt& model, const AdamW& opt) {
   be.download(h.v.data(), opt.v().data(), opt.v().nbytes());
   return h;
 }
-void upload_state(const HostState& h, Gpt& model, AdamW& opt) {
+void upload_state(const HostState& h, Model& model, AdamW& opt) {
   Backend& be = model.backend();
   be.upload(model.params().data(), h.p.data(), model.params().nbytes());
   be.upload(opt.m().data(), h.m.data(), opt.m().nbytes());
@@ -187,7 +188,7 @@ void upload_state(const HostState& h, Gpt& model, AdamW& opt) {
 // Tensor parallelism and checkpoints, which hold whole tensors: a rank's parameters and Adam
 // moments are its slices of the whole ones through the sharding plan (ParamEntry::global_index).
 // to_whole gathers the slices of the tp group into a whole model; from_whole takes them out.
-void to_whole(const Gpt& local, const AdamW& lopt, Gpt& whole, AdamW& wopt, Communicator& tp) {
+void to_whole(const Model& local, const AdamW& lopt, Model& whole, AdamW& wopt, Communicator& tp) {
   std::vector<float> buf;
   const HostState l = download_state(local, lopt);
   HostState w = download_state(whole, wopt);
@@ -217,8 +218,8 @@ void to_whole(const Gpt& local, const AdamW& lopt, Gpt& whole, AdamW& wopt, Comm
 // stage's copy is identical). Only the ranks at tp 0, dp 0 take part (the pp group of rank 0).
 constexpr int kCheckpointTag = 32001;  // beside the pipeline executor's tags (all below 32768)
 constexpr int kNumericsTag = 32002;
-void gather_stages(const Gpt& stage_whole, const AdamW& stage_opt, Gpt* whole, AdamW* wopt, Communicator& pp,
-                   const ModelConfig& mcfg, const std::vector<int64_t>& split) {
+void gather_stages(const Model& stage_whole, const AdamW& stage_opt, Model* whole, AdamW* wopt, Communicator& pp,
+                   const ModelConfig& mcfg, const Plan& whole_stages) {
   const HostState mine = download_state(stage_whole, stage_opt);
   const std::vector<float>* src[] = {&mine.p, &mine.m, &mine.v};
   if (pp.rank() != 0) {
@@ -228,7 +229,7 @@ void gather_stages(const Gpt& stage_whole, const AdamW& stage_opt, Gpt* whole, A
   HostState all = download_state(*whole, *wopt);
   float* dst[] = {all.p.data(), all.m.data(), all.v.data()};
   for (int s = pp.size() - 1; s >= 0; s--) {  // the first stage last: its wte is the one kept
-    const ParamTable table(mcfg, 1, 0, stage_layers(split, s));
+    const ParamTable table = param_table(mcfg, whole_stages, s, 0);
     for (int k = 0; k < 3; k++) {
       std::vector<float> buf;
       const float* data = src[k]->data();
@@ -247,7 +248,7 @@ void gather_stages(const Gpt& stage_whole, const AdamW& stage_opt, Gpt* whole, A
 // The numerics report of a pipeline: each stage's entries (numerics_layers x 3 kinds, 6 numbers
 // each) go to pipeline rank 0, which knows every stage's layers from the split. Only the ranks
 // at tp 0, dp 0 take part. Returns the whole model's entries on rank 0.
-std::vector<NumericsEntry> gather_numerics(const Gpt& stage, Communicator& pp, const std::vector<int64_t>& split) {
+std::vector<NumericsEntry> gather_numerics(const Model& stage, Communicator& pp, const std::vector<int64_t>& split) {
   auto pack = [](const std::vector<NumericsEntry>& entries) {
     std::vector<double> v;
     for (const NumericsEntry& e : entries) {
@@ -284,7 +285,7 @@ std::vector<NumericsEntry> gather_numerics(const Gpt& stage, Communicator& pp, c
   return mine;
 }
 
-void from_whole(const Gpt& whole, const AdamW& wopt, Gpt& local, AdamW& lopt) {
+void from_whole(const Model& whole, const AdamW& wopt, Model& local, AdamW& lopt) {
   const HostState w = download_state(whole, wopt);
   HostState l = download_state(local, lopt);
   const std::pair<const float*, float*> pairs[] = {
@@ -346,11 +347,14 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   const Precision prec(cfg.precision, cfg.stochastic_rounding == 1, cfg.master_weights == 1,
                        cfg.loss_scale, uint64_t(cfg.seed));
   const int tp = mesh.shape().tp, pp = mesh.shape().pp;
-  const std::vector<int64_t> split = pipeline_split(mcfg, T, pp, cfg.pp_layers);
-  const StageLayers stage = stage_layers(split, mesh.pp_rank());
-  Gpt model(mcfg, *backend, prec.compute, &mesh.tp(), stage);
-  if (cfg.sequence_parallel) model.enable_sequence_parallel();
-  model.set_recompute(recompute_from_name(cfg.recompute));
+  const Plan layout = cfg.plan();
+  const std::vector<int64_t>& split = layout.pp_split;
+  const StageLayers stage = layout.stage(mesh.pp_rank());
+  Model model(mcfg, *backend, prec.compute, layout, &mesh.tp(), mesh.pp_rank());
+  // The same stages unsharded (tp 1), for checkpoints that hold whole tensors.
+  Plan whole_stages;
+  whole_stages.mesh.pp = pp;
+  whole_stages.pp_split = split;
   const PipelineSchedule schedule = pipeline_schedule_from_name(cfg.pp_schedule);
   std::unique_ptr<PipelineExecutor> pipeline;
   if (pp > 1) pipeline = std::make_unique<PipelineExecutor>(model, mesh.pp(), schedule, int(accum));
@@ -361,7 +365,8 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   const int64_t tied_end = tied_copy ? model.table().at("transformer.wte.weight").numel() : 0;
   MESHLM_CHECK(!tied_copy || model.table().at("transformer.wte.weight").offset == 0,
                "pipeline: the tied embedding must lead the parameter table");
-  if (prec.fp8) model.enable_fp8(cfg.fp8_scaling());
+  std::unique_ptr<Fp8Recipe> fp8;
+  if (prec.fp8) fp8 = std::make_unique<Fp8Recipe>(model, cfg.fp8_scaling());
   const int64_t P = model.table().total();
   // ZeRO-1: this rank's AdamW owns a slice of the moments; otherwise all of them.
   const Zero1Shard shard = cfg.zero ? Zero1Shard::of(P, dp_rank, dp) : Zero1Shard{0, P};
@@ -376,7 +381,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     if (tp == 1 && pp == 1) {
       trainer = load_checkpoint(resume_dir, model, &opt);
     } else {  // whole tensors in the checkpoint: load them whole, keep this rank's slices
-      Gpt whole(mcfg, *backend, DType::fp32);
+      Model whole(mcfg, *backend, DType::fp32);
       AdamW wopt(*backend, whole.table(), DType::fp32, cfg.adamw());
       trainer = load_checkpoint(resume_dir, whole, &wopt);
       AdamW local(*backend, model.table(), DType::fp32, cfg.adamw());  // all of this tp rank's moments
@@ -387,7 +392,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     st.step = trainer.at("step").get<int64_t>();
     st.loader.sequences = trainer.at("loader").at("sequences").get<int64_t>();
     st.rng = {trainer["rng"]["seed"].get<uint64_t>(), trainer["rng"]["counter"].get<uint64_t>()};
-    restore_precision_state(trainer, prec, model, scaler, out);
+    restore_precision_state(trainer, prec, fp8.get(), scaler, out);
     out << "resumed from " << resume_dir << " at step " << st.step << "\n";
   } else {
     model.init(uint64_t(cfg.seed));
@@ -502,7 +507,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
   auto save = [&](const char* why) {
     gather_masters();
     const std::string dir = (fs::path(cfg.out) / checkpoint_dir_name(st.step)).string();
-    st.precision = precision_state(prec, model, scaler);
+    st.precision = precision_state(prec, fp8.get(), scaler);
     // ZeRO-1: every rank writes its slice of the moments; tensor or pipeline parallel: the tp
     // group gathers whole tensors of its stage, the stages send theirs to rank 0; otherwise
     // rank 0 writes it all.
@@ -514,17 +519,17 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
         mesh.dp().all_gather(opt.m().data(), local->m().data(), zero1_counts(P, dp), DType::fp32);
         mesh.dp().all_gather(opt.v().data(), local->v().data(), zero1_counts(P, dp), DType::fp32);
       }
-      Gpt whole(mcfg, *backend, DType::fp32, nullptr, stage);  // this stage's whole tensors
+      Model whole(mcfg, *backend, DType::fp32, whole_stages, nullptr, mesh.pp_rank());  // this stage's whole tensors
       AdamW wopt(*backend, whole.table(), DType::fp32, cfg.adamw());
       to_whole(model, local ? *local : opt, whole, wopt, mesh.tp());
       if (pp > 1 && mesh.tp_rank() == 0 && dp_rank == 0) {
-        std::unique_ptr<Gpt> all;  // rank 0: the whole model, from every stage
+        std::unique_ptr<Model> all;  // rank 0: the whole model, from every stage
         std::unique_ptr<AdamW> all_opt;
         if (lead) {
-          all = std::make_unique<Gpt>(mcfg, *backend, DType::fp32);
+          all = std::make_unique<Model>(mcfg, *backend, DType::fp32);
           all_opt = std::make_unique<AdamW>(*backend, all->table(), DType::fp32, cfg.adamw());
         }
-        gather_stages(whole, wopt, all.get(), all_opt.get(), mesh.pp(), mcfg, split);
+        gather_stages(whole, wopt, all.get(), all_opt.get(), mesh.pp(), mcfg, whole_stages);
         if (lead) save_checkpoint(dir, *all, all_opt.get(), st, cfg_json, tokenizer_file);
       } else if (lead) {
         save_checkpoint(dir, whole, &wopt, st, cfg_json, tokenizer_file);
@@ -592,7 +597,11 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
     double step_times[2] = {0, 0};  // pipeline: this stage's busy and total seconds of the schedule
     // Backward's hook on the last micro-batch: reduce buckets as they finish, except the tied
     // embedding's, which the stages sum first.
-    auto on_ready = [&](int64_t offset) {
+    struct OverlapHooks final : UnitHooks {
+      std::function<void(int64_t)> f;
+      void grads_final_from(int64_t offset) override { f(offset); }
+    } on_ready;
+    on_ready.f = [&](int64_t offset) {
       if (offset == 0) plant();
       buckets->ready_from(std::max(offset, tied_end));
     };
@@ -604,8 +613,8 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
         xp.push_back(xs[size_t(k)].data());
         yp.push_back(ys[size_t(k)].data());
       }
-      loss = pipeline->step(xp, yp, mb, T, float(scale / double(accum * dp)),
-                            overlapped ? std::function<void(int64_t)>(on_ready) : nullptr) / double(accum);
+      loss = pipeline->step(xp, yp, mb, T, float(scale / double(accum * dp)), overlapped ? &on_ready : nullptr) /
+             double(accum);
       mesh.pp().all_reduce(&loss, 1, DType::fp64);  // the last stage's
       step_times[0] = pipeline->times().busy_s;
       step_times[1] = pipeline->times().total_s;
@@ -615,11 +624,10 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
       // Each rank's mean over its micro-batch, scaled so the sum over micro-batches and ranks
       // is the mean over the global batch (times the loss scale).
       loss += model.forward(x.data(), y.data(), mb, T, float(scale / double(accum * dp))) / double(accum);
-      if (overlapped && k == accum - 1) {  // the last micro-batch: reduce buckets as they finish
-        model.backward(on_ready);
-      } else {
-        model.backward();
-      }
+      // the last micro-batch: reduce buckets as they finish
+      model.set_hooks(overlapped && k == accum - 1 ? &on_ready : nullptr);
+      model.backward();
+      model.set_hooks(nullptr);
     }
     if (!overlapped) plant();
     const auto comm_t0 = Clock::now();  // communication left after backward, for the profile
@@ -696,13 +704,13 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
         masters_stale = false;
       }
     }
-    if (model.fp8()) {
+    if (fp8) {
       if (mesh.world().size() > 1) {  // the same scales everywhere: the max over ranks (and tp slices)
-        std::vector<float> amax = model.fp8_step_amaxes();
+        std::vector<float> amax = fp8->step_amaxes();
         mesh.world().all_reduce(amax.data(), int64_t(amax.size()), DType::fp32, ReduceOp::max);
-        model.set_fp8_step_amaxes(amax);
+        fp8->set_step_amaxes(amax);
       }
-      model.end_fp8_step();
+      fp8->end_step();
     }
     st.step++;
     st.loader.sequences += plan.global_batch();

@@ -6,12 +6,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "backend/backend.h"
 #include "core/error.h"
 #include "core/rng.h"
-#include "model/gpt.h"
+#include "model/model.h"
+#include "precision/fp8_recipe.h"
 #include "support/fixtures.h"
 #include "support/support.h"
 
@@ -33,7 +36,7 @@ TEST(Gpt, HuggingFaceNamesShapesAndCount) {
   c.vocab_size = 50257;
   EXPECT_EQ(c.num_parameters(), 124439808);  // GPT2LMHeadModel("gpt2").num_parameters()
   EXPECT_EQ(c.padded_vocab_size(), 50304);
-  ParamTable t(c);
+  const ParamTable t = gpt2_table(c);
   EXPECT_EQ(t.entries().front().name, "transformer.wte.weight");
   EXPECT_EQ(t.entries().front().hf_shape, (Shape{50257, 768}));
   EXPECT_EQ(t.at("transformer.h.0.attn.c_attn.weight").shape, (Shape{768, 2304}));  // Conv1D (in, out)
@@ -49,7 +52,7 @@ TEST(Gpt, InitIsDeterministicAndFollowsGpt2) {
   ModelConfig c = tiny_config();
   c.n_embd = 64;
   auto be = make_cpu_backend();
-  Gpt a(c, *be), b(c, *be);
+  Model a(c, *be), b(c, *be);
   a.init(7);
   b.init(7);
   EXPECT_EQ(0, std::memcmp(a.params().data(), b.params().data(), a.params().nbytes()));
@@ -84,7 +87,7 @@ TEST(Gpt, InitIsDeterministicAndFollowsGpt2) {
 TEST(Gpt, InitialLossIsNearLogV) {
   ModelConfig c = tiny_config();
   auto be = make_cpu_backend();
-  Gpt m(c, *be);
+  Model m(c, *be);
   m.init(1);
   auto x = tokens(4 * 8, c.vocab_size, 1), y = tokens(4 * 8, c.vocab_size, 2);
   // Small init: logits near 0, so the loss is near log(V) (within a few percent).
@@ -97,7 +100,7 @@ TEST(Gpt, InitialLossIsNearLogV) {
 TEST(Gpt, GradientMatchesFiniteDifferencesInDouble) {
   const ModelConfig c = tiny_config();
   auto be = make_reference_backend();
-  Gpt m(c, *be, DType::fp64);
+  Model m(c, *be, DType::fp64);
   m.init(3);
   double* p = m.params().as<double>();
   // Give biases and layernorms non-trivial values so their gradients are exercised.
@@ -145,7 +148,7 @@ TEST(Gpt, Fp32MatchesDoublePrecisionRun) {
   c.n_embd = 32;
   auto cpu = make_cpu_backend();
   auto ref = make_reference_backend();
-  Gpt m32(c, *cpu, DType::fp32), m64(c, *ref, DType::fp64);
+  Model m32(c, *cpu, DType::fp32), m64(c, *ref, DType::fp64);
   m32.init(5);
   for (int64_t i = 0; i < m32.params().numel(); i++) m64.params().as<double>()[i] = m32.params().as<float>()[i];
   const int64_t B = 3, T = 8;
@@ -173,7 +176,7 @@ TEST(Gpt, Fp32MatchesDoublePrecisionRun) {
 TEST(Gpt, AccumulatedMicroBatchesEqualOneBatch) {
   const ModelConfig c = tiny_config();
   auto be = make_reference_backend();  // double: compare without fp32 noise
-  Gpt a(c, *be, DType::fp64), b(c, *be, DType::fp64);
+  Model a(c, *be, DType::fp64), b(c, *be, DType::fp64);
   a.init(11);
   b.init(11);
   const int64_t T = 8;
@@ -195,7 +198,7 @@ TEST(Gpt, AccumulatedMicroBatchesEqualOneBatch) {
 TEST(Gpt, RejectsBadInput) {
   const ModelConfig c = tiny_config();
   auto be = make_cpu_backend();
-  Gpt m(c, *be);
+  Model m(c, *be);
   m.init(1);
   std::vector<int32_t> x(8, 1), y(8, 1);
   x[3] = int32_t(c.vocab_size);
@@ -204,8 +207,8 @@ TEST(Gpt, RejectsBadInput) {
   EXPECT_THROW(m.forward(x.data(), y.data(), 1, 9), Error);  // T > max_seq_len
   ModelConfig bad = c;
   bad.n_head = 3;
-  EXPECT_THROW(Gpt(bad, *be), Error);
-  EXPECT_THROW(Gpt(c, *be, DType::fp64), Error);  // the cpu backend runs fp32 only
+  EXPECT_THROW(Model(bad, *be), Error);
+  EXPECT_THROW(Model(c, *be, DType::fp64), Error);  // the cpu backend runs fp32 only
 }
 
 }  // namespace
@@ -224,9 +227,9 @@ TEST(Gpt, LowPrecisionMatchesDoublePrecisionRun) {
   c.n_embd = 32;
   auto cpu = make_cpu_backend();
   auto ref = make_reference_backend();
-  Gpt m64(c, *ref, DType::fp64);
+  Model m64(c, *ref, DType::fp64);
   {
-    Gpt init(c, *cpu, DType::fp32);
+    Model init(c, *cpu, DType::fp32);
     init.init(5);
     for (int64_t i = 0; i < init.params().numel(); i++) m64.params().as<double>()[i] = init.params().as<float>()[i];
   }
@@ -238,8 +241,9 @@ TEST(Gpt, LowPrecisionMatchesDoublePrecisionRun) {
   for (DType dt : {DType::bf16, DType::fp16}) {
     for (bool fp8 : {false, true}) {
       if (fp8 && dt != DType::bf16) continue;
-      Gpt m(c, *cpu, dt);
-      if (fp8) m.enable_fp8({});
+      Model m(c, *cpu, dt);
+      std::unique_ptr<Fp8Recipe> recipe;
+      if (fp8) recipe = std::make_unique<Fp8Recipe>(m, Fp8ScalingConfig{});
       // The master weights of the double run, rounded to fp32 (they were fp32 values already).
       for (int64_t i = 0; i < m.params().numel(); i++) m.params().as<float>()[i] = float(m64.params().as<double>()[i]);
       m.update_compute_weights();
@@ -271,12 +275,12 @@ TEST(Gpt, LowPrecisionMatchesDoublePrecisionRun) {
   }
 }
 
-// backward's on_ready reports ever smaller offsets, layer by layer, ending at 0: what the
+// backward's hooks report ever smaller offsets, unit by unit, ending at 0: what the
 // data-parallel buckets rely on to start reducing early. The gradient is the same either way.
 TEST(Gpt, BackwardReportsFinalGradientsFromTheEnd) {
   ModelConfig c = tiny_config();
   auto be = make_cpu_backend();
-  Gpt m(c, *be);
+  Model m(c, *be);
   m.init(3);
   const int64_t B = 2, T = 8;
   auto x = tokens(B * T, c.vocab_size, 1), y = tokens(B * T, c.vocab_size, 2);
@@ -286,10 +290,17 @@ TEST(Gpt, BackwardReportsFinalGradientsFromTheEnd) {
   std::vector<std::vector<float>> seen;  // grads [o, P) when reported final
   const float* g = m.grads().as<float>();
   const int64_t P = m.grads().numel();
-  m.backward([&](int64_t o) {
+  struct Record final : UnitHooks {
+    std::function<void(int64_t)> f;
+    void grads_final_from(int64_t o) override { f(o); }
+  } hooks;
+  hooks.f = [&](int64_t o) {
     offsets.push_back(o);
     seen.emplace_back(g + o, g + P);
-  });
+  };
+  m.set_hooks(&hooks);
+  m.backward();
+  m.set_hooks(nullptr);
   std::vector<float> with_hook(g, g + P);
   for (size_t k = 0; k < offsets.size(); k++)  // nothing reported final changed afterwards
     EXPECT_EQ(0, std::memcmp(seen[k].data(), g + offsets[k], seen[k].size() * 4)) << "offset " << offsets[k];
@@ -315,8 +326,7 @@ TEST(Gpt, RecomputationGivesTheSameGradientsWithLessMemory) {
     double ref_loss = 0;
     int64_t previous_bytes = 0;
     for (Recompute r : {Recompute::none, Recompute::selective, Recompute::full}) {
-      Gpt m(c, *be, dt);
-      m.set_recompute(r);
+      Model m(c, *be, dt, model_plan(1, false, r));
       m.init(21);
       m.zero_grad();
       const double loss = m.forward(x.data(), y.data(), B, T, 1.0f);

@@ -8,6 +8,7 @@
 #include "model/params.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
+#include "support/fixtures.h"
 
 using namespace meshlm;
 
@@ -44,7 +45,7 @@ TEST(AdamW, FirstStepMovesEachWeightByLrAndDecaysOnlyMatrices) {
   c.n_embd = 4;
   c.max_seq_len = 2;
   c.vocab_size = 3;
-  ParamTable table(c);
+  const ParamTable table = test::gpt2_table(c);
   auto be = make_reference_backend();
   Tensor p({table.total()}, DType::fp64), g({table.total()}, DType::fp64);
   for (int64_t i = 0; i < table.total(); i++) {

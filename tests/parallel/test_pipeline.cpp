@@ -16,7 +16,8 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
-#include "model/gpt.h"
+#include "model/model.h"
+#include "train/config.h"
 #include "parallel/mesh.h"
 #include "parallel/pipeline.h"
 #include "support/fixtures.h"
@@ -76,6 +77,20 @@ std::vector<double> simulate(PipelineSchedule s, int pp, int m, double* makespan
 
 ModelConfig config(int64_t layers) { return test::sharded_model(layers); }
 
+// The layers per stage a run of model c at sequence length T asks for with --pp-layers spec.
+std::vector<int64_t> split_of(const ModelConfig& c, int64_t T, int pp, const std::string& spec) {
+  TrainConfig t;
+  t.n_layer = c.n_layer;
+  t.n_head = c.n_head;
+  t.n_embd = c.n_embd;
+  t.vocab_size = c.vocab_size;
+  t.max_seq_len = c.max_seq_len;
+  t.seq_len = T;
+  t.pp = pp;
+  t.pp_layers = spec;
+  return t.pp_split();
+}
+
 // m micro-batches of (B, T) random tokens and targets, and pointers to them for the executor.
 struct MicroBatches {
   std::vector<std::vector<int32_t>> x, y;
@@ -94,7 +109,7 @@ struct MicroBatches {
 };
 
 // The whole model accumulating the micro-batches (each scaled 1/m): the sum of their losses.
-double accumulate(Gpt& whole, const MicroBatches& mb, int64_t B, int64_t T) {
+double accumulate(Model& whole, const MicroBatches& mb, int64_t B, int64_t T) {
   double loss = 0;
   whole.zero_grad();
   for (int i = 0; i < mb.m(); i++) {
@@ -105,7 +120,7 @@ double accumulate(Gpt& whole, const MicroBatches& mb, int64_t B, int64_t T) {
 }
 
 // ||stage's gradient of e - the whole model's (through the sharding plan)|| / ||whole's||.
-double relative_grad_error(const Gpt& stage, const ParamEntry& e, const Gpt& whole) {
+double relative_grad_error(const Model& stage, const ParamEntry& e, const Model& whole) {
   const float* g = whole.grads().as<float>() + whole.table().at(e.name).offset;
   double num = 0, den = 0;
   for (int64_t i = 0; i < e.numel(); i++) {
@@ -205,9 +220,9 @@ TEST(PipelineSplit, BalancedCountsTheHead) {
   gpt2.n_embd = 768;
   gpt2.max_seq_len = 1024;
   gpt2.vocab_size = 50257;
-  EXPECT_EQ(pipeline_split(gpt2, 256, 2, "balanced"), (std::vector<int64_t>{9, 3}));
-  EXPECT_EQ(pipeline_split(gpt2, 256, 1, "balanced"), (std::vector<int64_t>{12}));
-  EXPECT_EQ(pipeline_split(gpt2, 256, 2, "6,6"), (std::vector<int64_t>{6, 6}));
+  EXPECT_EQ(split_of(gpt2, 256, 2, "balanced"), (std::vector<int64_t>{9, 3}));
+  EXPECT_EQ(split_of(gpt2, 256, 1, "balanced"), (std::vector<int64_t>{12}));
+  EXPECT_EQ(split_of(gpt2, 256, 2, "6,6"), (std::vector<int64_t>{6, 6}));
   // Against every split into contiguous stages of at least one layer: none has a cheaper
   // most-expensive stage.
   const double C = 768, block = 24 * C * C + 4 * 256 * C, head = 2 * C * 50304;
@@ -216,7 +231,7 @@ TEST(PipelineSplit, BalancedCountsTheHead) {
     for (size_t s = 0; s < split.size(); s++) w = std::max(w, double(split[s]) * block + (s + 1 == split.size() ? head : 0));
     return w;
   };
-  const auto b4 = pipeline_split(gpt2, 256, 4, "balanced");
+  const auto b4 = split_of(gpt2, 256, 4, "balanced");
   int64_t sum = 0;
   for (int64_t n : b4) sum += n;
   EXPECT_EQ(sum, 12);
@@ -226,8 +241,8 @@ TEST(PipelineSplit, BalancedCountsTheHead) {
   ModelConfig tiny = config(4);  // a head much cheaper than a block: the even split
   tiny.vocab_size = 10;
   tiny.n_embd = 256;
-  EXPECT_EQ(pipeline_split(tiny, 16, 2, "balanced"), (std::vector<int64_t>{2, 2}));
-  EXPECT_THROW(pipeline_split(tiny, 16, 5, "balanced"), Error);
+  EXPECT_EQ(split_of(tiny, 16, 2, "balanced"), (std::vector<int64_t>{2, 2}));
+  EXPECT_THROW(split_of(tiny, 16, 5, "balanced"), Error);
 }
 
 TEST(PipelineParallel, StagesEqualTheWholeModel) {
@@ -251,7 +266,7 @@ TEST(PipelineParallel, StagesEqualTheWholeModel) {
     const MicroBatches mb(m, B * T, c.vocab_size, 10);
     // The whole model accumulating the m micro-batches, one thread (as each stage runs).
     auto be = make_cpu_backend();
-    Gpt whole(c, *be);
+    Model whole(c, *be);
     double loss = 0;
     test::on_local_group(1, [&](Communicator&) {
       whole.init(5);
@@ -262,8 +277,8 @@ TEST(PipelineParallel, StagesEqualTheWholeModel) {
     test::on_local_group(k.pp, [&](Communicator& world) {
       Mesh mesh(world, {1, 1, k.pp});
       auto rbe = make_cpu_backend();
-      Gpt stage(c, *rbe, DType::fp32, nullptr, stage_layers(pipeline_split(c.n_layer, k.pp, k.split), mesh.pp_rank()));
-      stage.set_recompute(k.rc);
+      Model stage(c, *rbe, DType::fp32, test::model_plan(1, false, k.rc, pipeline_split(c.n_layer, k.pp, k.split)),
+                  nullptr, mesh.pp_rank());
       stage.init(5);
       stage.zero_grad();
       PipelineExecutor exec(stage, mesh.pp(), k.sched, int(m));
@@ -290,16 +305,15 @@ TEST(PipelineParallel, TensorTimesPipelineEqualsTheWholeModel) {
   const int64_t B = 2, T = 16, m = 3;
   const MicroBatches mb(m, B * T, c.vocab_size, 70);
   auto be = make_cpu_backend();
-  Gpt whole(c, *be);
+  Model whole(c, *be);
   whole.init(9);
   const double loss = accumulate(whole, mb, B, T), tol = test::fp32_model_bound(c, T);
   for (bool sp : {false, true})
     test::on_local_group(4, [&](Communicator& world) {
       Mesh mesh(world, {1, 2, 2});
       auto rbe = make_cpu_backend();
-      Gpt stage(c, *rbe, DType::fp32, &mesh.tp(), stage_layers(pipeline_split(c.n_layer, 2), mesh.pp_rank()));
-      if (sp) stage.enable_sequence_parallel();
-      stage.set_recompute(Recompute::selective);
+      Model stage(c, *rbe, DType::fp32, test::model_plan(2, sp, Recompute::selective, pipeline_split(c.n_layer, 2)),
+                  &mesh.tp(), mesh.pp_rank());
       stage.init(9);
       stage.zero_grad();
       PipelineExecutor exec(stage, mesh.pp(), PipelineSchedule::one_f_one_b, int(m));

@@ -15,7 +15,7 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "core/rng.h"
-#include "model/gpt.h"
+#include "model/model.h"
 #include "parallel/communicator.h"
 #include "support/local_group.h"
 #include "support/fixtures.h"
@@ -36,7 +36,7 @@ void on_group(int n, const std::function<void(Communicator&)>& f) { test::on_loc
 TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
   const ModelConfig c = config();
   auto be = make_cpu_backend();
-  Gpt whole(c, *be);
+  Model whole(c, *be);
   whole.init(11);
   const int64_t B = 2, T = 16;
   const auto x = tokens(B * T, c.vocab_size, 1), y = tokens(B * T, c.vocab_size, 2);
@@ -48,8 +48,7 @@ TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
     const int tp = std::abs(tp_sp);
     on_group(tp, [&](Communicator& comm) {
       auto rbe = make_cpu_backend();
-      Gpt m(c, *rbe, DType::fp32, &comm);
-      if (tp_sp < 0) m.enable_sequence_parallel();
+      Model m(c, *rbe, DType::fp32, test::model_plan(tp, tp_sp < 0), &comm);
       m.init(11);
       const float* g_whole = whole.grads().as<float>();
       const float* p_whole = whole.params().as<float>();
@@ -69,25 +68,19 @@ TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
       // they are whole on every rank.)
       if (tp_sp > 0) {
         const auto mine = m.tensor_spans(), ref_spans = whole.tensor_spans();
-        auto full_acts = [&](const std::vector<Gpt::TensorSpan>& spans, const std::string& layer) {
-          std::vector<const float*> out;
+        auto act = [&](const std::vector<Model::TensorSpan>& spans, const std::string& layer, const std::string& name) {
           for (const auto& sp : spans)
-            if (sp.layer == layer && sp.kind == "activations" && sp.n == B * T * c.n_embd)
-              out.push_back(static_cast<const float*>(sp.data));
-          return out;
+            if (sp.layer == layer && sp.kind == "activations" && sp.name == name) return static_cast<const float*>(sp.data);
+          throw Error("no activation " + layer + " " + name);
         };
         // Bit-exact where no reduction happens: layer 0's ln_1 output (the embedding's
         // reduction adds one non-zero part to zeros) and its column-parallel qkv, column by
         // column through the plan (c_attn's heads within q, k, v).
         {
-          const float *ln1 = full_acts(mine, "h.0")[0], *ln1_ref = full_acts(ref_spans, "h.0")[0];
+          const float *ln1 = act(mine, "h.0", "ln_1"), *ln1_ref = act(ref_spans, "h.0", "ln_1");
           if (std::memcmp(ln1, ln1_ref, size_t(B * T * c.n_embd) * 4) != 0) throw Error("layer 0 ln_1 is not bit-exact");
           const int64_t C3 = 3 * c.n_embd, C3l = C3 / tp;
-          const float *qkv = nullptr, *qkv_ref = nullptr;
-          for (const auto& sp : mine)
-            if (sp.layer == "h.0" && sp.kind == "activations" && sp.n == B * T * C3l) qkv = static_cast<const float*>(sp.data);
-          for (const auto& sp : ref_spans)
-            if (sp.layer == "h.0" && sp.kind == "activations" && sp.n == B * T * C3) qkv_ref = static_cast<const float*>(sp.data);
+          const float *qkv = act(mine, "h.0", "attn.c_attn"), *qkv_ref = act(ref_spans, "h.0", "attn.c_attn");
           const ParamEntry& w = m.table().at("transformer.h.0.attn.c_attn.weight");
           for (int64_t n = 0; n < B * T; n++)
             for (int64_t j = 0; j < C3l; j++)
@@ -96,18 +89,16 @@ TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
         }
         for (int64_t layer = 0; layer < c.n_layer; layer++) {
           const std::string name = "h." + std::to_string(layer);
-          const auto a = full_acts(mine, name), b = full_acts(ref_spans, name);
-          // the first six, in tensor_spans order (the unsharded model also lists its (B, T, C) atty)
-          if (a.size() < 6 || b.size() < 6) throw Error("expected 6 (B, T, C) activations per layer");
-          for (size_t k = 0; k < 6; k++) {
+          for (const char* which : {"ln_1", "attn.c_proj", "res2", "ln_2", "mlp.c_proj", "output"}) {
+            const float *a = act(mine, name, which), *b = act(ref_spans, name, which);
             double num = 0, den = 0;
             for (int64_t i = 0; i < B * T * c.n_embd; i++) {
-              num += (double(a[k][i]) - b[k][i]) * (double(a[k][i]) - b[k][i]);
-              den += double(b[k][i]) * b[k][i];
+              num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+              den += double(b[i]) * b[i];
             }
             if (std::sqrt(num) > tol * std::sqrt(den))
-              throw Error("tp " + std::to_string(tp) + ": layer " + name + " activation " + std::to_string(k) +
-                          " off by " + std::to_string(std::sqrt(num / den)));
+              throw Error("tp " + std::to_string(tp) + ": layer " + name + " activation " + which + " off by " +
+                          std::to_string(std::sqrt(num / den)));
           }
         }
       }
@@ -129,7 +120,7 @@ TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
 
 TEST(TensorParallel, PlanShapesAndErrors) {
   ModelConfig c = config();
-  ParamTable t(c, 2, 1);
+  const ParamTable t = test::gpt2_table(c, 2, 1);
   EXPECT_EQ(t.at("transformer.h.0.attn.c_attn.weight").shape, (Shape{32, 48}));
   EXPECT_EQ(t.at("transformer.h.0.attn.c_proj.weight").shape, (Shape{16, 32}));
   EXPECT_EQ(t.at("transformer.h.0.mlp.c_fc.bias").shape, (Shape{64}));
@@ -145,5 +136,5 @@ TEST(TensorParallel, PlanShapesAndErrors) {
   EXPECT_EQ(t.at("transformer.h.0.mlp.c_proj.weight").global_index(0), 64 * 32);
   c.n_head = 3;
   c.n_embd = 24;
-  EXPECT_THROW(ParamTable(c, 2, 0), Error);  // 3 heads do not split over 2 ranks
+  EXPECT_THROW(test::gpt2_table(c, 2, 0), Error);  // 3 heads do not split over 2 ranks
 }

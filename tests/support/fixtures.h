@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "model/config.h"
+#include "model/params.h"
+#include "plan/plan.h"
 #include "train/config.h"
 
 namespace meshlm::test {
@@ -22,6 +24,12 @@ ModelConfig sharded_model(int64_t n_layer);
 // within, normwise per tensor: test_gpt's fp32 bound 10 (6L+4) sqrt(K) u, twice over, with K
 // the longest reduction (4C, the padded vocabulary, or T).
 double fp32_model_bound(const ModelConfig& c, int64_t T);
+// A layout for the model tests: tp ranks with GPT-2's sharding rules, sequence parallelism,
+// recomputation, and a pipeline split (empty: one stage; else pp = its size).
+Plan model_plan(int tp = 1, bool sequence_parallel = false, Recompute recompute = Recompute::none,
+                std::vector<int64_t> split = {});
+// GPT-2's parameter table (the whole model) on tensor-parallel rank tp_rank of tp.
+ParamTable gpt2_table(const ModelConfig& c, int tp = 1, int tp_rank = 0);
 // A fresh empty directory under the system temp dir.
 std::filesystem::path fresh_dir(const std::string& name);
 // Byte-level train/val shards from a repetitive pseudo-text of `bytes` bytes, in `dir`.

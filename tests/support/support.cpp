@@ -96,6 +96,8 @@ std::vector<double> abs_values(const std::vector<double>& v) {
 
 #include "data/prepare.h"
 #include "support/fixtures.h"
+#include "model/gpt2.h"
+#include "model/model.h"
 
 namespace meshlm::test {
 
@@ -144,6 +146,19 @@ void make_byte_shards(const std::filesystem::path& dir, int64_t bytes) {
   o.val_fraction = 0.2;
   prepare_shards(o);
 }
+
+Plan model_plan(int tp, bool sequence_parallel, Recompute recompute, std::vector<int64_t> split) {
+  Plan p;
+  p.mesh.tp = tp;
+  p.mesh.pp = split.empty() ? 1 : int(split.size());
+  p.sharding = gpt2_sharding();
+  p.sequence_parallel = sequence_parallel;
+  p.recompute = recompute;
+  p.pp_split = std::move(split);
+  return p;
+}
+
+ParamTable gpt2_table(const ModelConfig& c, int tp, int tp_rank) { return param_table(c, model_plan(tp), 0, tp_rank); }
 
 TrainConfig tiny_train_config(const std::filesystem::path& data, const std::filesystem::path& out) {
   TrainConfig c;

@@ -9,7 +9,7 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
-#include "model/gpt.h"
+#include "model/model.h"
 #include "optim/adamw.h"
 #include "support/fixtures.h"
 #include "train/checkpoint.h"
@@ -27,7 +27,7 @@ using test::slurp;
 struct Saved {
   fs::path dir;
   std::unique_ptr<Backend> be = make_cpu_backend();
-  Gpt model{config(), *be};
+  Model model{config(), *be};
   AdamW opt{*be, model.table(), DType::fp32, {}};
   explicit Saved(const std::string& name) : dir(test::fresh_dir(name) / "step_000003") {
     model.init(42);
@@ -66,7 +66,7 @@ TEST(Checkpoint, SafetensorsLayoutIsHuggingFaces) {
 TEST(Checkpoint, RoundTripIsBitIdentical) {
   Saved s("ckpt_roundtrip");
   auto be = make_cpu_backend();
-  Gpt m(config(), *be);
+  Model m(config(), *be);
   AdamW opt(*be, m.table(), DType::fp32, {});
   auto trainer = load_checkpoint(s.dir.string(), m, &opt);
   EXPECT_EQ(trainer["step"], 3);
@@ -85,7 +85,7 @@ TEST(Checkpoint, RoundTripIsBitIdentical) {
 TEST(Checkpoint, RefusesTamperedTruncatedOrIncomplete) {
   Saved s("ckpt_bad");
   auto be = make_cpu_backend();
-  Gpt m(config(), *be);
+  Model m(config(), *be);
   auto expect_refusal = [&](const std::string& want) {
     try {
       load_checkpoint(s.dir.string(), m, nullptr);
@@ -109,7 +109,7 @@ TEST(Checkpoint, RefusesTamperedTruncatedOrIncomplete) {
   // Shape mismatch between the model asked for and the checkpoint.
   ModelConfig other = config();
   other.n_embd = 32;
-  Gpt wide(other, *be);
+  Model wide(other, *be);
   try {
     load_checkpoint(s.dir.string(), wide, nullptr);
     FAIL() << "shape mismatch accepted";

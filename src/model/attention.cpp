@@ -1,0 +1,72 @@
+#include "model/attention.h"
+
+namespace meshlm {
+
+Attention::Attention(const std::string& prefix, int64_t C, int64_t NH, double proj_std)
+    : c_attn_({prefix + ".c_attn", C, 3 * C, 0.02, true, WeightLayout::in_out, "", false, Keep::unless_full, "c_attn"}),
+      c_proj_({prefix + ".c_proj", C, C, proj_std, true, WeightLayout::in_out, "", false, Keep::unless_full,
+               "attn.c_proj"}),
+      C_(C),
+      NH_(NH) {}
+
+void Attention::declare(std::vector<ParamDecl>& out, const std::string& group) const {
+  c_attn_.declare(out, group);
+  c_proj_.declare(out, group);
+}
+
+void Attention::bind(const ParamTable& table) {
+  c_attn_.bind(table);
+  c_proj_.bind(table);
+  Cl_ = c_attn_.local_out() / 3;  // this rank's channels of each of q, k, v: its heads
+  NHl_ = NH_ * Cl_ / C_;
+}
+
+void Attention::plan(ActivationPlanner& p, const Dims& d, bool sp) {
+  c_attn_.plan(p, d, sp);                                                   // qkv (N, 3Cl)
+  atty_ = p.keep("attn.out", d.N * Cl_, Keep::unless_recompute);            // (N, Cl)
+  lse_ = p.keep("attn.lse", d.N * NHl_, Keep::unless_recompute, true);      // (B, NHl, T)
+  c_proj_.plan(p, d, sp);                                                   // (Ns, C)
+  datty_ = p.scratch("grad.atty", d.N * Cl_);                               // (N, Cl)
+  dqkv_ = p.scratch("grad.qkv", d.N * 3 * Cl_);                             // (N, 3Cl)
+}
+
+void Attention::forward(Ctx& c, const void* x) {
+  c_attn_.forward(c, x);
+  recompute_core(c);
+  c_proj_.forward(c, c.at(atty_));
+}
+
+void Attention::recompute_core(Ctx& c) {
+  c.be.attention_forward(c.dt, c.at(atty_), c.at(lse_), c.at(c_attn_.output()), c.d.B, c.d.T, Cl_, NHl_);
+}
+
+void Attention::backward(Ctx& c, void* dx, const void* dout, const void* x) {
+  c.zero(datty_, c.d.N * Cl_);
+  c_proj_.backward(c, c.at(datty_), dout, c.at(atty_));
+  c.zero(dqkv_, c.d.N * 3 * Cl_);
+  c.be.attention_backward(c.dt, c.at(dqkv_), c.at(datty_), c.at(c_attn_.output()), c.at(atty_), c.at(lse_), c.d.B,
+                          c.d.T, Cl_, NHl_);
+  c_attn_.backward(c, dx, c.at(dqkv_), x);
+}
+
+void Attention::cost(const CostContext& c, std::vector<Cost>& out) const {
+  c_attn_.cost(c, out);
+  c_proj_.cost(c, out);
+  // The core: per (batch, head) S = q k^T (T x T x HS) and y = P v (T x HS x T) forward, four
+  // such products backward; counted whole (the causal mask halves what runs).
+  const int64_t HS = C_ / NH_, BH = c.d.B * NHl_, T = c.d.T, esz = int64_t(dtype_size(c.dt));
+  for (const char* what : {"attention scores", "attention values"})
+    out.push_back({Cost::Kind::gemm, std::string(what) + " forward", false, BH * T, T, HS, c.dt, 0, "", ""});
+  for (int k = 0; k < 4; k++)
+    out.push_back({Cost::Kind::gemm, "attention backward", true, BH * T, T, HS, c.dt, 0, "", ""});
+  c.saved(out, "attention output", Keep::unless_recompute, c.d.N * Cl_ * esz);
+  c.saved(out, "attention lse", Keep::unless_recompute, c.d.N * NHl_ * int64_t(dtype_size(c.stat_dt)));
+}
+
+void Attention::activations(std::vector<std::pair<std::string, Act>>& out) const {
+  out.push_back({"attn.c_attn", c_attn_.output()});
+  out.push_back({"attn.core", atty_});
+  out.push_back({"attn.c_proj", c_proj_.output()});
+}
+
+}  // namespace meshlm

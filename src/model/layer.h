@@ -1,0 +1,191 @@
+// The layer contract. A layer (model/linear.h, layernorm.h, attention.h, mlp.h, embedding.h,
+// lm_head.h) declares its parameters (ParamDecl: names, unsharded shapes, initialisation),
+// binds them to the table once it exists, plans its activations for a batch shape (what it
+// keeps from forward to backward, and what a recompute setting rebuilds instead), runs an
+// explicit forward and backward through the Backend inside a Ctx, and reports its cost as
+// per-operation records (Cost). A model family composes layers into the three units of a
+// decoder stack (Embedding, Block, Head: model/unit.h); the stack (model/model.h) runs them.
+//
+// Shape letters: B batch, T time, C channels, N = B T rows, Ns = the rows of the sequence
+// regions (N, or N / tp under sequence parallelism), Cl = C / tp, NHl = NH / tp, V vocabulary,
+// Vp padded, Vl = Vp / tp. THE += CONVENTION holds for layers as for kernels: backward adds
+// into the input gradient it is given; whoever owns that buffer zeroes it first.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/params.h"
+#include "parallel/collectives.h"
+#include "plan/plan.h"
+
+namespace meshlm {
+
+struct Dims {
+  int64_t B = 0, T = 0, N = 0, Ns = 0;
+};
+
+// ---- activations ----
+
+// What a layer keeps from forward to backward, by recompute setting: always (block outputs,
+// the head's logits), unless full recomputation reruns the block (the products' outputs,
+// layernorms), or unless any recomputation rebuilds it (the cheap element-wise parts:
+// attention core, GELU). What is not kept lives in scratch shared by every layer.
+enum class Keep { always, unless_full, unless_recompute };
+// Whether a buffer of that kind is kept per micro-batch under recompute setting r.
+inline bool kept(Keep k, Recompute r) {
+  return k == Keep::always || (k == Keep::unless_full && r != Recompute::full) ||
+         (k == Keep::unless_recompute && r == Recompute::none);
+}
+
+// A buffer of the model's activation memory: an element offset in the compute-dtype
+// activations or the master-dtype statistics (`stat`: layernorm mean/rstd, attention lse,
+// losses), in the current micro-batch slot's saved region or in the shared scratch.
+struct Act {
+  size_t offset = 0;
+  bool stat = false, scratch = false;
+  int64_t n = 0;  // elements
+};
+
+// Lays out one micro-batch's activations, as layers ask: saved buffers go one after another
+// (each 64-byte aligned), scratch buffers are shared by key (every layer asking for "dbig"
+// gets the same one, so scratch is the largest single use, not the sum).
+class ActivationPlanner {
+ public:
+  explicit ActivationPlanner(Recompute r) : recompute_(r) {}
+  Recompute recompute() const { return recompute_; }
+  // A buffer kept per `keep`; when recomputation rebuilds it instead, the scratch of `key`.
+  Act keep(const std::string& key, int64_t n, Keep keep, bool stat = false);
+  Act saved(int64_t n, bool stat = false) { return keep("", n, Keep::always, stat); }
+  Act scratch(const std::string& key, int64_t n, bool stat = false);
+  // Elements of each region (one slot's saved part; the scratch).
+  size_t saved_elems(bool stat) const { return stat ? saved_stats_ : saved_; }
+  size_t scratch_elems(bool stat) const { return stat ? scratch_stats_ : scratch_; }
+
+ private:
+  static size_t take(size_t& end, int64_t n);
+  Recompute recompute_;
+  size_t saved_ = 0, saved_stats_ = 0, scratch_ = 0, scratch_stats_ = 0;
+  std::unordered_map<std::string, std::pair<Act, int64_t>> shared_;  // key -> (buffer, size)
+};
+
+// The activation memory of a model for one batch shape: `slots` saved regions (one per
+// micro-batch in flight) then the shared scratch, for activations and for statistics.
+class Activations {
+ public:
+  Activations() = default;
+  Activations(const ActivationPlanner& plan, int slots, Backend& be, DType dt, DType stat_dt);
+  // A layout for a smaller batch shape within the same memory (throws if it does not fit).
+  void relayout(const ActivationPlanner& plan);
+  void set_slot(int slot) { slot_ = slot; }
+  int slot() const { return slot_; }
+  void* at(Act a);
+  const void* at(Act a) const { return const_cast<Activations*>(this)->at(a); }
+  const void* at_slot(Act a, int slot) const;  // a saved buffer of another slot
+  // Bytes of all of it, and of what one micro-batch keeps from forward to backward.
+  int64_t bytes() const { return int64_t(acts_.nbytes() + stats_.nbytes()); }
+  int64_t saved_bytes() const { return int64_t(saved_ * esz_ + saved_stats_ * stat_esz_); }
+
+ private:
+  Tensor acts_, stats_;
+  size_t saved_ = 0, saved_stats_ = 0, esz_ = 0, stat_esz_ = 0;
+  int slots_ = 0, slot_ = 0;
+};
+
+// ---- weights ----
+
+// This rank's parameters: fp32 master weights (fp64 on the double-precision oracle) and
+// gradients as flat buffers laid out by the table, and the 16-bit compute copy the kernels
+// read when the compute dtype is bf16 or fp16 (else the masters themselves).
+class Weights {
+ public:
+  Weights(ParamTable table, Backend& be, DType compute);
+  const ParamTable& table() const { return table_; }
+  DType compute_dtype() const { return dt_; }
+  DType master_dtype() const { return params_.dtype(); }
+  Tensor& params() { return params_; }
+  Tensor& grads() { return grads_; }
+  const Tensor& params() const { return params_; }
+  const Tensor& grads() const { return grads_; }
+  Tensor& compute_copy() { return compute_; }  // only meaningful with a 16-bit compute dtype
+  // Pointers into the buffers, by parameter (entry offset).
+  const void* weight(const ParamEntry& e) const;  // compute dtype
+  void* grad(const ParamEntry& e);                 // master dtype
+  void* param(const ParamEntry& e);                // master dtype
+  const ParamEntry& entry(const std::string& name) const { return table_.at(name); }
+
+ private:
+  ParamTable table_;
+  DType dt_;
+  size_t esz_, master_esz_;
+  Tensor params_, grads_, compute_;
+};
+
+// ---- the context of a forward or backward ----
+
+struct Ctx {
+  Backend& be;
+  DType dt;            // compute dtype: activations, weights as read, activation gradients
+  TpCollectives& tp;   // the tensor-parallel group's named collectives
+  Weights& w;
+  Activations& acts;
+  Dims d;
+  bool sequence_parallel = false;
+  bool training = false;  // a training step's forward (fp8 records its amaxes)
+  void* at(Act a) { return acts.at(a); }
+  size_t esz() const { return dtype_size(dt); }
+  void zero(Act a, int64_t n) { be.zero(at(a), size_t(n) * esz()); }
+};
+
+// ---- cost ----
+
+// One operation of a layer's forward or backward for a plan and batch shape: a GEMM (m x n x k
+// products in dt), a memory-bound kernel (bytes read and written), a collective (bytes this
+// rank contributes on a mesh axis), or the activation bytes kept from forward to backward.
+struct Cost {
+  enum class Kind { gemm, memory, collective, saved };
+  Kind kind = Kind::gemm;
+  std::string what;  // "transformer.h.0.attn.c_attn forward"
+  bool backward = false;
+  int64_t m = 0, n = 0, k = 0;
+  DType dt = DType::fp32;
+  int64_t bytes = 0;
+  std::string collective, axis;  // "all_reduce" | "all_gather" | "reduce_scatter", "tp"
+  double flops() const { return kind == Kind::gemm ? 2.0 * double(m) * double(n) * double(k) : 0.0; }
+};
+
+// What a cost is computed for: the batch shape and this rank's share of the layout.
+struct CostContext {
+  Dims d;
+  DType dt = DType::fp32, stat_dt = DType::fp32;
+  int tp = 1;
+  bool sequence_parallel = false;
+  Recompute recompute = Recompute::none;
+  // A record of `bytes` kept from forward to backward, when `k` keeps it.
+  void saved(std::vector<Cost>& out, const std::string& what, Keep k, int64_t bytes) const {
+    if (kept(k, recompute)) out.push_back({Cost::Kind::saved, what, false, 0, 0, 0, dt, bytes, "", ""});
+  }
+  // A memory-bound kernel's record: `bytes` read and written.
+  void memory(std::vector<Cost>& out, const std::string& what, bool backward, int64_t bytes) const {
+    out.push_back({Cost::Kind::memory, what, backward, 0, 0, 0, dt, bytes, "", ""});
+  }
+};
+
+// ---- precision transforms of a GEMM ----
+
+// What a Linear's GEMM operands pass through before the product (the fp8 simulation,
+// precision/fp8.h; the block-scaled formats later). The pointers given are replaced by those
+// of the (quantized) operands to use; they stay valid until the next call.
+class GemmQuantizer {
+ public:
+  virtual ~GemmQuantizer() = default;
+  // forward: x (N, C) and w (C, OC); `training`: a training step's forward.
+  virtual void forward(Backend& be, const void*& x, int64_t nx, const void*& w, int64_t nw, bool training) = 0;
+  // backward: w, the output gradient g (N, OC) and x.
+  virtual void backward(Backend& be, const void*& w, int64_t nw, const void*& g, int64_t ng, const void*& x,
+                        int64_t nx) = 0;
+};
+
+}  // namespace meshlm

@@ -1,0 +1,308 @@
+// The stack: units in order through the residual stream, hooks around each, activations laid
+// out per batch shape (the units plan their own buffers; the stack keeps the stage's input and
+// the residual stream's gradient).
+#include "model/model.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/rng.h"
+
+namespace meshlm {
+
+namespace {
+
+DType master_of(DType compute) { return compute == DType::fp64 ? DType::fp64 : DType::fp32; }
+
+DType checked_compute(DType compute, const Backend& be) {
+  MESHLM_CHECK(compute == DType::fp32 || compute == DType::fp64 || compute == DType::bf16 || compute == DType::fp16,
+               std::string("model compute dtype must be fp32, fp64, bf16 or fp16, got ") + dtype_name(compute));
+  for (Op op : {Op::matmul, Op::layernorm, Op::attention, Op::gelu, Op::residual, Op::embedding, Op::crossentropy})
+    MESHLM_CHECK(be.supports(op, compute), std::string("backend ") + be.name() + " does not run " + op_name(op) +
+                                               " in " + dtype_name(compute));
+  return compute;
+}
+
+const Plan& checked_plan(const Plan& plan, const Communicator* tp) {
+  plan.validate();
+  const int group = tp ? tp->size() : 1;
+  MESHLM_CHECK(plan.mesh.tp == group, "model: the plan's tp is " + std::to_string(plan.mesh.tp) +
+                                          " but the tensor-parallel group has " + std::to_string(group) + " ranks");
+  return plan;
+}
+
+std::vector<ParamDecl> declarations(const DecoderUnits& u) {
+  std::vector<ParamDecl> d;
+  if (u.embedding) u.embedding->declare(d);
+  for (const auto& b : u.blocks) b->declare(d);
+  if (u.head) u.head->declare(d);
+  return d;
+}
+
+}  // namespace
+
+Model::Model(const ModelConfig& cfg, Backend& backend, DType compute, const Plan& plan, Communicator* tp,
+             int pp_rank)
+    : cfg_(cfg),
+      plan_(checked_plan(plan, tp)),
+      stage_(plan_.stage(pp_rank)),
+      be_(backend),
+      dt_(checked_compute(compute, backend)),
+      tp_(tp, backend, compute),
+      units_(gpt2_units(cfg, stage_, plan_.mesh.tp)),
+      w_(ParamTable(declarations(units_), plan_, tp ? tp->rank() : 0), backend, compute) {
+  if (stage_.n_layers < 0) stage_.n_layers = cfg.n_layer - stage_.first_layer;
+  for (Unit* u : units()) u->bind(w_.table());
+}
+
+std::vector<Unit*> Model::units() const {
+  std::vector<Unit*> v;
+  if (units_.embedding) v.push_back(units_.embedding.get());
+  for (const auto& b : units_.blocks) v.push_back(b.get());
+  if (units_.head) v.push_back(units_.head.get());
+  return v;
+}
+
+int64_t Model::first_offset(const Unit& u) const {
+  int64_t lo = w_.table().total();
+  for (const ParamEntry& e : w_.table().entries())
+    if (e.group == u.name()) lo = std::min(lo, e.offset);
+  return lo;
+}
+
+void Model::init(uint64_t seed) {
+  Tensor host({w_.table().total()}, master_dtype());  // drawn on the host, then uploaded
+  init_params(w_.table(), seed, host.view());
+  be_.upload(params().data(), host.data(), host.nbytes());
+  update_compute_weights();
+}
+
+void Model::zero_grad() { be_.zero(grads().data(), grads().nbytes()); }
+
+void Model::update_compute_weights(const WeightRounding& r, int64_t begin, int64_t end) {
+  if (dt_ == master_dtype()) return;
+  if (end < 0) end = w_.table().total();
+  const float* master = params().as<float>();
+  uint16_t* out = compute_weights().as<uint16_t>();
+  if (!r.stochastic) return be_.convert(dt_, out + begin, DType::fp32, master + begin, end - begin);
+  for (const ParamEntry& e : w_.table().entries()) {
+    const int64_t lo = std::max(e.offset, begin), hi = std::min(e.offset + e.numel(), end);
+    if (lo >= hi) continue;
+    // bits keyed by (name, element index in the parameter, step)
+    const uint64_t stream = mix64(hash_name(e.name) ^ uint64_t(r.step));
+    be_.convert_stochastic(dt_, out + lo, master + lo, hi - lo, r.seed, stream, lo - e.offset);
+  }
+}
+
+void Model::master_from_compute_weights() {
+  MESHLM_CHECK(dt_ != master_dtype(), "master_from_compute_weights: no 16-bit compute copy");
+  be_.convert(DType::fp32, params().data(), dt_, compute_weights().data(), w_.table().total());
+}
+
+std::vector<Linear*> Model::block_linears() {
+  std::vector<Linear*> v;
+  for (const auto& b : units_.blocks)
+    for (Linear* l : b->linears()) v.push_back(l);
+  return v;
+}
+
+void Model::set_slots(int slots) {
+  MESHLM_CHECK(slots >= 1, "set_slots: at least one slot");
+  if (slots == slots_) return;
+  slots_ = slots;
+  B_cap_ = T_cap_ = 0;  // the next forward lays the activations out again
+}
+
+Dims Model::dims(int64_t B, int64_t T) const {
+  const int64_t N = B * T;
+  return {B, T, N, plan_.sequence_parallel ? N / plan_.mesh.tp : N};
+}
+
+Ctx Model::ctx(bool training) { return Ctx{be_, dt_, tp_, w_, acts_, d_, plan_.sequence_parallel, training}; }
+
+void Model::ensure_activations(int64_t B, int64_t T) {
+  MESHLM_CHECK(B > 0 && T > 0, "batch and sequence length must be positive");
+  MESHLM_CHECK(T <= cfg_.max_seq_len, "sequence length " + std::to_string(T) + " exceeds the model's max_seq_len " +
+                                          std::to_string(cfg_.max_seq_len));
+  MESHLM_CHECK(!plan_.sequence_parallel || (B * T) % plan_.mesh.tp == 0,
+               "sequence parallelism: batch x seq_len (" + std::to_string(B * T) + ") must be a multiple of tp");
+  if (d_.B == B && d_.T == T && B_cap_ > 0) return;
+  // Every unit lays out its buffers for (B, T); a shape within the capacity reuses the memory.
+  d_ = dims(B, T);
+  ActivationPlanner p(plan_.recompute);
+  x0_ = p.saved(d_.Ns * cfg_.n_embd);  // (Ns, C): the embedding's output, or the previous stage's
+  for (Unit* u : units()) u->plan(p, d_, plan_.sequence_parallel);
+  dres_ = p.scratch("grad.residual", d_.Ns * cfg_.n_embd);  // (Ns, C)
+  if (B * T <= B_cap_ * T_cap_ && T <= T_cap_) return acts_.relayout(p);
+  B_cap_ = B;
+  T_cap_ = T;
+  acts_ = Activations(p, slots_, be_, dt_, master_dtype());
+  if (units_.embedding) units_.embedding->set_token_slots(be_, slots_, d_.N);
+  targets_ = Buffer(size_t(d_.N) * sizeof(int32_t), be_);
+  has_grad_.assign(size_t(slots_), 0);
+}
+
+double Model::forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float dloss_scale) {
+  MESHLM_CHECK(stage_.first && stage_.last, "forward: this model is one pipeline stage (use forward_micro)");
+  return forward_micro(0, tokens, nullptr, targets, B, T, dloss_scale);
+}
+
+void Model::check_targets(const int32_t* targets, int64_t N) const {
+  for (int64_t i = 0; i < N; i++)
+    MESHLM_CHECK(targets[i] >= 0 && targets[i] < cfg_.vocab_size,
+                 "target id " + std::to_string(targets[i]) + " is outside the vocabulary [0, " +
+                     std::to_string(cfg_.vocab_size) + ")");
+}
+
+double Model::forward_micro(int slot, const int32_t* tokens, const void* input, const int32_t* targets, int64_t B,
+                            int64_t T, float dloss_scale) {
+  MESHLM_CHECK(slot >= 0 && slot < slots_, "forward_micro: slot " + std::to_string(slot) + " of " +
+                                               std::to_string(slots_));
+  ensure_activations(B, T);
+  acts_.set_slot(slot);
+  has_grad_[size_t(slot)] = 0;
+  Ctx c = ctx(dloss_scale != 0.0f);  // only training steps feed the fp8 amax histories
+  void* x0 = acts_.at(x0_);
+  if (units_.embedding) {
+    MESHLM_CHECK(tokens, "forward: the first stage needs tokens");
+    if (hooks_) hooks_->before_forward({units_.embedding->name(), first_offset(*units_.embedding)});
+    units_.embedding->forward(c, tokens, x0);
+  } else {
+    MESHLM_CHECK(input, "forward: a stage after the first needs the previous stage's output");
+    be_.copy(x0, input, size_t(d_.Ns * cfg_.n_embd) * c.esz());
+  }
+  const void* x = x0;  // (Ns, C) the residual stream
+  for (const auto& b : units_.blocks) {
+    if (hooks_) hooks_->before_forward({b->name(), first_offset(*b)});
+    b->forward(c, x, true);
+    x = acts_.at(b->output());
+  }
+  if (!units_.head) {
+    has_grad_[size_t(slot)] = dloss_scale != 0.0f;
+    return 0.0;
+  }
+  if (hooks_) hooks_->before_forward({units_.head->name(), first_offset(*units_.head)});
+  if (!targets) return units_.head->forward(c, x, nullptr, 0.0f);
+  check_targets(targets, d_.N);
+  has_grad_[size_t(slot)] = dloss_scale != 0.0f;
+  be_.upload(targets_.data(), targets, size_t(d_.N) * sizeof(int32_t));
+  return units_.head->forward(c, x, targets_.as<int32_t>(), dloss_scale);
+}
+
+void Model::backward_micro(int slot, const void* doutput) {
+  MESHLM_CHECK(slot >= 0 && slot < slots_ && d_.N > 0 && has_grad_[size_t(slot)],
+               "backward() needs a forward() with targets and a dloss_scale");
+  has_grad_[size_t(slot)] = 0;
+  acts_.set_slot(slot);
+  Ctx c = ctx(true);
+  void* dres = acts_.at(dres_);  // (Ns, C) the gradient of the residual stream
+  const auto& blocks = units_.blocks;
+  auto input_of = [&](size_t i) { return i > 0 ? acts_.at(blocks[i - 1]->output()) : acts_.at(x0_); };
+  if (units_.head) {
+    if (hooks_) hooks_->before_backward({units_.head->name(), first_offset(*units_.head)});
+    units_.head->backward(c, input_of(blocks.size()), dres);
+    if (hooks_) hooks_->grads_final_from(first_offset(*units_.head));
+  } else {
+    MESHLM_CHECK(doutput, "backward: a stage before the last needs the gradient of its output");
+    be_.copy(dres, doutput, size_t(d_.Ns * cfg_.n_embd) * c.esz());
+  }
+  for (size_t i = blocks.size(); i-- > 0;) {
+    BlockUnit& b = *blocks[i];
+    if (hooks_) hooks_->before_backward({b.name(), first_offset(b)});
+    // Recomputation: what the block's forward did not keep, rebuilt from what it did.
+    if (plan_.recompute == Recompute::full) b.forward(c, input_of(i), false);
+    if (plan_.recompute == Recompute::selective) b.recompute_selective(c);
+    b.backward(c, input_of(i), dres);
+    if (hooks_) hooks_->grads_final_from(first_offset(b));
+  }
+  if (units_.embedding) {
+    if (hooks_) hooks_->before_backward({units_.embedding->name(), first_offset(*units_.embedding)});
+    units_.embedding->backward(c, dres);
+  }
+  if (hooks_) hooks_->grads_final_from(0);  // a later stage: dres holds the gradient of its input
+}
+
+const void* Model::output(int slot) const {
+  MESHLM_CHECK(slot >= 0 && slot < slots_ && d_.N > 0, "output: no such slot");
+  return acts_.at_slot(units_.blocks.empty() ? x0_ : units_.blocks.back()->output(), slot);
+}
+
+const void* Model::input_grad() const { return acts_.at(dres_); }
+
+int64_t Model::boundary_elems(int64_t B, int64_t T) const { return dims(B, T).Ns * cfg_.n_embd; }
+
+std::vector<Cost> Model::cost(int64_t B, int64_t T) const {
+  CostContext c{dims(B, T), dt_, master_dtype(), plan_.mesh.tp, plan_.sequence_parallel, plan_.recompute};
+  std::vector<Cost> out;
+  for (Unit* u : units()) u->cost(c, out);
+  out.push_back({Cost::Kind::saved, "stage input", false, 0, 0, 0, dt_,
+                 c.d.Ns * cfg_.n_embd * int64_t(dtype_size(dt_)), "", ""});
+  return out;
+}
+
+ParamTable param_table(const ModelConfig& cfg, const Plan& plan, int pp_rank, int tp_rank) {
+  return ParamTable(declarations(gpt2_units(cfg, plan.stage(pp_rank), plan.mesh.tp)), plan, tp_rank);
+}
+
+double UnitCost::forward_flops() const {
+  double f = 0;
+  for (const Cost& c : ops)
+    if (!c.backward) f += c.flops();
+  return f;
+}
+
+std::vector<UnitCost> unit_costs(const ModelConfig& cfg, const Plan& plan, int pp_rank, DType dt, int64_t B,
+                                 int64_t T) {
+  plan.validate();
+  DecoderUnits u = gpt2_units(cfg, plan.stage(pp_rank), plan.mesh.tp);
+  const ParamTable table(declarations(u), plan, 0);
+  const int64_t N = B * T;
+  const CostContext c{{B, T, N, plan.sequence_parallel ? N / plan.mesh.tp : N}, dt, master_of(dt), plan.mesh.tp,
+                      plan.sequence_parallel, plan.recompute};
+  std::vector<UnitCost> out;
+  auto add = [&](Unit& unit) {
+    unit.bind(table);
+    out.push_back({unit.name(), {}});
+    unit.cost(c, out.back().ops);
+  };
+  if (u.embedding) add(*u.embedding);
+  for (auto& b : u.blocks) add(*b);
+  if (u.head) add(*u.head);
+  return out;
+}
+
+std::vector<Model::TensorSpan> Model::tensor_spans() const {
+  std::vector<TensorSpan> spans;
+  const size_t esz = dtype_size(master_dtype());
+  for (const ParamEntry& e : w_.table().entries()) {
+    spans.push_back({e.group, "weights", e.name, master_dtype(),
+                     static_cast<const char*>(params().data()) + size_t(e.offset) * esz, e.numel()});
+    spans.push_back({e.group, "grads", e.name, master_dtype(),
+                     static_cast<const char*>(grads().data()) + size_t(e.offset) * esz, e.numel()});
+  }
+  if (d_.N == 0) return spans;  // no forward yet
+  if (units_.embedding) spans.push_back({"embedding", "activations", "input", dt_, acts_.at(x0_), x0_.n});
+  for (Unit* u : units()) {
+    std::vector<std::pair<std::string, Act>> acts;
+    u->activations(acts);
+    for (const auto& [name, a] : acts)  // recomputed buffers are not kept: not reported
+      if (!a.scratch) spans.push_back({u->name(), "activations", name, a.stat ? master_dtype() : dt_, acts_.at(a), a.n});
+  }
+  return spans;
+}
+
+std::vector<float> Model::logits_at(int64_t b, int64_t t) const {
+  MESHLM_CHECK(units_.head, "logits_at: this pipeline stage has no LM head");
+  MESHLM_CHECK(!tp_.active(), "logits_at: the logits are split across the tensor-parallel ranks (sample on one rank)");
+  MESHLM_CHECK(b < d_.B && t < d_.T, "logits_at: position outside the last forward");
+  const int64_t Vp = cfg_.padded_vocab_size();
+  std::vector<float> out(static_cast<size_t>(Vp));
+  Tensor row({Vp}, DType::fp32, be_);
+  be_.convert(DType::fp32, row.data(), dt_,
+              static_cast<const char*>(acts_.at(units_.head->logits())) + size_t((b * d_.T + t) * Vp) * dtype_size(dt_),
+              Vp);
+  be_.download(out.data(), row.data(), size_t(Vp) * 4);
+  return out;
+}
+
+}  // namespace meshlm

@@ -1,0 +1,184 @@
+// Model: one pipeline stage of a decoder stack, built from a model family's units
+// (model/gpt2.h) and the plan. It owns this rank's weights (fp32 masters, gradients, the
+// 16-bit compute copy), the activations of the micro-batches in flight and the residual stream
+// between the units, and runs forward and backward through the Backend. The layout comes from
+// the plan (sharding rules, sequence parallelism, recompute, the stage's layers); the model
+// never branches on it: the layers read their shard specs and call the named collectives.
+//
+// Precision: compute in fp32 (any backend), fp64 (the reference backend: the double-precision
+// oracle), or bf16/fp16 (mixed precision: the kernels read a 16-bit copy of the weights made by
+// update_compute_weights(), and store activations in 16 bits; layernorm statistics, attention
+// log-sum-exps and losses stay in the master dtype). Transforms of the GEMMs (fp8) are
+// installed on the Linears by the precision part (precision/fp8.h).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/config.h"
+#include "model/gpt2.h"
+#include "model/layer.h"
+#include "parallel/collectives.h"
+#include "parallel/communicator.h"
+#include "plan/plan.h"
+
+namespace meshlm {
+
+// How update_compute_weights rounds the master weights into the 16-bit compute copy.
+struct WeightRounding {
+  bool stochastic = false;
+  uint64_t seed = 0;
+  int64_t step = 0;
+};
+
+// What the stack tells the data-parallel gradient synchronisation (train/grad_sync.h) as it
+// runs, unit by unit: before a unit's forward and backward (where fully sharded weights will
+// be gathered), and after a unit's backward, from which offset of the flat gradient buffer
+// everything is final. Backward finalizes the buffer from its end (the head, then blocks
+// L-1 ... 0, then the embedding), so the offsets only decrease; the last call is 0.
+struct UnitRef {
+  const std::string& name;
+  int64_t first_offset;  // its parameters' lowest offset in the flat buffers (tied ones aside)
+};
+class UnitHooks {
+ public:
+  virtual ~UnitHooks() = default;
+  virtual void before_forward(const UnitRef&) {}
+  virtual void before_backward(const UnitRef&) {}
+  virtual void grads_final_from(int64_t offset) {}
+};
+
+// The cost of one micro-batch of (B, T) through each unit of stage `pp_rank` of the plan, for
+// tensor-parallel rank 0, without building a model (no memory: the units and the parameter
+// table only). What a layout planner and `--pp-layers balanced` sum.
+struct UnitCost {
+  std::string unit;  // "embedding", "h.0", ..., "final"
+  std::vector<Cost> ops;
+  double forward_flops() const;
+};
+std::vector<UnitCost> unit_costs(const ModelConfig& cfg, const Plan& plan, int pp_rank, DType dt, int64_t B,
+                                 int64_t T);
+
+// The parameter table of stage `pp_rank` of the plan on tensor-parallel rank tp_rank (no
+// weights allocated).
+ParamTable param_table(const ModelConfig& cfg, const Plan& plan, int pp_rank, int tp_rank);
+
+class Model {
+ public:
+  // tp: the tensor-parallel group (null: one rank); its size must be the plan's tp. pp_rank:
+  // which stage of the plan's pipeline split this is (the whole model without a split).
+  Model(const ModelConfig& cfg, Backend& backend, DType compute = DType::fp32, const Plan& plan = {},
+        Communicator* tp = nullptr, int pp_rank = 0);
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  const Plan& plan() const { return plan_; }
+  const StageLayers& stage() const { return stage_; }
+  Backend& backend() const { return be_; }
+  const ParamTable& table() const { return w_.table(); }
+  DType dtype() const { return dt_; }                        // the compute dtype
+  DType master_dtype() const { return w_.master_dtype(); }
+  Tensor& params() { return w_.params(); }  // (P,) flat master weights, in table order
+  Tensor& grads() { return w_.grads(); }    // (P,) flat, same offsets, master dtype
+  const Tensor& params() const { return w_.params(); }
+  const Tensor& grads() const { return w_.grads(); }
+  Tensor& compute_weights() { return w_.compute_copy(); }  // (P,) the 16-bit copy the kernels read
+  void* param(const std::string& name) { return w_.param(w_.entry(name)); }
+
+  // Initializes the master weights (and the compute copy) by global element index.
+  void init(uint64_t seed);
+  void zero_grad();
+  // Rewrites the 16-bit compute copy from the master weights (a no-op when compute is the
+  // master dtype): round to nearest even, or stochastically with random bits that depend only
+  // on (seed, parameter name, element index, step), so every layout rounds the same. [begin,
+  // end): only those elements (end < 0: to the end); ZeRO-1 rounds its own slice.
+  void update_compute_weights(const WeightRounding& r = {}, int64_t begin = 0, int64_t end = -1);
+  // bf16 weights without fp32 masters: the masters take the compute copy's values.
+  void master_from_compute_weights();
+
+  // The Linears of the blocks (in forward order), whose GEMMs a precision transform may take.
+  std::vector<Linear*> block_linears();
+
+  // Micro-batches in flight (pipelining): `slots` sets of saved activations (scratch shared).
+  void set_slots(int slots);
+  int slots() const { return slots_; }
+  Recompute recompute() const { return plan_.recompute; }
+  bool sequence_parallel() const { return plan_.sequence_parallel; }
+  void set_hooks(UnitHooks* hooks) { hooks_ = hooks; }
+
+  // Forward of micro-batch `slot` through this stage. The first stage reads tokens (B, T) on
+  // the host; any other reads `input`, the previous stage's output (Ns, C) in the compute
+  // dtype. The last stage reads targets (B, T, host) and returns the mean loss (else 0); with
+  // dloss_scale != 0 the logits are replaced by the gradient of dloss_scale * mean loss, ready
+  // for backward (use 1/accumulation_steps when accumulating). Other stages leave their
+  // output in output(slot).
+  double forward_micro(int slot, const int32_t* tokens, const void* input, const int32_t* targets, int64_t B,
+                       int64_t T, float dloss_scale);
+  // Backward of micro-batch `slot` (the += convention on the gradients): the last stage starts
+  // from its loss, any other from `doutput`, the gradient of output(slot). A stage other than
+  // the first leaves the gradient of its input in input_grad() (valid until the next backward).
+  void backward_micro(int slot, const void* doutput);
+  const void* output(int slot) const;  // (Ns, C), compute dtype
+  const void* input_grad() const;      // (Ns, C), compute dtype
+  int64_t boundary_elems(int64_t B, int64_t T) const;  // Ns * C: what passes between stages
+
+  // The whole model on one stage: forward (slot 0) and backward.
+  double forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float dloss_scale = 0.0f);
+  void backward() { backward_micro(0, nullptr); }
+
+  // Bytes of activations (every slot's saved part plus the shared scratch), and what one
+  // micro-batch keeps from its forward to its backward.
+  int64_t activation_bytes() const { return acts_.bytes(); }
+  int64_t saved_activation_bytes() const { return acts_.saved_bytes(); }
+  // Tensor-parallel payload since the last reset (TpCollectives::bytes).
+  int64_t tp_bytes() const { return tp_.bytes(); }
+  void reset_tp_bytes() { tp_.reset_bytes(); }
+
+  // The cost of one micro-batch of (B, T) through this stage, per operation (model/layer.h).
+  std::vector<Cost> cost(int64_t B, int64_t T) const;
+
+  // The model's tensors grouped for the numerics report: per unit ("embedding", "h.0", ...,
+  // "final") and kind ("weights": master values, "activations": what the last forward kept, in
+  // the compute dtype, "grads": parameter gradients as backward left them).
+  struct TensorSpan {
+    std::string layer, kind, name;
+    DType dtype;
+    const void* data;
+    int64_t n;
+  };
+  std::vector<TensorSpan> tensor_spans() const;
+
+  // Logits (Vp,) of position (b, t) of the last forward run without dloss_scale, as fp32,
+  // first V entries meaningful (one rank: the logits are split across tensor-parallel ranks).
+  std::vector<float> logits_at(int64_t b, int64_t t) const;
+
+ private:
+  void ensure_activations(int64_t B, int64_t T);
+  Ctx ctx(bool training);
+  Dims dims(int64_t B, int64_t T) const;
+  std::vector<Unit*> units() const;
+  int64_t first_offset(const Unit& u) const;  // its parameters' lowest offset, tied ones aside
+  void check_targets(const int32_t* targets, int64_t N) const;
+
+  ModelConfig cfg_;
+  Plan plan_;
+  StageLayers stage_;
+  Backend& be_;
+  DType dt_;
+  TpCollectives tp_;
+  DecoderUnits units_;
+  Weights w_;
+  Activations acts_;
+  Dims d_;                                // of the last forward
+  int64_t B_cap_ = 0, T_cap_ = 0;         // the activations' capacity
+  int slots_ = 1;
+  Act x0_, dres_;     // the stage's input (Ns, C) per slot; the residual stream's gradient
+  Buffer targets_;    // (B, T) int32 of the last forward with targets
+  std::vector<char> has_grad_;  // per slot: whether its forward left a loss gradient
+  UnitHooks* hooks_ = nullptr;
+};
+
+}  // namespace meshlm

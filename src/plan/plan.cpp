@@ -1,0 +1,138 @@
+#include "plan/plan.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace meshlm {
+
+const char* sharding_name(Sharding s) {
+  return s == Sharding::replicated ? "replicated" : s == Sharding::columns ? "columns" : "rows";
+}
+
+Recompute recompute_from_name(const std::string& name) {
+  if (name == "none") return Recompute::none;
+  if (name == "selective") return Recompute::selective;
+  if (name == "full") return Recompute::full;
+  throw Error("recompute must be none, selective or full, not '" + name + "'");
+}
+
+const char* recompute_name(Recompute r) {
+  return r == Recompute::none ? "none" : r == Recompute::selective ? "selective" : "full";
+}
+
+const char* grad_sync_name(GradSyncKind k) {
+  return k == GradSyncKind::none ? "none" : k == GradSyncKind::buckets ? "buckets" : "zero1";
+}
+
+std::vector<int64_t> pipeline_split(int64_t n_layer, int pp, const std::string& spec) {
+  MESHLM_CHECK(pp >= 1, "pp must be >= 1");
+  std::vector<int64_t> split;
+  if (spec.empty()) {
+    MESHLM_CHECK(n_layer % pp == 0, "pipeline: " + std::to_string(n_layer) + " layers do not split evenly into " +
+                                        std::to_string(pp) + " stages; give the split with --pp-layers (e.g. " +
+                                        std::to_string(n_layer / pp + 1) + ",...)");
+    return std::vector<int64_t>(size_t(pp), n_layer / pp);
+  }
+  size_t pos = 0;
+  while (pos <= spec.size()) {
+    const size_t comma = std::min(spec.find(',', pos), spec.size());
+    const std::string item = spec.substr(pos, comma - pos);
+    int64_t n = 0;
+    size_t used = 0;
+    try {
+      n = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    MESHLM_CHECK(used == item.size() && used > 0 && n >= 1,
+                 "--pp-layers '" + spec + "': '" + item + "' is not a positive layer count");
+    split.push_back(n);
+    pos = comma + 1;
+  }
+  int64_t sum = 0;
+  for (int64_t n : split) sum += n;
+  MESHLM_CHECK(int(split.size()) == pp, "--pp-layers '" + spec + "' names " + std::to_string(split.size()) +
+                                            " stages but pp is " + std::to_string(pp));
+  MESHLM_CHECK(sum == n_layer, "--pp-layers '" + spec + "' holds " + std::to_string(sum) +
+                                   " layers but the model has " + std::to_string(n_layer));
+  return split;
+}
+
+std::vector<int64_t> balanced_pipeline_split(int64_t L, int pp, double block, double head) {
+  MESHLM_CHECK(pp >= 1 && pp <= L, "--pp-layers balanced: " + std::to_string(pp) + " stages need at least as many layers (the model has " +
+                                       std::to_string(L) + ")");
+  // best[s][i]: the smallest possible cost of the most expensive of stages 0..s holding
+  // layers [0, i); from[s][i]: where stage s starts in that split.
+  const double inf = 1e300;
+  std::vector<std::vector<double>> best(size_t(pp), std::vector<double>(size_t(L + 1), inf));
+  std::vector<std::vector<int64_t>> from(size_t(pp), std::vector<int64_t>(size_t(L + 1), 0));
+  for (int64_t i = 1; i <= L; i++) best[0][size_t(i)] = double(i) * block + (pp == 1 ? head : 0);
+  for (int s = 1; s < pp; s++)
+    for (int64_t i = s + 1; i <= L; i++)
+      for (int64_t j = s; j < i; j++) {  // stage s holds [j, i)
+        const double c = std::max(best[size_t(s - 1)][size_t(j)], double(i - j) * block + (s == pp - 1 ? head : 0));
+        if (c < best[size_t(s)][size_t(i)]) {
+          best[size_t(s)][size_t(i)] = c;
+          from[size_t(s)][size_t(i)] = j;
+        }
+      }
+  std::vector<int64_t> split(static_cast<size_t>(pp));
+  int64_t end = L;
+  for (int s = pp - 1; s > 0; s--) {
+    split[size_t(s)] = end - from[size_t(s)][size_t(end)];
+    end = from[size_t(s)][size_t(end)];
+  }
+  split[0] = end;
+  return split;
+}
+
+StageLayers stage_layers(const std::vector<int64_t>& split, int stage) {
+  MESHLM_CHECK(stage >= 0 && stage < int(split.size()), "stage_layers: no such stage");
+  StageLayers s;
+  for (int i = 0; i < stage; i++) s.first_layer += split[size_t(i)];
+  s.n_layers = split[size_t(stage)];
+  s.first = stage == 0;
+  s.last = stage == int(split.size()) - 1;
+  return s;
+}
+
+ShardRule Plan::shard_of(const std::string& name) const {
+  if (mesh.tp > 1)
+    for (const ShardRule& r : sharding)
+      if (::fnmatch(r.pattern.c_str(), name.c_str(), 0) == 0) return r;
+  return {name, Sharding::replicated, 1};
+}
+
+StageLayers Plan::stage(int pp_rank) const {
+  if (pp_split.empty()) {
+    MESHLM_CHECK(pp_rank == 0, "plan: no pipeline split, so no stage " + std::to_string(pp_rank));
+    return {};
+  }
+  return stage_layers(pp_split, pp_rank);
+}
+
+void Plan::validate() const {
+  MESHLM_CHECK(mesh.dp >= 1 && mesh.tp >= 1 && mesh.pp >= 1, "dp, tp and pp must be >= 1");
+  MESHLM_CHECK(!sequence_parallel || mesh.tp > 1, "sequence parallelism needs tensor parallelism (tp > 1)");
+  MESHLM_CHECK(pp_split.empty() ? mesh.pp == 1 : int(pp_split.size()) == mesh.pp,
+               "plan: the pipeline split names " + std::to_string(pp_split.size()) + " stages but pp is " +
+                   std::to_string(mesh.pp));
+  MESHLM_CHECK((grad_sync == GradSyncKind::none) == (mesh.dp == 1),
+               std::string("plan: gradient synchronisation '") + grad_sync_name(grad_sync) + "' with dp " +
+                   std::to_string(mesh.dp));
+  MESHLM_CHECK(grad_reduce == DType::fp32 || grad_reduce == DType::bf16, "gradients reduce in fp32 or bf16");
+  MESHLM_CHECK(bucket_mb > 0, "bucket_mb must be positive");
+}
+
+std::string Plan::describe() const {
+  std::string s = mesh.describe() + ", " + grad_sync_name(grad_sync);
+  if (sequence_parallel) s += ", sequence parallel";
+  s += std::string(", recompute ") + recompute_name(recompute);
+  if (mesh.pp > 1) s += std::string(", pipeline ") + pipeline_schedule_name(pp_schedule);
+  return s;
+}
+
+}  // namespace meshlm

@@ -1,0 +1,91 @@
+// The parallel layout of a run as one validated value: the mesh shape, how each parameter is
+// split across the tensor-parallel ranks (rules keyed by Hugging Face parameter-name patterns),
+// sequence parallelism, activation recomputation, the pipeline split and schedule, and how
+// gradients are synchronised across the data-parallel ranks. Layers read their shard spec from
+// the plan; model code never branches on the layout. A model family supplies its sharding rules
+// (model/gpt2.h); the trainer builds the plan from the run's config (train/config.h).
+//
+// Worked example (GPT-2, tp 2): "transformer.h.*.attn.c_attn.*" is columns in 3 groups (each of
+// q, k, v split by heads: rank 1 holds heads [NH/2, NH) of each), "*.c_proj.weight" rows,
+// "transformer.wte.weight" rows (the vocabulary: rank 1 holds rows [Vp/2, Vp)), and every other
+// parameter (layernorms, the projections' biases, wpe) is replicated.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "parallel/mesh.h"
+#include "parallel/pipeline.h"
+
+namespace meshlm {
+
+// How a parameter is split across tensor-parallel ranks: replicated (every rank holds it all),
+// columns (the last dimension split; `groups` > 1 splits each of that many equal column groups
+// separately, as c_attn's q | k | v), or rows (the first dimension split).
+enum class Sharding { replicated, columns, rows };
+const char* sharding_name(Sharding s);
+
+// A parameter-name pattern (fnmatch: `*` matches any run of characters, dots included) and the
+// split of the parameters it matches. The first matching rule wins; no match is replicated.
+struct ShardRule {
+  std::string pattern;
+  Sharding shard = Sharding::replicated;
+  int64_t groups = 1;
+};
+
+// Activation recomputation: none keeps every activation backward reads; selective keeps the
+// matrix products' outputs and recomputes the cheap element-wise parts (attention core, GELU)
+// in backward; full keeps only each block's input and reruns the whole block's forward.
+enum class Recompute { none, selective, full };
+Recompute recompute_from_name(const std::string& name);  // throws on an unknown name
+const char* recompute_name(Recompute r);
+
+// How gradients meet across the data-parallel ranks (train/grad_sync.h implements each):
+// none (dp 1), buckets (all-reduced in buckets during backward), zero1 (reduce-scattered; each
+// rank steps its shard of the optimizer state and all-gathers the updated weights).
+enum class GradSyncKind { none, buckets, zero1 };
+const char* grad_sync_name(GradSyncKind k);
+
+// The part of the model one pipeline stage holds: blocks [first_layer, first_layer + n_layers),
+// the embeddings when `first`, the final norm and the LM head when `last`. With a tied LM head
+// the first and the last stage each hold a copy of the embedding and sum its gradient
+// (docs/parallel.md). The default is the whole model.
+struct StageLayers {
+  int64_t first_layer = 0, n_layers = -1;  // -1: every layer
+  bool first = true, last = true;
+};
+
+// Layers per pipeline stage: the explicit split `spec` ("3,3,2": one positive count per stage,
+// summing to n_layer) or, when empty, an even split (n_layer a multiple of pp). Anything else
+// throws naming the problem: layers are never silently dropped.
+std::vector<int64_t> pipeline_split(int64_t n_layer, int pp, const std::string& spec = "");
+// The split that makes the most expensive stage as cheap as possible, given the cost of one
+// block and the extra cost of the last stage (the LM head): a dynamic program over the
+// contiguous splits. (`--pp-layers balanced`; the costs come from the layers, model/model.h.)
+std::vector<int64_t> balanced_pipeline_split(int64_t n_layer, int pp, double block_cost, double head_cost);
+// Stage `stage` of the split.
+StageLayers stage_layers(const std::vector<int64_t>& split, int stage);
+
+struct Plan {
+  MeshShape mesh;
+  std::vector<ShardRule> sharding;  // used when mesh.tp > 1
+  bool sequence_parallel = false;   // layernorm/residual regions split along the sequence (tp > 1)
+  Recompute recompute = Recompute::none;
+  std::vector<int64_t> pp_split;    // layers per stage (empty: the whole model on one stage)
+  PipelineSchedule pp_schedule = PipelineSchedule::one_f_one_b;
+  GradSyncKind grad_sync = GradSyncKind::none;
+  double bucket_mb = 25;     // buckets: size in MB of fp32 gradients
+  bool overlap = true;       // buckets: reduce during backward (else one reduction after it)
+  DType grad_reduce = DType::fp32;  // the dtype gradients travel in (fp32 | bf16)
+
+  // The rule for a parameter (replicated when tp is 1 or no rule matches), with its groups.
+  ShardRule shard_of(const std::string& name) const;
+  StageLayers stage(int pp_rank) const;
+  // Throws a one-line error naming the inconsistency (sequence parallel without tp, a split
+  // that does not match pp, ZeRO-1 without dp, ...).
+  void validate() const;
+  std::string describe() const;  // "dp 2 x tp 2 x pp 1, zero1, sequence parallel, recompute none"
+};
+
+}  // namespace meshlm

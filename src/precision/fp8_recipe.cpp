@@ -1,0 +1,117 @@
+#include "precision/fp8_recipe.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace meshlm {
+
+class Fp8Recipe::Site final : public GemmQuantizer {
+ public:
+  Site(Fp8Recipe& r, const Fp8ScalingConfig& cfg)
+      : r_(r), x(DType::fp8_e4m3, cfg), w(DType::fp8_e4m3, cfg), g(DType::fp8_e5m2, cfg) {}
+
+  void forward(Backend& be, const void*& xp, int64_t nx, const void*& wp, int64_t nw, bool training) override {
+    uint16_t* xq = r_.scratch(r_.a_, nx, be);  // (N, C)
+    uint16_t* wq = r_.scratch(r_.b_, nw, be);  // (C, OC)
+    const float ax = be.fake_quantize(DType::fp8_e4m3, xq, xp, nx, scale(be, x, xp, nx));
+    const float aw = be.fake_quantize(DType::fp8_e4m3, wq, wp, nw, scale(be, w, wp, nw));
+    if (training) {
+      x_amax = std::max(x_amax, ax);
+      w_amax = std::max(w_amax, aw);
+    }
+    xp = xq;
+    wp = wq;
+  }
+  // The operands as forward saw them (the same scales until end_step), dout in e5m2.
+  void backward(Backend& be, const void*& wp, int64_t nw, const void*& gp, int64_t ng, const void*& xp,
+                int64_t nx) override {
+    uint16_t* wq = r_.scratch(r_.b_, nw + nx, be);  // (C, OC), then x (N, C)
+    uint16_t* gq = r_.scratch(r_.a_, ng, be);       // (N, OC)
+    be.fake_quantize(DType::fp8_e4m3, wq, wp, nw, scale(be, w, wp, nw));
+    g_amax = std::max(g_amax, be.fake_quantize(DType::fp8_e5m2, gq, gp, ng, scale(be, g, gp, ng)));
+    be.fake_quantize(DType::fp8_e4m3, wq + nw, xp, nx, scale(be, x, xp, nx));
+    wp = wq;
+    gp = gq;
+    xp = wq + nw;
+  }
+  void end_step() {
+    auto record = [](Fp8Scale& s, float& amax) {
+      if (std::isfinite(amax)) s.record_amax(amax);  // an inf is the loss's problem, not the scale's
+      amax = 0;
+    };
+    record(x, x_amax);
+    record(w, w_amax);
+    record(g, g_amax);
+  }
+
+  Fp8Recipe& r_;
+  Fp8Scale x, w, g;
+  float x_amax = 0, w_amax = 0, g_amax = 0;
+
+ private:
+  // The delayed scale, or before any history the just-in-time one of the tensor at hand.
+  static float scale(Backend& be, const Fp8Scale& s, const void* t, int64_t n) {
+    return s.has_history() ? s.pow2_scale() : s.pow2_scale_for(be.amax(DType::bf16, t, n));
+  }
+};
+
+namespace {
+uint16_t* grown(Tensor& t, int64_t n, Backend& be) {
+  if (t.numel() < n) t = Tensor({n}, DType::bf16, be);
+  return t.as<uint16_t>();
+}
+}  // namespace
+
+Fp8Recipe::Fp8Recipe(Model& model, const Fp8ScalingConfig& cfg) : model_(model) {
+  MESHLM_CHECK(model.dtype() == DType::bf16, "fp8 needs the bf16 compute dtype");
+  const std::vector<Linear*> mine = model.block_linears();
+  const int64_t per_block = int64_t(mine.size()) / std::max<int64_t>(1, model.stage().n_layers);
+  for (int64_t i = 0; i < per_block * model.config().n_layer; i++) sites_.push_back(std::make_unique<Site>(*this, cfg));
+  const int64_t first = model.stage().first_layer * per_block;
+  for (size_t i = 0; i < mine.size(); i++) mine[i]->set_quantizer(sites_[size_t(first) + i].get());
+}
+
+Fp8Recipe::~Fp8Recipe() {
+  for (Linear* l : model_.block_linears()) l->set_quantizer(nullptr);
+}
+
+uint16_t* Fp8Recipe::scratch(Tensor& t, int64_t n, Backend& be) { return grown(t, n, be); }
+
+void Fp8Recipe::end_step() {
+  for (auto& s : sites_) s->end_step();
+}
+
+std::vector<float> Fp8Recipe::step_amaxes() const {
+  std::vector<float> a;
+  for (const auto& s : sites_) a.insert(a.end(), {s->x_amax, s->w_amax, s->g_amax});
+  return a;
+}
+
+void Fp8Recipe::set_step_amaxes(const std::vector<float>& a) {
+  MESHLM_CHECK(a.size() == 3 * sites_.size(), "fp8: wrong number of amaxes");
+  for (size_t i = 0; i < sites_.size(); i++) {
+    sites_[i]->x_amax = a[3 * i];
+    sites_[i]->w_amax = a[3 * i + 1];
+    sites_[i]->g_amax = a[3 * i + 2];
+  }
+}
+
+nlohmann::json Fp8Recipe::state() const {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& s : sites_) j.push_back({s->x.to_json(), s->w.to_json(), s->g.to_json()});
+  return j;
+}
+
+void Fp8Recipe::set_state(const nlohmann::json& j) {
+  MESHLM_CHECK(j.is_array() && j.size() == sites_.size(),
+               "fp8 state: expected " + std::to_string(sites_.size()) + " sites");
+  for (size_t i = 0; i < sites_.size(); i++) {
+    sites_[i]->x.from_json(j[i].at(0));
+    sites_[i]->w.from_json(j[i].at(1));
+    sites_[i]->g.from_json(j[i].at(2));
+  }
+}
+
+}  // namespace meshlm

@@ -1,0 +1,44 @@
+// fp8 as a transform of the model's GEMMs: every Linear of the blocks (GPT-2: c_attn, attn
+// c_proj, c_fc, mlp c_proj) gets a quantizer that passes its input and weight through e4m3 and
+// its output gradient through e5m2, each with a per-tensor delayed scale (precision/fp8.h);
+// the embedding and the LM head stay bf16. The model itself is unchanged (compute dtype bf16).
+//
+// Sites: one per block Linear of the whole model, in model order (layer-major), so every
+// pipeline stage holds the same table (its own Linears use theirs). The amaxes a step sees are
+// recorded by end_step(), after the trainer has max-reduced them over every rank
+// (step_amaxes / set_step_amaxes), so forward and backward of a step use the same scales and
+// every rank derives the same ones. The scratch for the quantized operands is shared by the
+// sites and grows to the largest operands.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
+#include "precision/fp8.h"
+
+namespace meshlm {
+
+class Fp8Recipe {
+ public:
+  Fp8Recipe(Model& model, const Fp8ScalingConfig& cfg);
+  ~Fp8Recipe();
+  Fp8Recipe(const Fp8Recipe&) = delete;
+  Fp8Recipe& operator=(const Fp8Recipe&) = delete;
+  void end_step();
+  // The amaxes this step has seen so far, 3 per site (input, weight, output gradient).
+  std::vector<float> step_amaxes() const;
+  void set_step_amaxes(const std::vector<float>& a);
+  nlohmann::json state() const;  // [[x, w, g], ...] per site
+  void set_state(const nlohmann::json& j);
+
+ private:
+  class Site;
+  uint16_t* scratch(Tensor& t, int64_t n, Backend& be);  // t grown to n elements
+  Model& model_;
+  std::vector<std::unique_ptr<Site>> sites_;
+  Tensor a_, b_;  // quantized operands (bf16): x or g; w then x
+};
+
+}  // namespace meshlm
