@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -87,7 +88,8 @@ struct LocalGroup {
   std::vector<const void*> posted;           // each rank's buffer for the current collective
   std::vector<std::pair<int, int>> colors;   // split: (color, key) per rank
   std::map<int, std::shared_ptr<LocalGroup>> children;  // split: the new group per color
-  std::map<std::tuple<int, int, int>, std::vector<char>> mailbox;  // (src, dest, tag) -> bytes
+  // (src, dest, tag) -> the messages waiting, in the order sent (MPI's non-overtaking rule)
+  std::map<std::tuple<int, int, int>, std::deque<std::vector<char>>> mailbox;
 
   void barrier() {
     std::unique_lock<std::mutex> lk(mu);
@@ -164,19 +166,18 @@ class LocalCommunicator final : public Communicator {
   void send(const void* buf, int64_t n, DType dt, int dest, int tag) override {
     std::lock_guard<std::mutex> lk(g_->mu);
     const char* p = static_cast<const char*>(buf);
-    auto& box = g_->mailbox[{rank_, dest, tag}];
-    MESHLM_CHECK(box.empty(), "local send: a message with this tag is already waiting");
-    box.assign(p, p + size_t(n) * dtype_size(dt));
+    g_->mailbox[{rank_, dest, tag}].emplace_back(p, p + size_t(n) * dtype_size(dt));
     g_->cv.notify_all();
   }
   void recv(void* buf, int64_t n, DType dt, int src, int tag) override {
     std::unique_lock<std::mutex> lk(g_->mu);
     const auto key = std::make_tuple(src, rank_, tag);
     g_->cv.wait(lk, [&] { return !g_->mailbox[key].empty(); });
-    auto& box = g_->mailbox[key];
+    auto& queue = g_->mailbox[key];
+    const std::vector<char>& box = queue.front();
     MESHLM_CHECK(box.size() == size_t(n) * dtype_size(dt), "local recv: message size mismatch");
     std::memcpy(buf, box.data(), box.size());
-    box.clear();
+    queue.pop_front();
   }
   // A send is buffered in the mailbox (complete at once); a receive happens at wait().
   RequestPtr isend(const void* buf, int64_t n, DType dt, int dest, int tag) override {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "parallel/tags.h"
 
 namespace meshlm {
 
@@ -56,6 +57,43 @@ std::vector<NumericsEntry> collect_numerics(const Model& model) {
   for (const Model::TensorSpan& s : model.tensor_spans())
     if (NumericsEntry* e = find(s.layer, s.kind)) e->stats.add(model.backend().tensor_stats(format, s.dtype, s.data, s.n));
   return entries;
+}
+
+std::vector<NumericsEntry> gather_numerics(const Model& stage, Communicator& pp, const Plan& plan) {
+  auto pack = [](const std::vector<NumericsEntry>& entries) {
+    std::vector<double> v;
+    for (const NumericsEntry& e : entries) {
+      const TensorStats& t = e.stats;
+      v.insert(v.end(), {double(t.n), double(t.zero), double(t.underflow), double(t.subnormal),
+                         double(t.overflow), t.amax});
+    }
+    return v;
+  };
+  std::vector<NumericsEntry> mine = collect_numerics(stage);
+  if (pp.rank() != 0) {
+    const std::vector<double> v = pack(mine);
+    pp.send(v.data(), int64_t(v.size()), DType::fp64, 0, tags::kNumerics);
+    return {};
+  }
+  for (int s = 1; s < pp.size(); s++) {
+    std::vector<NumericsEntry> theirs;
+    for (const std::string& layer : numerics_layers(plan.stage(s)))
+      for (const char* kind : {"weights", "activations", "grads"}) theirs.push_back({layer, kind, {}});
+    std::vector<double> v(theirs.size() * 6);
+    pp.recv(v.data(), int64_t(v.size()), DType::fp64, s, tags::kNumerics);
+    for (size_t i = 0; i < theirs.size(); i++) {
+      TensorStats& t = theirs[i].stats;
+      const double* x = &v[6 * i];
+      t.n = int64_t(x[0]);
+      t.zero = int64_t(x[1]);
+      t.underflow = int64_t(x[2]);
+      t.subnormal = int64_t(x[3]);
+      t.overflow = int64_t(x[4]);
+      t.amax = x[5];
+    }
+    mine.insert(mine.end(), theirs.begin(), theirs.end());
+  }
+  return mine;
 }
 
 void NumericsReport::write(int64_t step, const Model& model, double loss_scale) {

@@ -33,6 +33,12 @@ std::vector<std::string> numerics_layers(const StageLayers& stage);
 // (weights, activations, grads), measured against the model's compute format.
 std::vector<NumericsEntry> collect_numerics(const Model& model);
 
+// The numerics report of a pipeline: each stage's entries (numerics_layers x 3 kinds, 6
+// numbers each) go to pipeline rank 0, which knows every stage's layers from the plan. Only
+// the ranks at tp 0, dp 0 take part (the pp group of rank 0). Returns the whole model's
+// entries on pipeline rank 0, nothing elsewhere.
+std::vector<NumericsEntry> gather_numerics(const Model& stage, Communicator& pp, const Plan& plan);
+
 class NumericsReport {
  public:
   // append: continue an existing file (a resumed run), dropping lines past `step`.

@@ -85,13 +85,13 @@ std::vector<std::string> checkpoint_files(const fs::path& dir) {
 
 }  // namespace
 
-void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, const TrainerState& st,
-                     const json& config, const std::string& tokenizer_file, Communicator* group) {
+void save_checkpoint(const std::string& dir, const CheckpointTensors& t, const TrainerState& st, const json& config,
+                     const std::string& tokenizer_file, Communicator* group) {
   const fs::path final_dir(dir);
   const fs::path tmp = final_dir.string() + ".tmp";
-  const int64_t P = model.table().total();
-  const bool sharded = opt && (opt->begin() != 0 || opt->end() != P);
-  MESHLM_CHECK(!sharded || group, "save_checkpoint: a sharded optimizer needs its group");
+  const int64_t P = t.table->total();
+  const bool sharded = t.m && (t.begin != 0 || t.end != P);
+  MESHLM_CHECK(!sharded || group, "save_checkpoint: a slice of the optimizer state needs its group");
   const bool lead = !group || group->rank() == 0;
   if (lead) {
     fs::remove_all(tmp);
@@ -100,30 +100,25 @@ void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, con
   if (sharded) {  // every rank writes its own slice of the moments, with its global range
     group->barrier();  // the directory exists
     const std::map<std::string, std::string> range = {
-        {"begin", std::to_string(opt->begin())}, {"end", std::to_string(opt->end())}, {"total", std::to_string(P)}};
+        {"begin", std::to_string(t.begin)}, {"end", std::to_string(t.end)}, {"total", std::to_string(P)}};
     const fs::path f = tmp / shard_file_name(group->rank(), group->size());
-    const std::vector<float> m = to_host(opt->backend(), opt->m()), v = to_host(opt->backend(), opt->v());
-    write_safetensors(f.string(),
-                      {{"exp_avg", {opt->end() - opt->begin()}, m.data()},
-                       {"exp_avg_sq", {opt->end() - opt->begin()}, v.data()}},
+    write_safetensors(f.string(), {{"exp_avg", {t.end - t.begin}, t.m}, {"exp_avg_sq", {t.end - t.begin}, t.v}},
                       range);
     fsync_path(f);
     group->barrier();  // every slice is on disk
     if (!lead) return;
   }
 
-  const std::vector<float> params = to_host(model.backend(), model.params());
   std::vector<SafeTensorRef> weights;
-  for (const auto& e : model.table().entries())  // hf_shape: the first V rows of wte
-    weights.push_back({e.name, e.hf_shape, params.data() + e.offset});
+  for (const auto& e : t.table->entries())  // hf_shape: the first V rows of wte
+    weights.push_back({e.name, e.hf_shape, t.params + e.offset});
   write_safetensors((tmp / "model.safetensors").string(), weights, {{"format", "pt"}});
 
-  if (opt && !sharded) {
-    const std::vector<float> m = to_host(opt->backend(), opt->m()), v = to_host(opt->backend(), opt->v());
+  if (t.m && !sharded) {
     std::vector<SafeTensorRef> moments;
-    for (const auto& e : model.table().entries()) {
-      moments.push_back({"exp_avg/" + e.name, e.shape, m.data() + e.offset});
-      moments.push_back({"exp_avg_sq/" + e.name, e.shape, v.data() + e.offset});
+    for (const auto& e : t.table->entries()) {
+      moments.push_back({"exp_avg/" + e.name, e.shape, t.m + e.offset});
+      moments.push_back({"exp_avg_sq/" + e.name, e.shape, t.v + e.offset});
     }
     write_safetensors((tmp / "optimizer.safetensors").string(), moments);
   }
@@ -151,6 +146,23 @@ void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, con
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
   if (final_dir.has_parent_path()) fsync_path(final_dir.parent_path());
+}
+
+void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, const TrainerState& st,
+                     const json& config, const std::string& tokenizer_file) {
+  MESHLM_CHECK(model.plan().mesh.tp == 1 && model.stage().first && model.stage().last,
+               "save_checkpoint: a whole model (tp 1, one stage); train/checkpointer.h gathers other layouts");
+  MESHLM_CHECK(!opt || (opt->begin() == 0 && opt->end() == model.table().total()),
+               "save_checkpoint: the optimizer of the whole model");
+  const std::vector<float> params = to_host(model.backend(), model.params());
+  std::vector<float> m, v;
+  if (opt) {
+    m = to_host(opt->backend(), opt->m());
+    v = to_host(opt->backend(), opt->v());
+  }
+  const CheckpointTensors t{&model.table(), params.data(), opt ? m.data() : nullptr, opt ? v.data() : nullptr, 0,
+                            opt ? model.table().total() : 0};
+  save_checkpoint(dir, t, st, config, tokenizer_file);
 }
 
 json verify_checkpoint(const std::string& dir) {
@@ -196,73 +208,112 @@ BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& con
 
 namespace {
 
-// Uploads the part of host src's global range [src_begin, src_end) that falls inside the
-// optimizer's own range [opt.begin, opt.end) into its moments.
-void copy_overlap(const float* m_src, const float* v_src, int64_t src_begin, int64_t src_end, AdamW& opt) {
-  const int64_t lo = std::max(src_begin, opt.begin()), hi = std::min(src_end, opt.end());
-  if (lo >= hi) return;
-  Backend& be = opt.backend();
-  be.upload(opt.m().as<float>() + (lo - opt.begin()), m_src + (lo - src_begin), size_t(hi - lo) * 4);
-  be.upload(opt.v().as<float>() + (lo - opt.begin()), v_src + (lo - src_begin), size_t(hi - lo) * 4);
+// The moments of checkpoint `d`, whole tensor by whole tensor, from optimizer.safetensors
+// (by name) or from the slice files of a ZeRO-1 run at tp 1, pp 1 (ranges of the whole
+// table's flat buffers).
+class MomentReader {
+ public:
+  MomentReader(const fs::path& d, const ParamTable& whole) : whole_(whole) {
+    if (fs::exists(d / "optimizer.safetensors")) {
+      file_ = std::make_unique<SafeTensorsFile>((d / "optimizer.safetensors").string());
+      return;
+    }
+    int64_t covered = 0;
+    for (const std::string& name : checkpoint_files(d)) {
+      if (name.rfind("optimizer.rank", 0) != 0) continue;
+      Slice s{std::make_unique<SafeTensorsFile>((d / name).string()), 0, 0};
+      int64_t total = 0;
+      try {
+        s.begin = std::stoll(s.file->metadata().at("begin"));
+        s.end = std::stoll(s.file->metadata().at("end"));
+        total = std::stoll(s.file->metadata().at("total"));
+      } catch (const std::exception&) {
+        throw Error((d / name).string() + ": no begin/end/total metadata");
+      }
+      MESHLM_CHECK(total == whole.total() && 0 <= s.begin && s.begin <= s.end && s.end <= total,
+                   (d / name).string() + ": range [" + std::to_string(s.begin) + ", " + std::to_string(s.end) +
+                       ") of " + std::to_string(total) + " does not fit this model (" + std::to_string(whole.total()) +
+                       " parameters)");
+      covered += s.end - s.begin;
+      slices_.push_back(std::move(s));
+    }
+    MESHLM_CHECK(!slices_.empty(), d.string() + ": has no optimizer state, cannot resume training from it");
+    MESHLM_CHECK(covered == whole.total(), d.string() + ": the optimizer slices cover " + std::to_string(covered) +
+                                               " of " + std::to_string(whole.total()) + " parameters");
+  }
+  // The whole tensor `name`'s moments (its global shape) into m and v.
+  void read(const std::string& name, std::vector<float>& m, std::vector<float>& v) const {
+    const ParamEntry& e = whole_.at(name);
+    m.resize(size_t(e.numel()));
+    v.resize(size_t(e.numel()));
+    if (file_) {
+      file_->read_f32("exp_avg/" + name, e.shape, m.data());
+      file_->read_f32("exp_avg_sq/" + name, e.shape, v.data());
+      return;
+    }
+    for (const Slice& s : slices_) {
+      const int64_t lo = std::max(s.begin, e.offset), hi = std::min(s.end, e.offset + e.numel());
+      if (lo >= hi) continue;
+      std::vector<float> sm(size_t(s.end - s.begin)), sv(size_t(s.end - s.begin));
+      s.file->read_f32("exp_avg", {s.end - s.begin}, sm.data());
+      s.file->read_f32("exp_avg_sq", {s.end - s.begin}, sv.data());
+      std::copy(sm.begin() + (lo - s.begin), sm.begin() + (hi - s.begin), m.begin() + (lo - e.offset));
+      std::copy(sv.begin() + (lo - s.begin), sv.begin() + (hi - s.begin), v.begin() + (lo - e.offset));
+    }
+  }
+
+ private:
+  struct Slice {
+    std::unique_ptr<SafeTensorsFile> file;
+    int64_t begin, end;
+  };
+  const ParamTable& whole_;
+  std::unique_ptr<SafeTensorsFile> file_;
+  std::vector<Slice> slices_;
+};
+
+// This rank's elements of a whole tensor (host, unsharded) through the entry's global index.
+void take_slice(const ParamEntry& e, const std::vector<float>& whole, std::vector<float>& local) {
+  local.resize(size_t(e.numel()));
+  e.for_each_run([&](int64_t l, int64_t g, int64_t n) {
+    std::copy(whole.begin() + g, whole.begin() + g + n, local.begin() + l);
+  });
 }
 
-// The moments for the optimizer's range, from whichever layout wrote them: one file by
-// parameter name, or per-rank slices with their global ranges (ZeRO-1).
-void load_optimizer_state(const fs::path& d, const ParamTable& table, AdamW& opt) {
-  std::vector<std::string> shards;
-  for (const std::string& n : checkpoint_files(d))
-    if (n.rfind("optimizer.rank", 0) == 0) shards.push_back(n);
-  if (fs::exists(d / "optimizer.safetensors")) {
-    SafeTensorsFile moments((d / "optimizer.safetensors").string());
-    std::vector<float> m, v;
-    for (const auto& e : table.entries()) {
-      if (e.offset + e.numel() <= opt.begin() || e.offset >= opt.end()) continue;
-      m.resize(size_t(e.numel()));
-      v.resize(size_t(e.numel()));
-      moments.read_f32("exp_avg/" + e.name, e.shape, m.data());
-      moments.read_f32("exp_avg_sq/" + e.name, e.shape, v.data());
-      copy_overlap(m.data(), v.data(), e.offset, e.offset + e.numel(), opt);
-    }
-    return;
-  }
-  MESHLM_CHECK(!shards.empty(), d.string() + ": has no optimizer state, cannot resume training from it");
-  int64_t covered = 0;
-  for (const std::string& name : shards) {
-    SafeTensorsFile f((d / name).string());
-    int64_t b = 0, e = 0, total = 0;
-    try {
-      b = std::stoll(f.metadata().at("begin"));
-      e = std::stoll(f.metadata().at("end"));
-      total = std::stoll(f.metadata().at("total"));
-    } catch (const std::exception&) {
-      throw Error((d / name).string() + ": no begin/end/total metadata");
-    }
-    MESHLM_CHECK(total == table.total() && 0 <= b && b <= e && e <= total,
-                 (d / name).string() + ": range [" + std::to_string(b) + ", " + std::to_string(e) +
-                     ") of " + std::to_string(total) + " does not fit this model (" +
-                     std::to_string(table.total()) + " parameters)");
-    std::vector<float> m(size_t(e - b)), v(size_t(e - b));
-    f.read_f32("exp_avg", {e - b}, m.data());
-    f.read_f32("exp_avg_sq", {e - b}, v.data());
-    copy_overlap(m.data(), v.data(), b, e, opt);
-    covered += e - b;
-  }
-  MESHLM_CHECK(covered == table.total(), d.string() + ": the optimizer slices cover " + std::to_string(covered) +
-                                             " of " + std::to_string(table.total()) + " parameters");
+// Uploads the part of local (this rank's tensor e, at flat offset e.offset) inside the
+// optimizer's range into its moments.
+void upload_moments(const ParamEntry& e, const std::vector<float>& m, const std::vector<float>& v, AdamW& opt) {
+  const int64_t lo = std::max(e.offset, opt.begin()), hi = std::min(e.offset + e.numel(), opt.end());
+  if (lo >= hi) return;
+  Backend& be = opt.backend();
+  be.upload(opt.m().as<float>() + (lo - opt.begin()), m.data() + (lo - e.offset), size_t(hi - lo) * 4);
+  be.upload(opt.v().as<float>() + (lo - opt.begin()), v.data() + (lo - e.offset), size_t(hi - lo) * 4);
 }
 
 }  // namespace
 
 json load_checkpoint(const std::string& dir, Model& model, AdamW* opt) {
   json trainer = verify_checkpoint(dir);
-  MESHLM_CHECK(model.params().dtype() == DType::fp32, "checkpoints load into fp32 models only");
+  MESHLM_CHECK(model.master_dtype() == DType::fp32, "checkpoints load into fp32 models only");
   const fs::path d(dir);
+  const ParamTable whole = param_table(model.config(), Plan{}, 0, 0);
   SafeTensorsFile weights((d / "model.safetensors").string());
-  std::vector<float> params(size_t(model.params().numel()), 0.0f);  // padded vocabulary rows stay zero
-  for (const auto& e : model.table().entries()) weights.read_f32(e.name, e.hf_shape, params.data() + e.offset);
-  model.backend().upload(model.params().data(), params.data(), params.size() * 4);
+  std::unique_ptr<MomentReader> moments;
+  if (opt) moments = std::make_unique<MomentReader>(d, whole);
+  std::vector<float> w, local, m, v, lm, lv;
+  for (const ParamEntry& e : model.table().entries()) {
+    const ParamEntry& we = whole.at(e.name);
+    w.assign(size_t(we.numel()), 0.0f);  // padded vocabulary rows stay zero
+    weights.read_f32(e.name, we.hf_shape, w.data());
+    take_slice(e, w, local);
+    model.backend().upload(model.param(e.name), local.data(), local.size() * 4);
+    if (!moments || e.offset + e.numel() <= opt->begin() || e.offset >= opt->end()) continue;
+    moments->read(e.name, m, v);
+    take_slice(e, m, lm);
+    take_slice(e, v, lv);
+    upload_moments(e, lm, lv, *opt);
+  }
   model.update_compute_weights();  // the owner re-rounds if its mode rounds otherwise
-  if (opt) load_optimizer_state(d, model.table(), *opt);
   return trainer;
 }
 

@@ -33,21 +33,36 @@ struct TrainerState {
   nlohmann::json precision;
 };
 
-// Writes checkpoint `dir` (must not be inside a partially written directory).
-// Writes a checkpoint directory atomically (under <dir>.tmp, COMPLETE last, then renamed).
-// With an optimizer that owns a slice of the state (ZeRO-1), every rank of `group` calls this:
-// each writes optimizer.rank<r>-of-<n>.safetensors (its moments with their global range), and
-// rank 0 writes the rest. Otherwise one caller writes everything.
-void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, const TrainerState& st,
+// What a checkpoint directory holds, as host memory: whole (unsharded) tensors laid out by
+// `table` (the whole model's parameter table, Hugging Face names in model order), and the
+// AdamW moments either whole or as a slice [begin, end) of the flat buffers (ZeRO-1 at tp 1
+// and pp 1: each data-parallel rank writes its own slice file, with its global range).
+// train/checkpointer.h assembles it from any layout.
+struct CheckpointTensors {
+  const ParamTable* table = nullptr;
+  const float* params = nullptr;            // (P) the master weights
+  const float *m = nullptr, *v = nullptr;   // (end - begin) the moments; null: no optimizer state
+  int64_t begin = 0, end = 0;
+};
+
+// Writes checkpoint `dir` atomically (under <dir>.tmp, COMPLETE last, then renamed). With a
+// slice of the moments, every rank of `group` calls this with its own (rank 0 also with the
+// weights, which are whole on every rank); otherwise one caller writes everything.
+void save_checkpoint(const std::string& dir, const CheckpointTensors& t, const TrainerState& st,
                      const nlohmann::json& config, const std::string& tokenizer_file = "",
                      Communicator* group = nullptr);
+// The same for a whole model on one rank (tp 1, one pipeline stage) and its optimizer.
+void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, const TrainerState& st,
+                     const nlohmann::json& config, const std::string& tokenizer_file = "");
 // The tokenizer a checkpoint's model reads: its tokenizer.json if present, else the config's.
 BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& config_tokenizer);
 // Verifies the directory (marker, sizes, checksums) and returns trainer.json.
 nlohmann::json verify_checkpoint(const std::string& dir);
-// Loads weights (and optimizer moments, if opt is given: the part in opt's range, from a
-// whole-state file or from any layout's slices) into a model built from the checkpoint's
-// config; shape mismatches throw naming the tensor. Returns trainer.json.
+// Loads this rank's part of every parameter of `model` - any layout: a tensor-parallel shard or
+// a pipeline stage takes its slice of the whole tensors through the table's global index
+// (ParamEntry::for_each_run) - and, if opt is given, the moments in opt's range, from a whole
+// optimizer file or from any layout's slices. No communication; shape mismatches throw naming
+// the tensor. Returns trainer.json.
 nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW* opt);
 
 std::string checkpoint_dir_name(int64_t step);  // "step_000020"

@@ -43,4 +43,16 @@ EvalResult evaluate(const ForwardFn& forward, const DataLoader& loader, int64_t 
   return r;
 }
 
+std::optional<EvalResult> Evaluator::run(Model& model, PipelineExecutor* pipeline, Mesh& mesh) const {
+  if (mesh.dp_rank() != 0) return std::nullopt;
+  if (!pipeline) return evaluate(model, val_, batches_, B_, T_, tokenizer_);
+  EvalResult v = evaluate([&](const int32_t* x, const int32_t* y, int64_t b, int64_t t) { return pipeline->forward_only(x, y, b, t); },
+                          val_, batches_, B_, T_, tokenizer_);
+  double both[2] = {v.loss, v.loss_per_byte};
+  mesh.pp().all_reduce(both, 2, DType::fp64, ReduceOp::max);
+  v.loss = both[0];
+  v.loss_per_byte = both[1];
+  return v;
+}
+
 }  // namespace meshlm

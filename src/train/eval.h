@@ -3,11 +3,14 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "data/bpe.h"
 #include "data/loader.h"
 #include "model/model.h"
+#include "parallel/mesh.h"
+#include "train/pipeline_executor.h"
 
 namespace meshlm {
 
@@ -25,6 +28,23 @@ EvalResult evaluate(Model& model, const DataLoader& loader, int64_t batches, int
 using ForwardFn = std::function<double(const int32_t*, const int32_t*, int64_t, int64_t)>;
 EvalResult evaluate(const ForwardFn& forward, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
                     const BpeTokenizer* tokenizer);
+
+// The trainer's periodic evaluation: the first `batches` micro-batches of (B, T) of the val
+// split, through the model or the pipeline. One tensor-parallel group evaluates (dp rank 0:
+// its forward has tp collectives); the other data-parallel ranks go on. Through a pipeline
+// the last stage's loss (the others report 0) goes to every stage.
+class Evaluator {
+ public:
+  Evaluator(const DataLoader& val, int64_t batches, int64_t B, int64_t T, const BpeTokenizer* tokenizer)
+      : val_(val), batches_(batches), B_(B), T_(T), tokenizer_(tokenizer) {}
+  // Every rank calls it; the result is meaningful on dp rank 0 (nullopt elsewhere).
+  std::optional<EvalResult> run(Model& model, PipelineExecutor* pipeline, Mesh& mesh) const;
+
+ private:
+  const DataLoader& val_;
+  int64_t batches_, B_, T_;
+  const BpeTokenizer* tokenizer_;
+};
 
 // Bytes of text per token id (0 for special tokens), for loss_per_byte.
 std::vector<int64_t> token_byte_lengths(const BpeTokenizer& tokenizer);

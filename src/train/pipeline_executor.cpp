@@ -3,22 +3,21 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "parallel/tags.h"
 
 namespace meshlm {
 
 namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-// Tags on the pipeline communicator: micro-batch i's activation and its gradient.
-int activation_tag(int i) { return 2 * i; }
-int grad_tag(int i) { return 2 * i + 1; }
-// forward_only's activations, between steps (MPI guarantees tags up to 32767 only)
-constexpr int kEvalTag = 32000;
+int activation_tag(int i) { return tags::pipeline_activation(i); }
+int grad_tag(int i) { return tags::pipeline_grad(i); }
+constexpr int kEvalTag = tags::kPipelineEval;
 }  // namespace
 
 PipelineExecutor::PipelineExecutor(Model& model, Communicator& pp, PipelineSchedule schedule, int m)
     : model_(model), pp_(pp), m_(m), actions_(pipeline_actions(schedule, pp.rank(), pp.size(), m)) {
-  MESHLM_CHECK(grad_tag(m - 1) < kEvalTag, "pipeline: at most " + std::to_string(kEvalTag / 2) + " micro-batches per step");
+  MESHLM_CHECK(grad_tag(m - 1) < tags::kPipelineEnd, "pipeline: at most " + std::to_string(kEvalTag / 2) + " micro-batches per step");
   model_.set_slots(max_in_flight(actions_));
 }
 

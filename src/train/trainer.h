@@ -1,10 +1,15 @@
-// The training loop: micro-batches with gradient accumulation, global-norm clipping, AdamW with
-// the LR schedule, periodic evaluation and checkpoints, metrics on stdout and in metrics.jsonl.
+// The trainer, as parts: a Trainer is built from the config and its plan (the model of this
+// rank's stage, the pipeline executor, the data-parallel GradSync, the optimizer, the loss
+// scaler and fp8 recipe, the Checkpointer, the Evaluator, the RunLog) and runs
+// train() -> train_step() -> forward_backward(): micro-batches with gradient accumulation (or
+// the pipeline's schedule), the gradient synchronisation, global-norm clipping, AdamW with the
+// LR schedule, periodic evaluation and checkpoints, metrics on stdout and in metrics.jsonl.
 // Ctrl-C finishes the current step, writes a checkpoint and returns (nothing is lost).
 #pragma once
 #include <cstdint>
 #include <iosfwd>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +35,21 @@ struct TrainResult {
   double saved_activation_mib = 0;  // of which one micro-batch keeps from forward to backward
   std::vector<double> pp_idle;      // pipeline: each stage's mean idle fraction (steps after the first)
   double pp_idle_predicted = 0;     // (pp - 1) / (m + pp - 1)
+};
+
+class Trainer {
+ public:
+  // Every rank of the job builds one with the same arguments (`mesh` must match the config's
+  // dp x tp x pp); with resume_dir, the state of that checkpoint (any layout's).
+  Trainer(const TrainConfig& cfg, Mesh& mesh, std::ostream& out, const std::string& resume_dir, bool overwrite);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+  TrainResult train();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // Trains per `cfg`; with `resume_dir` non-empty, continues from that checkpoint (weights,
