@@ -73,6 +73,43 @@ class ShardSink {
   std::vector<std::string> files_;
 };
 
+// The result, and manifest.json beside the shards: the tokenizer (a trained one is copied in,
+// so the data directory is self-contained), counts, and each shard's size and checksum.
+PrepareResult write_manifest(const PrepareOptions& opt, const std::vector<std::string>& files, int64_t total_bytes,
+                             const ShardSink& train, const ShardSink& val, int64_t vocab, int32_t eot) {
+  PrepareResult r;
+  r.train_tokens = train.tokens();
+  r.val_tokens = val.tokens();
+  r.vocab_size = vocab;
+  r.documents = int64_t(files.size());
+  r.bytes = total_bytes;
+  nlohmann::ordered_json shards = nlohmann::ordered_json::array();
+  for (const auto* sink : {&train, &val})
+    for (const auto& f : sink->files()) {
+      size_t size = 0;
+      const uint64_t sum = checksum_file(f, &size);
+      shards.push_back({{"file", fs::path(f).filename().string()}, {"bytes", size}, {"checksum", checksum_hex(sum)}});
+      r.shards.push_back(f);
+    }
+  std::string tokenizer = opt.tokenizer;
+  if (tokenizer != "bytes" && tokenizer != "gpt2" && fs::is_regular_file(tokenizer)) {
+    fs::copy_file(tokenizer, fs::path(opt.output) / "tokenizer.json", fs::copy_options::overwrite_existing);
+    tokenizer = "tokenizer.json";
+  }
+  nlohmann::ordered_json manifest = {{"format", "llm.c token shards: 256 x int32 header (magic, version, count), then tokens"},
+                                     {"tokenizer", tokenizer},
+                                     {"vocab_size", vocab},
+                                     {"eot_token", eot},
+                                     {"documents", r.documents},
+                                     {"input_bytes", total_bytes},
+                                     {"train_tokens", r.train_tokens},
+                                     {"val_tokens", r.val_tokens},
+                                     {"inputs", files},
+                                     {"shards", shards}};
+  std::ofstream(fs::path(opt.output) / "manifest.json") << manifest.dump(2) << "\n";
+  return r;
+}
+
 }  // namespace
 
 size_t safe_cut(const char* text, size_t n) {
@@ -173,38 +210,7 @@ PrepareResult prepare_shards(const PrepareOptions& opt) {
   val.finish();
   MESHLM_CHECK(train.tokens() >= 2, "--input: fewer than 2 train tokens (corpus too small or --val-fraction too large)");
 
-  PrepareResult r;
-  r.train_tokens = train.tokens();
-  r.val_tokens = val.tokens();
-  r.vocab_size = vocab;
-  r.documents = int64_t(files.size());
-  r.bytes = total_bytes;
-  nlohmann::ordered_json shards = nlohmann::ordered_json::array();
-  for (const auto* sink : {&train, &val})
-    for (const auto& f : sink->files()) {
-      size_t size = 0;
-      const uint64_t sum = checksum_file(f, &size);
-      shards.push_back({{"file", fs::path(f).filename().string()}, {"bytes", size}, {"checksum", checksum_hex(sum)}});
-      r.shards.push_back(f);
-    }
-  // A trained tokenizer travels with the shards, so the data directory is self-contained.
-  std::string tokenizer = opt.tokenizer;
-  if (tokenizer != "bytes" && tokenizer != "gpt2" && fs::is_regular_file(tokenizer)) {
-    fs::copy_file(tokenizer, fs::path(opt.output) / "tokenizer.json", fs::copy_options::overwrite_existing);
-    tokenizer = "tokenizer.json";
-  }
-  nlohmann::ordered_json manifest = {{"format", "llm.c token shards: 256 x int32 header (magic, version, count), then tokens"},
-                                     {"tokenizer", tokenizer},
-                                     {"vocab_size", vocab},
-                                     {"eot_token", eot},
-                                     {"documents", r.documents},
-                                     {"input_bytes", total_bytes},
-                                     {"train_tokens", r.train_tokens},
-                                     {"val_tokens", r.val_tokens},
-                                     {"inputs", files},
-                                     {"shards", shards}};
-  std::ofstream(fs::path(opt.output) / "manifest.json") << manifest.dump(2) << "\n";
-  return r;
+  return write_manifest(opt, files, total_bytes, train, val, vocab, eot);
 }
 
 }  // namespace meshlm

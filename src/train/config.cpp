@@ -205,7 +205,7 @@ const std::vector<ConfigKey>& config_keys() {
       REAL_KEY(peak_gflops, "peak GFLOP/s of one rank for MFU; 0 measures a large GEMM at start-up (MFU is against the peak of all ranks)"),
       TEXT_KEY(data, "directory of token shards (*train*.bin, *val*.bin)"),
       TEXT_KEY(out, "run directory: metrics.jsonl and checkpoints"),
-      TEXT_KEY(backend, "kernel backend: cpu or reference"),
+      TEXT_KEY(backend, "kernel backend: cpu, reference, or either with -guarded (tensor memory inaccessible outside backend calls: a test mode)"),
       TEXT_KEY(tokenizer, "the data's tokenizer (bytes, gpt2 or a file), for sampling and per-byte loss; empty: from <data>/manifest.json"),
       TEXT_KEY(precision, "fp32 | bf16 | fp16 (mixed, fp32 master weights; fp16 with dynamic loss scaling) | fp16-pure (the naive recipe: everything fp16) | fp8 (simulated e4m3/e5m2 GEMM operands, delayed scaling)"),
       INT_KEY(stochastic_rounding, "1: round the 16-bit compute weights stochastically (seeded by parameter, element, step)"),

@@ -96,6 +96,14 @@ expect_ok sample "$MESHLM" sample --checkpoint "$WORK/run/step_000006" --prompt 
 cp "$WORK/out" "$WORK/sample1"
 "$MESHLM" sample --checkpoint "$WORK/run/step_000006" --prompt "ROMEO:" --tokens 20 --seed 3 --top-k 5 > "$WORK/sample2"
 cmp -s "$WORK/sample1" "$WORK/sample2" && ok || fail "sample is reproducible for a seed"
+# eval and sample choose the backend as train does: on the guarded one (no host access to
+# tensor memory) they give the cpu backend's output exactly
+"$MESHLM" eval --checkpoint "$WORK/run/step_000006" --data "$WORK/data" --batches 2 --json > "$WORK/eval_cpu"
+"$MESHLM" eval --checkpoint "$WORK/run/step_000006" --data "$WORK/data" --batches 2 --json --backend cpu-guarded > "$WORK/eval_guarded"
+cmp -s "$WORK/eval_cpu" "$WORK/eval_guarded" && ok || fail "eval --backend cpu-guarded equals cpu"
+"$MESHLM" sample --checkpoint "$WORK/run/step_000006" --prompt "ROMEO:" --tokens 20 --seed 3 --top-k 5 --backend cpu-guarded > "$WORK/sample3"
+cmp -s "$WORK/sample1" "$WORK/sample3" && ok || fail "sample --backend cpu-guarded equals cpu"
+expect_error "unknown backend" "unknown backend 'gpu'" "$MESHLM" eval --checkpoint "$WORK/run/step_000006" --data "$WORK/data" --backend gpu
 expect_ok info "$MESHLM" info --checkpoint "$WORK/run/step_000006"
 
 # tokenizers: GPT-2 from the command line, a trained BPE end to end (prepare, train, sample)

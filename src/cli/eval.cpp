@@ -1,0 +1,69 @@
+// `meshlm eval`: the mean loss of a checkpoint over the first N batches of a split.
+#include "cli/commands.h"
+
+#include <omp.h>
+#include <unistd.h>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "data/bpe.h"
+#include "data/loader.h"
+#include "train/checkpoint.h"
+#include "train/eval.h"
+
+namespace meshlm::cli {
+
+void add_eval(CLI::App& app) {
+  auto* cmd = app.add_subcommand("eval", "Mean loss of a checkpoint over the first N val batches");
+  struct Opts {
+    std::string checkpoint, data;
+    int64_t batches = 8, batch_size = 0, seq_len = 0, threads = 0;
+    bool json = false;
+    std::string split = "val", tokenizer, backend = "cpu";
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint directory")->required();
+  cmd->add_option("--data", o->data, "directory of token shards")->required();
+  cmd->footer("Prints the mean loss in nats per token and per byte of text (special tokens count as 0 bytes).");
+  cmd->add_option("--batches", o->batches, "sequential batches to average [default: 8]");
+  cmd->add_option("--batch-size", o->batch_size, "sequences per batch [default: the checkpoint's]");
+  cmd->add_option("--seq-len", o->seq_len, "sequence length [default: the checkpoint's]");
+  cmd->add_option("--split", o->split, "val or train [default: val]");
+  cmd->add_option("--threads", o->threads, "CPU threads [default: all]");
+  add_backend_option(cmd, o->backend);
+  cmd->add_option("--tokenizer", o->tokenizer, "for the per-byte loss [default: the checkpoint's]");
+  cmd->add_flag("--json", o->json, "print {\"val_loss\": ..., \"val_loss_per_byte\": ...} only");
+  cmd->callback([o]() {
+    set_threads(o->threads);
+    MESHLM_CHECK(o->batches > 0, "--batches must be positive");
+    auto be = make_backend(o->backend);
+    TrainConfig cfg;
+    auto model = load_model(o->checkpoint, *be, &cfg);
+    const int64_t B = o->batch_size > 0 ? o->batch_size : cfg.micro_batch();
+    const int64_t T = o->seq_len > 0 ? o->seq_len : cfg.seq_len;
+    DataLoader loader(o->data, o->split, T, cfg.vocab_size);
+    std::optional<BpeTokenizer> tok;
+    if (!o->tokenizer.empty() || !cfg.tokenizer.empty() ||
+        std::filesystem::exists(std::filesystem::path(o->checkpoint) / "tokenizer.json"))
+      tok.emplace(o->tokenizer.empty() ? checkpoint_tokenizer(o->checkpoint, cfg.tokenizer) : load_tokenizer(o->tokenizer));
+    const EvalResult r = evaluate(*model, loader, o->batches, B, T, tok ? &*tok : nullptr);
+    nlohmann::ordered_json j = {{"val_loss", r.loss}};
+    if (r.loss_per_byte >= 0) j["val_loss_per_byte"] = r.loss_per_byte;
+    if (o->json)
+      std::cout << j.dump() << "\n";
+    else
+      std::cout << o->split << "_loss " << r.loss << " nats/token"
+                << (r.loss_per_byte >= 0 ? ", " + std::to_string(r.loss_per_byte) + " nats/byte" : std::string())
+                << " over " << o->batches << " batches of " << B << " x " << T << " tokens\n";
+  });
+}
+
+}  // namespace meshlm::cli

@@ -1,0 +1,81 @@
+// `meshlm info`: the build, the machine, or a checkpoint.
+#include "cli/commands.h"
+
+#include <omp.h>
+#include <unistd.h>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "parallel/communicator.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+namespace meshlm::cli {
+
+namespace {
+
+// "AMD EPYC (avx512f avx512_bf16; lacks amx_bf16 avx512_fp16)": what the kernels can use.
+std::string cpu_summary() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model = "unknown CPU", flags;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0 && model == "unknown CPU") model = line.substr(line.find(':') + 2);
+    if (line.rfind("flags", 0) == 0 && flags.empty()) flags = line + " ";
+  }
+  std::string have, lack;
+  for (const char* f : {"avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16"}) {
+    std::string& into = flags.find(std::string(" ") + f + " ") != std::string::npos ? have : lack;
+    into += (into.empty() ? "" : " ") + std::string(f);
+  }
+  return model + " (" + (have.empty() ? "none of the AVX-512 features" : have) + (lack.empty() ? "" : "; lacks " + lack) +
+         ")";
+}
+
+}  // namespace
+
+void add_info(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Show the build, the machine, or a checkpoint");
+  auto checkpoint = std::make_shared<std::string>();
+  cmd->add_option("--checkpoint", *checkpoint, "describe this checkpoint instead");
+  cmd->callback([checkpoint]() {
+    if (!checkpoint->empty()) {
+      nlohmann::json trainer = verify_checkpoint(*checkpoint);
+      TrainConfig cfg = checkpoint_config(*checkpoint);
+      std::cout << "checkpoint " << *checkpoint << " (verified)\n"
+                << "model      " << cfg.model().describe() << "\n"
+                << "step       " << trainer["step"] << "\n"
+                << "config     " << trainer["config"].dump() << "\n";
+      return;
+    }
+    // The build as its parts report it: the backends, and the world communicator (MPI under a
+    // launcher, or a single rank; mpi_always asks MPI for its library even then).
+    const std::unique_ptr<Backend> cpu = make_cpu_backend(), ref = make_reference_backend();
+    std::cout << "meshlm     0.1.0 (C++20)\n"
+              << "backends   " << cpu->describe() << ", " << ref->describe() << ", and each -guarded (" << backend_names()
+              << ")\n"
+              << "cpu        " << cpu_summary() << "\n"
+              << "threads    " << omp_get_max_threads() << " (OpenMP)\n"
+              << "precision  fp32, bf16, fp16 (mixed, dynamic loss scaling), fp16-pure, fp8 (simulated)\n";
+    std::unique_ptr<Communicator> world;
+    try {
+      world = make_world_communicator(true);
+    } catch (const Error&) {
+      std::cout << "mpi        not built (MESHLM_MPI=OFF)\n";
+      return;
+    }
+    if (world->rank() == 0)
+      std::cout << "mpi        " << world->library_version() << ", world size " << world->size() << "\n";
+    world.reset();
+    finalize_world();
+  });
+}
+
+}  // namespace meshlm::cli

@@ -1,0 +1,58 @@
+// `meshlm sample`: text generated from a checkpoint.
+#include "cli/commands.h"
+
+#include <omp.h>
+#include <unistd.h>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "data/bpe.h"
+#include "train/checkpoint.h"
+#include "train/sample.h"
+
+namespace meshlm::cli {
+
+void add_sample(CLI::App& app) {
+  auto* cmd = app.add_subcommand("sample", "Generate text from a checkpoint");
+  struct Opts {
+    std::string checkpoint, prompt = "\n", tokenizer, backend = "cpu";
+    SampleOptions s;
+    int64_t threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint directory")->required();
+  cmd->add_option("--prompt", o->prompt, "text to continue [default: a newline]");
+  cmd->add_option("--tokens", o->s.tokens, "tokens to generate [default: 256]");
+  cmd->add_option("--temperature", o->s.temperature, "softmax temperature; 0 is greedy [default: 0.8]");
+  cmd->add_option("--top-k", o->s.top_k, "sample among the k most likely tokens; 0: all [default: 0]");
+  cmd->add_option("--seed", o->s.seed, "sampling seed [default: 1]");
+  cmd->add_option("--tokenizer", o->tokenizer, "bytes, gpt2 or a file [default: the checkpoint's]");
+  cmd->add_option("--threads", o->threads, "CPU threads [default: all]");
+  add_backend_option(cmd, o->backend);
+  cmd->callback([o]() {
+    set_threads(o->threads);
+    MESHLM_CHECK(o->s.tokens >= 0, "--tokens must be >= 0");
+    MESHLM_CHECK(!o->prompt.empty(), "--prompt must not be empty");
+    auto be = make_backend(o->backend);
+    TrainConfig cfg;
+    auto model = load_model(o->checkpoint, *be, &cfg);
+    BpeTokenizer tok = o->tokenizer.empty() ? checkpoint_tokenizer(o->checkpoint, cfg.tokenizer)
+                                            : load_tokenizer(o->tokenizer);
+    o->s.vocab_limit = tok.vocab_size();  // never sample the model's padding ids
+    std::cout << o->prompt << std::flush;
+    sample(*model, tok.encode(o->prompt), o->s, [&tok](int32_t t) {
+      std::cout << tok.token_bytes(t) << std::flush;
+    });
+    std::cout << "\n";
+  });
+}
+
+}  // namespace meshlm::cli

@@ -1,0 +1,73 @@
+// `meshlm train`: a training run on the job's mesh, resumable.
+#include "cli/commands.h"
+
+#include <omp.h>
+#include <unistd.h>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "train/trainer.h"
+
+namespace meshlm::cli {
+
+void add_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a GPT-2 model on token shards");
+  cmd->footer(
+      "Every config key is also a flag (n_layer = --n-layer). Precedence: defaults < the\n"
+      "resumed checkpoint's config < --config FILE (TOML, keys as above) < flags.\n"
+      "Writes <out>/metrics.jsonl (one JSON object per step; eval lines carry val_loss) and a\n"
+      "checkpoint directory <out>/step_NNNNNN at the end and every --save-every steps.\n"
+      "Ctrl-C finishes the current step and saves a checkpoint (under mpirun: kill -USR1 <mpirun>).\n"
+      "Precision (--precision): fp32; bf16 and fp16 keep fp32 master weights and Adam state\n"
+      "(fp16 with a dynamic loss scale: overflowing steps are skipped and logged); fp16-pure is\n"
+      "the naive all-fp16 recipe, for comparison; fp8 simulates e4m3/e5m2 GEMM operands (real\n"
+      "rounding, bf16 arithmetic: its speed is not fp8 speed). Checkpoints hold fp32 masters, so\n"
+      "--resume with another --precision continues a run in another mode. --numerics-report N\n"
+      "writes <out>/numerics.jsonl for `meshlm report`. docs/numerics.md has the details.\n"
+      "Layout (under mpirun -np dp*tp*pp): --dp splits the batch, --tp each layer, --pp the stack\n"
+      "of layers into stages; a pipeline's micro-batches are the accumulation steps, so set\n"
+      "--micro-batch-size below batch_size/dp (the bubble is (pp-1)/(m+pp-1) of a step).\n"
+      "Checkpoints hold whole tensors: --resume works at any layout. docs/parallel.md.");
+  auto config_file = std::make_shared<std::string>();
+  auto resume = std::make_shared<std::string>();
+  auto overwrite = std::make_shared<bool>(false);
+  ConfigFlags flags;
+  cmd->add_option("--config", *config_file, "TOML config file (keys as the flags, with _)");
+  cmd->add_option("--resume", *resume, "checkpoint directory to continue from (bit-identical)");
+  cmd->add_flag("--overwrite", *overwrite, "start afresh in an --out that holds a run (removes its metrics and checkpoints)");
+  flags.add_to(cmd);
+  cmd->callback([=]() {
+    TrainConfig cfg;
+    if (!resume->empty()) cfg = checkpoint_config(*resume);
+    const ModelConfig resumed_model = cfg.model();
+    if (!config_file->empty()) apply_toml_file(cfg, *config_file);
+    flags.apply(cfg);
+    if (!resume->empty()) {
+      const ModelConfig m = cfg.model();
+      MESHLM_CHECK(m.n_layer == resumed_model.n_layer && m.n_head == resumed_model.n_head &&
+                       m.n_embd == resumed_model.n_embd && m.vocab_size == resumed_model.vocab_size &&
+                       m.max_seq_len == resumed_model.max_seq_len,
+                   "the model shape asked for (" + m.describe() + ") differs from the checkpoint's (" +
+                       resumed_model.describe() + ") in " + *resume);
+    }
+    TrainResult r;
+    if (!run_on_mesh(cfg, [&](Mesh& mesh) { r = train(cfg, *resume, std::cout, *overwrite, &mesh); })) return;
+    std::cout << "done    " << r.steps << " steps, last loss " << r.last_loss;
+    if (r.val_loss >= 0) std::cout << ", val_loss " << r.val_loss;
+    std::cout << ", " << int64_t(r.tokens_per_s) << " tok/s" << (r.fp8_simulated ? " (fp8 simulated)" : "") << ", peak RSS " << int64_t(r.peak_rss_mib)
+              << " MiB";
+    if (r.skipped_steps > 0) std::cout << ", " << r.skipped_steps << " steps skipped (fp16 overflow)";
+    std::cout << "\n";
+    if (r.interrupted) throw Error("interrupted; resume with --resume " + r.checkpoint);
+  });
+}
+
+}  // namespace meshlm::cli
