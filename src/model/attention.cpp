@@ -23,8 +23,8 @@ void Attention::bind(const ParamTable& table) {
 
 void Attention::plan(ActivationPlanner& p, const Dims& d, bool sp) {
   c_attn_.plan(p, d, sp);                                                   // qkv (N, 3Cl)
-  atty_ = p.keep("attn.out", d.N * Cl_, Keep::unless_recompute);            // (N, Cl)
-  lse_ = p.keep("attn.lse", d.N * NHl_, Keep::unless_recompute, true);      // (B, NHl, T)
+  saved_.atty = p.keep("attn.out", d.N * Cl_, Keep::unless_recompute);            // (N, Cl)
+  saved_.lse = p.keep("attn.lse", d.N * NHl_, Keep::unless_recompute, true);      // (B, NHl, T)
   c_proj_.plan(p, d, sp);                                                   // (Ns, C)
   datty_ = p.scratch("grad.atty", d.N * Cl_);                               // (N, Cl)
   dqkv_ = p.scratch("grad.qkv", d.N * 3 * Cl_);                             // (N, 3Cl)
@@ -33,18 +33,18 @@ void Attention::plan(ActivationPlanner& p, const Dims& d, bool sp) {
 void Attention::forward(Ctx& c, const void* x) {
   c_attn_.forward(c, x);
   recompute_core(c);
-  c_proj_.forward(c, c.at(atty_));
+  c_proj_.forward(c, c.at(saved_.atty));
 }
 
 void Attention::recompute_core(Ctx& c) {
-  c.be.attention_forward(c.dt, c.at(atty_), c.at(lse_), c.at(c_attn_.output()), c.d.B, c.d.T, Cl_, NHl_);
+  c.be.attention_forward(c.dt, c.at(saved_.atty), c.at(saved_.lse), c.at(c_attn_.output()), c.d.B, c.d.T, Cl_, NHl_);
 }
 
 void Attention::backward(Ctx& c, void* dx, const void* dout, const void* x) {
   c.zero(datty_, c.d.N * Cl_);
-  c_proj_.backward(c, c.at(datty_), dout, c.at(atty_));
+  c_proj_.backward(c, c.at(datty_), dout, c.at(saved_.atty));
   c.zero(dqkv_, c.d.N * 3 * Cl_);
-  c.be.attention_backward(c.dt, c.at(dqkv_), c.at(datty_), c.at(c_attn_.output()), c.at(atty_), c.at(lse_), c.d.B,
+  c.be.attention_backward(c.dt, c.at(dqkv_), c.at(datty_), c.at(c_attn_.output()), c.at(saved_.atty), c.at(saved_.lse), c.d.B,
                           c.d.T, Cl_, NHl_);
   c_attn_.backward(c, dx, c.at(dqkv_), x);
 }
@@ -65,7 +65,7 @@ void Attention::cost(const CostContext& c, std::vector<Cost>& out) const {
 
 void Attention::activations(std::vector<std::pair<std::string, Act>>& out) const {
   out.push_back({"attn.c_attn", c_attn_.output()});
-  out.push_back({"attn.core", atty_});
+  out.push_back({"attn.core", saved_.atty});
   out.push_back({"attn.c_proj", c_proj_.output()});
 }
 

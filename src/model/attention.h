@@ -31,7 +31,12 @@ class Attention {
  private:
   Linear c_attn_, c_proj_;
   int64_t C_, NH_, Cl_ = 0, NHl_ = 0;
-  Act atty_, lse_, datty_, dqkv_;
+  // Beside the Linears' outputs (qkv, the projection): the core's output and its rows'
+  // log-sum-exps, which selective and full recomputation rebuild from qkv.
+  struct Saved {
+    Act atty, lse;  // (N, Cl); (B, NHl, T) statistics
+  } saved_;
+  Act datty_, dqkv_;  // backward scratch
 };
 
 }  // namespace meshlm

@@ -29,8 +29,8 @@ void Embedding::plan(ActivationPlanner& p, const Dims& d, bool sp) {
 }
 
 void Embedding::set_token_slots(Backend& be, int slots, int64_t N) {
-  ids_.clear();
-  for (int k = 0; k < slots; k++) ids_.emplace_back(size_t(N) * sizeof(int32_t), be);
+  saved_.ids.clear();
+  for (int k = 0; k < slots; k++) saved_.ids.emplace_back(size_t(N) * sizeof(int32_t), be);
 }
 
 void Embedding::forward(Ctx& c, const int32_t* tokens, void* out) {
@@ -41,7 +41,7 @@ void Embedding::forward(Ctx& c, const int32_t* tokens, void* out) {
                                                        " is outside the vocabulary [0, " + std::to_string(V_) + ")");
     ids[size_t(i)] = tokens[i] >= v0_ && tokens[i] < v0_ + Vl_ ? tokens[i] - int32_t(v0_) : -1;
   }
-  Buffer& mine = ids_[size_t(c.acts.slot())];
+  Buffer& mine = saved_.ids[size_t(c.acts.slot())];
   c.be.upload(mine.data(), ids.data(), ids.size() * sizeof(int32_t));
   void* sum = c.sequence_parallel ? c.at(full_) : out;
   c.be.embedding_forward(c.dt, sum, mine.as<int32_t>(), c.w.weight(*wte_),
@@ -58,7 +58,7 @@ void Embedding::backward(Ctx& c, const void* dout) {
     dout = c.at(full_);
   }
   c.be.embedding_backward(c.dt, c.w.grad(*wte_), wpe_ ? c.w.grad(*wpe_) : nullptr, dout,
-                          ids_[size_t(c.acts.slot())].as<int32_t>(), c.d.B, c.d.T, C_);
+                          saved_.ids[size_t(c.acts.slot())].as<int32_t>(), c.d.B, c.d.T, C_);
 }
 
 void Embedding::cost(const CostContext& c, std::vector<Cost>& out) const {

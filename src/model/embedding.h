@@ -30,7 +30,9 @@ class Embedding final : public EmbeddingUnit {
   const ParamEntry *wte_ = nullptr, *wpe_ = nullptr;
   int64_t v0_ = 0, Vl_ = 0;  // this rank's rows of the vocabulary
   Act full_;                 // (N, C) sequence parallel: the partial sum, the gathered gradient
-  std::vector<Buffer> ids_;  // (B, T) int32 per slot: this rank's rows, -1 for ids elsewhere
+  struct Saved {
+    std::vector<Buffer> ids;  // (B, T) int32 per slot: this rank's rows, -1 for ids elsewhere
+  } saved_;
 };
 
 }  // namespace meshlm

@@ -45,13 +45,13 @@ class Gpt2Block final : public BlockUnit {
   void plan(ActivationPlanner& p, const Dims& d, bool sp) override {
     ln_1_.plan(p, d);
     attn_.plan(p, d, sp);
-    res2_ = p.keep("res2", d.Ns * C_, Keep::unless_full);  // (Ns, C)
+    saved_.res2 = p.keep("res2", d.Ns * C_, Keep::unless_full);  // (Ns, C)
     ln_2_.plan(p, d);
     mlp_.plan(p, d, sp);
-    out_ = p.saved(d.Ns * C_);                              // (Ns, C)
+    saved_.out = p.saved(d.Ns * C_);                              // (Ns, C)
     dln_ = p.scratch("grad.ln", d.Ns * C_);                 // (Ns, C)
   }
-  Act output() const override { return out_; }
+  Act output() const override { return saved_.out; }
   std::vector<Linear*> linears() override {
     std::vector<Linear*> v = attn_.linears(), m = mlp_.linears();
     v.insert(v.end(), m.begin(), m.end());
@@ -61,10 +61,10 @@ class Gpt2Block final : public BlockUnit {
     const int64_t n = c.d.Ns * C_;
     ln_1_.forward(c, x);
     attn_.forward(c, c.at(ln_1_.output()));
-    c.be.residual_forward(c.dt, c.at(res2_), x, c.at(attn_.output()), n);
-    ln_2_.forward(c, c.at(res2_));
+    c.be.residual_forward(c.dt, c.at(saved_.res2), x, c.at(attn_.output()), n);
+    ln_2_.forward(c, c.at(saved_.res2));
     mlp_.forward(c, c.at(ln_2_.output()));
-    if (write_output) c.be.residual_forward(c.dt, c.at(out_), c.at(res2_), c.at(mlp_.output()), n);
+    if (write_output) c.be.residual_forward(c.dt, c.at(saved_.out), c.at(saved_.res2), c.at(mlp_.output()), n);
   }
   void recompute_selective(Ctx& c) override {
     attn_.recompute_core(c);
@@ -74,7 +74,7 @@ class Gpt2Block final : public BlockUnit {
     // dres is d(out): the residual passes it to both branches; each layernorm adds its input's.
     c.zero(dln_, c.d.Ns * C_);
     mlp_.backward(c, c.at(dln_), dres, c.at(ln_2_.output()));
-    ln_2_.backward(c, dres, c.at(dln_), c.at(res2_));  // dres is now d(res2)
+    ln_2_.backward(c, dres, c.at(dln_), c.at(saved_.res2));  // dres is now d(res2)
     c.zero(dln_, c.d.Ns * C_);
     attn_.backward(c, c.at(dln_), dres, c.at(ln_1_.output()));
     ln_1_.backward(c, dres, c.at(dln_), x);  // dres is now d(x)
@@ -92,10 +92,10 @@ class Gpt2Block final : public BlockUnit {
   void activations(std::vector<std::pair<std::string, Act>>& out) const override {
     out.push_back({"ln_1", ln_1_.output()});
     attn_.activations(out);
-    out.push_back({"res2", res2_});
+    out.push_back({"res2", saved_.res2});
     out.push_back({"ln_2", ln_2_.output()});
     mlp_.activations(out);
-    out.push_back({"output", out_});
+    out.push_back({"output", saved_.out});
   }
 
  private:
@@ -106,7 +106,11 @@ class Gpt2Block final : public BlockUnit {
   Attention attn_;
   LayerNorm ln_2_;
   Mlp mlp_;
-  Act res2_, out_, dln_;
+  struct Saved {
+    Act res2, out;  // (Ns, C) each: the residual stream after attention (full recomputation
+                    // rebuilds it) and the block's output (always kept: the next block's input)
+  } saved_;
+  Act dln_;  // backward scratch
 };
 
 // ln_f, then the LM head tied to wte.

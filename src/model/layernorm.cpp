@@ -16,26 +16,26 @@ void LayerNorm::bind(const ParamTable& table) {
 }
 
 void LayerNorm::plan(ActivationPlanner& p, const Dims& d) {
-  out_ = p.keep(key_ + ".out", d.Ns * C_, keep_);      // (Ns, C)
-  mean_ = p.keep(key_ + ".mean", d.Ns, keep_, true);  // (Ns)
-  rstd_ = p.keep(key_ + ".rstd", d.Ns, keep_, true);  // (Ns)
+  saved_.out = p.keep(key_ + ".out", d.Ns * C_, keep_);      // (Ns, C)
+  saved_.mean = p.keep(key_ + ".mean", d.Ns, keep_, true);  // (Ns)
+  saved_.rstd = p.keep(key_ + ".rstd", d.Ns, keep_, true);  // (Ns)
 }
 
 void LayerNorm::forward(Ctx& c, const void* inp) {
-  c.be.layernorm_forward(c.dt, c.at(out_), c.at(mean_), c.at(rstd_), inp, c.w.weight(*w_), c.w.weight(*b_), c.d.Ns,
+  c.be.layernorm_forward(c.dt, c.at(saved_.out), c.at(saved_.mean), c.at(saved_.rstd), inp, c.w.weight(*w_), c.w.weight(*b_), c.d.Ns,
                          C_);
 }
 
 void LayerNorm::backward(Ctx& c, void* dinp, const void* dout, const void* inp) {
   if (!c.sequence_parallel) {
-    c.be.layernorm_backward(c.dt, dinp, c.w.grad(*w_), c.w.grad(*b_), dout, inp, c.w.weight(*w_), c.at(mean_),
-                            c.at(rstd_), c.d.Ns, C_);
+    c.be.layernorm_backward(c.dt, dinp, c.w.grad(*w_), c.w.grad(*b_), dout, inp, c.w.weight(*w_), c.at(saved_.mean),
+                            c.at(saved_.rstd), c.d.Ns, C_);
     return;
   }
   if (partial_.numel() < 2 * C_) partial_ = Tensor({2 * C_}, DType::fp32, c.be);
   float* part = partial_.as<float>();  // (2C): the weight's and the bias's partial gradients
   c.be.zero(part, size_t(2 * C_) * 4);
-  c.be.layernorm_backward(c.dt, dinp, part, part + C_, dout, inp, c.w.weight(*w_), c.at(mean_), c.at(rstd_), c.d.Ns,
+  c.be.layernorm_backward(c.dt, dinp, part, part + C_, dout, inp, c.w.weight(*w_), c.at(saved_.mean), c.at(saved_.rstd), c.d.Ns,
                           C_);
   c.tp.sum_partial_grads(part, 2 * C_);
   c.be.accumulate(DType::fp32, c.w.grad(*w_), part, C_);

@@ -18,7 +18,7 @@ class LayerNorm {
   void declare(std::vector<ParamDecl>& out, const std::string& group) const;
   void bind(const ParamTable& table);
   void plan(ActivationPlanner& p, const Dims& d);
-  Act output() const { return out_; }
+  Act output() const { return saved_.out; }
   void forward(Ctx& c, const void* inp);
   // dinp (Ns, C) += the input gradient of dout; the parameters' gradients +=.
   void backward(Ctx& c, void* dinp, const void* dout, const void* inp);
@@ -29,7 +29,10 @@ class LayerNorm {
   int64_t C_;
   Keep keep_;
   const ParamEntry *w_ = nullptr, *b_ = nullptr;
-  Act out_, mean_, rstd_;
+  // What forward keeps for backward (per the owner's Keep: recomputation may rebuild it).
+  struct Saved {
+    Act out, mean, rstd;  // (Ns, C); (Ns) and (Ns) statistics
+  } saved_;
   Tensor partial_;  // (2C) fp32: this call's weight and bias gradients under sequence parallelism
 };
 

@@ -34,7 +34,7 @@ void Linear::bind(const ParamTable& table) {
 
 void Linear::plan(ActivationPlanner& p, const Dims& d, bool sp) {
   const int64_t rows = mode_ == Mode::row && sp ? d.Ns : d.N;
-  out_ = p.keep(spec_.key + ".out", rows * out_l_, spec_.keep);
+  saved_.out = p.keep(spec_.key + ".out", rows * out_l_, spec_.keep);
   if (!sp) return;
   // Sequence parallel: the gathered input (transient, gathered again in backward), the
   // partial sums before a reduce-scatter and the gathered output gradients. Every layer shares
@@ -67,7 +67,7 @@ void Linear::product_backward(Ctx& c, void* dinp, const void* dout, const void* 
 
 void Linear::forward(Ctx& c, const void* inp) {
   if (mode_ != Mode::row) {
-    product_forward(c, c.at(out_), entry_forward(c, inp), b_ ? c.w.weight(*b_) : nullptr);
+    product_forward(c, c.at(saved_.out), entry_forward(c, inp), b_ ? c.w.weight(*b_) : nullptr);
     return;
   }
   // Row-parallel: partial sums, then the exit collective; rank 0 alone adds the bias.
@@ -75,10 +75,10 @@ void Linear::forward(Ctx& c, const void* inp) {
   const int64_t n = c.d.N * out_l_;
   if (c.sequence_parallel) {
     product_forward(c, c.at(full_), inp, bias);
-    c.tp.scatter_forward(c.at(out_), c.at(full_), n);
+    c.tp.scatter_forward(c.at(saved_.out), c.at(full_), n);
   } else {
-    product_forward(c, c.at(out_), inp, bias);
-    c.tp.reduce_forward(c.at(out_), n);
+    product_forward(c, c.at(saved_.out), inp, bias);
+    c.tp.reduce_forward(c.at(saved_.out), n);
   }
 }
 

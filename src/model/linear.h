@@ -47,7 +47,7 @@ class Linear {
   // The output (rows x local out columns: N rows, or Ns for a row-parallel output under
   // sequence parallelism) and the shared scratch it needs.
   void plan(ActivationPlanner& p, const Dims& d, bool sequence_parallel);
-  Act output() const { return out_; }
+  Act output() const { return saved_.out; }
   void set_quantizer(GemmQuantizer* q) { quantizer_ = q; }
 
   // out = inp @ W + b. inp: (N, in_l) for a row-parallel or unsharded product; for a
@@ -68,7 +68,10 @@ class Linear {
   const ParamEntry *w_ = nullptr, *b_ = nullptr;
   Mode mode_ = Mode::none;
   int64_t in_l_ = 0, out_l_ = 0;
-  Act out_, gathered_, full_, full2_;  // output; sequence-parallel scratch (N, in) and (N, C)
+  struct Saved {
+    Act out;  // (rows, local out): kept per spec.keep (full recomputation rebuilds it)
+  } saved_;
+  Act gathered_, full_, full2_;  // sequence-parallel scratch: the gathered input, partial sums
   GemmQuantizer* quantizer_ = nullptr;
 };
 

@@ -15,8 +15,8 @@ void LmHead::declare(std::vector<ParamDecl>& out) const { out.push_back(weight_)
 
 void LmHead::plan(ActivationPlanner& p, const Dims& d, bool sp) {
   linear_.plan(p, d, sp);               // logits (N, Vl), replaced by their gradient when training
-  losses_ = p.saved(d.N, true);         // (N)
-  lse_ = p.saved(d.N, true);            // (N) the whole row's log-sum-exp (vocabulary-parallel)
+  saved_.losses = p.saved(d.N, true);         // (N)
+  saved_.lse = p.saved(d.N, true);            // (N) the whole row's log-sum-exp (vocabulary-parallel)
 }
 
 double LmHead::forward(Ctx& c, const void* x, const int32_t* targets, float dloss_scale) {
@@ -25,9 +25,9 @@ double LmHead::forward(Ctx& c, const void* x, const int32_t* targets, float dlos
   const int64_t N = c.d.N;
   if (!ce_) ce_ = std::make_unique<VocabParallelCrossEntropy>(c.tp);
   const float dloss = dloss_scale / float(N);  // d(scale * mean) / d(loss_i)
-  ce_->forward_backward(c.be, c.dt, c.at(losses_), c.at(lse_), c.at(logits()), targets, dloss, N, V_,
+  ce_->forward_backward(c.be, c.dt, c.at(saved_.losses), c.at(saved_.lse), c.at(logits()), targets, dloss, N, V_,
                         linear_.local_out());
-  return c.be.sum(c.w.master_dtype(), c.at(losses_), N) / double(N);
+  return c.be.sum(c.w.master_dtype(), c.at(saved_.losses), N) / double(N);
 }
 
 void LmHead::cost(const CostContext& c, std::vector<Cost>& out) const {

@@ -30,7 +30,9 @@ class LmHead {
   int64_t C_, V_, Vp_;
   ParamDecl weight_;
   Linear linear_;
-  Act losses_, lse_;
+  struct Saved {  // beside the logits (the Linear's output, replaced by their gradient)
+    Act losses, lse;  // (N) each, statistics
+  } saved_;
   std::unique_ptr<VocabParallelCrossEntropy> ce_;  // bound to the context's group on first use
 };
 

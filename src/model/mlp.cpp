@@ -20,7 +20,7 @@ void Mlp::bind(const ParamTable& table) {
 
 void Mlp::plan(ActivationPlanner& p, const Dims& d, bool sp) {
   c_fc_.plan(p, d, sp);                                            // (N, H)
-  gelu_ = p.keep("mlp.gelu", d.N * H_, Keep::unless_recompute);    // (N, H)
+  saved_.gelu = p.keep("mlp.gelu", d.N * H_, Keep::unless_recompute);    // (N, H)
   c_proj_.plan(p, d, sp);                                          // (Ns, C)
   dgelu_ = p.scratch("grad.gelu", d.N * H_);                       // (N, H)
   dfc_ = p.scratch("grad.fc", d.N * H_);                           // (N, H)
@@ -29,14 +29,14 @@ void Mlp::plan(ActivationPlanner& p, const Dims& d, bool sp) {
 void Mlp::forward(Ctx& c, const void* x) {
   c_fc_.forward(c, x);
   recompute_gelu(c);
-  c_proj_.forward(c, c.at(gelu_));
+  c_proj_.forward(c, c.at(saved_.gelu));
 }
 
-void Mlp::recompute_gelu(Ctx& c) { c.be.gelu_forward(c.dt, c.at(gelu_), c.at(c_fc_.output()), c.d.N * H_); }
+void Mlp::recompute_gelu(Ctx& c) { c.be.gelu_forward(c.dt, c.at(saved_.gelu), c.at(c_fc_.output()), c.d.N * H_); }
 
 void Mlp::backward(Ctx& c, void* dx, const void* dout, const void* x) {
   c.zero(dgelu_, c.d.N * H_);
-  c_proj_.backward(c, c.at(dgelu_), dout, c.at(gelu_));
+  c_proj_.backward(c, c.at(dgelu_), dout, c.at(saved_.gelu));
   c.zero(dfc_, c.d.N * H_);
   c.be.gelu_backward(c.dt, c.at(dfc_), c.at(c_fc_.output()), c.at(dgelu_), c.d.N * H_);
   c_fc_.backward(c, dx, c.at(dfc_), x);
@@ -53,7 +53,7 @@ void Mlp::cost(const CostContext& c, std::vector<Cost>& out) const {
 
 void Mlp::activations(std::vector<std::pair<std::string, Act>>& out) const {
   out.push_back({"mlp.c_fc", c_fc_.output()});
-  out.push_back({"mlp.gelu", gelu_});
+  out.push_back({"mlp.gelu", saved_.gelu});
   out.push_back({"mlp.c_proj", c_proj_.output()});
 }
 

@@ -27,7 +27,10 @@ class Mlp {
  private:
   Linear c_fc_, c_proj_;
   int64_t H_ = 0;  // this rank's hidden units (4C / tp)
-  Act gelu_, dgelu_, dfc_;
+  struct Saved {
+    Act gelu;  // (N, H): GELU's output, rebuilt from c_fc's by any recomputation
+  } saved_;
+  Act dgelu_, dfc_;  // backward scratch
 };
 
 }  // namespace meshlm
