@@ -22,8 +22,9 @@ printf 'n_layer = 4\nn_head = 4\nn_embd = 32\nseq_len = 32\nbatch_size = 8\nmicr
 
 same=0
 differ=0
-# one NAME NP flags...: train NAME with both binaries (NP ranks; 0: no mpirun) and compare
-one() {
+# both NAME NP ARGS...: `train ARGS` with each binary (NP ranks under mpirun; 0: none), the
+# run directory's name and {dir} in ARGS replaced per binary, then the comparison
+both() {
   local name=$1 np=$2
   shift 2
   echo "$name" | grep -qE "$FILTER" || return 0
@@ -32,10 +33,16 @@ one() {
     [ $which = new ] && bin=$NEW
     local launch=()
     [ "$np" -gt 0 ] && launch=(timeout 300 "$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none -np "$np")
-    "${launch[@]}" "$bin" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/$which/$name" "$@" \
+    "${launch[@]}" "$bin" train "${@//\{dir\}/$WORK/$which}" --out "$WORK/$which/$name" \
       >"$WORK/$which/$name.log" 2>&1 || echo "  ($which run of $name failed: $(tail -1 "$WORK/$which/$name.log"))"
   done
   compare_dirs "$name"
+}
+# one NAME NP flags...: train NAME from scratch with both binaries and compare
+one() {
+  local name=$1 np=$2
+  shift 2
+  both "$name" "$np" --config "$WORK/tiny.toml" --data "$WORK/data" "$@"
 }
 # compare_dirs NAME: the two runs' outputs, byte for byte where it matters
 compare_dirs() {
@@ -74,17 +81,7 @@ PY
 resumed() {
   local name=$1 from=$2 step=$3 np=$4
   shift 4
-  echo "$name" | grep -qE "$FILTER" || return 0
-  for which in old new; do
-    local bin=$OLD
-    [ $which = new ] && bin=$NEW
-    local launch=()
-    [ "$np" -gt 0 ] && launch=(timeout 300 "$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none -np "$np")
-    "${launch[@]}" "$bin" train --resume "$WORK/$which/$from/$(printf step_%06d "$step")" \
-      --out "$WORK/$which/$name" "$@" >"$WORK/$which/$name.log" 2>&1 ||
-      echo "  ($which resume $name failed: $(tail -1 "$WORK/$which/$name.log"))"
-  done
-  compare_dirs "$name"
+  both "$name" "$np" --resume "{dir}/$from/$(printf step_%06d "$step")" "$@"
 }
 mkdir -p "$WORK/old" "$WORK/new"
 

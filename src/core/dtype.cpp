@@ -192,4 +192,10 @@ void convert_to_f32(DType dt, float* dst, const void* src, size_t n) {
   }
 }
 
+FormatRange format_range(DType dt) {
+  if (dt == DType::fp32) return {3.4028234663852886e38, 0x1p-126, 0x1p-149};
+  const FloatFormat f = float_format(dt);
+  return {f.max_finite, std::ldexp(1.0, 1 - f.bias), std::ldexp(1.0, 1 - f.bias - f.man_bits)};
+}
+
 }  // namespace meshlm

@@ -28,6 +28,13 @@ struct FloatFormat {
 };
 FloatFormat float_format(DType dt);  // bf16, fp16, fp8_e4m3, fp8_e5m2
 
+// The magnitudes that bound a format's ranges (fp32 and the small formats): the largest
+// finite value, the smallest normal and the smallest subnormal one.
+struct FormatRange {
+  double max_finite, min_normal, min_subnormal;
+};
+FormatRange format_range(DType dt);
+
 // Bits of a small format <-> fp32. `to_bits` rounds to nearest even.
 uint16_t float_to_bits(DType dt, float x);
 float bits_to_float(DType dt, uint16_t bits);

@@ -189,13 +189,8 @@ TEST_P(BufferOps, TensorStatsCountEachClass) {
   const auto x = wide_floats(30000, 7);
   Tensor t = put(x, DType::fp32);
   for (DType fmt : {DType::fp32, DType::bf16, DType::fp16, DType::fp8_e4m3, DType::fp8_e5m2}) {
-    double max_finite = 3.4028234663852886e38, min_normal = 0x1p-126, min_sub = 0x1p-149;
-    if (fmt != DType::fp32) {
-      const FloatFormat f = float_format(fmt);
-      max_finite = f.max_finite;
-      min_normal = std::ldexp(1.0, 1 - f.bias);
-      min_sub = std::ldexp(1.0, 1 - f.bias - f.man_bits);
-    }
+    const double max_finite = format_range(fmt).max_finite, min_normal = format_range(fmt).min_normal,
+                 min_sub = format_range(fmt).min_subnormal;
     TensorStats want;
     want.n = int64_t(x.size());
     for (float v : x) {

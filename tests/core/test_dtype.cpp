@@ -242,3 +242,18 @@ TEST(DType, StochasticRoundingIsUnbiasedAndReproducible) {
     }
   }
 }
+
+// The ranges of the formats, from their published definitions (IEEE binary16; bf16; OCP fp8).
+TEST(DType, FormatRanges) {
+  auto check = [](DType dt, double max, double min_normal, double min_sub) {
+    const FormatRange r = format_range(dt);
+    EXPECT_EQ(r.max_finite, max) << dtype_name(dt);
+    EXPECT_EQ(r.min_normal, min_normal) << dtype_name(dt);
+    EXPECT_EQ(r.min_subnormal, min_sub) << dtype_name(dt);
+  };
+  check(DType::fp32, 3.4028234663852886e38, 0x1p-126, 0x1p-149);
+  check(DType::fp16, 65504.0, 0x1p-14, 0x1p-24);
+  check(DType::bf16, 3.3895313892515355e38, 0x1p-126, 0x1p-133);
+  check(DType::fp8_e4m3, 448.0, 0x1p-6, 0x1p-9);
+  check(DType::fp8_e5m2, 57344.0, 0x1p-14, 0x1p-16);
+}

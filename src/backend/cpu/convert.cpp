@@ -66,17 +66,8 @@ double sum(const float* x, int64_t n) {
 }
 
 TensorStats tensor_stats(DType format, DType stored, const void* x, int64_t n) {
-  double max_finite, min_normal, min_sub;
-  if (format == DType::fp32) {
-    max_finite = 3.4028234663852886e38;
-    min_normal = 0x1p-126;
-    min_sub = 0x1p-149;
-  } else {
-    const FloatFormat f = float_format(format);
-    max_finite = f.max_finite;
-    min_normal = std::ldexp(1.0, 1 - f.bias);
-    min_sub = std::ldexp(1.0, 1 - f.bias - f.man_bits);
-  }
+  const FormatRange r = format_range(format);
+  const double max_finite = r.max_finite, min_normal = r.min_normal, min_sub = r.min_subnormal;
   TensorStats s;
   s.n = n;
   constexpr int64_t kBlock = 4096;

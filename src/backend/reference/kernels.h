@@ -334,13 +334,8 @@ double sum(const T* x, int64_t n) {
 }
 // Classifies each value against `format`'s range: the definition the cpu kernel blocks up.
 inline TensorStats tensor_stats(DType format, DType stored, const void* x, int64_t n) {
-  double max_finite = 3.4028234663852886e38, min_normal = 0x1p-126, min_sub = 0x1p-149;
-  if (format != DType::fp32) {
-    const FloatFormat f = float_format(format);
-    max_finite = f.max_finite;
-    min_normal = std::ldexp(1.0, 1 - f.bias);
-    min_sub = std::ldexp(1.0, 1 - f.bias - f.man_bits);
-  }
+  const FormatRange r = format_range(format);
+  const double max_finite = r.max_finite, min_normal = r.min_normal, min_sub = r.min_subnormal;
   TensorStats s;
   s.n = n;
   for (int64_t i = 0; i < n; i++) {
