@@ -81,6 +81,7 @@ PY
 resumed() {
   local name=$1 from=$2 step=$3 np=$4
   shift 4
+  [ -d "$WORK/old/$from" ] || return 0  # its run was filtered out
   both "$name" "$np" --resume "{dir}/$from/$(printf step_%06d "$step")" "$@"
 }
 mkdir -p "$WORK/old" "$WORK/new"
