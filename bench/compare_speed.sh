@@ -21,7 +21,7 @@ for cfg in ${CONFIGS:-tiny_fp32 gpt2-124M_bf16}; do
     for which in A B; do
       bin=$A
       [ $which = B ] && bin=$B
-      ms=$(OMP_NUM_THREADS=2 "$bin" bench ${SHAPE[$cfg]} --warmup 2 --timed-steps 8 --peak-gflops 1000 --json |
+      ms=$(OMP_NUM_THREADS=2 "$bin" bench ${SHAPE[$cfg]} --warmup 2 --timed-steps ${STEPS:-8} --peak-gflops 1000 --json |
            /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["ms_per_step"])')
       echo "$cfg $pair $which $ms" | tee -a "$OUT"
     done
