@@ -2,6 +2,8 @@
 // as_backend_client): every call, and every wait or test of a request it started, runs with
 // the backend's memory open (Backend::begin_client_access), because MPI reads and writes tensor
 // buffers inside its calls, also for collectives started earlier.
+#include <cstdlib>
+
 #include "backend/backend.h"
 #include "parallel/communicator.h"
 
@@ -79,7 +81,10 @@ class ClientCommunicator final : public Communicator {
     Communicator& ref = *part;
     return std::make_unique<ClientCommunicator>(ref, std::move(part), be_);
   }
-  [[noreturn]] void abort(int code) override { in_.abort(code); }
+  [[noreturn]] void abort(int code) override {
+    in_.abort(code);
+    std::_Exit(code);  // (the inner abort does not return; the compiler cannot see through it)
+  }
 
  private:
   Communicator& in_;

@@ -615,7 +615,10 @@ void Trainer::Impl::describe_layout() {
         << fmt("%.1f", 100.0 * p / total) << "% of the parameters per rank";
   if (m.pp > 1) {
     std::string layers;
-    for (int64_t n : plan_.pp_split) layers += (layers.empty() ? "" : ",") + std::to_string(n);
+    for (int64_t n : plan_.pp_split) {
+      if (!layers.empty()) layers += ",";
+      layers += std::to_string(n);
+    }
     out << "; pipeline " << pipeline_schedule_name(plan_.pp_schedule) << ", " << accum_ << " micro-batch"
         << (accum_ > 1 ? "es" : "") << ", layers " << layers << " per stage";
     if (accum_ < 2 * m.pp)
