@@ -1,4 +1,5 @@
-// The `meshlm` subcommands, each registered on a CLI11 app and run after parsing.
+// The `meshlm` subcommands, each registered on a CLI11 app and run after parsing; each lives in
+// its own file (src/cli/<subcommand>.cpp), sharing cli/common.h.
 #pragma once
 #include <CLI/CLI.hpp>
 

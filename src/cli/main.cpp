@@ -1,5 +1,5 @@
 // meshlm: trains GPT-style language models. This file only wires the subcommands; each lives
-// in commands.cpp. User errors (meshlm::Error) print one line and exit 1.
+// in its own file of src/cli/ (train.cpp, eval.cpp, ...). User errors (meshlm::Error) print one line and exit 1.
 #include <cstdio>
 #include <exception>
 
@@ -8,8 +8,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "meshlm: trains GPT-2-style language models on CPU (data/tensor/pipeline parallel and\n"
-      "low precision are on the way).\n\n"
+      "meshlm: trains GPT-2-style language models on CPUs, in fp32, bf16, fp16 or (simulated) fp8,\n"
+      "data-, tensor- and pipeline-parallel over MPI (mpirun -np dp*tp*pp meshlm train --dp ...).\n\n"
       "Quick start:\n"
       "  meshlm tokenizer train --vocab-size 4096 --input data/tinyshakespeare.txt --output tok.json\n  meshlm prepare --tokenizer tok.json --input data/tinyshakespeare.txt --output data/shakespeare\n"
       "  meshlm train --data data/shakespeare --vocab-size 4096 --out runs/demo --steps 200\n"
