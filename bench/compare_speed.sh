@@ -4,7 +4,9 @@
 # binary A then binary B, alternated PAIRS times on the same machine; each run reports the
 # median ms/step of its timed steps. Prints every pair's ratio B/A and their median, min and
 # max (the spread says how noisy the machine was). 2 threads each.
-# Usage: bench/compare_speed.sh A_MESHLM B_MESHLM [PAIRS (default 5)]   (CONFIGS="gpt2-124M_bf16": some only)
+# Usage: bench/compare_speed.sh A_MESHLM B_MESHLM [PAIRS (default 5)]
+#   CONFIGS="gpt2-124M_bf16": some configs only; STEPS: timed steps per run (8); ABBA=1: every
+#   other pair runs B first, so a drift within pairs does not favour either binary.
 set -euo pipefail
 A="$1"
 B="$2"
@@ -18,7 +20,9 @@ OUT="$(mktemp /tmp/meshlm_speed.XXXXXX)"
 trap 'rm -f "$OUT"' EXIT
 for cfg in ${CONFIGS:-tiny_fp32 gpt2-124M_bf16}; do
   for pair in $(seq "$PAIRS"); do
-    for which in A B; do
+    order="A B"
+    [ "${ABBA:-0}" = 1 ] && [ $((pair % 2)) = 0 ] && order="B A"  # alternate who goes first
+    for which in $order; do
       bin=$A
       [ $which = B ] && bin=$B
       ms=$(OMP_NUM_THREADS=2 "$bin" bench ${SHAPE[$cfg]} --warmup 2 --timed-steps ${STEPS:-8} --peak-gflops 1000 --json |
