@@ -1,15 +1,8 @@
 // `meshlm bench`: timed training steps of a config, precision and layout.
 #include "cli/commands.h"
 
-#include <omp.h>
-#include <unistd.h>
-#include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <iomanip>
 #include <iostream>
-#include <optional>
 #include <sstream>
 
 #include "cli/common.h"

@@ -1,16 +1,9 @@
 // `meshlm eval`: the mean loss of a checkpoint over the first N batches of a split.
 #include "cli/commands.h"
 
-#include <omp.h>
-#include <unistd.h>
-#include <chrono>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iomanip>
 #include <iostream>
 #include <optional>
-#include <sstream>
 
 #include "cli/common.h"
 #include "core/error.h"

@@ -2,15 +2,8 @@
 #include "cli/commands.h"
 
 #include <omp.h>
-#include <unistd.h>
-#include <chrono>
-#include <cstdio>
-#include <filesystem>
 #include <fstream>
-#include <iomanip>
 #include <iostream>
-#include <optional>
-#include <sstream>
 
 #include "cli/common.h"
 #include "core/error.h"

@@ -1,16 +1,8 @@
 // `meshlm report`: a run's numerics report as a table and an SVG plot.
 #include "cli/commands.h"
 
-#include <omp.h>
-#include <unistd.h>
-#include <chrono>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iomanip>
 #include <iostream>
-#include <optional>
-#include <sstream>
 
 #include "cli/common.h"
 #include "core/error.h"

@@ -1,7 +1,6 @@
 // `meshlm tokenizer train | encode | decode`.
 #include "cli/commands.h"
 
-#include <omp.h>
 #include <unistd.h>
 #include <chrono>
 #include <cstdio>
@@ -9,8 +8,6 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
-#include <optional>
-#include <sstream>
 
 #include "cli/common.h"
 #include "core/error.h"
