@@ -5,8 +5,11 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/stop_signals.h"
 
 int main(int argc, char** argv) {
+  // First, before any thread exists: stop signals go to one waiting thread (core/stop_signals.h).
+  meshlm::StopSignals::install();
   CLI::App app{
       "meshlm: trains GPT-2-style language models on CPUs, in fp32, bf16, fp16 or (simulated) fp8,\n"
       "data-, tensor- and pipeline-parallel over MPI (mpirun -np dp*tp*pp meshlm train --dp ...).\n\n"

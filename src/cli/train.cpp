@@ -5,6 +5,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/stop_signals.h"
 #include "train/trainer.h"
 
 namespace meshlm::cli {
@@ -36,6 +37,7 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--overwrite", *overwrite, "start afresh in an --out that holds a run (removes its metrics and checkpoints)");
   flags.add_to(cmd);
   cmd->callback([=]() {
+    StopListener listening;  // from here on a stop signal is a stop at a safe point, not an exit
     TrainConfig cfg;
     if (!resume->empty()) cfg = checkpoint_config(*resume);
     const ModelConfig resumed_model = cfg.model();
@@ -57,6 +59,7 @@ void add_train(CLI::App& app) {
               << " MiB";
     if (r.skipped_steps > 0) std::cout << ", " << r.skipped_steps << " steps skipped (fp16 overflow)";
     std::cout << "\n";
+    if (r.interrupted && r.checkpoint.empty()) throw Error("interrupted before the first step; nothing was saved");
     if (r.interrupted) throw Error("interrupted; resume with --resume " + r.checkpoint);
   });
 }

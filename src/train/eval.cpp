@@ -18,13 +18,14 @@ EvalResult evaluate(Model& model, const DataLoader& loader, int64_t batches, int
 }
 
 EvalResult evaluate(const ForwardFn& forward, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
-                    const BpeTokenizer* tokenizer) {
+                    const BpeTokenizer* tokenizer, const CutShort& cut_short) {
   const std::vector<int64_t> bytes_of = tokenizer ? token_byte_lengths(*tokenizer) : std::vector<int64_t>{};
   MESHLM_CHECK(loader.seq_len() == T, "evaluate: the loader's sequence length differs from T");
   std::vector<int32_t> x, y;
   double sum = 0;
   int64_t bytes = 0;
-  for (int64_t i = 0; i < batches; i++) {
+  int64_t done = 0;
+  for (int64_t i = 0; i < batches && !(cut_short && cut_short()); i++, done++) {
     loader.read(i * B, B, x, y);  // batch i: sequences [i B, (i + 1) B) of the split, in order
     sum += forward(x.data(), y.data(), B, T);
     if (tokenizer)
@@ -36,18 +37,32 @@ EvalResult evaluate(const ForwardFn& forward, const DataLoader& loader, int64_t 
       }
   }
   EvalResult r;
-  if (batches > 0) {
-    r.loss = sum / double(batches);
+  r.batches = done;
+  if (done > 0) {
+    r.loss = sum / double(done);
     if (tokenizer && bytes > 0) r.loss_per_byte = sum * double(B * T) / double(bytes);
   }
   return r;
 }
 
-std::optional<EvalResult> Evaluator::run(Model& model, PipelineExecutor* pipeline, Mesh& mesh) const {
+std::optional<EvalResult> Evaluator::run(Model& model, PipelineExecutor* pipeline, Mesh& mesh,
+                                         const CutShort& cut_short) const {
   if (mesh.dp_rank() != 0) return std::nullopt;
-  if (!pipeline) return evaluate(model, val_, batches_, B_, T_, tokenizer_);
-  EvalResult v = evaluate([&](const int32_t* x, const int32_t* y, int64_t b, int64_t t) { return pipeline->forward_only(x, y, b, t); },
-                          val_, batches_, B_, T_, tokenizer_);
+  // The evaluating ranks (one tp x pp slice) run collectives per batch: they stop together.
+  CutShort agreed = cut_short;
+  if (cut_short && (mesh.tp().size() > 1 || mesh.pp().size() > 1)) {
+    agreed = [&mesh, &cut_short]() {
+      double stop = cut_short() ? 1.0 : 0.0;
+      mesh.tp().all_reduce(&stop, 1, DType::fp64, ReduceOp::max);
+      mesh.pp().all_reduce(&stop, 1, DType::fp64, ReduceOp::max);
+      return stop > 0;
+    };
+  }
+  const ForwardFn forward = [&](const int32_t* x, const int32_t* y, int64_t b, int64_t t) {
+    return pipeline ? pipeline->forward_only(x, y, b, t) : model.forward(x, y, b, t);
+  };
+  EvalResult v = evaluate(forward, val_, batches_, B_, T_, tokenizer_, agreed);
+  if (!pipeline) return v;
   double both[2] = {v.loss, v.loss_per_byte};
   mesh.pp().all_reduce(both, 2, DType::fp64, ReduceOp::max);
   v.loss = both[0];

@@ -17,7 +17,11 @@ namespace meshlm {
 struct EvalResult {
   double loss = 0;           // nats per token, mean over the batches
   double loss_per_byte = -1; // total nats / total bytes of the target tokens' text; -1: unknown
+  int64_t batches = 0;       // the batches it ran: fewer than asked when cut short
 };
+
+// Asked before each batch: true ends the evaluation there (a second stop signal).
+using CutShort = std::function<bool()>;
 
 // Runs `batches` forward passes of (B, T) over the split's first batches * B sequences, in
 // order (give an unshuffled loader). Special tokens (<|endoftext|>) count as 0 bytes. Without a
@@ -27,7 +31,7 @@ EvalResult evaluate(Model& model, const DataLoader& loader, int64_t batches, int
 // The same with any forward (tokens, targets, B, T) -> mean loss, e.g. through a pipeline.
 using ForwardFn = std::function<double(const int32_t*, const int32_t*, int64_t, int64_t)>;
 EvalResult evaluate(const ForwardFn& forward, const DataLoader& loader, int64_t batches, int64_t B, int64_t T,
-                    const BpeTokenizer* tokenizer);
+                    const BpeTokenizer* tokenizer, const CutShort& cut_short = nullptr);
 
 // The trainer's periodic evaluation: the first `batches` micro-batches of (B, T) of the val
 // split, through the model or the pipeline. One tensor-parallel group evaluates (dp rank 0:
@@ -37,8 +41,11 @@ class Evaluator {
  public:
   Evaluator(const DataLoader& val, int64_t batches, int64_t B, int64_t T, const BpeTokenizer* tokenizer)
       : val_(val), batches_(batches), B_(B), T_(T), tokenizer_(tokenizer) {}
-  // Every rank calls it; the result is meaningful on dp rank 0 (nullopt elsewhere).
-  std::optional<EvalResult> run(Model& model, PipelineExecutor* pipeline, Mesh& mesh) const;
+  // Every rank calls it; the result is meaningful on dp rank 0 (nullopt elsewhere). With
+  // cut_short, the ranks that evaluate agree before each batch whether to stop there.
+  std::optional<EvalResult> run(Model& model, PipelineExecutor* pipeline, Mesh& mesh,
+                                const CutShort& cut_short = nullptr) const;
+  int64_t batches() const { return batches_; }
 
  private:
   const DataLoader& val_;

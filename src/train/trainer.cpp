@@ -10,13 +10,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <csignal>
+#include <cstring>
 #include <optional>
 
 #include "backend/profiling.h"
 #include "core/error.h"
+#include "core/stop_signals.h"
 #include "data/bpe.h"
 #include "data/loader.h"
 #include "model/model.h"
@@ -42,27 +44,12 @@ namespace {
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Set by SIGINT/SIGTERM. A signal handler can only reach process state; this flag is the one
-// piece of it, read once per step by the loop that installed the handler.
-volatile std::sig_atomic_t g_stop_requested = 0;
-void on_stop_signal(int) { g_stop_requested = 1; }
-
-// SIGUSR1 too: OpenMPI's mpirun forwards it to every rank, while its own SIGINT/SIGTERM
-// handling ends the job at once (`kill -USR1 <mpirun pid>` stops a job with a checkpoint).
-struct SignalGuard {
-  void (*old_int)(int), (*old_term)(int), (*old_usr1)(int);
-  SignalGuard() {
-    g_stop_requested = 0;
-    old_int = std::signal(SIGINT, on_stop_signal);
-    old_term = std::signal(SIGTERM, on_stop_signal);
-    old_usr1 = std::signal(SIGUSR1, on_stop_signal);
-  }
-  ~SignalGuard() {
-    std::signal(SIGINT, old_int);
-    std::signal(SIGTERM, old_term);
-    std::signal(SIGUSR1, old_usr1);
-  }
-};
+// "SIGTERM": the stop signal this process received (under mpirun it may have reached only others).
+std::string stop_signal_name() {
+  const int sig = StopSignals::last_signal();
+  const char* abbrev = sig > 0 ? ::sigabbrev_np(sig) : nullptr;
+  return abbrev ? std::string("SIG") + abbrev : std::string("a stop signal on another rank");
+}
 
 // Resident memory of this process now, in MiB (from /proc/self/statm).
 double current_rss_mib() {
@@ -304,16 +291,22 @@ void Trainer::Impl::restore_or_init() {
 }
 
 TrainResult Trainer::Impl::train() {
-  SignalGuard signals;
+  StopListener signals;  // stop signals now ask for a stop at the next step's end (core/stop_signals.h)
   run_start_ = Clock::now();
   first_step_ = st_.step;
-  while (st_.step < cfg_.steps) {
+  if (st_.step < cfg_.steps && stop_requested()) {  // a signal while the run was being set up
+    log_.line("interrupted (" + stop_signal_name() + ") before the first step: nothing new to save\n");
+    res_.interrupted = true;
+    res_.checkpoint = resume_dir_;
+  }
+  while (st_.step < cfg_.steps && !res_.interrupted) {
     const StepOutcome o = train_step();
     record(o);
     const bool last = st_.step == cfg_.steps;
     if (evaluator_ && ((cfg_.eval_every > 0 && st_.step % cfg_.eval_every == 0) || last)) evaluate();
     if (stop_requested()) {
-      log_.line("interrupted at step " + std::to_string(st_.step) + (cfg_.checkpoints ? "; saving a checkpoint\n" : "\n"));
+      log_.line("interrupted (" + stop_signal_name() + ") at step " + std::to_string(st_.step) +
+                (cfg_.checkpoints ? "; saving a checkpoint\n" : "\n"));
       if (cfg_.checkpoints) save("interrupted");
       res_.interrupted = true;
       break;
@@ -553,7 +546,13 @@ std::string Trainer::Impl::step_line(const StepOutcome& o, const std::vector<dou
 void Trainer::Impl::evaluate() {
   if (mesh_.dp_rank() != 0) return;  // one tensor-parallel group evaluates; the rest go on
   if (profiler_) profiler_->set_enabled(false);
-  const EvalResult v = *evaluator_->run(model_, pipeline_.get(), mesh_);
+  const EvalResult v = *evaluator_->run(model_, pipeline_.get(), mesh_, [] { return StopSignals::count() >= 2; });
+  if (v.batches < evaluator_->batches()) {
+    log_.line("eval    step " + std::to_string(st_.step) + " | cut short by a second stop signal after " +
+              std::to_string(v.batches) + " batches; not recorded\n");
+    if (profiler_) profiler_->set_enabled(true);
+    return;
+  }
   res_.val_loss = v.loss;
   res_.val_loss_per_byte = v.loss_per_byte;
   nlohmann::ordered_json line = {{"step", st_.step}, {"val_loss", v.loss}};
@@ -565,7 +564,7 @@ void Trainer::Impl::evaluate() {
 }
 
 bool Trainer::Impl::stop_requested() {
-  double stop = g_stop_requested ? 1.0 : 0.0;  // every rank stops at the same step
+  double stop = StopSignals::count() > 0 ? 1.0 : 0.0;  // every rank stops at the same step
   if (mesh_.world().size() > 1) mesh_.world().all_reduce(&stop, 1, DType::fp64, ReduceOp::max);
   return stop > 0;
 }
