@@ -40,9 +40,12 @@ void add_info(CLI::App& app) {
   cmd->add_option("--checkpoint", *checkpoint, "describe this checkpoint instead");
   cmd->callback([checkpoint]() {
     if (!checkpoint->empty()) {
+      // Everything resume checks before it reads a value: the marker and every checksum,
+      // trainer.json's fields, the config, every tensor's name, dtype and shape.
       nlohmann::json trainer = verify_checkpoint(*checkpoint);
       TrainConfig cfg = checkpoint_config(*checkpoint);
-      std::cout << "checkpoint " << *checkpoint << " (verified)\n"
+      verify_checkpoint_tensors(*checkpoint, cfg.model(), true);
+      std::cout << "checkpoint " << *checkpoint << " (verified: checksums, fields, tensors; resumable)\n"
                 << "model      " << cfg.model().describe() << "\n"
                 << "step       " << trainer["step"] << "\n"
                 << "config     " << trainer["config"].dump() << "\n";

@@ -1,6 +1,7 @@
 // `meshlm train`: a training run on the job's mesh, resumable.
 #include "cli/commands.h"
 
+#include <filesystem>
 #include <iostream>
 
 #include "cli/common.h"
@@ -9,6 +10,17 @@
 #include "train/trainer.h"
 
 namespace meshlm::cli {
+
+namespace {
+
+// runs/x for runs/x/step_000100 (or runs/x/step_000100/).
+std::string run_dir_of(const std::string& checkpoint) {
+  std::filesystem::path p = std::filesystem::absolute(checkpoint).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.parent_path().string();
+}
+
+}  // namespace
 
 void add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a GPT-2 model on token shards");
@@ -33,17 +45,27 @@ void add_train(CLI::App& app) {
   auto overwrite = std::make_shared<bool>(false);
   ConfigFlags flags;
   cmd->add_option("--config", *config_file, "TOML config file (keys as the flags, with _)");
-  cmd->add_option("--resume", *resume, "checkpoint directory to continue from (bit-identical)");
+  cmd->add_option("--resume", *resume,
+                  "checkpoint directory to continue from (bit-identical); the run goes on in its directory "
+                  "unless --out is given, on the data it was trained on (matched by checksums) unless --data is");
   cmd->add_flag("--overwrite", *overwrite, "start afresh in an --out that holds a run (removes its metrics and checkpoints)");
   flags.add_to(cmd);
   cmd->callback([=]() {
     StopListener listening;  // from here on a stop signal is a stop at a safe point, not an exit
     TrainConfig cfg;
-    if (!resume->empty()) cfg = checkpoint_config(*resume);
+    if (!resume->empty()) {
+      cfg = checkpoint_config(*resume);
+      // The paths a checkpoint records are hints: a resumed run writes into the checkpoint's
+      // own run directory unless --out says otherwise (never into one recorded in a copy).
+      cfg.out = run_dir_of(*resume);
+    }
     const ModelConfig resumed_model = cfg.model();
     if (!config_file->empty()) apply_toml_file(cfg, *config_file);
     flags.apply(cfg);
     if (!resume->empty()) {
+      MESHLM_CHECK(std::filesystem::is_directory(cfg.data),
+                   *resume + " was trained on " + cfg.data + ", which is not here; pass --data DIR (its " +
+                       "manifest.json is matched against the checkpoint's)");
       const ModelConfig m = cfg.model();
       MESHLM_CHECK(m.n_layer == resumed_model.n_layer && m.n_head == resumed_model.n_head &&
                        m.n_embd == resumed_model.n_embd && m.vocab_size == resumed_model.vocab_size &&

@@ -4,10 +4,13 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <vector>
 
 #include "core/error.h"
 #include "core/rng.h"
+
+#include <openssl/evp.h>
 
 namespace meshlm {
 
@@ -64,6 +67,55 @@ std::string checksum_hex(uint64_t x) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)x);
   return buf;
+}
+
+namespace {
+
+std::string hex_digest(EVP_MD_CTX* ctx) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; i++) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
+using DigestCtx = std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)>;
+
+DigestCtx sha256_ctx() {
+  DigestCtx ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  MESHLM_CHECK(ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1, "sha256: libcrypto failed");
+  return ctx;
+}
+
+}  // namespace
+
+std::string sha256_hex(const void* data, size_t n) {
+  DigestCtx ctx = sha256_ctx();
+  EVP_DigestUpdate(ctx.get(), data, n);
+  return hex_digest(ctx.get());
+}
+
+std::string sha256_file(const std::string& path, size_t* size_out) {
+  std::ifstream in(path, std::ios::binary);
+  MESHLM_CHECK(in, path + ": cannot open");
+  DigestCtx ctx = sha256_ctx();
+  std::vector<char> buf(size_t(16) << 20);
+  size_t total = 0;
+  while (in) {
+    in.read(buf.data(), std::streamsize(buf.size()));
+    const size_t n = size_t(in.gcount());
+    total += n;
+    if (n) EVP_DigestUpdate(ctx.get(), buf.data(), n);
+  }
+  MESHLM_CHECK(in.eof(), path + ": read failed");
+  const std::string out = hex_digest(ctx.get());
+  if (size_out) *size_out = total;
+  return out;
 }
 
 }  // namespace meshlm

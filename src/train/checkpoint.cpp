@@ -8,11 +8,13 @@
 #include <vector>
 #include <cstring>
 #include <filesystem>
+#include <type_traits>
 #include <fstream>
 #include <sstream>
 
 #include "core/error.h"
 #include "core/checksum.h"
+#include "core/files.h"
 #include "core/rng.h"
 #include "train/safetensors.h"
 
@@ -37,20 +39,7 @@ std::string read_file(const fs::path& p) {
   return ss.str();
 }
 
-void write_text(const fs::path& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary);
-  out << s;
-  out.close();
-  MESHLM_CHECK(out, p.string() + ": write failed");
-}
-
-void fsync_path(const fs::path& p) {
-  int fd = ::open(p.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
+void write_text(const fs::path& p, const std::string& s) { write_file_atomic(p.string(), s); }
 
 // A host copy of an fp32 backend tensor (files are written from host memory).
 std::vector<float> to_host(Backend& be, const Tensor& t) {
@@ -68,18 +57,14 @@ std::string shard_file_name(int rank, int size) {
   return "optimizer.rank" + std::to_string(rank) + "-of-" + std::to_string(size) + ".safetensors";
 }
 
-// The files of a checkpoint that COMPLETE lists, in a fixed order.
+// Every file of a checkpoint directory but COMPLETE, sorted: what COMPLETE covers.
 std::vector<std::string> checkpoint_files(const fs::path& dir) {
   std::vector<std::string> names;
-  for (const char* name : {"model.safetensors", "optimizer.safetensors", "trainer.json", "tokenizer.json"})
-    if (fs::exists(dir / name)) names.push_back(name);
-  std::vector<std::string> shards;
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind("optimizer.rank", 0) == 0) shards.push_back(n);
+    if (n != "COMPLETE") names.push_back(n);
   }
-  std::sort(shards.begin(), shards.end());
-  names.insert(names.end(), shards.begin(), shards.end());
+  std::sort(names.begin(), names.end());
   return names;
 }
 
@@ -104,7 +89,7 @@ void save_checkpoint(const std::string& dir, const CheckpointTensors& t, const T
     const fs::path f = tmp / shard_file_name(group->rank(), group->size());
     write_safetensors(f.string(), {{"exp_avg", {t.end - t.begin}, t.m}, {"exp_avg_sq", {t.end - t.begin}, t.v}},
                       range);
-    fsync_path(f);
+    fsync_path(f.string());
     group->barrier();  // every slice is on disk
     if (!lead) return;
   }
@@ -123,29 +108,39 @@ void save_checkpoint(const std::string& dir, const CheckpointTensors& t, const T
     write_safetensors((tmp / "optimizer.safetensors").string(), moments);
   }
 
-  json trainer = {{"format_version", 1},
+  json trainer = {{"format_version", kCheckpointFormat},
                   {"step", st.step},
                   {"loader", {{"sequences", st.loader.sequences}, {"epoch", st.epoch}}},
                   {"rng", {{"seed", st.rng.seed}, {"counter", st.rng.counter}}},
                   {"config", config}};
   if (!st.precision.is_null()) trainer["precision"] = st.precision;
+  if (!st.data.is_null()) trainer["data"] = st.data;
   write_text(tmp / "trainer.json", trainer.dump(2) + "\n");
 
-  if (!tokenizer_file.empty()) fs::copy_file(tokenizer_file, tmp / "tokenizer.json");
+  if (!tokenizer_file.empty()) {
+    std::error_code ec;
+    fs::copy_file(tokenizer_file, tmp / "tokenizer.json", ec);
+    MESHLM_CHECK(!ec, tokenizer_file + ": cannot copy into the checkpoint (" + ec.message() + ")");
+  }
 
+  // COMPLETE covers every file of the directory (verify refuses any it does not list).
   json files = json::object();
   for (const std::string& name : checkpoint_files(tmp)) {
     size_t size = 0;
-    const uint64_t sum = checksum_file((tmp / name).string(), &size);
-    files[name] = {{"bytes", size}, {"checksum", checksum_hex(sum)}};
-    fsync_path(tmp / name);
+    const std::string sum = sha256_file((tmp / name).string(), &size);
+    files[name] = {{"bytes", size}, {"sha256", sum}};
+    fsync_path((tmp / name).string());
   }
-  write_text(tmp / "COMPLETE", json{{"files", files}}.dump(2) + "\n");
-  fsync_path(tmp / "COMPLETE");
-  fsync_path(tmp);
-  fs::remove_all(final_dir);
+  write_text(tmp / "COMPLETE", json{{"format_version", kCheckpointFormat}, {"files", files}}.dump(2) + "\n");
+  fsync_path(tmp.string());
+  // Into place: an older directory of the same name moves aside first, so a kill leaves one
+  // complete checkpoint under either name.
+  const fs::path old = final_dir.string() + ".old";
+  fs::remove_all(old);
+  if (fs::exists(final_dir)) fs::rename(final_dir, old);
   fs::rename(tmp, final_dir);
-  if (final_dir.has_parent_path()) fsync_path(final_dir.parent_path());
+  fs::remove_all(old);
+  fsync_path(final_dir.has_parent_path() ? final_dir.parent_path().string() : ".");
 }
 
 void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, const TrainerState& st,
@@ -165,36 +160,89 @@ void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, con
   save_checkpoint(dir, t, st, config, tokenizer_file);
 }
 
+namespace {
+
+// A field of a JSON file a checkpoint holds, as T; a missing key or a wrong type is an Error
+// naming the file and the key, never the JSON library's own message.
+template <class T>
+T field(const json& j, const std::string& key, const std::string& file) {
+  try {
+    const json& v = j.at(key);
+    if constexpr (std::is_integral_v<T>) {
+      MESHLM_CHECK(v.is_number_integer() && (std::is_signed_v<T> || v.is_number_unsigned() || v.get<int64_t>() >= 0),
+                   file + ": \"" + key + "\" must be a non-negative integer, not " + v.dump());
+    }
+    return v.get<T>();
+  } catch (const json::exception&) {
+    throw Error(file + ": \"" + key + "\" is missing or has the wrong type");
+  }
+}
+
+json parse_json_file(const fs::path& p) {
+  try {
+    return json::parse(read_file(p));
+  } catch (const json::exception&) {
+    throw Error(p.string() + ": not valid JSON");
+  }
+}
+
+// One entry of COMPLETE against the file on disk: size, then checksum (format 2: SHA-256;
+// format 1: meshlm's 64-bit checksum).
+void verify_listed_file(const fs::path& p, const json& entry, int format, const std::string& marker) {
+  MESHLM_CHECK(entry.is_object(), marker + ": the entry of " + p.filename().string() + " is not an object");
+  MESHLM_CHECK(fs::is_regular_file(p), p.string() + ": missing (listed in COMPLETE)");
+  const size_t bytes = field<size_t>(entry, "bytes", marker);
+  size_t size = 0;
+  const std::string sum = format >= 2 ? sha256_file(p.string(), &size) : checksum_hex(checksum_file(p.string(), &size));
+  MESHLM_CHECK(size == bytes, p.string() + ": " + std::to_string(size) + " bytes, expected " + std::to_string(bytes) +
+                                  " (truncated?)");
+  MESHLM_CHECK(sum == field<std::string>(entry, format >= 2 ? "sha256" : "checksum", marker),
+               p.string() + ": checksum mismatch (the file was modified or corrupted)");
+}
+
+}  // namespace
+
 json verify_checkpoint(const std::string& dir) {
   const fs::path d(dir);
   MESHLM_CHECK(fs::is_directory(d), dir + ": no such checkpoint directory");
   MESHLM_CHECK(fs::exists(d / "COMPLETE"),
                dir + ": incomplete checkpoint (no COMPLETE marker; the save was interrupted?)");
+  const std::string marker_name = (d / "COMPLETE").string();
   json marker;
   try {
     marker = json::parse(read_file(d / "COMPLETE"));
   } catch (const json::exception&) {
-    throw Error(dir + "/COMPLETE: corrupt completion marker");
+    throw Error(marker_name + ": corrupt completion marker");
   }
-  MESHLM_CHECK(marker.contains("files") && marker["files"].contains("model.safetensors") &&
-                   marker["files"].contains("trainer.json"),
-               dir + "/COMPLETE: marker does not list model.safetensors and trainer.json");
-  for (auto it = marker["files"].begin(); it != marker["files"].end(); ++it) {
-    const fs::path p = d / it.key();
-    MESHLM_CHECK(fs::exists(p), p.string() + ": missing (listed in COMPLETE)");
-    size_t size = 0;
-    const uint64_t sum = checksum_file(p.string(), &size);
-    MESHLM_CHECK(size == (*it)["bytes"].get<size_t>(),
-                 p.string() + ": " + std::to_string(size) + " bytes, expected " +
-                     std::to_string((*it)["bytes"].get<size_t>()) + " (truncated?)");
-    MESHLM_CHECK(checksum_hex(sum) == (*it)["checksum"].get<std::string>(),
-                 p.string() + ": checksum mismatch (the file was modified or corrupted)");
-  }
-  try {
-    return json::parse(read_file(d / "trainer.json"));
-  } catch (const json::exception&) {
-    throw Error(dir + "/trainer.json: not valid JSON");
-  }
+  MESHLM_CHECK(marker.is_object(), marker_name + ": corrupt completion marker");
+  const int format = marker.contains("format_version") ? field<int>(marker, "format_version", marker_name) : 1;
+  MESHLM_CHECK(format >= 1 && format <= kCheckpointFormat,
+               dir + ": checkpoint format " + std::to_string(format) + " (written by a newer meshlm?); this build reads formats 1 to " +
+                   std::to_string(kCheckpointFormat));
+  const json files = marker.contains("files") ? marker["files"] : json();
+  MESHLM_CHECK(files.is_object() && files.contains("model.safetensors") && files.contains("trainer.json"),
+               marker_name + ": marker does not list model.safetensors and trainer.json");
+  for (const std::string& name : checkpoint_files(d))  // COMPLETE covers the whole directory
+    MESHLM_CHECK(files.contains(name), (d / name).string() + ": not covered by COMPLETE (added after the save?); "
+                                                             "remove it or restore the checkpoint");
+  for (auto it = files.begin(); it != files.end(); ++it) verify_listed_file(d / it.key(), *it, format, marker_name);
+  const std::string trainer_name = (d / "trainer.json").string();
+  json trainer = parse_json_file(d / "trainer.json");
+  MESHLM_CHECK(trainer.is_object(), trainer_name + ": not a JSON object");
+  const int tformat = field<int>(trainer, "format_version", trainer_name);
+  MESHLM_CHECK(tformat >= 1 && tformat <= kCheckpointFormat,
+               trainer_name + ": format " + std::to_string(tformat) + " is not one this build reads (1 to " +
+                   std::to_string(kCheckpointFormat) + ")");
+  field<int64_t>(trainer, "step", trainer_name);
+  MESHLM_CHECK(trainer.contains("loader") && trainer["loader"].is_object() && trainer.contains("rng") &&
+                   trainer["rng"].is_object() && trainer.contains("config") && trainer["config"].is_object(),
+               trainer_name + ": \"loader\", \"rng\" and \"config\" must be objects");
+  field<int64_t>(trainer["loader"], "sequences", trainer_name + " (loader)");
+  field<uint64_t>(trainer["rng"], "seed", trainer_name + " (rng)");
+  field<uint64_t>(trainer["rng"], "counter", trainer_name + " (rng)");
+  if (trainer.contains("precision"))
+    MESHLM_CHECK(trainer["precision"].is_object(), trainer_name + ": \"precision\" must be an object");
+  return trainer;
 }
 
 BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& config_tokenizer) {
@@ -205,6 +253,8 @@ BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& con
                      "pass --tokenizer");
   return load_tokenizer(config_tokenizer);
 }
+
+void check_entry(const SafeTensorsFile& f, const std::string& name, const Shape& shape);
 
 namespace {
 
@@ -241,6 +291,15 @@ class MomentReader {
     MESHLM_CHECK(covered == whole.total(), d.string() + ": the optimizer slices cover " + std::to_string(covered) +
                                                " of " + std::to_string(whole.total()) + " parameters");
   }
+  // Every tensor's moments are there, with its shape (without reading them).
+  void check() const {
+    for (const ParamEntry& e : whole_.entries()) {
+      if (!file_) break;
+      for (const char* kind : {"exp_avg/", "exp_avg_sq/"}) check_entry(*file_, kind + e.name, e.shape);
+    }
+    for (const Slice& s : slices_)
+      for (const char* kind : {"exp_avg", "exp_avg_sq"}) check_entry(*s.file, kind, {s.end - s.begin});
+  }
   // The whole tensor `name`'s moments (its global shape) into m and v.
   void read(const std::string& name, std::vector<float>& m, std::vector<float>& v) const {
     const ParamEntry& e = whole_.at(name);
@@ -272,6 +331,24 @@ class MomentReader {
   std::vector<Slice> slices_;
 };
 
+}  // namespace
+
+void check_entry(const SafeTensorsFile& f, const std::string& name, const Shape& shape) {
+  MESHLM_CHECK(f.has(name), f.path() + ": no tensor " + name);
+  const SafeTensorsFile::Entry& e = f.entry(name);
+  MESHLM_CHECK(e.dtype == "F32" && e.shape == shape, f.path() + ": " + name + " is " + e.dtype + " " +
+                                                        shape_str(e.shape) + ", expected F32 " + shape_str(shape));
+}
+
+void verify_checkpoint_tensors(const std::string& dir, const ModelConfig& cfg, bool optimizer) {
+  const ParamTable whole = param_table(cfg, Plan{}, 0, 0);
+  const SafeTensorsFile weights((fs::path(dir) / "model.safetensors").string());
+  for (const ParamEntry& e : whole.entries()) check_entry(weights, e.name, e.hf_shape);
+  if (optimizer) MomentReader(fs::path(dir), whole).check();
+}
+
+namespace {
+
 // This rank's elements of a whole tensor (host, unsharded) through the entry's global index.
 void take_slice(const ParamEntry& e, const std::vector<float>& whole, std::vector<float>& local) {
   local.resize(size_t(e.numel()));
@@ -300,6 +377,7 @@ json load_checkpoint(const std::string& dir, Model& model, AdamW* opt) {
   SafeTensorsFile weights((d / "model.safetensors").string());
   std::unique_ptr<MomentReader> moments;
   if (opt) moments = std::make_unique<MomentReader>(d, whole);
+  if (moments) moments->check();  // every name and shape before anything is uploaded
   std::vector<float> w, local, m, v, lm, lv;
   for (const ParamEntry& e : model.table().entries()) {
     const ParamEntry& we = whole.at(e.name);

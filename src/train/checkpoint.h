@@ -4,7 +4,8 @@
 //   optimizer.safetensors  AdamW moments "exp_avg/<name>", "exp_avg_sq/<name>" (stored shapes)
 //   trainer.json           step, data-loader position, the full config
 //   tokenizer.json         the tokenizer file, when the run used one from `meshlm tokenizer train`
-//   COMPLETE               written last: byte count and checksum of every file above
+//   COMPLETE               written last: format version, byte count and SHA-256 of every file
+//                          of the directory (`sha256sum` checks them)
 // The directory is built under a temporary name and renamed into place after COMPLETE exists,
 // so a crash never leaves a directory that looks complete. Loading verifies every checksum.
 #pragma once
@@ -22,6 +23,12 @@
 
 namespace meshlm {
 
+// 1: the first format (64-bit meshlm checksums, COMPLETE lists the files it wrote).
+// 2: SHA-256 checksums (`sha256sum` checks them), COMPLETE covers every file of the
+//    directory, trainer.json records the data it trained on ("data": path and fingerprint).
+// Format 1 checkpoints are still read; a higher number is refused by name.
+constexpr int kCheckpointFormat = 2;
+
 struct TrainerState {
   int64_t step = 0;  // optimizer steps completed
   LoaderState loader;
@@ -31,6 +38,8 @@ struct TrainerState {
   Rng rng;
   // The precision mode's own state (loss scaler, fp8 scales), as saved in trainer.json.
   nlohmann::json precision;
+  // The data trained on: {"path": absolute path (a hint), "fingerprint": of its manifest's shards}.
+  nlohmann::json data;
 };
 
 // What a checkpoint directory holds, as host memory: whole (unsharded) tensors laid out by
@@ -56,8 +65,12 @@ void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, con
                      const nlohmann::json& config, const std::string& tokenizer_file = "");
 // The tokenizer a checkpoint's model reads: its tokenizer.json if present, else the config's.
 BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& config_tokenizer);
-// Verifies the directory (marker, sizes, checksums) and returns trainer.json.
+// Verifies the directory (format, marker covering every file, sizes, checksums, the fields of
+// trainer.json) and returns trainer.json. Every problem is an Error naming the file.
 nlohmann::json verify_checkpoint(const std::string& dir);
+// The tensors resume reads are there with the shapes `cfg` gives (headers only): the weights,
+// and with `optimizer` the moments (whole, or slices covering every parameter).
+void verify_checkpoint_tensors(const std::string& dir, const ModelConfig& cfg, bool optimizer);
 // Loads this rank's part of every parameter of `model` - any layout: a tensor-parallel shard or
 // a pipeline stage takes its slice of the whole tensors through the table's global index
 // (ParamEntry::for_each_run) - and, if opt is given, the moments in opt's range, from a whole

@@ -1,10 +1,12 @@
 #include "train/config.h"
 
 #include <algorithm>
+#include <thread>
 
 #include <toml++/toml.h>
 
 #include <charconv>
+#include <filesystem>
 #include <sstream>
 
 #include "core/error.h"
@@ -95,6 +97,13 @@ void TrainConfig::validate() const {
                    std::to_string(max_seq_len) + ")");
   MESHLM_CHECK(eval_every >= 0 && eval_batches >= 0 && save_every >= 0 && threads >= 0,
                "eval_every, eval_batches, save_every and threads must be >= 0");
+  const int64_t cpus = std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()));
+  MESHLM_CHECK(threads <= 8 * cpus, "threads " + std::to_string(threads) + " is more than 8 x the " +
+                                        std::to_string(cpus) + " CPUs of this machine; 0 picks a count that fits");
+  MESHLM_CHECK(peak_gflops >= 0, "peak_gflops must be >= 0 (0 measures it)");
+  MESHLM_CHECK(save_every_minutes >= 0 && watchdog >= 0, "save_every_minutes and watchdog must be >= 0");
+  MESHLM_CHECK(allow_data_change == 0 || allow_data_change == 1, "allow_data_change must be 0 or 1");
+  MESHLM_CHECK(!out.empty(), "out: the run directory must not be empty");
   MESHLM_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "beta1 and beta2 must be in [0, 1)");
   MESHLM_CHECK(eps > 0, "eps must be positive");
   MESHLM_CHECK(shuffle == 0 || shuffle == 1, "shuffle must be 0 or 1");
@@ -231,6 +240,9 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(profile, "1: time every kernel call and print a per-kernel breakdown of a step at the end"),
       INT_KEY(checkpoints, "0: write no checkpoints at all (benchmarks); 1: at the end, every save_every steps and on Ctrl-C"),
       INT_KEY(inject_inf_at_step, "testing aid: plant an inf in one gradient at this step (0: never)"),
+      REAL_KEY(save_every_minutes, "also save a checkpoint when this many minutes passed since the last one (0: off)"),
+      INT_KEY(allow_data_change, "1: --resume on data whose manifest.json differs from the checkpoint's (otherwise refused)"),
+      REAL_KEY(watchdog, "seconds a rank may make no progress (a step, a collective) before the job ends naming it; scaled up to 20 step times; 0: off"),
   };
   return keys;
 }
@@ -250,6 +262,8 @@ void set_config_value(TrainConfig& cfg, const std::string& key, const std::strin
 }
 
 void apply_toml_file(TrainConfig& cfg, const std::string& path) {
+  MESHLM_CHECK(std::filesystem::exists(path), path + ": no such config file");
+  MESHLM_CHECK(std::filesystem::is_regular_file(path), path + ": not a file (--config takes a TOML file)");
   toml::table tbl;
   try {
     tbl = toml::parse_file(path);

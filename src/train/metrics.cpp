@@ -9,20 +9,6 @@
 
 namespace meshlm {
 
-MetricsLog::MetricsLog(const std::string& path, bool append) {
-  f_ = std::fopen(path.c_str(), append ? "a" : "w");
-  MESHLM_CHECK(f_, path + ": cannot open for writing");
-}
-
-MetricsLog::~MetricsLog() {
-  if (f_) std::fclose(f_);
-}
-
-void MetricsLog::write(const nlohmann::ordered_json& line) {
-  std::fputs((line.dump() + "\n").c_str(), f_);
-  std::fflush(f_);
-}
-
 double measure_peak_gflops(Backend& be, DType dt) {
   const int64_t n = 2048;
   if (dt != DType::fp32 && !be.supports(Op::gemm, dt)) dt = DType::fp32;  // e.g. fp16 here

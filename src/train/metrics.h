@@ -8,17 +8,20 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
+#include "core/files.h"
 
 namespace meshlm {
 
+// One write(2) per line (core/files.h): a kill leaves at most a torn last line, a full disk
+// is an error naming the file, never a silently shorter log.
 class MetricsLog {
  public:
-  MetricsLog(const std::string& path, bool append);
-  ~MetricsLog();
-  void write(const nlohmann::ordered_json& line);  // keys in the order given; flushed at once
+  MetricsLog(const std::string& path, bool append) : file_(path, append) {}
+  void write(const nlohmann::ordered_json& line) { file_.write(line.dump() + "\n"); }  // keys in the order given
+  void sync() { file_.sync(); }
 
  private:
-  FILE* f_ = nullptr;
+  AppendFile file_;
 };
 
 // Achieved GFLOP/s of a 2048^3 GEMM with `dt` operands on `be` (best of 5 after a warm-up

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "parallel/communicator.h"
 
 namespace meshlm {
@@ -47,7 +48,7 @@ void truncate_metrics_after(const fs::path& metrics, int64_t step) {
     kept += line + "\n";
   }
   in.close();
-  std::ofstream(metrics, std::ios::trunc) << kept;
+  write_file_atomic(metrics.string(), kept);  // a kill here leaves the old file or the new one
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace meshlm {
 
@@ -27,15 +28,13 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorRef>
   }
   std::string h = header.dump();
   while ((8 + h.size()) % 8) h += ' ';  // data starts 8-byte aligned
-  std::ofstream out(path, std::ios::binary);
-  MESHLM_CHECK(out, path + ": cannot create");
+  AppendFile out(path, false);  // every write checked (a full disk throws naming the file)
   const uint64_t n = h.size();
-  out.write(reinterpret_cast<const char*>(&n), 8);
-  out.write(h.data(), std::streamsize(h.size()));
+  out.write(std::string_view(reinterpret_cast<const char*>(&n), 8));
+  out.write(h);
   for (const auto& t : tensors)
-    out.write(reinterpret_cast<const char*>(t.data), std::streamsize(shape_numel(t.shape) * 4));
-  out.close();
-  MESHLM_CHECK(out, path + ": write failed");
+    out.write(std::string_view(reinterpret_cast<const char*>(t.data), size_t(shape_numel(t.shape)) * 4));
+  out.sync();
 }
 
 SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {

@@ -38,6 +38,7 @@ class SafeTensorsFile {
   void read_f32(const std::string& name, const Shape& shape, float* dst) const;
   const std::map<std::string, Entry>& entries() const { return entries_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::string& path() const { return path_; }
 
  private:
   std::string path_;

@@ -21,6 +21,7 @@
 #include "core/stop_signals.h"
 #include "data/bpe.h"
 #include "data/loader.h"
+#include "data/manifest.h"
 #include "model/model.h"
 #include "optim/adamw.h"
 #include "precision/fp8_recipe.h"
@@ -163,6 +164,7 @@ class Trainer::Impl {
   bool stop_requested();
   void save(const char* why);
   void restore_or_init();
+  void check_resume_data(const nlohmann::json& trainer);
   void describe_run();
   void describe_layout();
   void describe_activations();
@@ -177,6 +179,7 @@ class Trainer::Impl {
   const ModelConfig mcfg_;
   const int64_t T_, mb_, accum_;
   const std::string tokenizer_spec_;
+  const DataIdentity data_id_;  // the data directory, its shards verified against manifest.json
   std::optional<BpeTokenizer> tokenizer_;
   std::string tokenizer_file_;  // the tokenizer a checkpoint carries ("": none)
   const DataLoader train_data_;
@@ -223,6 +226,7 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
       mb_(cfg.micro_batch()),
       accum_(cfg.accumulation_steps()),
       tokenizer_spec_(resolve_tokenizer(cfg, resume_dir)),
+      data_id_(verify_data_dir(cfg.data)),
       train_data_(cfg.data, "train", T_, mcfg_.vocab_size, cfg.shuffle == 1, uint64_t(cfg.data_seed)),
       batches_{mesh_.shape().dp, mesh_.dp_rank(), accum_, mb_},
       prec_(cfg.precision, cfg.stochastic_rounding == 1, cfg.master_weights == 1, cfg.loss_scale, uint64_t(cfg.seed)),
@@ -236,6 +240,10 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
       sched_(cfg.schedule()),
       checkpointer_(mesh_, model_, opt_),
       idle_sum_(size_t(plan_.mesh.pp), 0.0) {
+  MESHLM_CHECK(data_id_.vocab_size <= 0 || data_id_.vocab_size == mcfg_.vocab_size,
+               "vocab_size " + std::to_string(mcfg_.vocab_size) + " differs from the data's: " + cfg.data +
+                   "/manifest.json has a " + std::to_string(data_id_.vocab_size) + "-token vocabulary; pass --vocab-size " +
+                   std::to_string(data_id_.vocab_size));
   if (!tokenizer_spec_.empty()) tokenizer_.emplace(load_tokenizer(tokenizer_spec_));
   if (tokenizer_ && tokenizer_spec_ != "bytes" && tokenizer_spec_ != "gpt2" && fs::is_regular_file(tokenizer_spec_))
     tokenizer_file_ = tokenizer_spec_;
@@ -260,6 +268,10 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
   describe_run();
   TrainConfig saved = cfg;
   saved.tokenizer = tokenizer_file_.empty() ? tokenizer_spec_ : "tokenizer.json";  // in the checkpoint
+  saved.data = fs::absolute(cfg.data).lexically_normal().string();  // hints: resume matches the data by fingerprint
+  saved.out = fs::absolute(cfg.out).lexically_normal().string();
+  saved.allow_data_change = 0;  // a permission for one resume, not for the next
+  st_.data = {{"path", saved.data}, {"fingerprint", data_id_.fingerprint}};
   cfg_json_ = saved.to_json();
   if (cfg.numerics_report > 0 && mesh_.rank() == 0)
     numerics_ = std::make_unique<NumericsReport>((fs::path(cfg.out) / "numerics.jsonl").string(), !resume_dir.empty(),
@@ -268,6 +280,20 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
 
 // The state of the checkpoint (any layout's: each rank reads its slices), or fresh weights;
 // then made this precision mode's (a checkpoint of another mode starts this one).
+// The data is matched by its manifest's fingerprint, not by the path the checkpoint recorded:
+// moved data resumes, other data is refused unless allowed.
+void Trainer::Impl::check_resume_data(const nlohmann::json& trainer) {
+  const std::string saved = trainer.contains("data") ? trainer["data"].value("fingerprint", std::string()) : "";
+  if (saved.empty() || saved == data_id_.fingerprint) return;
+  const std::string was = trainer["data"].value("path", std::string("?"));
+  MESHLM_CHECK(cfg_.allow_data_change == 1,
+               cfg_.data + ": not the data " + resume_dir_ + " was trained on (" + was + "; the manifests' shard " +
+                   "checksums differ" + (data_id_.has_manifest ? "" : ", and " + cfg_.data + " has no manifest.json") +
+                   "); pass --data with that data, or --allow-data-change 1 to continue on this data");
+  log_.out() << "data    differs from the checkpoint's (" << was << "): continuing on " << cfg_.data
+             << " (--allow-data-change)\n";
+}
+
 void Trainer::Impl::restore_or_init() {
   st_.rng = {uint64_t(cfg_.seed), 0};
   if (!resume_dir_.empty()) {
@@ -276,6 +302,7 @@ void Trainer::Impl::restore_or_init() {
     st_.loader.sequences = trainer.at("loader").at("sequences").get<int64_t>();
     st_.rng = {trainer["rng"]["seed"].get<uint64_t>(), trainer["rng"]["counter"].get<uint64_t>()};
     restore_precision_state(trainer, prec_, fp8_.get(), scaler_, log_.out());
+    check_resume_data(trainer);
     log_.out() << "resumed from " << resume_dir_ << " at step " << st_.step << "\n";
   } else {
     model_.init(uint64_t(cfg_.seed));
