@@ -34,7 +34,9 @@
 #include "train/grad_sync.h"
 #include "train/metrics.h"
 #include "train/pipeline_executor.h"
+#include "train/memory_estimate.h"
 #include "train/run_log.h"
+#include "train/watchdog.h"
 
 namespace meshlm {
 
@@ -162,6 +164,11 @@ class Trainer::Impl {
   std::string step_line(const StepOutcome& o, const std::vector<double>& idle) const;
   void evaluate();
   bool stop_requested();
+  struct Decision {
+    bool stop = false, timed_save = false;
+  };
+  Decision decide();  // every rank the same: stop now? save now (save_every_minutes)?
+  void mark(const char* what);  // the watchdog's phase within a step
   void save(const char* why);
   void restore_or_init();
   void check_resume_data(const nlohmann::json& trainer);
@@ -212,6 +219,8 @@ class Trainer::Impl {
   int64_t first_step_ = 0;
   double profiled_secs_ = 0, profiled_comm_secs_ = 0;  // the timed steps' (all but this run's first)
   int64_t profiled_steps_ = 0;
+  std::unique_ptr<Watchdog> watchdog_;  // world size > 1 only
+  Clock::time_point last_save_;
 };
 
 Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, const std::string& resume_dir,
@@ -240,8 +249,10 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
       sched_(cfg.schedule()),
       checkpointer_(mesh_, model_, opt_),
       idle_sum_(size_t(plan_.mesh.pp), 0.0) {
-  MESHLM_CHECK(data_id_.vocab_size <= 0 || data_id_.vocab_size == mcfg_.vocab_size,
-               "vocab_size " + std::to_string(mcfg_.vocab_size) + " differs from the data's: " + cfg.data +
+  // Larger than the data's tokenizer: rows no token can use (a smaller one that holds every
+  // token id is checked by the loader).
+  MESHLM_CHECK(data_id_.vocab_size <= 0 || mcfg_.vocab_size <= data_id_.vocab_size,
+               "vocab_size " + std::to_string(mcfg_.vocab_size) + " is larger than the data's: " + cfg.data +
                    "/manifest.json has a " + std::to_string(data_id_.vocab_size) + "-token vocabulary; pass --vocab-size " +
                    std::to_string(data_id_.vocab_size));
   if (!tokenizer_spec_.empty()) tokenizer_.emplace(load_tokenizer(tokenizer_spec_));
@@ -319,7 +330,9 @@ void Trainer::Impl::restore_or_init() {
 
 TrainResult Trainer::Impl::train() {
   StopListener signals;  // stop signals now ask for a stop at the next step's end (core/stop_signals.h)
-  run_start_ = Clock::now();
+  if (mesh_.world().size() > 1 && cfg_.watchdog > 0)
+    watchdog_ = std::make_unique<Watchdog>(cfg_.watchdog, cfg_.out, mesh_.rank(), mesh_.world().size());
+  run_start_ = last_save_ = Clock::now();
   first_step_ = st_.step;
   if (st_.step < cfg_.steps && stop_requested()) {  // a signal while the run was being set up
     log_.line("interrupted (" + stop_signal_name() + ") before the first step: nothing new to save\n");
@@ -329,9 +342,11 @@ TrainResult Trainer::Impl::train() {
   while (st_.step < cfg_.steps && !res_.interrupted) {
     const StepOutcome o = train_step();
     record(o);
+    if (watchdog_) watchdog_->step_done(o.secs);
     const bool last = st_.step == cfg_.steps;
     if (evaluator_ && ((cfg_.eval_every > 0 && st_.step % cfg_.eval_every == 0) || last)) evaluate();
-    if (stop_requested()) {
+    const Decision d = decide();
+    if (d.stop) {
       log_.line("interrupted (" + stop_signal_name() + ") at step " + std::to_string(st_.step) +
                 (cfg_.checkpoints ? "; saving a checkpoint\n" : "\n"));
       if (cfg_.checkpoints) save("interrupted");
@@ -340,6 +355,7 @@ TrainResult Trainer::Impl::train() {
     }
     if (cfg_.checkpoints && last) save("end of run");
     if (cfg_.checkpoints && !last && cfg_.save_every > 0 && st_.step % cfg_.save_every == 0) save("save_every");
+    else if (cfg_.checkpoints && !last && d.timed_save) save("save_every_minutes");
     if (!last) {  // the live progress line (a terminal only), erased before the next line
       const double eta = since(run_start_) / double(st_.step - first_step_) * double(cfg_.steps - st_.step);
       log_.progress(st_.step, cfg_.steps, eta);
@@ -358,8 +374,11 @@ StepOutcome Trainer::Impl::train_step() {
   // The loss is multiplied by the loss scale before backward (fp16), so the gradients hold
   // scale * gradient until the optimizer divides it back out.
   o.scale = prec_.dynamic_scaling ? scaler_.scale() : prec_.static_scale;
+  mark("forward and backward");
   o.loss = forward_backward(o.scale, o);
+  mark("the gradient reduction");
   o.comm_secs = reduce_gradients(&o.loss);
+  mark("the gradient norm and the optimizer step");
   float* grads = model_.grads().as<float>();
   const Zero1Shard shard = sync_->shard();
   if (prec_.fp16_pure) backend_->round_to_format(DType::fp16, grads + shard.begin, shard.size());
@@ -571,6 +590,7 @@ std::string Trainer::Impl::step_line(const StepOutcome& o, const std::vector<dou
 }
 
 void Trainer::Impl::evaluate() {
+  if (watchdog_) watchdog_->enter(Watchdog::Phase::eval, "eval (or waiting for the ranks evaluating)", st_.step);
   if (mesh_.dp_rank() != 0) return;  // one tensor-parallel group evaluates; the rest go on
   if (profiler_) profiler_->set_enabled(false);
   const EvalResult v = *evaluator_->run(model_, pipeline_.get(), mesh_, [] { return StopSignals::count() >= 2; });
@@ -590,13 +610,26 @@ void Trainer::Impl::evaluate() {
             (v.loss_per_byte >= 0 ? ", " + fmt("%.4f", v.loss_per_byte) + " nats/byte" : std::string()) + "\n");
 }
 
-bool Trainer::Impl::stop_requested() {
-  double stop = StopSignals::count() > 0 ? 1.0 : 0.0;  // every rank stops at the same step
-  if (mesh_.world().size() > 1) mesh_.world().all_reduce(&stop, 1, DType::fp64, ReduceOp::max);
-  return stop > 0;
+bool Trainer::Impl::stop_requested() { return decide().stop; }
+
+// One all-reduce: any rank's stop signal stops every rank at this step; rank 0's clock decides
+// a timed save (the ranks' clocks differ).
+Trainer::Impl::Decision Trainer::Impl::decide() {
+  mark("the stop and save agreement");
+  double v[2] = {StopSignals::count() > 0 ? 1.0 : 0.0, 0.0};
+  if (mesh_.rank() == 0 && cfg_.save_every_minutes > 0 && since(last_save_) >= cfg_.save_every_minutes * 60) v[1] = 1;
+  if (mesh_.world().size() > 1) mesh_.world().all_reduce(v, 2, DType::fp64, ReduceOp::max);
+  return {v[0] > 0, v[1] > 0};
+}
+
+void Trainer::Impl::mark(const char* what) {
+  if (watchdog_)
+    watchdog_->enter(st_.step == first_step_ ? Watchdog::Phase::first_step : Watchdog::Phase::step, what, st_.step);
 }
 
 void Trainer::Impl::save(const char* why) {
+  if (watchdog_) watchdog_->enter(Watchdog::Phase::save, "a checkpoint save", st_.step);
+  last_save_ = Clock::now();
   sync_->gather_masters(model_);
   const std::string dir = (fs::path(cfg_.out) / checkpoint_dir_name(st_.step)).string();
   st_.precision = precision_state(prec_, fp8_.get(), scaler_);
@@ -732,6 +765,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
                    std::to_string(cfg.pp) + " but the job's mesh is " + mesh.shape().describe());
   MESHLM_CHECK(!cfg.data.empty(), "--data: no data directory given (run `meshlm prepare` first)");
   if (cfg.threads > 0) omp_set_num_threads(int(cfg.threads));
+  check_memory_fits(cfg, mesh.rank(), mesh.pp_rank());  // before the first allocation
   return Trainer(cfg, mesh, out, resume_dir, overwrite).train();
 }
 

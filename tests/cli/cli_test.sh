@@ -85,7 +85,7 @@ pid=$!
 for _ in $(seq 200); do grep -q '"loss"' "$WORK/int/metrics.jsonl" 2>/dev/null && break; sleep 0.05; done
 kill -INT "$pid"
 wait "$pid" && fail "interrupted run exited 0" || ok
-grep -q "interrupted at step" "$WORK/int.log" && ls "$WORK"/int/step_*/COMPLETE >/dev/null 2>&1 && ok || { fail "Ctrl-C saved a checkpoint"; cat "$WORK/int.log"; }
+grep -q "interrupted (SIGINT) at step" "$WORK/int.log" && ls "$WORK"/int/step_*/COMPLETE >/dev/null 2>&1 && ok || { fail "Ctrl-C saved a checkpoint"; cat "$WORK/int.log"; }
 
 # eval --json prints {"val_loss": x, "val_loss_per_byte": y}
 expect_ok eval "$MESHLM" eval --checkpoint "$WORK/run/step_000006" --data "$WORK/data" --batches 2 --json

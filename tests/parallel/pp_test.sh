@@ -96,7 +96,7 @@ done
 kill -USR1 "$launcher"
 wait "$launcher"
 stopped=$(ls -d "$WORK"/stop/step_* 2>/dev/null | tail -1)
-if grep -q "interrupted at step .*; saving a checkpoint" "$WORK/stop.log" && [ -n "$stopped" ]; then
+if grep -q "interrupted (SIGUSR1) at step .*; saving a checkpoint" "$WORK/stop.log" && [ -n "$stopped" ]; then
   ok
   step=$(basename "$stopped" | sed 's/step_0*//')
   mpi 4 train --resume "$stopped" --out "$WORK/stop" --steps $((step + 3)) >"$WORK/stop2.log" 2>&1 &&

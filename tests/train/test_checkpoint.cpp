@@ -76,7 +76,7 @@ TEST(Checkpoint, RoundTripIsBitIdentical) {
   EXPECT_EQ(0, std::memcmp(opt.v().data(), s.opt.v().data(), opt.v().nbytes()));
   // Saving what was loaded reproduces the same files byte for byte.
   const fs::path again = s.dir.parent_path() / "again";
-  save_checkpoint(again.string(), m, &opt, {3, {96}, 0, {0, 0}, {}}, {{"n_layer", 2}});
+  save_checkpoint(again.string(), m, &opt, {3, {96}, 0, {0, 0}, {}, {}}, {{"n_layer", 2}});
   for (const char* f : {"model.safetensors", "optimizer.safetensors", "trainer.json", "COMPLETE"})
     EXPECT_EQ(slurp(s.dir / f), slurp(again / f)) << f;
   EXPECT_FALSE(fs::exists(again.string() + ".tmp"));

@@ -71,7 +71,7 @@ TEST(GradSync, BucketsAndZero1SumOverTheRanks) {
 TEST(Checkpointer, ShardedAndPipelinedStatesSaveTheWholeModelsFiles) {
   const ModelConfig c = test::sharded_model(2);
   const fs::path root = test::fresh_dir("checkpointer");
-  const TrainerState st{3, {96}, 0, {0, 0}, {}};
+  const TrainerState st{3, {96}, 0, {0, 0}, {}, {}};
   auto be = make_cpu_backend();
   Model whole(c, *be);
   whole.init(5);
