@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= 2
 
-.PHONY: demo test build configure setup clean
+.PHONY: demo test test-long build configure setup clean
 
 setup:
 	@bash scripts/install-deps.sh
@@ -18,8 +18,12 @@ demo: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target meshlm
 	@bash scripts/demo.sh $(BUILD)/meshlm
 
+# The long campaigns (ctest label `long`) are left to `make test-long`.
 test: build
-	@cd $(BUILD) && ctest --output-on-failure -j 1
+	@cd $(BUILD) && ctest --output-on-failure -j 1 -LE long
+
+test-long: build
+	@cd $(BUILD) && ctest --output-on-failure -j 1 -L long
 
 clean:
 	rm -rf $(BUILD)

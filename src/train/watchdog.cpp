@@ -96,6 +96,7 @@ double Watchdog::allowance(Phase phase) const {
 }
 
 void Watchdog::run() {
+  beat(0);
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) {
     const double quiet = double(now_ns() - last_progress_ns_.load()) * 1e-9;
@@ -148,7 +149,7 @@ void Watchdog::expire(double quiet_s) {
     const double age = now - j.value("wall", 0.0);
     const std::string who = "rank " + std::to_string(r) + " on " + j.value("host", std::string("?")) + " (pid " +
                             std::to_string(j.value("pid", 0)) + ")";
-    if (age > 5.0)
+    if (age > 2.5)  // beats come every second
       stopped.push_back(who + ": no heartbeat for " + std::to_string(int(age)) + " s, last at step " +
                         std::to_string(j.value("step", int64_t(0))) + " in " + j.value("in", std::string("?")));
     else
