@@ -14,7 +14,7 @@ packages=(
   libtomlplusplus-dev  # TOML config files
   libpcre2-dev         # GPT-2 pre-tokenization regex (Unicode classes, JIT)
   libssl-dev           # SHA-256 (libcrypto) for checkpoint and data checksums
-  iproute2             # tests only: network namespaces for the multi-host test
+  iproute2 nftables    # tests only: network namespaces and packet loss for the multi-host test
   clang libclang-rt-14-dev  # tests only: libFuzzer targets (tests/fuzz)
   python3-numpy        # tests only: the independent NumPy GPT-2 reference (tests/model)
 )
