@@ -1,11 +1,28 @@
 // meshlm: trains GPT-style language models. This file only wires the subcommands; each lives
 // in its own file of src/cli/ (train.cpp, eval.cpp, ...). User errors (meshlm::Error) print one line and exit 1.
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/stop_signals.h"
+
+namespace {
+
+// OpenMP's wait policy, set before libgomp reads its environment (it does so in its own
+// initializer, before main): this function sits in the executable's .preinit_array, which the
+// dynamic loader runs before any shared library's initializer. libgomp's default spins a
+// waiting thread for ~300k iterations; on a machine shared with other work a descheduled
+// thread then costs every barrier a time slice (an eval ran 3-4x slower than on one thread).
+// Spinning 1000 iterations, then sleeping, loses nothing measurable alone and degrades
+// gracefully when shared (docs/reliability.md). A user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+void openmp_wait_policy(int, char**, char**) {
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT")) ::setenv("GOMP_SPINCOUNT", "1000", 0);
+}
+[[gnu::section(".preinit_array"), gnu::used]] void (*const preinit_openmp)(int, char**, char**) = openmp_wait_policy;
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // First, before any thread exists: stop signals go to one waiting thread (core/stop_signals.h).

@@ -8,7 +8,6 @@
 #include <vector>
 #include <cstring>
 #include <filesystem>
-#include <type_traits>
 #include <fstream>
 #include <sstream>
 
@@ -16,6 +15,7 @@
 #include "core/checksum.h"
 #include "core/files.h"
 #include "core/rng.h"
+#include "train/checkpoint_marker.h"
 #include "train/safetensors.h"
 
 namespace meshlm {
@@ -162,41 +162,16 @@ void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, con
 
 namespace {
 
-// A field of a JSON file a checkpoint holds, as T; a missing key or a wrong type is an Error
-// naming the file and the key, never the JSON library's own message.
-template <class T>
-T field(const json& j, const std::string& key, const std::string& file) {
-  try {
-    const json& v = j.at(key);
-    if constexpr (std::is_integral_v<T>) {
-      MESHLM_CHECK(v.is_number_integer() && (std::is_signed_v<T> || v.is_number_unsigned() || v.get<int64_t>() >= 0),
-                   file + ": \"" + key + "\" must be a non-negative integer, not " + v.dump());
-    }
-    return v.get<T>();
-  } catch (const json::exception&) {
-    throw Error(file + ": \"" + key + "\" is missing or has the wrong type");
-  }
-}
-
-json parse_json_file(const fs::path& p) {
-  try {
-    return json::parse(read_file(p));
-  } catch (const json::exception&) {
-    throw Error(p.string() + ": not valid JSON");
-  }
-}
-
-// One entry of COMPLETE against the file on disk: size, then checksum (format 2: SHA-256;
-// format 1: meshlm's 64-bit checksum).
-void verify_listed_file(const fs::path& p, const json& entry, int format, const std::string& marker) {
-  MESHLM_CHECK(entry.is_object(), marker + ": the entry of " + p.filename().string() + " is not an object");
+// One entry of COMPLETE (checked by parse_checkpoint_marker) against the file on disk.
+void verify_listed_file(const fs::path& p, const json& entry, const CheckpointMarker& marker) {
   MESHLM_CHECK(fs::is_regular_file(p), p.string() + ": missing (listed in COMPLETE)");
-  const size_t bytes = field<size_t>(entry, "bytes", marker);
+  const size_t bytes = entry["bytes"].get<size_t>();
   size_t size = 0;
-  const std::string sum = format >= 2 ? sha256_file(p.string(), &size) : checksum_hex(checksum_file(p.string(), &size));
+  const std::string sum =
+      marker.format >= 2 ? sha256_file(p.string(), &size) : checksum_hex(checksum_file(p.string(), &size));
   MESHLM_CHECK(size == bytes, p.string() + ": " + std::to_string(size) + " bytes, expected " + std::to_string(bytes) +
                                   " (truncated?)");
-  MESHLM_CHECK(sum == field<std::string>(entry, format >= 2 ? "sha256" : "checksum", marker),
+  MESHLM_CHECK(sum == entry[marker.checksum_key()].get<std::string>(),
                p.string() + ": checksum mismatch (the file was modified or corrupted)");
 }
 
@@ -207,42 +182,13 @@ json verify_checkpoint(const std::string& dir) {
   MESHLM_CHECK(fs::is_directory(d), dir + ": no such checkpoint directory");
   MESHLM_CHECK(fs::exists(d / "COMPLETE"),
                dir + ": incomplete checkpoint (no COMPLETE marker; the save was interrupted?)");
-  const std::string marker_name = (d / "COMPLETE").string();
-  json marker;
-  try {
-    marker = json::parse(read_file(d / "COMPLETE"));
-  } catch (const json::exception&) {
-    throw Error(marker_name + ": corrupt completion marker");
-  }
-  MESHLM_CHECK(marker.is_object(), marker_name + ": corrupt completion marker");
-  const int format = marker.contains("format_version") ? field<int>(marker, "format_version", marker_name) : 1;
-  MESHLM_CHECK(format >= 1 && format <= kCheckpointFormat,
-               dir + ": checkpoint format " + std::to_string(format) + " (written by a newer meshlm?); this build reads formats 1 to " +
-                   std::to_string(kCheckpointFormat));
-  const json files = marker.contains("files") ? marker["files"] : json();
-  MESHLM_CHECK(files.is_object() && files.contains("model.safetensors") && files.contains("trainer.json"),
-               marker_name + ": marker does not list model.safetensors and trainer.json");
+  const CheckpointMarker marker =
+      parse_checkpoint_marker(read_file(d / "COMPLETE"), (d / "COMPLETE").string(), kCheckpointFormat);
   for (const std::string& name : checkpoint_files(d))  // COMPLETE covers the whole directory
-    MESHLM_CHECK(files.contains(name), (d / name).string() + ": not covered by COMPLETE (added after the save?); "
-                                                             "remove it or restore the checkpoint");
-  for (auto it = files.begin(); it != files.end(); ++it) verify_listed_file(d / it.key(), *it, format, marker_name);
-  const std::string trainer_name = (d / "trainer.json").string();
-  json trainer = parse_json_file(d / "trainer.json");
-  MESHLM_CHECK(trainer.is_object(), trainer_name + ": not a JSON object");
-  const int tformat = field<int>(trainer, "format_version", trainer_name);
-  MESHLM_CHECK(tformat >= 1 && tformat <= kCheckpointFormat,
-               trainer_name + ": format " + std::to_string(tformat) + " is not one this build reads (1 to " +
-                   std::to_string(kCheckpointFormat) + ")");
-  field<int64_t>(trainer, "step", trainer_name);
-  MESHLM_CHECK(trainer.contains("loader") && trainer["loader"].is_object() && trainer.contains("rng") &&
-                   trainer["rng"].is_object() && trainer.contains("config") && trainer["config"].is_object(),
-               trainer_name + ": \"loader\", \"rng\" and \"config\" must be objects");
-  field<int64_t>(trainer["loader"], "sequences", trainer_name + " (loader)");
-  field<uint64_t>(trainer["rng"], "seed", trainer_name + " (rng)");
-  field<uint64_t>(trainer["rng"], "counter", trainer_name + " (rng)");
-  if (trainer.contains("precision"))
-    MESHLM_CHECK(trainer["precision"].is_object(), trainer_name + ": \"precision\" must be an object");
-  return trainer;
+    MESHLM_CHECK(marker.files.contains(name), (d / name).string() + ": not covered by COMPLETE (added after the save?); "
+                                                                    "remove it or restore the checkpoint");
+  for (auto it = marker.files.begin(); it != marker.files.end(); ++it) verify_listed_file(d / it.key(), *it, marker);
+  return parse_trainer_json(read_file(d / "trainer.json"), (d / "trainer.json").string(), kCheckpointFormat);
 }
 
 BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& config_tokenizer) {

@@ -3,13 +3,15 @@
 #include <algorithm>
 #include <thread>
 
-#include <toml++/toml.h>
 
 #include <charconv>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "core/error.h"
+#include "train/config_file.h"
 #include "model/gpt2.h"
 #include "model/model.h"
 #include "model/params.h"
@@ -210,7 +212,7 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(seed, "seed of the initial weights"),
       INT_KEY(shuffle, "1: visit the training windows in a new pseudo-random order each epoch; 0: in order"),
       INT_KEY(data_seed, "seed of the shuffling order"),
-      INT_KEY(threads, "CPU threads; 0 means OMP_NUM_THREADS or all cores"),
+      INT_KEY(threads, "CPU threads; 0: OMP_NUM_THREADS, else the CPUs this process may use / the ranks on its node"),
       REAL_KEY(peak_gflops, "peak GFLOP/s of one rank for MFU; 0 measures a large GEMM at start-up (MFU is against the peak of all ranks)"),
       TEXT_KEY(data, "directory of token shards (*train*.bin, *val*.bin)"),
       TEXT_KEY(out, "run directory: metrics.jsonl and checkpoints"),
@@ -264,38 +266,16 @@ void set_config_value(TrainConfig& cfg, const std::string& key, const std::strin
 void apply_toml_file(TrainConfig& cfg, const std::string& path) {
   MESHLM_CHECK(std::filesystem::exists(path), path + ": no such config file");
   MESHLM_CHECK(std::filesystem::is_regular_file(path), path + ": not a file (--config takes a TOML file)");
-  toml::table tbl;
-  try {
-    tbl = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream msg;
-    msg << path << ":" << e.source().begin.line << ": " << e.description();
-    throw Error(msg.str());
-  }
-  for (const auto& [k, node] : tbl) {
-    const std::string key(k.str());
-    const ConfigKey* spec = nullptr;
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  MESHLM_CHECK(in, path + ": cannot read");
+  const auto kind_of = [](const std::string& key) -> std::optional<ConfigKind> {
     for (const auto& c : config_keys())
-      if (c.key == key) spec = &c;
-    MESHLM_CHECK(spec, path + ": unknown config key '" + key + "'");
-    std::string text;
-    if (spec->kind == ConfigKind::integer && node.is_integer()) {
-      text = std::to_string(node.value<int64_t>().value());
-    } else if (spec->kind == ConfigKind::real && (node.is_floating_point() || node.is_integer())) {
-      std::ostringstream ss;
-      ss.precision(17);
-      ss << node.value<double>().value();
-      text = ss.str();
-    } else if (spec->kind == ConfigKind::text && node.is_string()) {
-      text = node.value<std::string>().value();
-    } else {
-      const char* want = spec->kind == ConfigKind::integer ? "an integer"
-                         : spec->kind == ConfigKind::real  ? "a number"
-                                                           : "a string";
-      throw Error(path + ": key '" + key + "' must be " + want);
-    }
-    set_config_value(cfg, key, text, path);
-  }
+      if (c.key == key) return c.kind;
+    return std::nullopt;
+  };
+  for (const auto& [key, value] : read_config_text(text.str(), path, kind_of)) set_config_value(cfg, key, value, path);
 }
 
 void apply_json(TrainConfig& cfg, const nlohmann::json& j, const std::string& source) {

@@ -17,6 +17,7 @@
 #include "plan/plan.h"
 #include "precision/fp8.h"
 #include "precision/loss_scaler.h"
+#include "train/config_file.h"
 
 namespace meshlm {
 
@@ -83,7 +84,6 @@ struct TrainConfig {
   nlohmann::json to_json() const;
 };
 
-enum class ConfigKind { integer, real, text };
 
 struct ConfigKey {
   std::string key;  // "n_layer"; the flag is "--n-layer"

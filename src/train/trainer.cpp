@@ -4,6 +4,7 @@
 #include "train/trainer.h"
 
 #include <omp.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -52,6 +54,21 @@ std::string stop_signal_name() {
   const int sig = StopSignals::last_signal();
   const char* abbrev = sig > 0 ? ::sigabbrev_np(sig) : nullptr;
   return abbrev ? std::string("SIG") + abbrev : std::string("a stop signal on another rank");
+}
+
+// The thread count: --threads, else OMP_NUM_THREADS (0: OpenMP's own), else the CPUs this
+// process may run on shared by the ranks on its node (mpirun --bind-to none gives every rank
+// every CPU: two ranks of two threads on two cores spend their time descheduled).
+int default_threads(int64_t threads) {
+  if (threads > 0) return int(threads);
+  if (std::getenv("OMP_NUM_THREADS")) return 0;
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  const int ranks = local ? std::max(1, std::atoi(local)) : 1;
+  if (ranks == 1) return 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  return std::max(1, cpus / ranks);
 }
 
 // Resident memory of this process now, in MiB (from /proc/self/statm).
@@ -764,7 +781,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
                "the config asks for dp " + std::to_string(cfg.dp) + " x tp " + std::to_string(cfg.tp) + " x pp " +
                    std::to_string(cfg.pp) + " but the job's mesh is " + mesh.shape().describe());
   MESHLM_CHECK(!cfg.data.empty(), "--data: no data directory given (run `meshlm prepare` first)");
-  if (cfg.threads > 0) omp_set_num_threads(int(cfg.threads));
+  if (const int threads = default_threads(cfg.threads); threads > 0) omp_set_num_threads(threads);
   check_memory_fits(cfg, mesh.rank(), mesh.pp_rank());  // before the first allocation
   return Trainer(cfg, mesh, out, resume_dir, overwrite).train();
 }

@@ -9,7 +9,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 cmake -S "$HERE" -B "$BUILD" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD" >/dev/null
 status=0
-for t in tokenizer_file shard tokenize; do
+for t in tokenizer_file shard tokenize checkpoint_marker safetensors config; do
   work="$BUILD/corpus_$t"
   rm -rf "$work" && mkdir -p "$work"
   if "$BUILD/fuzz_$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \

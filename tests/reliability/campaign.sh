@@ -13,7 +13,7 @@
 set -uo pipefail
 MESHLM="$(realpath "$1")"
 MPIRUN="$2"
-ROOT="$3"
+ROOT="$(realpath "$3")"
 MODE="${4:-short}"
 WORK="$(mktemp -d /tmp/meshlm_campaign.XXXXXX)"
 trap 'pkill -KILL -f "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT

@@ -12,7 +12,7 @@
 # Usage: edges_test.sh path/to/meshlm repo_root
 set -uo pipefail
 MESHLM="$(realpath "$1")"
-ROOT="$2"
+ROOT="$(realpath "$2")"
 WORK="$(mktemp -d /tmp/meshlm_edges.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 passed=0
@@ -112,7 +112,7 @@ sed -i 's/"step": 6/"step": "six"/' field/trainer.json && rewrite_complete field
 expect_error "trainer.json field" "trainer.json: \"step\" must be" "$MESHLM" info --checkpoint field
 cp -r run/step_000006 marker
 sed -i '0,/"bytes": [0-9]*/s//"bytes": "many"/' marker/COMPLETE
-expect_error "COMPLETE field" "COMPLETE: \"bytes\"" "$MESHLM" info --checkpoint marker
+expect_error "COMPLETE field" 'COMPLETE (model.safetensors): "bytes" must be' "$MESHLM" info --checkpoint marker
 # COMPLETE covers every file: an unlisted (then corrupted) optimizer file is refused
 cp -r run/step_000006 cover
 /usr/bin/python3 -c 'import json,sys; p=sys.argv[1]; c=json.load(open(p)); del c["files"]["optimizer.safetensors"]; json.dump(c,open(p,"w"))' cover/COMPLETE

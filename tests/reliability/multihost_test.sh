@@ -12,7 +12,7 @@
 set -uo pipefail
 MESHLM="$(realpath "$1")"
 MPIRUN="$2"
-ROOT="$3"
+ROOT="$(realpath "$3")"
 MODE="${4:-short}"
 skip() { echo "skipped: $*"; exit 0; }
 [ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
