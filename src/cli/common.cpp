@@ -49,10 +49,6 @@ bool run_on_mesh(const TrainConfig& cfg, const std::function<void(Mesh&)>& fn) {
   return lead;
 }
 
-void set_threads(int64_t threads) {
-  MESHLM_CHECK(threads >= 0, "--threads must be >= 0");
-  if (threads > 0) omp_set_num_threads(int(threads));
-}
 
 // Builds an fp32 model from a checkpoint's config and loads its weights.
 std::unique_ptr<Model> load_model(const std::string& dir, Backend& be, TrainConfig* cfg_out) {

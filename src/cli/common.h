@@ -31,7 +31,6 @@ struct ConfigFlags {
 // Returns true on rank 0 (the rank that reports).
 bool run_on_mesh(const TrainConfig& cfg, const std::function<void(Mesh&)>& fn);
 
-void set_threads(int64_t threads);
 
 // An fp32 model on `be` from a checkpoint's config, with its weights (cfg_out: that config).
 std::unique_ptr<Model> load_model(const std::string& dir, Backend& be, TrainConfig* cfg_out);

@@ -7,6 +7,8 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/threads.h"
+#include "data/manifest.h"
 #include "data/bpe.h"
 #include "data/loader.h"
 #include "train/checkpoint.h"
@@ -30,24 +32,30 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--batch-size", o->batch_size, "sequences per batch [default: the checkpoint's]");
   cmd->add_option("--seq-len", o->seq_len, "sequence length [default: the checkpoint's]");
   cmd->add_option("--split", o->split, "val or train [default: val]");
-  cmd->add_option("--threads", o->threads, "CPU threads [default: all]");
+  cmd->add_option("--threads", o->threads, "CPU threads [default: OMP_NUM_THREADS, else the CPUs other programs leave free]");
   add_backend_option(cmd, o->backend);
   cmd->add_option("--tokenizer", o->tokenizer, "for the per-byte loss [default: the checkpoint's]");
   cmd->add_flag("--json", o->json, "print {\"val_loss\": ..., \"val_loss_per_byte\": ...} only");
   cmd->callback([o]() {
-    set_threads(o->threads);
+    MESHLM_CHECK(o->threads >= 0, "--threads must be >= 0");
+    ThreadGovernor threads = make_thread_governor(o->threads);  // adapted between batches
     MESHLM_CHECK(o->batches > 0, "--batches must be positive");
     auto be = make_backend(o->backend);
     TrainConfig cfg;
     auto model = load_model(o->checkpoint, *be, &cfg);
     const int64_t B = o->batch_size > 0 ? o->batch_size : cfg.micro_batch();
     const int64_t T = o->seq_len > 0 ? o->seq_len : cfg.seq_len;
+    verify_data_dir(o->data);  // every shard against manifest.json
     DataLoader loader(o->data, o->split, T, cfg.vocab_size);
     std::optional<BpeTokenizer> tok;
     if (!o->tokenizer.empty() || !cfg.tokenizer.empty() ||
         std::filesystem::exists(std::filesystem::path(o->checkpoint) / "tokenizer.json"))
       tok.emplace(o->tokenizer.empty() ? checkpoint_tokenizer(o->checkpoint, cfg.tokenizer) : load_tokenizer(o->tokenizer));
-    const EvalResult r = evaluate(*model, loader, o->batches, B, T, tok ? &*tok : nullptr);
+    const EvalResult r = evaluate([&](const int32_t* x, const int32_t* y, int64_t b, int64_t t) { return model->forward(x, y, b, t); },
+                                  loader, o->batches, B, T, tok ? &*tok : nullptr, [&] {
+                                    threads.update();
+                                    return false;
+                                  });
     nlohmann::ordered_json j = {{"val_loss", r.loss}};
     if (r.loss_per_byte >= 0) j["val_loss_per_byte"] = r.loss_per_byte;
     if (o->json)

@@ -5,6 +5,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/threads.h"
 #include "data/bpe.h"
 #include "train/checkpoint.h"
 #include "train/sample.h"
@@ -26,10 +27,11 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--top-k", o->s.top_k, "sample among the k most likely tokens; 0: all [default: 0]");
   cmd->add_option("--seed", o->s.seed, "sampling seed [default: 1]");
   cmd->add_option("--tokenizer", o->tokenizer, "bytes, gpt2 or a file [default: the checkpoint's]");
-  cmd->add_option("--threads", o->threads, "CPU threads [default: all]");
+  cmd->add_option("--threads", o->threads, "CPU threads [default: OMP_NUM_THREADS, else the CPUs other programs leave free]");
   add_backend_option(cmd, o->backend);
   cmd->callback([o]() {
-    set_threads(o->threads);
+    MESHLM_CHECK(o->threads >= 0, "--threads must be >= 0");
+    make_thread_governor(o->threads);  // sets the thread count (sampling is one short pass)
     MESHLM_CHECK(o->s.tokens >= 0, "--tokens must be >= 0");
     MESHLM_CHECK(!o->prompt.empty(), "--prompt must not be empty");
     auto be = make_backend(o->backend);

@@ -1,5 +1,7 @@
 #include "precision/numerics.h"
 
+#include "core/files.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -15,7 +17,11 @@
 
 namespace meshlm {
 
-NumericsReport::NumericsReport(const std::string& path, bool append, int64_t step) {
+// The kept lines are rewritten atomically (a kill leaves the old file or the new one); then
+// each step's lines are appended with checked writes (a full disk is an error naming the file).
+NumericsReport::NumericsReport(const std::string& path, bool append, int64_t step) : out_(make_file(path, append, step)) {}
+
+AppendFile NumericsReport::make_file(const std::string& path, bool append, int64_t step) {
   std::string kept;
   if (append && std::filesystem::exists(path)) {  // drop an abandoned tail past the resume step
     std::ifstream in(path);
@@ -27,9 +33,8 @@ NumericsReport::NumericsReport(const std::string& path, bool append, int64_t ste
       }
     }
   }
-  out_.open(path, std::ios::trunc);
-  MESHLM_CHECK(bool(out_), path + ": cannot write");
-  out_ << kept;
+  write_file_atomic(path, kept);
+  return AppendFile(path, true);
 }
 
 std::vector<std::string> numerics_layers(const StageLayers& stage) {
@@ -102,6 +107,7 @@ void NumericsReport::write(int64_t step, const Model& model, double loss_scale) 
 
 void NumericsReport::write(int64_t step, const std::vector<NumericsEntry>& entries, DType format,
                            double loss_scale) {
+  std::string text;
   for (const NumericsEntry& e : entries) {
     const TensorStats& t = e.stats;
     if (t.n == 0) continue;
@@ -113,9 +119,9 @@ void NumericsReport::write(int64_t step, const std::vector<NumericsEntry>& entri
                                 {"underflow", double(t.underflow) / n},
                                 {"subnormal", double(t.subnormal) / n},
                                 {"overflow", double(t.overflow) / n}};
-    out_ << j.dump() << "\n";
+    text += j.dump() + "\n";
   }
-  out_.flush();
+  out_.write(text);
 }
 
 namespace {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/files.h"
 #include "core/dtype.h"
 #include "model/model.h"
 
@@ -48,7 +49,8 @@ class NumericsReport {
   void write(int64_t step, const std::vector<NumericsEntry>& entries, DType format, double loss_scale);
 
  private:
-  std::ofstream out_;
+  static AppendFile make_file(const std::string& path, bool append, int64_t step);
+  AppendFile out_;
 };
 
 // Reads numerics.jsonl and prints a table of the last step (and the worst fractions over the

@@ -21,6 +21,7 @@
 #include "backend/profiling.h"
 #include "core/error.h"
 #include "core/stop_signals.h"
+#include "core/threads.h"
 #include "data/bpe.h"
 #include "data/loader.h"
 #include "data/manifest.h"
@@ -54,21 +55,6 @@ std::string stop_signal_name() {
   const int sig = StopSignals::last_signal();
   const char* abbrev = sig > 0 ? ::sigabbrev_np(sig) : nullptr;
   return abbrev ? std::string("SIG") + abbrev : std::string("a stop signal on another rank");
-}
-
-// The thread count: --threads, else OMP_NUM_THREADS (0: OpenMP's own), else the CPUs this
-// process may run on shared by the ranks on its node (mpirun --bind-to none gives every rank
-// every CPU: two ranks of two threads on two cores spend their time descheduled).
-int default_threads(int64_t threads) {
-  if (threads > 0) return int(threads);
-  if (std::getenv("OMP_NUM_THREADS")) return 0;
-  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-  const int ranks = local ? std::max(1, std::atoi(local)) : 1;
-  if (ranks == 1) return 0;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  const int cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-  return std::max(1, cpus / ranks);
 }
 
 // Resident memory of this process now, in MiB (from /proc/self/statm).
@@ -197,6 +183,7 @@ class Trainer::Impl {
   const TrainConfig cfg_;
   const std::string resume_dir_;
   RunLog log_;
+  ThreadGovernor threads_;  // the OpenMP thread count, adapted between steps on a shared machine
   ProfilingBackend* profiler_ = nullptr;
   std::unique_ptr<Backend> backend_;
   Mesh mesh_;  // the job's mesh, its groups declared clients of the backend's memory
@@ -245,6 +232,7 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
     : cfg_(cfg),
       resume_dir_(resume_dir),
       log_(out, job_mesh.rank() == 0),
+      threads_(make_thread_governor(cfg.threads)),
       backend_(make_run_backend(cfg, &profiler_)),
       mesh_(job_mesh, *backend_),
       mcfg_(cfg.model()),
@@ -357,6 +345,7 @@ TrainResult Trainer::Impl::train() {
     res_.checkpoint = resume_dir_;
   }
   while (st_.step < cfg_.steps && !res_.interrupted) {
+    threads_.update();
     const StepOutcome o = train_step();
     record(o);
     if (watchdog_) watchdog_->step_done(o.secs);
@@ -610,7 +599,11 @@ void Trainer::Impl::evaluate() {
   if (watchdog_) watchdog_->enter(Watchdog::Phase::eval, "eval (or waiting for the ranks evaluating)", st_.step);
   if (mesh_.dp_rank() != 0) return;  // one tensor-parallel group evaluates; the rest go on
   if (profiler_) profiler_->set_enabled(false);
-  const EvalResult v = *evaluator_->run(model_, pipeline_.get(), mesh_, [] { return StopSignals::count() >= 2; });
+  // Before each batch: the thread count, and whether a second stop signal cuts the eval short.
+  const EvalResult v = *evaluator_->run(model_, pipeline_.get(), mesh_, [this] {
+    threads_.update();
+    return StopSignals::count() >= 2;
+  });
   if (v.batches < evaluator_->batches()) {
     log_.line("eval    step " + std::to_string(st_.step) + " | cut short by a second stop signal after " +
               std::to_string(v.batches) + " batches; not recorded\n");
@@ -663,7 +656,9 @@ void Trainer::Impl::describe_run() {
   out << "model   " << mcfg_.describe() << "\n"
       << "batch   " << cfg_.batch_size << " x " << T_ << " tokens (" << accum_ << " micro-batch"
       << (accum_ > 1 ? "es" : "") << " of " << mb_ << "), " << cfg_.steps << " steps\n"
-      << "compute " << backend_->name() << " backend, " << omp_get_max_threads() << " threads, peak "
+      << "compute " << backend_->name() << " backend, " << omp_get_max_threads() << " threads"
+      << (threads_.adaptive() ? " (of " + std::to_string(threads_.cpus()) + " CPUs: fewer while other programs keep them busy)" : "")
+      << ", peak "
       << fmt("%.0f", peak_) << " GFLOP/s ("
       << (cfg_.peak_gflops > 0 ? std::string("given") : std::string("measured, ") + dtype_name(peak_dtype) + " 2048^3 GEMM")
       << (prec_.fp8 ? "; fp8 is simulated: its speed is bf16 arithmetic plus quantization" : "") << ")\n"
@@ -781,7 +776,6 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
                "the config asks for dp " + std::to_string(cfg.dp) + " x tp " + std::to_string(cfg.tp) + " x pp " +
                    std::to_string(cfg.pp) + " but the job's mesh is " + mesh.shape().describe());
   MESHLM_CHECK(!cfg.data.empty(), "--data: no data directory given (run `meshlm prepare` first)");
-  if (const int threads = default_threads(cfg.threads); threads > 0) omp_set_num_threads(threads);
   check_memory_fits(cfg, mesh.rank(), mesh.pp_rank());  // before the first allocation
   return Trainer(cfg, mesh, out, resume_dir, overwrite).train();
 }

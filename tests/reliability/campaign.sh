@@ -16,7 +16,15 @@ MPIRUN="$2"
 ROOT="$(realpath "$3")"
 MODE="${4:-short}"
 WORK="$(mktemp -d /tmp/meshlm_campaign.XXXXXX)"
-trap 'pkill -KILL -f "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
+# at exit: every process still running in the work directory (mpirun and ranks of a failed
+# trial included), then the directory
+reap() {
+  for p in $(pgrep -f "meshlm|mpirun|mpiexec"); do
+    [ "$p" != "$$" ] && [ "$(readlink "/proc/$p/cwd" 2>/dev/null)" = "$WORK" ] && kill -KILL "$p" 2>/dev/null
+  done
+  rm -rf "$WORK"
+}
+trap reap EXIT
 export OMP_NUM_THREADS=1
 mpi_run() {  # NP args...: under mpirun, as root, oversubscribed on the 2 cores
   local np=$1

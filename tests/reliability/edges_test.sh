@@ -77,7 +77,7 @@ fi
 cp -r run run_rw
 before=$(wc -c < run_rw/metrics.jsonl)
 [ "$before" -gt 1024 ] || fail "the rewrite case needs more than 1 KiB of metrics"
-(ulimit -f 1; "$MESHLM" train --resume run_rw/step_000006 --steps 9 >"$WORK/rw.log" 2>&1); rc=$?
+(ulimit -f 1; "$MESHLM" train --resume run_rw/step_000006 --out run_rw --steps 9 >"$WORK/rw.log" 2>&1); rc=$?
 [ $rc -ne 0 ] && [ "$(wc -c < run_rw/metrics.jsonl)" -eq "$before" ] && ok || fail "metrics rewrite on a full disk: exit $rc, $(wc -c < run_rw/metrics.jsonl) of $before bytes kept"
 
 # ---- 3: resume ----

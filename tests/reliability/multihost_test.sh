@@ -76,7 +76,7 @@ wait
 mh() {
   local np=$1 hosts=$2
   shift 2
-  exec ip netns exec "${TAG}l" "$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none -np "$np" --host "$hosts" \
+  exec timeout -k 5 120 ip netns exec "${TAG}l" "$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none -np "$np" --host "$hosts" \
     --mca plm_rsh_agent "$WORK/agent.sh" --mca plm_rsh_no_tree_spawn 1 \
     --mca btl tcp,self --mca btl_tcp_if_include "$NET.0/24" --mca oob_tcp_if_include "$NET.0/24" \
     --mca oob_tcp_keepalive_time 3 --mca oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 3 \
