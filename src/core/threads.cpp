@@ -61,9 +61,10 @@ ThreadGovernor::Sample ThreadGovernor::sample() {
 
 int ThreadGovernor::update(bool first) {
   if (!adaptive_) return threads_;
+  const double since = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_.at).count();
+  if (since < (first ? 0.01 : 0.5)) return threads_;  // cheap between measurements: one clock read
   const Sample now = sample();
   const double wall = std::chrono::duration<double>(now.at - last_.at).count();
-  if (wall < (first ? 0.01 : 0.5)) return threads_;
   const double hz = double(::sysconf(_SC_CLK_TCK));
   const double others = ((now.busy_jiffies - last_.busy_jiffies) / hz - (now.own_seconds - last_.own_seconds)) / wall;
   last_ = now;

@@ -70,8 +70,10 @@ std::vector<std::string> checkpoint_files(const fs::path& dir) {
 
 }  // namespace
 
-void save_checkpoint(const std::string& dir, const CheckpointTensors& t, const TrainerState& st, const json& config,
-                     const std::string& tokenizer_file, Communicator* group) {
+namespace {
+
+void write_checkpoint(const std::string& dir, const CheckpointTensors& t, const TrainerState& st, const json& config,
+                      const std::string& tokenizer_file, Communicator* group) {
   const fs::path final_dir(dir);
   const fs::path tmp = final_dir.string() + ".tmp";
   const int64_t P = t.table->total();
@@ -141,6 +143,21 @@ void save_checkpoint(const std::string& dir, const CheckpointTensors& t, const T
   fs::rename(tmp, final_dir);
   fs::remove_all(old);
   fsync_path(final_dir.has_parent_path() ? final_dir.parent_path().string() : ".");
+}
+
+}  // namespace
+
+// A failed save (a full disk, an I/O error) leaves no partial directory behind: the previous
+// checkpoints are untouched, the error names the file.
+void save_checkpoint(const std::string& dir, const CheckpointTensors& t, const TrainerState& st, const json& config,
+                     const std::string& tokenizer_file, Communicator* group) {
+  try {
+    write_checkpoint(dir, t, st, config, tokenizer_file, group);
+  } catch (...) {
+    std::error_code ec;
+    if (!group || group->rank() == 0) fs::remove_all(dir + ".tmp", ec);
+    throw;
+  }
 }
 
 void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, const TrainerState& st,

@@ -224,6 +224,7 @@ class Trainer::Impl {
   double profiled_secs_ = 0, profiled_comm_secs_ = 0;  // the timed steps' (all but this run's first)
   int64_t profiled_steps_ = 0;
   std::unique_ptr<Watchdog> watchdog_;  // world size > 1 only
+  bool long_wait_ = false;  // an eval or a save since the last step: others may still be at it
   Clock::time_point last_save_;
 };
 
@@ -347,6 +348,7 @@ TrainResult Trainer::Impl::train() {
   while (st_.step < cfg_.steps && !res_.interrupted) {
     threads_.update();
     const StepOutcome o = train_step();
+    long_wait_ = false;
     record(o);
     if (watchdog_) watchdog_->step_done(o.secs);
     const bool last = st_.step == cfg_.steps;
@@ -597,6 +599,7 @@ std::string Trainer::Impl::step_line(const StepOutcome& o, const std::vector<dou
 
 void Trainer::Impl::evaluate() {
   if (watchdog_) watchdog_->enter(Watchdog::Phase::eval, "eval (or waiting for the ranks evaluating)", st_.step);
+  long_wait_ = true;
   if (mesh_.dp_rank() != 0) return;  // one tensor-parallel group evaluates; the rest go on
   if (profiler_) profiler_->set_enabled(false);
   // Before each batch: the thread count, and whether a second stop signal cuts the eval short.
@@ -632,13 +635,17 @@ Trainer::Impl::Decision Trainer::Impl::decide() {
   return {v[0] > 0, v[1] > 0};
 }
 
+// A step after an eval or a save gets the long allowance too: the ranks that did not evaluate
+// or write wait for those that did at the step's first collective.
 void Trainer::Impl::mark(const char* what) {
   if (watchdog_)
-    watchdog_->enter(st_.step == first_step_ ? Watchdog::Phase::first_step : Watchdog::Phase::step, what, st_.step);
+    watchdog_->enter(st_.step == first_step_ || long_wait_ ? Watchdog::Phase::first_step : Watchdog::Phase::step, what,
+                     st_.step);
 }
 
 void Trainer::Impl::save(const char* why) {
   if (watchdog_) watchdog_->enter(Watchdog::Phase::save, "a checkpoint save", st_.step);
+  long_wait_ = true;
   last_save_ = Clock::now();
   sync_->gather_masters(model_);
   const std::string dir = (fs::path(cfg_.out) / checkpoint_dir_name(st_.step)).string();

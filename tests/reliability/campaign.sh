@@ -101,7 +101,7 @@ echo "signals, mpirun dp 2: $SIGM trials, $mcrash failures ($SECONDS s)"
 # ---- kill -9 ----
 STEPS=16
 "$MESHLM" train --config model.toml --data data --out ref --steps $STEPS --save-every 2 > /dev/null 2>&1 || fail "reference run"
-kills=0 corrupt=0 lost=0 inexact=0
+kills=0 corrupt=0 lost=0 inexact=0 in_save=0 in_resume=0
 for i in $(seq "$KILLS"); do
   rm -rf k
   "$MESHLM" train --config model.toml --data data --out k --steps $STEPS --save-every 2 > k.log 2>&1 &
@@ -109,6 +109,7 @@ for i in $(seq "$KILLS"); do
   rand_sleep 0.1 1.5
   kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
   kills=$((kills + 1))
+  ls -d k/step_*.tmp >/dev/null 2>&1 && in_save=$((in_save + 1))
   # a resume killed too, half the time (the metrics rewrite, a save in the first steps)
   for round in 1 2; do
     latest=""
@@ -125,7 +126,8 @@ for i in $(seq "$KILLS"); do
     pid=$!
     rand_sleep 0.05 0.6
     kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-    kills=$((kills + 1))
+    kills=$((kills + 1)) in_resume=$((in_resume + 1))
+    ls -d k/step_*.tmp >/dev/null 2>&1 && in_save=$((in_save + 1))
   done
   # finish: resume from the latest valid checkpoint (or start again) to the end
   latest=$(ls -d k/step_?????? 2>/dev/null | tail -1)
@@ -140,7 +142,7 @@ import json, sys
 lines = open(sys.argv[1]).read().split("\n")
 for l in lines[:-1]: json.loads(l)' k/metrics.jsonl || { fail "kill $i: metrics.jsonl has a broken line"; }
 done
-echo "kill -9: $kills kills, $corrupt corrupt checkpoints accepted, $lost losses beyond one save interval, $inexact inexact resumes ($SECONDS s)"
+echo "kill -9: $kills kills ($in_save during a checkpoint write, $in_resume of a resume), $corrupt corrupt checkpoints accepted, $lost losses beyond one save interval, $inexact inexact resumes ($SECONDS s)"
 
 # ---- a stalled rank ----
 for i in $(seq "$STALLS"); do

@@ -63,12 +63,19 @@ T=(--config tiny.toml)
 # a full disk with --checkpoints 0: the run must fail naming metrics.jsonl (it said "done")
 (ulimit -f 2; "$MESHLM" train "${T[@]}" --data data --out full --steps 200 --checkpoints 0 >"$WORK/full.log" 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -q "metrics.jsonl: write failed" full.log && ok || { fail "full disk: exit $rc"; tail -2 full.log; }
-# a real full filesystem where one can be made (a 1 MiB tmpfs in a private mount namespace)
+# a real full filesystem where one can be made (a 1 MiB tmpfs in a private mount namespace):
+# the run fails naming the file; no partial checkpoint directory is left; the saved ones verify
 if unshare -m true 2>/dev/null; then
-  unshare -m bash -c "mkdir -p '$WORK/small_fs' && mount -t tmpfs -o size=1m tmpfs '$WORK/small_fs' &&
-    '$MESHLM' train --config tiny.toml --data data --out '$WORK/small_fs/run' --steps 400 --save-every 100 > '$WORK/enospc.log' 2>&1"
-  rc=$?
-  [ $rc -eq 1 ] && grep -q "No space left on device" enospc.log && ok || { fail "ENOSPC: exit $rc"; tail -2 enospc.log; }
+  unshare -m bash -c "mkdir -p '$WORK/small_fs' && mount -t tmpfs -o size=1m tmpfs '$WORK/small_fs' || exit 99
+    '$MESHLM' train --config tiny.toml --data data --out '$WORK/small_fs/run' --steps 400 --save-every 20 > '$WORK/enospc.log' 2>&1
+    echo \$? > '$WORK/enospc.rc'
+    ls -d '$WORK'/small_fs/run/step_*.tmp > '$WORK/enospc.tmp' 2>/dev/null
+    for d in '$WORK'/small_fs/run/step_??????; do '$MESHLM' info --checkpoint \$d > /dev/null 2>&1 || echo \$d; done > '$WORK/enospc.bad'
+    ls -d '$WORK'/small_fs/run/step_?????? | wc -l > '$WORK/enospc.saved'"
+  rc=$(cat enospc.rc 2>/dev/null)
+  [ "$rc" = 1 ] && grep -q "No space left on device" enospc.log && ok || { fail "ENOSPC: exit $rc"; tail -2 enospc.log; }
+  [ ! -s enospc.tmp ] && [ ! -s enospc.bad ] && [ "$(cat enospc.saved)" -ge 1 ] && ok ||
+    fail "ENOSPC: partial directories $(cat enospc.tmp) / unverifiable $(cat enospc.bad) / $(cat enospc.saved) saved"
 else
   echo "skipped: the ENOSPC case (no mount namespace here); the RLIMIT_FSIZE case covers it"
 fi

@@ -26,7 +26,7 @@ cleanup() {
   pkill -KILL -f "$WORK" 2>/dev/null
   for h in a b l; do ip netns del "${TAG}$h" 2>/dev/null; ip link del "${TAG}h$h" 2>/dev/null; done
   ip link del "$BR" 2>/dev/null
-  rm -rf "$WORK"
+  [ -n "${KEEP:-}" ] && cp -r "$WORK" /tmp/multihost_kept; rm -rf "$WORK"
 }
 trap cleanup EXIT
 passed=0
@@ -158,7 +158,10 @@ else
   echo "skipped: the loss case (no nftables here)"
 fi
 fault down 100000 ip link set "${TAG}hb" down
-echo "B's link down for good: exit $RC after $TOOK s: $(grep -m1 -o 'watchdog: [^;]*' down.log || grep -m1 -i error down.log)"
+# whichever notices first: the watchdog (naming the waiting peers) or mpirun (naming the host
+# whose daemon it lost)
+echo "B's link down for good: exit $RC after $TOOK s: $(grep -m1 -o 'watchdog: [^;]*' down.log ||
+  grep -m1 -A2 'lost communication with a remote daemon' down.log | tr -s ' \n' ' ')"
 [ $RC -ne 0 ] && /usr/bin/python3 -c "import sys; sys.exit(0 if $TOOK < 60 else 1)" && ok || fail "link down: exit $RC after $TOOK s"
 last=$(ls -d down/step_?????? 2>/dev/null | tail -1)
 if [ -n "$last" ] && "$MESHLM" train --resume "$last" --out down_resumed --steps $((10#${last##*_} + 5)) --dp 1 >resume.log 2>&1; then
