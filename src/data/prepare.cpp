@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/checksum.h"
+#include "core/files.h"
 #include "core/error.h"
 #include "data/bpe.h"
 #include "data/shard.h"
@@ -106,7 +107,7 @@ PrepareResult write_manifest(const PrepareOptions& opt, const std::vector<std::s
                                      {"val_tokens", r.val_tokens},
                                      {"inputs", files},
                                      {"shards", shards}};
-  std::ofstream(fs::path(opt.output) / "manifest.json") << manifest.dump(2) << "\n";
+  write_file_atomic((fs::path(opt.output) / "manifest.json").string(), manifest.dump(2) + "\n");
   return r;
 }
 

@@ -28,9 +28,11 @@ std::vector<std::pair<std::string, std::string>> read_config_text(
     if (*kind == ConfigKind::integer && node.is_integer()) {
       value = std::to_string(node.value<int64_t>().value());
     } else if (*kind == ConfigKind::real && (node.is_floating_point() || node.is_integer())) {
+      // An integer goes through int64 (toml++ refuses an inexact int -> double conversion).
+      const double x = node.is_integer() ? double(*node.value<int64_t>()) : *node.value<double>();
       std::ostringstream ss;
       ss.precision(17);
-      ss << node.value<double>().value();
+      ss << x;
       value = ss.str();
     } else if (*kind == ConfigKind::text && node.is_string()) {
       value = node.value<std::string>().value();
