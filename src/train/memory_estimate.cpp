@@ -84,7 +84,7 @@ MemoryLimit memory_available() {
 void check_memory_fits(const TrainConfig& cfg, int rank, int pp_rank) {
   const MemoryEstimate e = estimate_memory(cfg, pp_rank);
   const MemoryLimit lim = memory_available();
-  MESHLM_CHECK(e.total() <= lim.bytes, "the model does not fit: rank " + std::to_string(rank) + " needs about " +
+  MESHLM_CHECK(e.total() <= lim.bytes, "the model does not fit: rank " + std::to_string(rank) + " needs at least " +
                                            e.describe() + ", it can have " + gib(lim.bytes) + " GiB (" + lim.source +
                                            "); use a smaller model or batch, more ranks (--tp, --pp, --zero 1) "
                                            "or --recompute");

@@ -675,6 +675,10 @@ void Trainer::Impl::describe_run() {
                      : std::string("tokenizer unknown: no manifest.json and no --tokenizer; no per-byte loss"))
       << ")\n"
       << "run     " << cfg_.out << "\n";
+  const MemoryEstimate mem = estimate_memory(cfg_, mesh_.pp_rank());
+  const MemoryLimit lim = memory_available();
+  out << "memory  at least " << mem.describe() << " per rank (scratch not counted); " << fmt("%.2f", lim.bytes / double(1ull << 30))
+      << " GiB available (" << lim.source << ")\n";
   if (mesh_.world().size() > 1) describe_layout();
   out.flush();
 }
