@@ -123,13 +123,13 @@ launch() {
     rm -rf "$name"
     ( mh "$np" "$hosts" "$@" --out "$name" ) > "$name.log" 2>&1 &
     local job=$! started=0
-    for _ in $(seq 600); do
+    for _ in $(seq 300); do
       [ -s "$name/metrics.jsonl" ] && { started=1; break; }
       kill -0 $job 2>/dev/null || break
       sleep 0.05
     done
     if [ $started -eq 1 ] || ! kill -0 $job 2>/dev/null; then wait $job; return; fi
-    echo "  ($name: no step after 30 s, attempt $attempt; relaunching)"
+    echo "  ($name: no step after 15 s, attempt $attempt; relaunching)"
     kill -KILL $job 2>/dev/null; wait $job 2>/dev/null; kill_jobs
   done
 }
