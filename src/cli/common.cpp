@@ -52,9 +52,10 @@ bool run_on_mesh(const TrainConfig& cfg, const std::function<void(Mesh&)>& fn) {
 
 // Builds an fp32 model from a checkpoint's config and loads its weights.
 std::unique_ptr<Model> load_model(const std::string& dir, Backend& be, TrainConfig* cfg_out) {
-  TrainConfig cfg = checkpoint_config(dir);
+  const nlohmann::json trainer = verify_checkpoint(dir);  // once: SHA-256 of every file
+  TrainConfig cfg = checkpoint_config(trainer, dir);
   auto model = std::make_unique<Model>(cfg.model(), be);
-  load_checkpoint(dir, *model, nullptr);
+  load_checkpoint(dir, *model, nullptr, &trainer);
   if (cfg_out) *cfg_out = cfg;
   return model;
 }

@@ -43,7 +43,7 @@ void add_info(CLI::App& app) {
       // Everything resume checks before it reads a value: the marker and every checksum,
       // trainer.json's fields, the config, every tensor's name, dtype and shape.
       nlohmann::json trainer = verify_checkpoint(*checkpoint);
-      TrainConfig cfg = checkpoint_config(*checkpoint);
+      TrainConfig cfg = checkpoint_config(trainer, *checkpoint);
       verify_checkpoint_tensors(*checkpoint, cfg.model(), true);
       std::cout << "checkpoint " << *checkpoint << " (verified: checksums, fields, tensors; resumable)\n"
                 << "model      " << cfg.model().describe() << "\n"

@@ -332,8 +332,8 @@ void upload_moments(const ParamEntry& e, const std::vector<float>& m, const std:
 
 }  // namespace
 
-json load_checkpoint(const std::string& dir, Model& model, AdamW* opt) {
-  json trainer = verify_checkpoint(dir);
+json load_checkpoint(const std::string& dir, Model& model, AdamW* opt, const json* verified) {
+  json trainer = verified ? *verified : verify_checkpoint(dir);
   MESHLM_CHECK(model.master_dtype() == DType::fp32, "checkpoints load into fp32 models only");
   const fs::path d(dir);
   const ParamTable whole = param_table(model.config(), Plan{}, 0, 0);

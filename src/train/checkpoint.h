@@ -76,7 +76,10 @@ void verify_checkpoint_tensors(const std::string& dir, const ModelConfig& cfg, b
 // (ParamEntry::for_each_run) - and, if opt is given, the moments in opt's range, from a whole
 // optimizer file or from any layout's slices. No communication; shape mismatches throw naming
 // the tensor. Returns trainer.json.
-nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW* opt);
+// verified: trainer.json as verify_checkpoint(dir) just returned it, so that the checksums are
+// not computed twice (null: verify here).
+nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW* opt,
+                               const nlohmann::json* verified = nullptr);
 
 std::string checkpoint_dir_name(int64_t step);  // "step_000020"
 

@@ -133,8 +133,9 @@ void restore_precision_state(const nlohmann::json& trainer, const Precision& pre
 
 }  // namespace
 
-TrainConfig checkpoint_config(const std::string& dir) {
-  nlohmann::json trainer = verify_checkpoint(dir);
+TrainConfig checkpoint_config(const std::string& dir) { return checkpoint_config(verify_checkpoint(dir), dir); }
+
+TrainConfig checkpoint_config(const nlohmann::json& trainer, const std::string& dir) {
   TrainConfig cfg;
   MESHLM_CHECK(trainer.contains("config"), dir + "/trainer.json: no config");
   apply_json(cfg, trainer["config"], dir + "/trainer.json");

@@ -67,5 +67,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& resume_dir, std::os
 
 // The config stored in a checkpoint (its trainer.json), after verifying the checkpoint.
 TrainConfig checkpoint_config(const std::string& dir);
+// The same from trainer.json as verify_checkpoint(dir) returned it (the files are not read again).
+TrainConfig checkpoint_config(const nlohmann::json& trainer, const std::string& dir);
 
 }  // namespace meshlm

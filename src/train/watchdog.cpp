@@ -52,7 +52,11 @@ std::string rank_file(const std::string& dir, int rank) {
 }  // namespace
 
 Watchdog::Watchdog(double seconds, const std::string& run_dir, int rank, int world_size)
-    : seconds_(seconds), dir_((fs::path(run_dir) / ".ranks").string()), rank_(rank), size_(world_size) {
+    : seconds_(seconds),
+      dir_((fs::path(run_dir) / ".ranks").string()),
+      rank_(rank),
+      size_(world_size),
+      host_(host_name()) {
   last_progress_ns_ = now_ns();
   step_allowance_ = seconds;
   if (seconds_ <= 0) return;
@@ -108,7 +112,7 @@ void Watchdog::run() {
 // This rank's heartbeat: written under a temporary name and renamed (readers never see a part).
 void Watchdog::beat(double quiet_s) {
   const nlohmann::json j = {{"rank", rank_},
-                            {"host", host_name()},
+                            {"host", host_},
                             {"pid", ::getpid()},
                             {"step", step_.load()},
                             {"phase", phase_name(Phase(phase_.load()))},

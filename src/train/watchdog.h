@@ -49,6 +49,7 @@ class Watchdog {
   const double seconds_;
   const std::string dir_;
   const int rank_, size_;
+  const std::string host_;
   std::atomic<int64_t> last_progress_ns_{0};
   std::atomic<int> phase_{0};
   std::atomic<const char*> what_{"setup"};

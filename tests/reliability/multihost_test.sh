@@ -181,8 +181,8 @@ elif command -v nft >/dev/null && ip netns exec "${TAG}b" nft add table inet los
   }
   fault lossy 200 loss
   ip netns exec "${TAG}b" nft delete table inet loss 2>/dev/null
+  # a measurement, not a check: the job may complete slowly or end through the watchdog
   echo "30% loss on B from step 20: exit $RC after $TOOK s: $(grep -m1 -o 'watchdog: .*made no progress[^.]*' lossy.log || tail -1 lossy.log)"
-  ok
 else
   echo "skipped: the loss case (no nftables here)"
 fi
