@@ -20,6 +20,9 @@ const char* op_name(Op op) {
     case Op::gelu: return "gelu";
     case Op::residual: return "residual";
     case Op::embedding: return "embedding";
+    case Op::rmsnorm: return "rmsnorm";
+    case Op::rope: return "rope";
+    case Op::swiglu: return "swiglu";
     case Op::crossentropy: return "crossentropy";
     case Op::adamw: return "adamw";
     case Op::sum_squares: return "sum_squares";

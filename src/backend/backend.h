@@ -18,12 +18,22 @@ namespace meshlm {
 
 // The families of ops, for supports(): a backend runs a family in a dtype or not.
 enum class Op { memory, convert, stats, quantize, gemm, matmul, layernorm, attention, gelu, residual,
-                embedding, crossentropy, adamw, sum_squares };
+                embedding, crossentropy, adamw, sum_squares, rmsnorm, rope, swiglu };
 const char* op_name(Op op);
 
 // How a weight matrix is stored: in_out is (C, OC) (Hugging Face GPT-2 Conv1D),
 // out_in is (OC, C) (nn.Linear and the tied embedding used as the LM head).
 enum class WeightLayout { in_out, out_in };
+
+// The shape of one causal attention call: B sequences of T positions, NH query heads and NKV
+// key/value heads of HS channels (NH a multiple of NKV: query head h reads kv head
+// h / (NH / NKV), grouped-query attention; NKV = NH is multi-head, 1 multi-query). Rows of q
+// (and dq) are ldq elements apart, rows of k and v (dk, dv) ldkv; head h's channels are
+// [h HS, (h+1) HS) of its row. out and dout are dense (B, T, NH HS).
+struct AttentionShape {
+  int64_t B = 0, T = 0, NH = 0, NKV = 0, HS = 0, ldq = 0, ldkv = 0;
+  int64_t group() const { return NH / NKV; }  // query heads per kv head
+};
 
 struct AdamWArgs {
   float lr = 3e-4f;

@@ -36,16 +36,25 @@ void Attention::forward(Ctx& c, const void* x) {
   c_proj_.forward(c, c.at(saved_.atty));
 }
 
+AttentionShape Attention::shape(const Dims& d) const {
+  return {d.B, d.T, NHl_, NHl_, C_ / NH_, 3 * Cl_, 3 * Cl_};  // q, k, v side by side in each row of qkv
+}
+
 void Attention::recompute_core(Ctx& c) {
-  c.be.attention_forward(c.dt, c.at(saved_.atty), c.at(saved_.lse), c.at(c_attn_.output()), c.d.B, c.d.T, Cl_, NHl_);
+  const char* qkv = static_cast<const char*>(c.at(c_attn_.output()));
+  const size_t part = size_t(Cl_) * c.esz();
+  c.be.attention_forward(c.dt, c.at(saved_.atty), c.at(saved_.lse), qkv, qkv + part, qkv + 2 * part, shape(c.d));
 }
 
 void Attention::backward(Ctx& c, void* dx, const void* dout, const void* x) {
   c.zero(datty_, c.d.N * Cl_);
   c_proj_.backward(c, c.at(datty_), dout, c.at(saved_.atty));
   c.zero(dqkv_, c.d.N * 3 * Cl_);
-  c.be.attention_backward(c.dt, c.at(dqkv_), c.at(datty_), c.at(c_attn_.output()), c.at(saved_.atty), c.at(saved_.lse), c.d.B,
-                          c.d.T, Cl_, NHl_);
+  const char* qkv = static_cast<const char*>(c.at(c_attn_.output()));
+  char* dqkv = static_cast<char*>(c.at(dqkv_));
+  const size_t part = size_t(Cl_) * c.esz();
+  c.be.attention_backward(c.dt, dqkv, dqkv + part, dqkv + 2 * part, c.at(datty_), qkv, qkv + part, qkv + 2 * part,
+                          c.at(saved_.atty), c.at(saved_.lse), shape(c.d));
   c_attn_.backward(c, dx, c.at(dqkv_), x);
 }
 

@@ -29,6 +29,7 @@ class Attention {
   void activations(std::vector<std::pair<std::string, Act>>& out) const;
 
  private:
+  AttentionShape shape(const Dims& d) const;
   Linear c_attn_, c_proj_;
   int64_t C_, NH_, Cl_ = 0, NHl_ = 0;
   // Beside the Linears' outputs (qkv, the projection): the core's output and its rows'

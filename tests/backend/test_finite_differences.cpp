@@ -76,15 +76,82 @@ TEST(FiniteDifferences, LayerNorm) {
 
 TEST(FiniteDifferences, Attention) {
   const int64_t B = 2, T = 5, C = 8, NH = 2;
+  const AttentionShape a{B, T, NH, NH, C / NH, 3 * C, 3 * C};  // q, k, v side by side
   auto qkv = random_values(B * T * 3 * C, 9, -1.5, 1.5), r = random_values(B * T * C, 10);
   std::vector<double> out(B * T * C), lse(B * NH * T), dqkv(B * T * 3 * C, 0);
+  const double* q = qkv.data();
   auto loss = [&] {
-    ref::attention_forward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
+    ref::attention_forward(out.data(), lse.data(), q, q + C, q + 2 * C, a);
     return dot(out, r);
   };
   loss();
-  ref::attention_backward(dqkv.data(), r.data(), qkv.data(), out.data(), lse.data(), B, T, C, NH);
+  double* d = dqkv.data();
+  ref::attention_backward(d, d + C, d + 2 * C, r.data(), q, q + C, q + 2 * C, out.data(), lse.data(), a);
   check_fd(qkv, loss, dqkv, "dqkv");
+}
+
+TEST(FiniteDifferences, GroupedQueryAttention) {
+  const int64_t B = 2, T = 5, NH = 4, NKV = 2, HS = 3, C = NH * HS, KV = NKV * HS;
+  const AttentionShape a{B, T, NH, NKV, HS, C, KV};  // three buffers
+  auto q = random_values(B * T * C, 40, -1.5, 1.5), k = random_values(B * T * KV, 41, -1.5, 1.5),
+       v = random_values(B * T * KV, 42), r = random_values(B * T * C, 43);
+  std::vector<double> out(B * T * C), lse(B * NH * T), dq(q.size(), 0), dk(k.size(), 0), dv(v.size(), 0);
+  auto loss = [&] {
+    ref::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), a);
+    return dot(out, r);
+  };
+  loss();
+  ref::attention_backward(dq.data(), dk.data(), dv.data(), r.data(), q.data(), k.data(), v.data(), out.data(),
+                          lse.data(), a);
+  check_fd(q, loss, dq, "dq");
+  check_fd(k, loss, dk, "dk");
+  check_fd(v, loss, dv, "dv");
+}
+
+TEST(FiniteDifferences, RmsNorm) {
+  const int64_t N = 4, C = 9;
+  auto x = random_values(N * C, 44, -2, 2), w = random_values(C, 45), r = random_values(N * C, 46);
+  std::vector<double> out(N * C), rstd(N), dx(N * C, 0), dw(C, 0);
+  auto loss = [&] {
+    ref::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5);
+    return dot(out, r);
+  };
+  loss();
+  ref::rmsnorm_backward(dx.data(), dw.data(), r.data(), x.data(), w.data(), rstd.data(), N, C);
+  check_fd(x, loss, dx, "dinp");
+  check_fd(w, loss, dw, "dweight");
+}
+
+TEST(FiniteDifferences, RopeBackwardIsTheTranspose) {
+  const int64_t B = 1, T = 3, H = 2, HS = 4, n = B * T * H * HS;
+  std::vector<double> cs(T * HS);
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t i = 0; i < HS / 2; i++) {
+      cs[(t * HS / 2 + i) * 2] = std::cos(0.7 * double(t * (i + 1)));
+      cs[(t * HS / 2 + i) * 2 + 1] = std::sin(0.7 * double(t * (i + 1)));
+    }
+  auto x = random_values(n, 47), r = random_values(n, 48);
+  auto loss = [&] {
+    auto y = x;
+    ref::rope_rotate(y.data(), cs.data(), B, T, H, HS, +1);
+    return dot(y, r);
+  };
+  auto dx = r;
+  ref::rope_rotate(dx.data(), cs.data(), B, T, H, HS, -1);
+  check_fd(x, loss, dx, "dx");
+}
+
+TEST(FiniteDifferences, SwiGlu) {
+  const int64_t n = 64;
+  auto g = random_values(n, 49, -5, 5), up = random_values(n, 50), r = random_values(n, 51);
+  std::vector<double> out(n), dg(n, 0), du(n, 0);
+  auto loss = [&] {
+    ref::swiglu_forward(out.data(), g.data(), up.data(), n);
+    return dot(out, r);
+  };
+  ref::swiglu_backward(dg.data(), du.data(), r.data(), g.data(), up.data(), n);
+  check_fd(g, loss, dg, "dgate");
+  check_fd(up, loss, du, "dup");
 }
 
 TEST(FiniteDifferences, Gelu) {

@@ -30,9 +30,12 @@ struct Case {
   std::string backend;
   int64_t B, T, C, NH, V, Vp;
   DType dt = DType::fp32;  // storage of activations, weights and activation gradients
+  int64_t NKV = 0;         // key/value heads of attention (grouped-query); 0: NH
+  int64_t nkv() const { return NKV > 0 ? NKV : NH; }
   std::string name() const {
     return backend + "_" + dtype_name(dt) + "_B" + std::to_string(B) + "_T" + std::to_string(T) +
-           "_C" + std::to_string(C) + "_NH" + std::to_string(NH) + "_V" + std::to_string(V);
+           "_C" + std::to_string(C) + "_NH" + std::to_string(NH) + "_KV" + std::to_string(nkv()) + "_V" +
+           std::to_string(V);
   }
 };
 
@@ -216,19 +219,30 @@ struct AttentionMagnitudes {
   std::vector<double> smax, p;
 };
 
-AttentionMagnitudes attention_magnitudes(const std::vector<double>& qkv, int64_t B, int64_t T,
-                                         int64_t C, int64_t NH) {
-  const int64_t HS = C / NH;
+// One buffer (B, T, W) holds q (NH heads), k and v (NKV heads each) side by side, W = (NH + 2 NKV)
+// HS: GPT-2's qkv when NKV = NH; the kernels read it through leading dimensions.
+struct QkvLayout {
+  int64_t B, T, C, NH, NKV, HS, W;
+  QkvLayout(int64_t B_, int64_t T_, int64_t C_, int64_t NH_, int64_t NKV_)
+      : B(B_), T(T_), C(C_), NH(NH_), NKV(NKV_), HS(C_ / NH_), W(C_ + 2 * NKV_ * (C_ / NH_)) {}
+  int64_t q(int64_t b, int64_t t, int64_t h) const { return (b * T + t) * W + h * HS; }
+  int64_t k(int64_t b, int64_t t, int64_t h) const { return (b * T + t) * W + C + (h / (NH / NKV)) * HS; }
+  int64_t v(int64_t b, int64_t t, int64_t h) const { return k(b, t, h) + NKV * HS; }
+  AttentionShape shape() const { return {B, T, NH, NKV, HS, W, W}; }
+};
+
+AttentionMagnitudes attention_magnitudes(const std::vector<double>& qkv, const QkvLayout& L) {
+  const int64_t B = L.B, T = L.T, NH = L.NH, HS = L.HS;
   const double scale = 1.0 / std::sqrt(double(HS));
   AttentionMagnitudes m{std::vector<double>(B * NH * T), std::vector<double>(B * NH * T * T, 0)};
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < NH; h++)
       for (int64_t t = 0; t < T; t++) {
-        const double* q = &qkv[(b * T + t) * 3 * C + h * HS];
+        const double* q = &qkv[L.q(b, t, h)];
         std::vector<double> s(t + 1);
         double smax = 0, mx = -INFINITY;
         for (int64_t j = 0; j <= t; j++) {
-          const double* k = &qkv[(b * T + j) * 3 * C + C + h * HS];
+          const double* k = &qkv[L.k(b, j, h)];
           double dot = 0, adot = 0;
           for (int64_t i = 0; i < HS; i++) {
             dot += q[i] * k[i];
@@ -249,13 +263,16 @@ AttentionMagnitudes attention_magnitudes(const std::vector<double>& qkv, int64_t
 TEST_P(Kernels, AttentionForward) {
   const auto& p = GetParam();
   const int64_t B = p.B, T = p.T, C = p.C, NH = p.NH, HS = C / NH;
-  auto qkv = vals(B * T * 3 * C, 20, -2, 2);
-  Buf out(dt(), B * T * C);
+  const QkvLayout L(B, T, C, NH, p.nkv());
+  auto qkv = vals(B * T * L.W, 20, -2, 2);
+  Buf out(dt(), B * T * C), in(dt(), qkv);
   std::vector<float> lse(B * NH * T);
-  be->attention_forward(dt(), out.data(), lse.data(), Buf(dt(), qkv).data(), B, T, C, NH);
+  const size_t esz = dtype_size(dt());
+  char* qb = static_cast<char*>(in.data());
+  be->attention_forward(dt(), out.data(), lse.data(), qb, qb + C * esz, qb + (C + L.NKV * HS) * esz, L.shape());
   std::vector<double> want(B * T * C), wl(B * NH * T);
-  ref::attention_forward(want.data(), wl.data(), qkv.data(), B, T, C, NH);
-  auto m = attention_magnitudes(qkv, B, T, C, NH);
+  ref::attention_forward(want.data(), wl.data(), qkv.data(), qkv.data() + C, qkv.data() + C + L.NKV * HS, L.shape());
+  auto m = attention_magnitudes(qkv, L);
   // A score carries gamma_HS * smax absolute error (+2u relative for the scaling); exp turns an
   // absolute error e of its argument into a relative error e, and the normaliser (a T-term sum)
   // adds gamma_T: each probability is off by rel_p = 2 (gamma_{HS+1} smax + 6u) + gamma_T.
@@ -272,7 +289,7 @@ TEST_P(Kernels, AttentionForward) {
         for (int64_t i = 0; i < HS; i++) {
           double mag = 0;
           for (int64_t j = 0; j <= t; j++)
-            mag += m.p[row * T + j] * std::fabs(qkv[(b * T + j) * 3 * C + 2 * C + h * HS + i]);
+            mag += m.p[row * T + j] * std::fabs(qkv[L.v(b, j, h) + i]);
           bo[(b * T + t) * C + h * HS + i] = (rel_p + gamma(T + 1)) * mag;
         }
       }
@@ -285,25 +302,30 @@ TEST_P(Kernels, AttentionBackward) {
   const auto& p = GetParam();
   const int64_t B = p.B, T = p.T, C = p.C, NH = p.NH, HS = C / NH;
   const double scale = 1.0 / std::sqrt(double(HS));
-  auto qkv = vals(B * T * 3 * C, 21, -2, 2), dout = vals(B * T * C, 22);
+  const QkvLayout L(B, T, C, NH, p.nkv());
+  const int64_t kv0 = C, v0 = C + L.NKV * HS;  // k's and v's first channel in a row
+  auto qkv = vals(B * T * L.W, 21, -2, 2), dout = vals(B * T * C, 22);
   // out and lse are inputs of the backward: the double forward's values rounded to the
   // storage dtype (out) and fp32 (lse).
   std::vector<double> out(B * T * C), lse(B * NH * T);
-  ref::attention_forward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
+  ref::attention_forward(out.data(), lse.data(), qkv.data(), qkv.data() + kv0, qkv.data() + v0, L.shape());
   out = rounded(out);
   for (double& x : lse) x = double(float(x));
-  auto d0 = vals(B * T * 3 * C, 23);
-  Buf dqkv(dt(), d0);
-  be->attention_backward(dt(), dqkv.data(), Buf(dt(), dout).data(), Buf(dt(), qkv).data(),
-                         Buf(dt(), out).data(), to_float(lse).data(), B, T, C, NH);
+  auto d0 = vals(B * T * L.W, 23);
+  Buf dqkv(dt(), d0), in(dt(), qkv);
+  const size_t esz = dtype_size(dt());
+  char *db = static_cast<char*>(dqkv.data()), *qb = static_cast<char*>(in.data());
+  be->attention_backward(dt(), db, db + kv0 * esz, db + v0 * esz, Buf(dt(), dout).data(), qb, qb + kv0 * esz,
+                         qb + v0 * esz, Buf(dt(), out).data(), to_float(lse).data(), L.shape());
   auto want = d0;
-  ref::attention_backward(want.data(), dout.data(), qkv.data(), out.data(), lse.data(), B, T, C, NH);
-  auto m = attention_magnitudes(qkv, B, T, C, NH);
+  ref::attention_backward(want.data(), want.data() + kv0, want.data() + v0, dout.data(), qkv.data(),
+                          qkv.data() + kv0, qkv.data() + v0, out.data(), lse.data(), L.shape());
+  auto m = attention_magnitudes(qkv, L);
   // p_j is recomputed from the score and the saved lse: relative error rel_p as in forward (the
   // lse input differs from exact by its fp32 rounding, u|lse|). dp_j = dout.v_j and D = dout.out
   // carry gamma_HS of their |terms| sums; ds_j = p_j (dp_j - D) scale. Each gradient is a sum
   // over up to T such terms: gamma_T of the sum of |terms|, plus each term's own error.
-  std::vector<double> bound(B * T * 3 * C);
+  std::vector<double> bound(B * T * L.W);
   for (size_t i = 0; i < bound.size(); i++) bound[i] = u * std::fabs(want[i]);
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < NH; h++)
@@ -319,9 +341,9 @@ TEST_P(Kernels, AttentionBackward) {
         }
         for (int64_t j = 0; j <= t; j++) {
           const double pj = m.p[row * T + j];
-          const double* v = &qkv[(b * T + j) * 3 * C + 2 * C + h * HS];
-          const double* k = &qkv[(b * T + j) * 3 * C + C + h * HS];
-          const double* q = &qkv[(b * T + t) * 3 * C + h * HS];
+          const double* v = &qkv[L.v(b, j, h)];
+          const double* k = &qkv[L.k(b, j, h)];
+          const double* q = &qkv[L.q(b, t, h)];
           double dp = 0, dpabs = 0;
           for (int64_t i = 0; i < HS; i++) {
             dp += go[i] * v[i];
@@ -332,16 +354,133 @@ TEST_P(Kernels, AttentionBackward) {
                                 4 * u * ds;
           for (int64_t i = 0; i < HS; i++) {
             // dq_t += ds_j k_j ; dk_j += ds_j q_t ; dv_j += p_j dout_t
-            bound[(b * T + t) * 3 * C + h * HS + i] += ds_err * std::fabs(k[i]) + gamma(T + 2) * ds * std::fabs(k[i]);
-            bound[(b * T + j) * 3 * C + C + h * HS + i] += ds_err * std::fabs(q[i]) + gamma(T + 2) * ds * std::fabs(q[i]);
-            bound[(b * T + j) * 3 * C + 2 * C + h * HS + i] +=
-                (rel_p + gamma(T + 2)) * pj * std::fabs(go[i]);
+            // (a kv head's sums run over its group's heads too: gamma of group x T terms)
+            const double gk = gamma(T * (NH / L.NKV) + 2);
+            bound[L.q(b, t, h) + i] += ds_err * std::fabs(k[i]) + gamma(T + 2) * ds * std::fabs(k[i]);
+            bound[L.k(b, j, h) + i] += ds_err * std::fabs(q[i]) + gk * ds * std::fabs(q[i]);
+            bound[L.v(b, j, h) + i] += (rel_p + gk) * pj * std::fabs(go[i]);
           }
         }
       }
-  for (size_t i = 0; i < bound.size(); i++) bound[i] += gamma(T + 2) * std::fabs(d0[i]);
+  for (size_t i = 0; i < bound.size(); i++) bound[i] += gamma(T * (NH / L.NKV) + 2) * std::fabs(d0[i]);
   widen(bound, want);
   EXPECT_TRUE(within(dqkv.get(), want, bound));
+}
+
+TEST_P(Kernels, RmsNorm) {
+  const auto& p = GetParam();
+  const int64_t N = this->N(), C = p.C;
+  const float eps = 1e-5f;
+  auto x = vals(N * C, 80, -2, 2), w = vals(C, 81, 0.5, 1.5), g = vals(N * C, 82), d0 = vals(N * C, 83);
+  auto dw0 = random_f32_values(C, 84);
+  Buf y(dt(), N * C);
+  std::vector<float> r(N);
+  be->rmsnorm_forward(dt(), y.data(), r.data(), Buf(dt(), x).data(), Buf(dt(), w).data(), N, C, eps);
+  std::vector<double> wy(N * C), wr(N);
+  ref::rmsnorm_forward(wy.data(), wr.data(), x.data(), w.data(), N, C, double(eps));
+  // mean(x^2): C positive terms, gamma_{C+2} relative (the squares, /C, + eps); the inverse
+  // square root halves it and adds 2u; y = x r w two more roundings.
+  std::vector<double> by(N * C), br(N);
+  for (int64_t n = 0; n < N; n++) {
+    br[n] = (0.5 * gamma(C + 2) + 2 * u) * wr[n];
+    for (int64_t c = 0; c < C; c++) by[n * C + c] = (0.5 * gamma(C + 2) + 4 * u) * std::fabs(wy[n * C + c]);
+  }
+  widen(by, wy);
+  EXPECT_TRUE(within(y.get(), wy, by)) << "forward";
+  EXPECT_TRUE(within(to_double(r), wr, br)) << "rstd";
+  // Backward from the fp32 rstd (an input): dx = r g w - r^3 x mean(g w x), dw += sum_n g x r.
+  std::vector<double> rs = to_double(r);
+  Buf dx(dt(), d0);
+  auto dw = to_float(dw0);
+  be->rmsnorm_backward(dt(), dx.data(), dw.data(), Buf(dt(), g).data(), Buf(dt(), x).data(), Buf(dt(), w).data(),
+                       r.data(), N, C);
+  auto wdx = d0, wdw = dw0;
+  ref::rmsnorm_backward(wdx.data(), wdw.data(), g.data(), x.data(), w.data(), rs.data(), N, C);
+  std::vector<double> bdx(N * C), bdw(C, 0.0);
+  for (int64_t n = 0; n < N; n++) {
+    double dot = 0, S = 0;
+    for (int64_t c = 0; c < C; c++) {
+      dot += g[n * C + c] * w[c] * x[n * C + c];
+      S += std::fabs(g[n * C + c] * w[c] * x[n * C + c]);
+    }
+    const double r3 = rs[n] * rs[n] * rs[n], k = r3 * std::fabs(dot) / double(C);
+    const double ek = 6 * u * k + r3 / double(C) * gamma(C + 2) * S;  // of k = r^3 dot / C
+    for (int64_t c = 0; c < C; c++) {
+      const int64_t i = n * C + c;
+      bdx[i] = 3 * u * std::fabs(rs[n] * g[i] * w[c]) + (ek + u * k) * std::fabs(x[i]) +
+               2 * u * (std::fabs(d0[i]) + std::fabs(wdx[i]));
+      bdw[c] += std::fabs(g[i] * x[i] * rs[n]);
+    }
+  }
+  for (int64_t c = 0; c < C; c++) bdw[c] = gamma(N + 3) * (bdw[c] + std::fabs(dw0[c]));
+  widen(bdx, wdx);
+  EXPECT_TRUE(within(dx.get(), wdx, bdx)) << "dinp";
+  EXPECT_TRUE(within(to_double(dw), wdw, bdw)) << "dweight";
+}
+
+TEST_P(Kernels, Rope) {
+  const auto& p = GetParam();
+  const int64_t B = p.B, T = p.T, H = p.NH, HS = p.C / p.NH, half = HS / 2, n = B * T * H * HS;
+  // A table of fp32 cosines and sines (an input: the layer computes it), angles as Llama's.
+  std::vector<float> cs(T * HS);
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t i = 0; i < half; i++) {
+      const double a = double(t) * std::pow(10000.0, -2.0 * double(i) / double(HS));
+      cs[(t * half + i) * 2] = float(std::cos(a));
+      cs[(t * half + i) * 2 + 1] = float(std::sin(a));
+    }
+  const std::vector<double> csd = to_double(cs);
+  auto x = vals(n, 85, -2, 2);
+  for (int sign : {+1, -1}) {
+    Buf y(dt(), x);
+    if (sign > 0) be->rope_forward(dt(), y.data(), cs.data(), B, T, H, HS);
+    else be->rope_backward(dt(), y.data(), cs.data(), B, T, H, HS);
+    auto want = x;
+    ref::rope_rotate(want.data(), csd.data(), B, T, H, HS, sign);
+    // Each output is a x1 c -+ x2 s: two products and a sum, gamma_2 of the |terms|.
+    std::vector<double> bound(n);
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < H; h++)
+          for (int64_t i = 0; i < half; i++) {
+            const int64_t r = ((b * T + t) * H + h) * HS;
+            const double c = std::fabs(csd[(t * half + i) * 2]), sn = std::fabs(csd[(t * half + i) * 2 + 1]);
+            const double m = c * (std::fabs(x[r + i]) + std::fabs(x[r + i + half])) +
+                             sn * (std::fabs(x[r + i]) + std::fabs(x[r + i + half]));
+            bound[r + i] = bound[r + i + half] = gamma(int64_t(2)) * m;
+          }
+    widen(bound, want);
+    EXPECT_TRUE(within(y.get(), want, bound)) << (sign > 0 ? "forward" : "backward");
+  }
+}
+
+TEST_P(Kernels, SwiGlu) {
+  const int64_t n = this->N() * GetParam().C;
+  auto gt = vals(n, 86, -6, 6), up = vals(n, 87, -2, 2), g = vals(n, 88), d0 = vals(n, 89), e0 = vals(n, 90);
+  Buf y(dt(), n), dg(dt(), d0), du(dt(), e0);
+  be->swiglu_forward(dt(), y.data(), Buf(dt(), gt).data(), Buf(dt(), up).data(), n);
+  be->swiglu_backward(dt(), dg.data(), du.data(), Buf(dt(), g).data(), Buf(dt(), gt).data(), Buf(dt(), up).data(), n);
+  std::vector<double> wy(n), wdg = d0, wdu = e0;
+  ref::swiglu_forward(wy.data(), gt.data(), up.data(), n);
+  ref::swiglu_backward(wdg.data(), wdu.data(), g.data(), gt.data(), up.data(), n);
+  // The sigmoid s = 1 / (1 + exp(-g)): exp within 4 ulp, two roundings: 6u relative; silu and
+  // the product with up two more. Backward: 1 - s cancels when s is near 1, an absolute 6u s,
+  // which g multiplies; the rest are roundings of products (a handful of u each).
+  std::vector<double> by(n), bdg(n), bdu(n);
+  for (int64_t i = 0; i < n; i++) {
+    const double s = 1.0 / (1.0 + std::exp(-gt[i])), ag = std::fabs(gt[i]);
+    const double dus = std::fabs(g[i] * up[i] * s), inner = std::fabs(1.0 + gt[i] * (1.0 - s));
+    by[i] = 9 * u * std::fabs(wy[i]);
+    bdg[i] = dus * (7 * u * ag * s + 4 * u * (1.0 + ag * std::fabs(1.0 - s))) + 10 * u * dus * inner +
+             2 * u * (std::fabs(d0[i]) + std::fabs(wdg[i]));
+    bdu[i] = 10 * u * std::fabs(g[i] * gt[i] * s) + 2 * u * (std::fabs(e0[i]) + std::fabs(wdu[i]));
+  }
+  widen(by, wy);
+  widen(bdg, wdg);
+  widen(bdu, wdu);
+  EXPECT_TRUE(within(y.get(), wy, by)) << "forward";
+  EXPECT_TRUE(within(dg.get(), wdg, bdg)) << "dgate";
+  EXPECT_TRUE(within(du.get(), wdu, bdu)) << "dup";
 }
 
 TEST_P(Kernels, Gelu) {
@@ -596,7 +735,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"cpu", 2, 7, 24, 3, 50, 128, DType::bf16},
                       Case{"cpu", 1, 33, 192, 3, 300, 384, DType::bf16},
                       Case{"cpu", 2, 7, 24, 3, 50, 128, DType::fp16},
-                      Case{"cpu", 1, 33, 192, 3, 300, 384, DType::fp16}),
+                      Case{"cpu", 1, 33, 192, 3, 300, 384, DType::fp16},
+                      // grouped-query (2 query heads per kv head) and multi-query attention
+                      Case{"cpu", 2, 7, 48, 4, 50, 128, DType::fp32, 2}, Case{"reference", 2, 7, 48, 4, 50, 128, DType::fp32, 2},
+                      Case{"cpu", 2, 19, 64, 4, 50, 128, DType::fp32, 1},
+                      Case{"cpu", 2, 7, 48, 4, 50, 128, DType::bf16, 2}, Case{"cpu", 2, 19, 64, 4, 50, 128, DType::fp16, 1}),
     [](const auto& info) { return info.param.name(); });
 
 }  // namespace

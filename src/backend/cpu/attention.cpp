@@ -4,8 +4,9 @@
 // then dP = dO V^T, dS = P * (dP - D) (D = rowsum(dO * O)), dQ += dS K, dK += dS^T Q,
 // dV += P^T dO. The T x T scratch lives only while one (batch, head) pair is processed; no
 // T x T matrix is kept between calls. Q, K, V and their gradients are read and written in place
-// inside qkv (B, T, 3C) through leading dimensions, without copies. Work is split over the
-// (batch, head) pairs; the GEMMs inside a parallel region run on the calling thread. Rows go in
+// in their buffers (GPT-2's one qkv buffer, Llama's three) through leading dimensions, without copies. Work is split over the
+// (batch, head) pairs forward and (batch, key/value head) pairs backward; the GEMMs inside a
+// parallel region run on the calling thread. Rows go in
 // blocks of 64 that skip the keys past their last row (causal blocking, below).
 #include <omp.h>
 
@@ -25,12 +26,12 @@ constexpr int64_t kRows = 64;
 }  // namespace
 
 void attention_head_forward(float* o, int64_t ldo, float* lse, const float* q, const float* k,
-                            const float* v, int64_t ldqkv, int64_t T, int64_t HS, float* S) {
+                            const float* v, int64_t ldq, int64_t ldkv, int64_t T, int64_t HS, float* S) {
   const float scale = 1.0f / std::sqrt(float(HS));
   for (int64_t r0 = 0; r0 < T; r0 += kRows) {
     const int64_t r1 = std::min(T, r0 + kRows), m = r1 - r0;
     float* Sb = S + r0 * T;  // rows [r0, r1), columns [0, r1) used, ld T
-    onednn_sgemm(false, true, m, r1, HS, scale, q + r0 * ldqkv, ldqkv, k, ldqkv, 0.0f, Sb, T);  // scale Q K^T
+    onednn_sgemm(false, true, m, r1, HS, scale, q + r0 * ldq, ldq, k, ldkv, 0.0f, Sb, T);  // scale Q K^T
     for (int64_t t = r0; t < r1; t++) {
       float* row = S + t * T;
       float mx = -INFINITY;
@@ -47,13 +48,13 @@ void attention_head_forward(float* o, int64_t ldo, float* lse, const float* q, c
       for (int64_t j = t + 1; j < r1; j++) row[j] = 0.0f;  // causal mask inside the block
       lse[t] = mx + std::log(sum);
     }
-    onednn_sgemm(false, false, m, HS, r1, 1.0f, Sb, T, v, ldqkv, 0.0f, o + r0 * ldo, ldo);  // O = P V
+    onednn_sgemm(false, false, m, HS, r1, 1.0f, Sb, T, v, ldkv, 0.0f, o + r0 * ldo, ldo);  // O = P V
   }
 }
 
-void attention_head_backward(float* dq, float* dk, float* dv, int64_t lddqkv, const float* go,
+void attention_head_backward(float* dq, float* dk, float* dv, int64_t lddq, int64_t lddkv, const float* go,
                              const float* o, int64_t ldo, const float* q, const float* k,
-                             const float* v, int64_t ldqkv, const float* lse, int64_t T,
+                             const float* v, int64_t ldq, int64_t ldkv, const float* lse, int64_t T,
                              int64_t HS, float* P, float* dP) {
   const float scale = 1.0f / std::sqrt(float(HS));
   for (int64_t r0 = 0; r0 < T; r0 += kRows) {
@@ -61,8 +62,8 @@ void attention_head_backward(float* dq, float* dk, float* dv, int64_t lddqkv, co
     float* Pb = P + r0 * T;  // rows [r0, r1), columns [0, r1), ld T
     float* dPb = dP + r0 * T;
     const float* gob = go + r0 * ldo;
-    onednn_sgemm(false, true, m, r1, HS, scale, q + r0 * ldqkv, ldqkv, k, ldqkv, 0.0f, Pb, T);  // scores
-    onednn_sgemm(false, true, m, r1, HS, 1.0f, gob, ldo, v, ldqkv, 0.0f, dPb, T);               // dO V^T
+    onednn_sgemm(false, true, m, r1, HS, scale, q + r0 * ldq, ldq, k, ldkv, 0.0f, Pb, T);  // scores
+    onednn_sgemm(false, true, m, r1, HS, 1.0f, gob, ldo, v, ldkv, 0.0f, dPb, T);           // dO V^T
     for (int64_t t = r0; t < r1; t++) {
       float* p = P + t * T;
       float* d = dP + t * T;
@@ -77,38 +78,41 @@ void attention_head_backward(float* dq, float* dk, float* dv, int64_t lddqkv, co
       }
       for (int64_t j = t + 1; j < r1; j++) p[j] = d[j] = 0.0f;
     }
-    onednn_sgemm(false, false, m, HS, r1, 1.0f, dPb, T, k, ldqkv, 1.0f, dq + r0 * lddqkv, lddqkv);  // dQ += dS K
-    onednn_sgemm(true, false, r1, HS, m, 1.0f, dPb, T, q + r0 * ldqkv, ldqkv, 1.0f, dk, lddqkv);   // dK += dS^T Q
-    onednn_sgemm(true, false, r1, HS, m, 1.0f, Pb, T, gob, ldo, 1.0f, dv, lddqkv);                // dV += P^T dO
+    onednn_sgemm(false, false, m, HS, r1, 1.0f, dPb, T, k, ldkv, 1.0f, dq + r0 * lddq, lddq);  // dQ += dS K
+    onednn_sgemm(true, false, r1, HS, m, 1.0f, dPb, T, q + r0 * ldq, ldq, 1.0f, dk, lddkv);   // dK += dS^T Q
+    onednn_sgemm(true, false, r1, HS, m, 1.0f, Pb, T, gob, ldo, 1.0f, dv, lddkv);            // dV += P^T dO
   }
 }
 
-void attention_forward(float* out, float* lse, const float* qkv, int64_t B, int64_t T, int64_t C,
-                       int64_t NH, float* scratch) {
-  const int64_t HS = C / NH, C3 = 3 * C;
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                       const AttentionShape& a, float* scratch) {
+  const int64_t T = a.T, HS = a.HS, C = a.NH * HS;
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < NH; h++) {
+  for (int64_t b = 0; b < a.B; b++)
+    for (int64_t h = 0; h < a.NH; h++) {
       float* S = scratch + int64_t(omp_get_thread_num()) * 2 * T * T;  // (T, T)
-      const float* q = qkv + b * T * C3 + h * HS;                      // (T, HS), ld 3C
-      attention_head_forward(out + b * T * C + h * HS, C, lse + (b * NH + h) * T, q, q + C,
-                             q + 2 * C, C3, T, HS, S);
+      const int64_t kv = b * T * a.ldkv + (h / a.group()) * HS;          // (T, HS) of k and v, ld ldkv
+      attention_head_forward(out + b * T * C + h * HS, C, lse + (b * a.NH + h) * T, q + b * T * a.ldq + h * HS,
+                             k + kv, v + kv, a.ldq, a.ldkv, T, HS, S);
     }
 }
 
-void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                        const float* lse, int64_t B, int64_t T, int64_t C, int64_t NH,
+// Over (batch, kv head) pairs: the query heads of a group add into the same dk, dv one after
+// another, in head order, so the sum does not depend on the thread count.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* out, const float* lse, const AttentionShape& a,
                         float* scratch) {
-  const int64_t HS = C / NH, C3 = 3 * C;
+  const int64_t T = a.T, HS = a.HS, C = a.NH * HS;
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < NH; h++) {
+  for (int64_t b = 0; b < a.B; b++)
+    for (int64_t kvh = 0; kvh < a.NKV; kvh++) {
       float* P = scratch + int64_t(omp_get_thread_num()) * 2 * T * T;  // (T, T) twice
-      const float* q = qkv + b * T * C3 + h * HS;                      // (T, HS), ld 3C
-      float* dq = dqkv + b * T * C3 + h * HS;
-      const int64_t at = b * T * C + h * HS;  // (T, HS) blocks of out and dout, ld C
-      attention_head_backward(dq, dq + C, dq + 2 * C, C3, dout + at, out + at, C, q, q + C,
-                              q + 2 * C, C3, lse + (b * NH + h) * T, T, HS, P, P + T * T);
+      const int64_t kv = b * T * a.ldkv + kvh * HS;
+      for (int64_t h = kvh * a.group(); h < (kvh + 1) * a.group(); h++) {
+        const int64_t qo = b * T * a.ldq + h * HS, at = b * T * C + h * HS;  // (T, HS) blocks
+        attention_head_backward(dq + qo, dk + kv, dv + kv, a.ldq, a.ldkv, dout + at, out + at, C, q + qo, k + kv,
+                                v + kv, a.ldq, a.ldkv, lse + (b * a.NH + h) * T, T, HS, P, P + T * T);
+      }
     }
 }
 

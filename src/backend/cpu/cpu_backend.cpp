@@ -155,23 +155,55 @@ struct CpuKernels : HostMemory {
     cpu::layernorm_backward(F_(dinp), F_(dw), F_(db), CF_(dout), CF_(inp), CF_(w), CF_(mean),
                             CF_(rstd), N, C);
   }
-  void attention_forward(DType dt, void* out, void* lse, const void* qkv, int64_t B, int64_t T,
-                         int64_t C, int64_t NH) {
+  void attention_forward(DType dt, void* out, void* lse, const void* q, const void* k, const void* v,
+                         const AttentionShape& a) {
     check(Op::attention, dt);
     if (is16(dt))
-      return cpu::lowp16::attention_forward(dt, H_(out), F_(lse), CH_(qkv), B, T, C, NH,
-                                            scratch(Op::attention, B, T, C, NH, 0));
-    cpu::attention_forward(F_(out), F_(lse), CF_(qkv), B, T, C, NH, attention_scratch(T));
+      return cpu::lowp16::attention_forward(dt, H_(out), F_(lse), CH_(q), CH_(k), CH_(v), a,
+                                            scratch(Op::attention, a.B, a.T, a.HS, 1, 0));
+    cpu::attention_forward(F_(out), F_(lse), CF_(q), CF_(k), CF_(v), a, attention_scratch(a.T));
   }
-  void attention_backward(DType dt, void* dqkv, const void* dout, const void* qkv,
-                          const void* out, const void* lse, int64_t B, int64_t T, int64_t C,
-                          int64_t NH) {
+  void attention_backward(DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                          const void* v, const void* out, const void* lse, const AttentionShape& a) {
     check(Op::attention, dt);
     if (is16(dt))
-      return cpu::lowp16::attention_backward(dt, H_(dqkv), CH_(dout), CH_(qkv), CH_(out), CF_(lse),
-                                             B, T, C, NH, scratch(Op::attention, B, T, C, NH, 0));
-    cpu::attention_backward(F_(dqkv), CF_(dout), CF_(qkv), CF_(out), CF_(lse), B, T, C, NH,
-                            attention_scratch(T));
+      return cpu::lowp16::attention_backward(dt, H_(dq), H_(dk), H_(dv), CH_(dout), CH_(q), CH_(k), CH_(v), CH_(out),
+                                             CF_(lse), a, scratch(Op::attention, a.B, a.T, a.HS, 1, 0));
+    cpu::attention_backward(F_(dq), F_(dk), F_(dv), CF_(dout), CF_(q), CF_(k), CF_(v), CF_(out), CF_(lse), a,
+                            attention_scratch(a.T));
+  }
+  void rmsnorm_forward(DType dt, void* out, void* rstd, const void* inp, const void* w, int64_t N, int64_t C,
+                       float eps) {
+    check(Op::rmsnorm, dt);
+    if (is16(dt))
+      return cpu::lowp16::rmsnorm_forward(dt, H_(out), F_(rstd), CH_(inp), CH_(w), N, C, eps,
+                                          scratch(Op::rmsnorm, 0, 0, C, 0, 0));
+    cpu::rmsnorm_forward(F_(out), F_(rstd), CF_(inp), CF_(w), N, C, eps);
+  }
+  void rmsnorm_backward(DType dt, void* dinp, void* dw, const void* dout, const void* inp, const void* w,
+                        const void* rstd, int64_t N, int64_t C) {
+    check(Op::rmsnorm, dt);
+    if (is16(dt))
+      return cpu::lowp16::rmsnorm_backward(dt, H_(dinp), F_(dw), CH_(dout), CH_(inp), CH_(w), CF_(rstd), N, C,
+                                           scratch(Op::rmsnorm, 0, 0, C, 0, 0));
+    cpu::rmsnorm_backward(F_(dinp), F_(dw), CF_(dout), CF_(inp), CF_(w), CF_(rstd), N, C);
+  }
+  void rope_forward(DType dt, void* x, const void* cos_sin, int64_t B, int64_t T, int64_t H, int64_t HS) {
+    rope(dt, x, cos_sin, B, T, H, HS, 1.0f);
+  }
+  void rope_backward(DType dt, void* dx, const void* cos_sin, int64_t B, int64_t T, int64_t H, int64_t HS) {
+    rope(dt, dx, cos_sin, B, T, H, HS, -1.0f);
+  }
+  void swiglu_forward(DType dt, void* out, const void* gate, const void* up, int64_t n) {
+    check(Op::swiglu, dt);
+    if (is16(dt)) return cpu::lowp16::swiglu_forward(dt, H_(out), CH_(gate), CH_(up), n);
+    cpu::swiglu_forward(F_(out), CF_(gate), CF_(up), n);
+  }
+  void swiglu_backward(DType dt, void* dgate, void* dup, const void* dout, const void* gate, const void* up,
+                       int64_t n) {
+    check(Op::swiglu, dt);
+    if (is16(dt)) return cpu::lowp16::swiglu_backward(dt, H_(dgate), H_(dup), CH_(dout), CH_(gate), CH_(up), n);
+    cpu::swiglu_backward(F_(dgate), F_(dup), CF_(dout), CF_(gate), CF_(up), n);
   }
   void gelu_forward(DType dt, void* out, const void* inp, int64_t n) {
     check(Op::gelu, dt);
@@ -256,6 +288,12 @@ struct CpuKernels : HostMemory {
   }
 
  private:
+  void rope(DType dt, void* x, const void* cos_sin, int64_t B, int64_t T, int64_t H, int64_t HS, float sign) {
+    check(Op::rope, dt);
+    MESHLM_CHECK(HS % 2 == 0 && HS <= 512, "cpu backend: rope needs an even head size of at most 512");
+    if (is16(dt)) return cpu::lowp16::rope(dt, H_(x), CF_(cos_sin), B, T, H, HS, sign);
+    cpu::rope(F_(x), CF_(cos_sin), B, T, H, HS, sign);
+  }
   void check(Op op, DType dt) const {
     if (!supports(op, dt))
       throw Error(std::string("cpu backend: ") + op_name(op) + " does not support " + dtype_name(dt));

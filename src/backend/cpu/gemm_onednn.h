@@ -7,6 +7,7 @@
 // arithmetic never depends on timing (resume stays bit-identical).
 // C (M, N) = alpha * op(A) @ op(B) [+ bias (N)] + beta * C; A and B are f32 or bf16, C and the
 // bias f32 (or bf16 with bf16 operands, through the primitive), accumulation always in f32.
+// On a CPU without a bf16 kernel in oneDNN (AVX2 only), bf16 operands are converted to fp32 first.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -42,8 +43,12 @@ class OneDnnGemm {
   ~OneDnnGemm();
   void run(const GemmDesc& d, const void* A, const void* B, void* C, const void* bias = nullptr);
   size_t cached_primitives() const;
+  // Whether oneDNN has a bf16 matmul on this CPU; without one, bf16 products run on fp32 copies
+  // of the operands (the same products and fp32 sums, slower).
+  bool native_bf16();
 
  private:
+  void run_emulated(const GemmDesc& d, const void* A, const void* B, void* C, const void* bias);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

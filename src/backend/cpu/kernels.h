@@ -21,18 +21,32 @@ void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, co
                         const float* w, const float* mean, const float* rstd, int64_t N, int64_t C);
 // Attention needs a scratch of attention_scratch_floats(T) floats (two T x T matrices per thread).
 inline int64_t attention_scratch_floats(int64_t T, int threads) { return int64_t(threads) * 2 * T * T; }
-void attention_forward(float* out, float* lse, const float* qkv, int64_t B, int64_t T, int64_t C,
-                       int64_t NH, float* scratch);
-void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                        const float* lse, int64_t B, int64_t T, int64_t C, int64_t NH, float* scratch);
-// One (batch, head) pair: q, k, v (T, HS) with leading dimension ldqkv; o, dout (T, HS) with ldo;
-// lse (T); S, P, dP (T, T) scratch. Backward adds into dq, dk, dv (leading dimension lddqkv).
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                       const AttentionShape& a, float* scratch);
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* out, const float* lse, const AttentionShape& a,
+                        float* scratch);
+// One (batch, head) pair: q (T, HS) with leading dimension ldq, k and v with ldkv; o, dout
+// (T, HS) with ldo; lse (T); S, P, dP (T, T) scratch. Backward adds into dq (leading dimension
+// lddq), dk and dv (lddkv).
 void attention_head_forward(float* o, int64_t ldo, float* lse, const float* q, const float* k,
-                            const float* v, int64_t ldqkv, int64_t T, int64_t HS, float* S);
-void attention_head_backward(float* dq, float* dk, float* dv, int64_t lddqkv, const float* go,
+                            const float* v, int64_t ldq, int64_t ldkv, int64_t T, int64_t HS, float* S);
+void attention_head_backward(float* dq, float* dk, float* dv, int64_t lddq, int64_t lddkv, const float* go,
                              const float* o, int64_t ldo, const float* q, const float* k,
-                             const float* v, int64_t ldqkv, const float* lse, int64_t T,
+                             const float* v, int64_t ldq, int64_t ldkv, const float* lse, int64_t T,
                              int64_t HS, float* P, float* dP);
+// Llama's kernels (cpu/llama.cpp): RMSNorm rows, rotary embedding, SwiGLU.
+inline float silu(float g) { return g / (1.0f + std::exp(-g)); }
+void rmsnorm_row_forward(float* y, float* rstd, const float* x, const float* w, int64_t C, float eps);
+void rmsnorm_row_backward(float* dx, const float* g, const float* x, const float* w, float r, int64_t C);
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int64_t N, int64_t C, float eps);
+void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd,
+                      int64_t N, int64_t C);
+// One head's row (HS) rotated by its position's (HS/2, 2) cos_sin; sign -1 rotates back.
+void rope_row(float* x, const float* cos_sin, int64_t HS, float sign);
+void rope(float* x, const float* cos_sin, int64_t B, int64_t T, int64_t H, int64_t HS, float sign);
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
 // GELU (tanh form) and its derivative, per element; tanh(u) = 1 - 2 / (exp(2u) + 1) is written
 // with exp so loops over these vectorize (libmvec).
 constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2 / pi)
@@ -99,11 +113,17 @@ void layernorm_forward(DType dt, u16* out, float* mean, float* rstd, const u16* 
 void layernorm_backward(DType dt, u16* dinp, float* dw, float* db, const u16* dout, const u16* inp,
                         const u16* w, const float* mean, const float* rstd, int64_t N, int64_t C,
                         float* scratch);
-void attention_forward(DType dt, u16* out, float* lse, const u16* qkv, int64_t B, int64_t T,
-                       int64_t C, int64_t NH, float* scratch);
-void attention_backward(DType dt, u16* dqkv, const u16* dout, const u16* qkv, const u16* out,
-                        const float* lse, int64_t B, int64_t T, int64_t C, int64_t NH,
-                        float* scratch);
+void attention_forward(DType dt, u16* out, float* lse, const u16* q, const u16* k, const u16* v,
+                       const AttentionShape& a, float* scratch);
+void attention_backward(DType dt, u16* dq, u16* dk, u16* dv, const u16* dout, const u16* q, const u16* k,
+                        const u16* v, const u16* out, const float* lse, const AttentionShape& a, float* scratch);
+void rmsnorm_forward(DType dt, u16* out, float* rstd, const u16* inp, const u16* w, int64_t N, int64_t C,
+                     float eps, float* scratch);
+void rmsnorm_backward(DType dt, u16* dinp, float* dw, const u16* dout, const u16* inp, const u16* w,
+                      const float* rstd, int64_t N, int64_t C, float* scratch);
+void rope(DType dt, u16* x, const float* cos_sin, int64_t B, int64_t T, int64_t H, int64_t HS, float sign);
+void swiglu_forward(DType dt, u16* out, const u16* gate, const u16* up, int64_t n);
+void swiglu_backward(DType dt, u16* dgate, u16* dup, const u16* dout, const u16* gate, const u16* up, int64_t n);
 void gelu_forward(DType dt, u16* out, const u16* inp, int64_t n);
 void gelu_backward(DType dt, u16* dinp, const u16* inp, const u16* dout, int64_t n);
 void residual_forward(DType dt, u16* out, const u16* a, const u16* b, int64_t n);

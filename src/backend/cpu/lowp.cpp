@@ -27,6 +27,7 @@ int64_t scratch_floats(Op op, int64_t B, int64_t T, int64_t C, int64_t NH, int64
   switch (op) {
     case Op::embedding: return th * 2 * C;
     case Op::layernorm: return 2 * C + th * 3 * C;
+    case Op::rmsnorm: return C + th * 3 * C;
     case Op::attention: return th * (2 * T * T + 8 * T * HS);
     case Op::crossentropy: return th * Vp;
     default: return 0;
@@ -132,53 +133,150 @@ void gather(DType dt, float* dst, const u16* src, int64_t ld, int64_t T, int64_t
 }
 }  // namespace
 
-void attention_forward(DType dt, u16* out, float* lse, const u16* qkv, int64_t B, int64_t T,
-                       int64_t C, int64_t NH, float* scratch) {
-  const int64_t HS = C / NH, C3 = 3 * C;
+void attention_forward(DType dt, u16* out, float* lse, const u16* q, const u16* k, const u16* v,
+                       const AttentionShape& a, float* scratch) {
+  const int64_t T = a.T, HS = a.HS, C = a.NH * HS;
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < NH; h++) {
+  for (int64_t b = 0; b < a.B; b++)
+    for (int64_t h = 0; h < a.NH; h++) {
       float* S = thread_scratch(scratch, 2 * T * T + 8 * T * HS);  // (T, T)
-      float* q = S + 2 * T * T;                                    // (T, HS) each
-      float *k = q + T * HS, *v = k + T * HS, *o = v + T * HS;
-      const u16* base = qkv + b * T * C3 + h * HS;
-      gather(dt, q, base, C3, T, HS);
-      gather(dt, k, base + C, C3, T, HS);
-      gather(dt, v, base + 2 * C, C3, T, HS);
-      attention_head_forward(o, HS, lse + (b * NH + h) * T, q, k, v, HS, T, HS, S);
+      float* qf = S + 2 * T * T;                                   // (T, HS) each
+      float *kf = qf + T * HS, *vf = kf + T * HS, *o = vf + T * HS;
+      const int64_t kv = b * T * a.ldkv + (h / a.group()) * HS;
+      gather(dt, qf, q + b * T * a.ldq + h * HS, a.ldq, T, HS);
+      gather(dt, kf, k + kv, a.ldkv, T, HS);
+      gather(dt, vf, v + kv, a.ldkv, T, HS);
+      attention_head_forward(o, HS, lse + (b * a.NH + h) * T, qf, kf, vf, HS, HS, T, HS, S);
       for (int64_t t = 0; t < T; t++) lowp::from_f32(dt, out + (b * T + t) * C + h * HS, o + t * HS, HS);
     }
 }
 
-void attention_backward(DType dt, u16* dqkv, const u16* dout, const u16* qkv, const u16* out,
-                        const float* lse, int64_t B, int64_t T, int64_t C, int64_t NH,
-                        float* scratch) {
-  const int64_t HS = C / NH, C3 = 3 * C;
+// Over (batch, kv head) pairs, as the fp32 kernel: dk and dv stay in fp32 over the group's
+// query heads and are rounded once.
+void attention_backward(DType dt, u16* dq, u16* dk, u16* dv, const u16* dout, const u16* q, const u16* k,
+                        const u16* v, const u16* out, const float* lse, const AttentionShape& a, float* scratch) {
+  const int64_t T = a.T, HS = a.HS, C = a.NH * HS;
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < NH; h++) {
+  for (int64_t b = 0; b < a.B; b++)
+    for (int64_t kvh = 0; kvh < a.NKV; kvh++) {
       float* P = thread_scratch(scratch, 2 * T * T + 8 * T * HS);  // (T, T) twice
-      float* q = P + 2 * T * T;                                    // (T, HS) each
-      float *k = q + T * HS, *v = k + T * HS, *o = v + T * HS, *go = o + T * HS;
-      float *dq = go + T * HS, *dk = dq + T * HS, *dv = dk + T * HS;
-      const u16* base = qkv + b * T * C3 + h * HS;
-      gather(dt, q, base, C3, T, HS);
-      gather(dt, k, base + C, C3, T, HS);
-      gather(dt, v, base + 2 * C, C3, T, HS);
-      gather(dt, o, out + b * T * C + h * HS, C, T, HS);
-      gather(dt, go, dout + b * T * C + h * HS, C, T, HS);
-      u16* dbase = dqkv + b * T * C3 + h * HS;
-      gather(dt, dq, dbase, C3, T, HS);  // the += convention: start from what is there
-      gather(dt, dk, dbase + C, C3, T, HS);
-      gather(dt, dv, dbase + 2 * C, C3, T, HS);
-      attention_head_backward(dq, dk, dv, HS, go, o, HS, q, k, v, HS, lse + (b * NH + h) * T, T,
-                              HS, P, P + T * T);
+      float* qf = P + 2 * T * T;                                   // (T, HS) each
+      float *kf = qf + T * HS, *vf = kf + T * HS, *o = vf + T * HS, *go = o + T * HS;
+      float *dqf = go + T * HS, *dkf = dqf + T * HS, *dvf = dkf + T * HS;
+      const int64_t kv = b * T * a.ldkv + kvh * HS;
+      gather(dt, kf, k + kv, a.ldkv, T, HS);
+      gather(dt, vf, v + kv, a.ldkv, T, HS);
+      gather(dt, dkf, dk + kv, a.ldkv, T, HS);  // the += convention: start from what is there
+      gather(dt, dvf, dv + kv, a.ldkv, T, HS);
+      for (int64_t h = kvh * a.group(); h < (kvh + 1) * a.group(); h++) {
+        const int64_t qo = b * T * a.ldq + h * HS, at = b * T * C + h * HS;
+        gather(dt, qf, q + qo, a.ldq, T, HS);
+        gather(dt, o, out + at, C, T, HS);
+        gather(dt, go, dout + at, C, T, HS);
+        gather(dt, dqf, dq + qo, a.ldq, T, HS);
+        attention_head_backward(dqf, dkf, dvf, HS, HS, go, o, HS, qf, kf, vf, HS, HS, lse + (b * a.NH + h) * T, T,
+                                HS, P, P + T * T);
+        for (int64_t t = 0; t < T; t++) lowp::from_f32(dt, dq + qo + t * a.ldq, dqf + t * HS, HS);
+      }
       for (int64_t t = 0; t < T; t++) {
-        lowp::from_f32(dt, dbase + t * C3, dq + t * HS, HS);
-        lowp::from_f32(dt, dbase + t * C3 + C, dk + t * HS, HS);
-        lowp::from_f32(dt, dbase + t * C3 + 2 * C, dv + t * HS, HS);
+        lowp::from_f32(dt, dk + kv + t * a.ldkv, dkf + t * HS, HS);
+        lowp::from_f32(dt, dv + kv + t * a.ldkv, dvf + t * HS, HS);
       }
     }
+}
+
+void rmsnorm_forward(DType dt, u16* out, float* rstd, const u16* inp, const u16* w, int64_t N, int64_t C,
+                     float eps, float* scratch) {
+  float* wf = scratch;  // (C)
+  lowp::to_f32(dt, wf, w, C);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; n++) {
+    float* x = thread_scratch(scratch + C, 3 * C);  // (C)
+    float* y = x + C;                               // (C)
+    lowp::to_f32(dt, x, inp + n * C, C);
+    rmsnorm_row_forward(y, rstd + n, x, wf, C, eps);
+    lowp::from_f32(dt, out + n * C, y, C);
+  }
+}
+
+void rmsnorm_backward(DType dt, u16* dinp, float* dw, const u16* dout, const u16* inp, const u16* w,
+                      const float* rstd, int64_t N, int64_t C, float* scratch) {
+  float* wf = scratch;  // (C)
+  lowp::to_f32(dt, wf, w, C);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; n++) {
+    float* x = thread_scratch(scratch + C, 3 * C);  // (C)
+    float* g = x + C;                               // (C)
+    float* dx = g + C;                              // (C)
+    lowp::to_f32(dt, x, inp + n * C, C);
+    lowp::to_f32(dt, g, dout + n * C, C);
+    lowp::to_f32(dt, dx, dinp + n * C, C);
+    rmsnorm_row_backward(dx, g, x, wf, rstd[n], C);
+    lowp::from_f32(dt, dinp + n * C, dx, C);
+  }
+  const int64_t nblocks = (C + kCols - 1) / kCols;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < nblocks; blk++) {
+    const int64_t c0 = blk * kCols, c1 = std::min(C, c0 + kCols), w_ = c1 - c0;
+    float acc[kCols] = {}, x[kCols], g[kCols];
+    for (int64_t n = 0; n < N; n++) {
+      lowp::to_f32(dt, x, inp + n * C + c0, w_);
+      lowp::to_f32(dt, g, dout + n * C + c0, w_);
+      const float r = rstd[n];
+      for (int64_t c = 0; c < w_; c++) acc[c] += g[c] * x[c] * r;
+    }
+    for (int64_t c = c0; c < c1; c++) dw[c] += acc[c - c0];
+  }
+}
+
+void rope(DType dt, u16* x, const float* cos_sin, int64_t B, int64_t T, int64_t H, int64_t HS, float sign) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < T; t++) {
+      float row[512];  // one head (HS <= 512)
+      for (int64_t h = 0; h < H; h++) {
+        u16* r = x + ((b * T + t) * H + h) * HS;
+        lowp::to_f32(dt, row, r, HS);
+        rope_row(row, cos_sin + t * HS, HS, sign);
+        lowp::from_f32(dt, r, row, HS);
+      }
+    }
+}
+
+void swiglu_forward(DType dt, u16* out, const u16* gate, const u16* up, int64_t n) {
+  const int64_t nblocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < nblocks; blk++) {
+    const int64_t i0 = blk * kBlock, m = std::min(kBlock, n - i0);
+    float g[kBlock], u[kBlock];
+    lowp::to_f32(dt, g, gate + i0, m);
+    lowp::to_f32(dt, u, up + i0, m);
+#pragma omp simd
+    for (int64_t i = 0; i < m; i++) g[i] = silu(g[i]) * u[i];
+    lowp::from_f32(dt, out + i0, g, m);
+  }
+}
+
+void swiglu_backward(DType dt, u16* dgate, u16* dup, const u16* dout, const u16* gate, const u16* up, int64_t n) {
+  const int64_t nblocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < nblocks; blk++) {
+    const int64_t i0 = blk * kBlock, m = std::min(kBlock, n - i0);
+    float g[kBlock], u[kBlock], d[kBlock], dg[kBlock], du[kBlock];
+    lowp::to_f32(dt, g, gate + i0, m);
+    lowp::to_f32(dt, u, up + i0, m);
+    lowp::to_f32(dt, d, dout + i0, m);
+    lowp::to_f32(dt, dg, dgate + i0, m);
+    lowp::to_f32(dt, du, dup + i0, m);
+#pragma omp simd
+    for (int64_t i = 0; i < m; i++) {
+      const float s = 1.0f / (1.0f + std::exp(-g[i]));
+      dg[i] += d[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+      du[i] += d[i] * g[i] * s;
+    }
+    lowp::from_f32(dt, dgate + i0, dg, m);
+    lowp::from_f32(dt, dup + i0, du, m);
+  }
 }
 
 void gelu_forward(DType dt, u16* out, const u16* inp, int64_t n) {

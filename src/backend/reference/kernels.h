@@ -104,72 +104,140 @@ void layernorm_backward(T* dinp, T* dw, T* db, const T* dout, const T* inp, cons
   }
 }
 
+// Query head h of a (T, ld) row block reads key/value head h / group.
 template <class T>
-void attention_forward(T* out, T* lse, const T* qkv, int64_t B, int64_t T_, int64_t C,
-                       int64_t NH) {
-  const int64_t HS = C / NH;
+void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const AttentionShape& a) {
+  const int64_t T_ = a.T, HS = a.HS, C = a.NH * HS;
   const T scale = T(1) / std::sqrt(T(HS));
   std::vector<T> p(T_);
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < NH; h++)
+  for (int64_t b = 0; b < a.B; b++)
+    for (int64_t h = 0; h < a.NH; h++) {
+      const int64_t kvh = h / a.group();
       for (int64_t t = 0; t < T_; t++) {
-        const T* q = qkv + (b * T_ + t) * 3 * C + h * HS;
+        const T* qt = q + (b * T_ + t) * a.ldq + h * HS;
         T mx = -INFINITY;
         for (int64_t j = 0; j <= t; j++) {
-          const T* k = qkv + (b * T_ + j) * 3 * C + C + h * HS;
+          const T* kj = k + (b * T_ + j) * a.ldkv + kvh * HS;
           T s = 0;
-          for (int64_t i = 0; i < HS; i++) s += q[i] * k[i];
+          for (int64_t i = 0; i < HS; i++) s += qt[i] * kj[i];
           p[j] = s * scale;
           mx = std::max(mx, p[j]);
         }
         T sum = 0;
         for (int64_t j = 0; j <= t; j++) sum += std::exp(p[j] - mx);
         T l = mx + std::log(sum);
-        lse[(b * NH + h) * T_ + t] = l;
+        lse[(b * a.NH + h) * T_ + t] = l;
         T* o = out + (b * T_ + t) * C + h * HS;
         for (int64_t i = 0; i < HS; i++) o[i] = 0;
         for (int64_t j = 0; j <= t; j++) {
-          const T* v = qkv + (b * T_ + j) * 3 * C + 2 * C + h * HS;
+          const T* vj = v + (b * T_ + j) * a.ldkv + kvh * HS;
           T pj = std::exp(p[j] - l);
-          for (int64_t i = 0; i < HS; i++) o[i] += pj * v[i];
+          for (int64_t i = 0; i < HS; i++) o[i] += pj * vj[i];
+        }
+      }
+    }
+}
+
+template <class T>
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
+                        const T* lse, const AttentionShape& a) {
+  const int64_t T_ = a.T, HS = a.HS, C = a.NH * HS;
+  const T scale = T(1) / std::sqrt(T(HS));
+  for (int64_t b = 0; b < a.B; b++)
+    for (int64_t h = 0; h < a.NH; h++) {
+      const int64_t kvh = h / a.group();
+      for (int64_t t = 0; t < T_; t++) {
+        const T* qt = q + (b * T_ + t) * a.ldq + h * HS;
+        const T* go = dout + (b * T_ + t) * C + h * HS;
+        const T* o = out + (b * T_ + t) * C + h * HS;
+        T* dqt = dq + (b * T_ + t) * a.ldq + h * HS;
+        T l = lse[(b * a.NH + h) * T_ + t];
+        T D = 0;  // sum_j p_j * dp_j = dout . out
+        for (int64_t i = 0; i < HS; i++) D += go[i] * o[i];
+        for (int64_t j = 0; j <= t; j++) {
+          const int64_t row = (b * T_ + j) * a.ldkv + kvh * HS;
+          T s = 0, dp = 0;
+          for (int64_t i = 0; i < HS; i++) {
+            s += qt[i] * k[row + i];
+            dp += go[i] * v[row + i];
+          }
+          T p = std::exp(s * scale - l);
+          T ds = p * (dp - D) * scale;
+          for (int64_t i = 0; i < HS; i++) {
+            dqt[i] += ds * k[row + i];
+            dk[row + i] += ds * qt[i];
+            dv[row + i] += p * go[i];
+          }
+        }
+      }
+    }
+}
+
+template <class T>
+void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* w, int64_t N, int64_t C, T eps) {
+  for (int64_t n = 0; n < N; n++) {
+    const T* x = inp + n * C;
+    T ms = 0;
+    for (int64_t c = 0; c < C; c++) ms += x[c] * x[c];
+    const T r = T(1) / std::sqrt(ms / T(C) + eps);
+    for (int64_t c = 0; c < C; c++) out[n * C + c] = x[c] * r * w[c];
+    rstd[n] = r;
+  }
+}
+
+// y = x r w with r = (mean(x^2) + eps)^(-1/2): dx = r (g w) - r^3 x mean(g w x), dw += g x r.
+template <class T>
+void rmsnorm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, const T* rstd, int64_t N,
+                      int64_t C) {
+  for (int64_t n = 0; n < N; n++) {
+    const T* x = inp + n * C;
+    const T* g = dout + n * C;
+    const T r = rstd[n];
+    T dot = 0;
+    for (int64_t c = 0; c < C; c++) dot += g[c] * w[c] * x[c];
+    dot /= T(C);
+    for (int64_t c = 0; c < C; c++) {
+      dinp[n * C + c] += r * g[c] * w[c] - r * r * r * x[c] * dot;
+      dw[c] += g[c] * x[c] * r;
+    }
+  }
+}
+
+// sign +1 rotates forward, -1 back (the transpose: the gradient's rotation).
+template <class T, class S>
+void rope_rotate(T* x, const S* cos_sin, int64_t B, int64_t T_, int64_t H, int64_t HS, int sign) {
+  const int64_t half = HS / 2;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < T_; t++)
+      for (int64_t h = 0; h < H; h++) {
+        T* row = x + ((b * T_ + t) * H + h) * HS;
+        for (int64_t i = 0; i < half; i++) {
+          const T c = T(cos_sin[(t * half + i) * 2]), s = T(sign) * T(cos_sin[(t * half + i) * 2 + 1]);
+          const T x1 = row[i], x2 = row[i + half];
+          row[i] = x1 * c - x2 * s;
+          row[i + half] = x2 * c + x1 * s;
         }
       }
 }
 
 template <class T>
-void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
-                        int64_t B, int64_t T_, int64_t C, int64_t NH) {
-  const int64_t HS = C / NH;
-  const T scale = T(1) / std::sqrt(T(HS));
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < NH; h++)
-      for (int64_t t = 0; t < T_; t++) {
-        const T* q = qkv + (b * T_ + t) * 3 * C + h * HS;
-        const T* go = dout + (b * T_ + t) * C + h * HS;
-        const T* o = out + (b * T_ + t) * C + h * HS;
-        T* dq = dqkv + (b * T_ + t) * 3 * C + h * HS;
-        T l = lse[(b * NH + h) * T_ + t];
-        T D = 0;  // sum_j p_j * dp_j = dout . out
-        for (int64_t i = 0; i < HS; i++) D += go[i] * o[i];
-        for (int64_t j = 0; j <= t; j++) {
-          const T* k = qkv + (b * T_ + j) * 3 * C + C + h * HS;
-          const T* v = qkv + (b * T_ + j) * 3 * C + 2 * C + h * HS;
-          T* dk = dqkv + (b * T_ + j) * 3 * C + C + h * HS;
-          T* dv = dqkv + (b * T_ + j) * 3 * C + 2 * C + h * HS;
-          T s = 0, dp = 0;
-          for (int64_t i = 0; i < HS; i++) {
-            s += q[i] * k[i];
-            dp += go[i] * v[i];
-          }
-          T p = std::exp(s * scale - l);
-          T ds = p * (dp - D) * scale;
-          for (int64_t i = 0; i < HS; i++) {
-            dq[i] += ds * k[i];
-            dk[i] += ds * q[i];
-            dv[i] += p * go[i];
-          }
-        }
-      }
+inline T silu_value(T g) {
+  return g / (T(1) + std::exp(-g));
+}
+
+template <class T>
+void swiglu_forward(T* out, const T* gate, const T* up, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = silu_value(gate[i]) * up[i];
+}
+
+// silu'(g) = s (1 + g (1 - s)) with s the logistic sigmoid.
+template <class T>
+void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const T s = T(1) / (T(1) + std::exp(-gate[i]));
+    dgate[i] += dout[i] * up[i] * s * (T(1) + gate[i] * (T(1) - s));
+    dup[i] += dout[i] * gate[i] * s;
+  }
 }
 
 template <class T>

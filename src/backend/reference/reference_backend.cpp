@@ -124,20 +124,58 @@ struct ReferenceKernels : HostMemory {
                                        C_(T, inp), C_(T, w), C_(T, mean), C_(T, rstd), N, C);
     });
   }
-  void attention_forward(DType dt, void* out, void* lse, const void* qkv, int64_t B, int64_t T_,
-                         int64_t C, int64_t NH) {
+  void attention_forward(DType dt, void* out, void* lse, const void* q, const void* k, const void* v,
+                         const AttentionShape& a) {
     dispatch(dt, "attention", [&](auto t) {
       using T = decltype(t);
-      reference::attention_forward<T>(M_(T, out), M_(T, lse), C_(T, qkv), B, T_, C, NH);
+      reference::attention_forward<T>(M_(T, out), M_(T, lse), C_(T, q), C_(T, k), C_(T, v), a);
     });
   }
-  void attention_backward(DType dt, void* dqkv, const void* dout, const void* qkv,
-                          const void* out, const void* lse, int64_t B, int64_t T_, int64_t C,
-                          int64_t NH) {
+  void attention_backward(DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                          const void* v, const void* out, const void* lse, const AttentionShape& a) {
     dispatch(dt, "attention", [&](auto t) {
       using T = decltype(t);
-      reference::attention_backward<T>(M_(T, dqkv), C_(T, dout), C_(T, qkv), C_(T, out),
-                                       C_(T, lse), B, T_, C, NH);
+      reference::attention_backward<T>(M_(T, dq), M_(T, dk), M_(T, dv), C_(T, dout), C_(T, q), C_(T, k), C_(T, v),
+                                       C_(T, out), C_(T, lse), a);
+    });
+  }
+  void rmsnorm_forward(DType dt, void* out, void* rstd, const void* inp, const void* w, int64_t N, int64_t C,
+                       float eps) {
+    dispatch(dt, "rmsnorm", [&](auto t) {
+      using T = decltype(t);
+      reference::rmsnorm_forward<T>(M_(T, out), M_(T, rstd), C_(T, inp), C_(T, w), N, C, T(eps));
+    });
+  }
+  void rmsnorm_backward(DType dt, void* dinp, void* dw, const void* dout, const void* inp, const void* w,
+                        const void* rstd, int64_t N, int64_t C) {
+    dispatch(dt, "rmsnorm", [&](auto t) {
+      using T = decltype(t);
+      reference::rmsnorm_backward<T>(M_(T, dinp), M_(T, dw), C_(T, dout), C_(T, inp), C_(T, w), C_(T, rstd), N, C);
+    });
+  }
+  void rope_forward(DType dt, void* x, const void* cos_sin, int64_t B, int64_t T_, int64_t H, int64_t HS) {
+    dispatch(dt, "rope", [&](auto t) {
+      using T = decltype(t);
+      reference::rope_rotate<T, T>(M_(T, x), C_(T, cos_sin), B, T_, H, HS, +1);
+    });
+  }
+  void rope_backward(DType dt, void* dx, const void* cos_sin, int64_t B, int64_t T_, int64_t H, int64_t HS) {
+    dispatch(dt, "rope", [&](auto t) {
+      using T = decltype(t);
+      reference::rope_rotate<T, T>(M_(T, dx), C_(T, cos_sin), B, T_, H, HS, -1);
+    });
+  }
+  void swiglu_forward(DType dt, void* out, const void* gate, const void* up, int64_t n) {
+    dispatch(dt, "swiglu", [&](auto t) {
+      using T = decltype(t);
+      reference::swiglu_forward<T>(M_(T, out), C_(T, gate), C_(T, up), n);
+    });
+  }
+  void swiglu_backward(DType dt, void* dgate, void* dup, const void* dout, const void* gate, const void* up,
+                       int64_t n) {
+    dispatch(dt, "swiglu", [&](auto t) {
+      using T = decltype(t);
+      reference::swiglu_backward<T>(M_(T, dgate), M_(T, dup), C_(T, dout), C_(T, gate), C_(T, up), n);
     });
   }
   void gelu_forward(DType dt, void* out, const void* inp, int64_t n) {
