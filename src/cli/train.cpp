@@ -71,9 +71,7 @@ void add_train(CLI::App& app) {
                    *resume + " was trained on " + cfg.data + ", which is not here; pass --data DIR (its " +
                        "manifest.json is matched against the checkpoint's)");
       const ModelConfig m = cfg.model();
-      MESHLM_CHECK(m.n_layer == resumed_model.n_layer && m.n_head == resumed_model.n_head &&
-                       m.n_embd == resumed_model.n_embd && m.vocab_size == resumed_model.vocab_size &&
-                       m.max_seq_len == resumed_model.max_seq_len,
+      MESHLM_CHECK(m == resumed_model,
                    "the model shape asked for (" + m.describe() + ") differs from the checkpoint's (" +
                        resumed_model.describe() + ") in " + *resume);
     }

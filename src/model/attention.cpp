@@ -32,7 +32,7 @@ void Attention::plan(ActivationPlanner& p, const Dims& d, bool sp) {
 
 void Attention::forward(Ctx& c, const void* x) {
   c_attn_.forward(c, x);
-  recompute_core(c);
+  recompute_selective(c);
   c_proj_.forward(c, c.at(saved_.atty));
 }
 
@@ -40,7 +40,7 @@ AttentionShape Attention::shape(const Dims& d) const {
   return {d.B, d.T, NHl_, NHl_, C_ / NH_, 3 * Cl_, 3 * Cl_};  // q, k, v side by side in each row of qkv
 }
 
-void Attention::recompute_core(Ctx& c) {
+void Attention::recompute_selective(Ctx& c) {
   const char* qkv = static_cast<const char*>(c.at(c_attn_.output()));
   const size_t part = size_t(Cl_) * c.esz();
   c.be.attention_forward(c.dt, c.at(saved_.atty), c.at(saved_.lse), qkv, qkv + part, qkv + 2 * part, shape(c.d));

@@ -21,7 +21,7 @@ class Attention {
   std::vector<Linear*> linears() { return {&c_attn_, &c_proj_}; }
   void forward(Ctx& c, const void* x);
   // The core's output and lse again from the saved qkv (selective recomputation).
-  void recompute_core(Ctx& c);
+  void recompute_selective(Ctx& c);
   // dx += the gradient of x (the layernorm's output) given dout, the gradient of output().
   void backward(Ctx& c, void* dx, const void* dout, const void* x);
   void cost(const CostContext& c, std::vector<Cost>& out) const;

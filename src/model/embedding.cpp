@@ -4,21 +4,22 @@
 
 namespace meshlm {
 
-Embedding::Embedding(int64_t V, int64_t Vp, int64_t C, int64_t positions)
-    : EmbeddingUnit("embedding"), V_(V), Vp_(Vp), C_(C), positions_(positions) {}
+Embedding::Embedding(std::string wte_name, int64_t V, int64_t Vp, int64_t C, int64_t positions)
+    : EmbeddingUnit("embedding"), wte_name_(std::move(wte_name)), V_(V), Vp_(Vp), C_(C), positions_(positions) {}
 
-ParamDecl Embedding::wte_decl(int64_t V, int64_t Vp, int64_t C, bool tied) {
+ParamDecl Embedding::wte_decl(const std::string& name, int64_t V, int64_t Vp, int64_t C, bool tied,
+                              const std::string& group) {
   // (Vp, C) stored, (V, C) in Hugging Face's files; the padding rows stay zero.
-  return {"transformer.wte.weight", {Vp, C}, 0.02, 0, true, {V, C}, V * C, "embedding", tied};
+  return {name, {Vp, C}, 0.02, 0, true, {V, C}, V * C, group, tied};
 }
 
 void Embedding::declare(std::vector<ParamDecl>& out) const {
-  out.push_back(wte_decl(V_, Vp_, C_, false));
+  out.push_back(wte_decl(wte_name_, V_, Vp_, C_, false, "embedding"));
   if (positions_ > 0) out.push_back({"transformer.wpe.weight", {positions_, C_}, 0.02, 0, true, {}, -1, "embedding", false});
 }
 
 void Embedding::bind(const ParamTable& table) {
-  wte_ = &table.at("transformer.wte.weight");
+  wte_ = &table.at(wte_name_);
   wpe_ = positions_ > 0 ? &table.at("transformer.wpe.weight") : nullptr;
   Vl_ = wte_->shape[0];
   v0_ = Vl_ * wte_->tp_rank;

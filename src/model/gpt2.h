@@ -21,11 +21,6 @@ std::vector<ShardRule> gpt2_sharding();
 // The units of one pipeline stage of GPT-2: the embedding (first stage), blocks
 // [first_layer, first_layer + n_layers), ln_f with the LM head (last stage). Throws naming the
 // problem when the model does not split over tp ranks (heads, the padded vocabulary).
-struct DecoderUnits {
-  std::unique_ptr<EmbeddingUnit> embedding;  // null: not this stage's
-  std::vector<std::unique_ptr<BlockUnit>> blocks;
-  std::unique_ptr<HeadUnit> head;            // null: not this stage's
-};
 DecoderUnits gpt2_units(const ModelConfig& cfg, const StageLayers& stage, int tp);
 
 }  // namespace meshlm

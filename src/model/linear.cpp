@@ -26,10 +26,27 @@ void Linear::bind(const ParamTable& table) {
   // are this rank's outputs; rows of (in, out) its inputs.
   mode_ = Mode::none;
   if (w_->shard == Sharding::rows) mode_ = in_out ? Mode::row : Mode::column;
-  if (w_->shard == Sharding::columns) {
-    MESHLM_CHECK(in_out, spec_.weight + ": an (out, in) weight splits by rows (its outputs), not columns");
-    mode_ = Mode::column;
-  }
+  if (w_->shard == Sharding::columns) mode_ = in_out ? Mode::column : Mode::row;
+  // A column-parallel weight whose parts several ranks share (a kv head replicated over the
+  // ranks of its query group): each rank's weight gradient covers only its own outputs' use.
+  shared_ = w_->parts < w_->tp;
+  MESHLM_CHECK(!shared_ || (mode_ == Mode::column && w_->groups == 1 && !b_),
+               spec_.weight + ": only a column-parallel weight without bias can be shared by tensor-parallel ranks");
+}
+
+// The weight gradient of one call summed over the ranks that share the part: each rank's
+// partial gradient in its part's slot of a (parts, local) buffer, all-reduced over the group,
+// its own slot added to the gradient. Per call, as the sequence-parallel layernorm's (summing
+// the accumulated gradient would count earlier micro-batches more than once).
+void Linear::shared_backward(Ctx& c, void* dinp, const void* dout, const void* x, const void* w) {
+  const int64_t n = in_l_ * out_l_, parts = w_->parts;
+  if (partial_.numel() < parts * n) partial_ = Tensor({parts * n}, DType::fp32, c.be);
+  float* all = partial_.as<float>();  // (parts, n) fp32
+  float* mine = all + w_->part() * n;
+  c.be.zero(all, size_t(parts * n) * 4);
+  c.be.matmul_backward(c.dt, dinp, mine, nullptr, dout, x, w, c.d.N, in_l_, out_l_, spec_.layout);
+  c.tp.sum_partial_grads(all, parts * n);
+  c.be.accumulate(DType::fp32, c.w.grad(*w_), mine, n);
 }
 
 void Linear::plan(ActivationPlanner& p, const Dims& d, bool sp) {
@@ -61,6 +78,7 @@ void Linear::product_forward(Ctx& c, void* out, const void* x, const void* bias)
 void Linear::product_backward(Ctx& c, void* dinp, const void* dout, const void* x) {
   const void* w = c.w.weight(*w_);
   if (quantizer_) quantizer_->backward(c.be, w, in_l_ * out_l_, dout, c.d.N * out_l_, x, c.d.N * in_l_);
+  if (shared_) return shared_backward(c, dinp, dout, x, w);
   c.be.matmul_backward(c.dt, dinp, c.w.grad(*w_), b_ ? c.w.grad(*b_) : nullptr, dout, x, w, c.d.N, in_l_, out_l_,
                        spec_.layout);
 }
@@ -104,6 +122,30 @@ void Linear::backward(Ctx& c, void* dinp, const void* dout, const void* inp) {
   if (mode_ == Mode::column) c.tp.copy_backward(dinp, c.d.N * in_l_);
 }
 
+void Linear::forward_group(Ctx& c, const std::vector<Linear*>& group, const void* inp) {
+  const void* x = group.front()->entry_forward(c, inp);
+  for (Linear* l : group) {
+    MESHLM_CHECK(l->mode_ != Mode::row && l->in_l_ == group.front()->in_l_, l->name() + ": not of its column group");
+    l->product_forward(c, c.at(l->saved_.out), x, l->b_ ? c.w.weight(*l->b_) : nullptr);
+  }
+}
+
+void Linear::backward_group(Ctx& c, const std::vector<std::pair<Linear*, const void*>>& group, void* dinp,
+                            const void* inp) {
+  Linear& first = *group.front().first;
+  const void* x = first.entry_forward(c, inp);  // gathered again under sequence parallelism
+  const int64_t n = c.d.N * first.in_l_;
+  const bool split = first.mode_ == Mode::column;
+  if (split && c.sequence_parallel) {
+    c.zero(first.full2_, n);
+    for (const auto& [l, dout] : group) l->product_backward(c, c.at(first.full2_), dout, x);
+    c.tp.gather_backward(dinp, c.at(first.full2_), n);
+    return;
+  }
+  for (const auto& [l, dout] : group) l->product_backward(c, dinp, dout, x);
+  if (split) c.tp.copy_backward(dinp, n);
+}
+
 void Linear::cost(const CostContext& c, std::vector<Cost>& out) const {
   const int64_t N = c.d.N, esz = int64_t(dtype_size(c.dt));
   const bool sp = c.sequence_parallel && c.tp > 1;
@@ -132,7 +174,9 @@ void Linear::cost(const CostContext& c, std::vector<Cost>& out) const {
     coll(sp ? "reduce_scatter" : "all_reduce", false, N * out_l_ * 4);
     if (sp) coll("all_gather", true, N * out_l_ * esz);
   }
-  if (c.tp > 1 && mode_ == Mode::column) {
+  if (c.tp > 1 && shared_)  // the shared part's weight gradient, summed over the group per call
+    coll("all_reduce", true, int64_t(w_->parts) * in_l_ * out_l_ * 4);
+  if (c.tp > 1 && mode_ == Mode::column && !spec_.entry_shared) {
     if (sp) {
       coll("all_gather", false, N * in_l_ * esz);  // the input's rows, forward and again in backward
       coll("all_gather", true, N * in_l_ * esz);

@@ -5,7 +5,11 @@
 //                                  the replicated input; rows -> row-parallel: this rank's input
 //                                  columns give a partial output, summed over the group (the
 //                                  replicated bias added by rank 0 alone, so the sum holds it once)
-//   W stored (out, in) [out_in]    rows (the vocabulary of the tied LM head) -> column-parallel
+//   W stored (out, in) [out_in]    rows (nn.Linear's outputs: Llama's projections, the
+//                                  vocabulary of the LM head) -> column-parallel; columns -> row-parallel
+//
+// A column-parallel weight may be split into fewer parts than ranks (grouped-query attention's
+// key/value heads when tp exceeds them): the ranks sharing a part sum its weight gradient.
 //
 // The region boundaries are the named collectives (parallel/collectives.h): a column-parallel
 // input enters by `copy` (identity forward, all-reduce of the input gradient backward) or, with
@@ -31,6 +35,7 @@ struct LinearSpec {
   bool tied = false;   // the weight is declared by another unit too (the LM head's)
   Keep keep = Keep::unless_full;  // of its output
   std::string key;     // names its output's scratch when recomputed (shared by the blocks): "c_attn"
+  bool entry_shared = false;  // enters with the first Linear of its group (forward_group): no collective of its own
 };
 
 class Linear {
@@ -58,21 +63,33 @@ class Linear {
   void backward(Ctx& c, void* dinp, const void* dout, const void* inp);
   void cost(const CostContext& c, std::vector<Cost>& out) const;
 
+  // Column-parallel Linears reading the same input (Llama's q, k, v; gate and up), with one
+  // entry collective for the group: forward gathers the input once under sequence
+  // parallelism; backward sums the group's input gradients, then reduces (or reduce-scatters)
+  // once. As for one column-parallel Linear, dinp holds no other gradient yet (zero). Each
+  // pair of the backward group is (Linear, the gradient of its output).
+  static void forward_group(Ctx& c, const std::vector<Linear*>& group, const void* inp);
+  static void backward_group(Ctx& c, const std::vector<std::pair<Linear*, const void*>>& group, void* dinp,
+                             const void* inp);
+
  private:
   enum class Mode { none, column, row };
   const void* entry_forward(Ctx& c, const void* inp);  // the whole input of a column-parallel product
   void product_forward(Ctx& c, void* out, const void* inp, const void* bias);
   void product_backward(Ctx& c, void* dinp, const void* dout, const void* inp);
+  void shared_backward(Ctx& c, void* dinp, const void* dout, const void* x, const void* w);
 
   LinearSpec spec_;
   const ParamEntry *w_ = nullptr, *b_ = nullptr;
   Mode mode_ = Mode::none;
+  bool shared_ = false;  // its part is held by several ranks (ParamEntry::parts < tp)
   int64_t in_l_ = 0, out_l_ = 0;
   struct Saved {
     Act out;  // (rows, local out): kept per spec.keep (full recomputation rebuilds it)
   } saved_;
   Act gathered_, full_, full2_;  // sequence-parallel scratch: the gathered input, partial sums
   GemmQuantizer* quantizer_ = nullptr;
+  Tensor partial_;  // (parts, in_l x out_l) fp32: a shared weight's per-call gradient
 };
 
 }  // namespace meshlm

@@ -28,11 +28,11 @@ void Mlp::plan(ActivationPlanner& p, const Dims& d, bool sp) {
 
 void Mlp::forward(Ctx& c, const void* x) {
   c_fc_.forward(c, x);
-  recompute_gelu(c);
+  recompute_selective(c);
   c_proj_.forward(c, c.at(saved_.gelu));
 }
 
-void Mlp::recompute_gelu(Ctx& c) { c.be.gelu_forward(c.dt, c.at(saved_.gelu), c.at(c_fc_.output()), c.d.N * H_); }
+void Mlp::recompute_selective(Ctx& c) { c.be.gelu_forward(c.dt, c.at(saved_.gelu), c.at(c_fc_.output()), c.d.N * H_); }
 
 void Mlp::backward(Ctx& c, void* dx, const void* dout, const void* x) {
   c.zero(dgelu_, c.d.N * H_);

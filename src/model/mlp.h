@@ -18,7 +18,7 @@ class Mlp {
   Act output() const { return c_proj_.output(); }  // (Ns, C)
   std::vector<Linear*> linears() { return {&c_fc_, &c_proj_}; }
   void forward(Ctx& c, const void* x);
-  void recompute_gelu(Ctx& c);  // selective recomputation: GELU again from the saved c_fc output
+  void recompute_selective(Ctx& c);  // GELU again from the saved c_fc output
   // dx += the gradient of x given dout, the gradient of output().
   void backward(Ctx& c, void* dx, const void* dout, const void* x);
   void cost(const CostContext& c, std::vector<Cost>& out) const;

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "model/family.h"
 
 namespace meshlm {
 
@@ -17,7 +18,8 @@ DType master_of(DType compute) { return compute == DType::fp64 ? DType::fp64 : D
 DType checked_compute(DType compute, const Backend& be) {
   MESHLM_CHECK(compute == DType::fp32 || compute == DType::fp64 || compute == DType::bf16 || compute == DType::fp16,
                std::string("model compute dtype must be fp32, fp64, bf16 or fp16, got ") + dtype_name(compute));
-  for (Op op : {Op::matmul, Op::layernorm, Op::attention, Op::gelu, Op::residual, Op::embedding, Op::crossentropy})
+  for (Op op : {Op::matmul, Op::layernorm, Op::attention, Op::gelu, Op::residual, Op::embedding, Op::crossentropy,
+                Op::rmsnorm, Op::rope, Op::swiglu})
     MESHLM_CHECK(be.supports(op, compute), std::string("backend ") + be.name() + " does not run " + op_name(op) +
                                                " in " + dtype_name(compute));
   return compute;
@@ -49,7 +51,7 @@ Model::Model(const ModelConfig& cfg, Backend& backend, DType compute, const Plan
       be_(backend),
       dt_(checked_compute(compute, backend)),
       tp_(tp, backend, compute),
-      units_(gpt2_units(cfg, stage_, plan_.mesh.tp)),
+      units_(decoder_units(cfg, stage_, plan_.mesh.tp)),
       w_(ParamTable(declarations(units_), plan_, tp ? tp->rank() : 0), backend, compute) {
   if (stage_.n_layers < 0) stage_.n_layers = cfg.n_layer - stage_.first_layer;
   for (Unit* u : units()) u->bind(w_.table());
@@ -61,6 +63,14 @@ std::vector<Unit*> Model::units() const {
   for (const auto& b : units_.blocks) v.push_back(b.get());
   if (units_.head) v.push_back(units_.head.get());
   return v;
+}
+
+int64_t Model::tied_elems() const {
+  const std::string name = tied_parameter(cfg_);
+  if (name.empty() || !w_.table().contains(name)) return 0;
+  const ParamEntry& e = w_.table().at(name);
+  MESHLM_CHECK(e.offset == 0, "the tied " + name + " must lead the parameter table");
+  return e.numel();
 }
 
 int64_t Model::first_offset(const Unit& u) const {
@@ -241,7 +251,7 @@ std::vector<Cost> Model::cost(int64_t B, int64_t T) const {
 }
 
 ParamTable param_table(const ModelConfig& cfg, const Plan& plan, int pp_rank, int tp_rank) {
-  return ParamTable(declarations(gpt2_units(cfg, plan.stage(pp_rank), plan.mesh.tp)), plan, tp_rank);
+  return ParamTable(declarations(decoder_units(cfg, plan.stage(pp_rank), plan.mesh.tp)), plan, tp_rank);
 }
 
 double UnitCost::forward_flops() const {
@@ -254,7 +264,7 @@ double UnitCost::forward_flops() const {
 std::vector<UnitCost> unit_costs(const ModelConfig& cfg, const Plan& plan, int pp_rank, DType dt, int64_t B,
                                  int64_t T) {
   plan.validate();
-  DecoderUnits u = gpt2_units(cfg, plan.stage(pp_rank), plan.mesh.tp);
+  DecoderUnits u = decoder_units(cfg, plan.stage(pp_rank), plan.mesh.tp);
   const ParamTable table(declarations(u), plan, 0);
   const int64_t N = B * T;
   const CostContext c{{B, T, N, plan.sequence_parallel ? N / plan.mesh.tp : N}, dt, master_of(dt), plan.mesh.tp,

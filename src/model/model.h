@@ -1,5 +1,5 @@
 // Model: one pipeline stage of a decoder stack, built from a model family's units
-// (model/gpt2.h) and the plan. It owns this rank's weights (fp32 masters, gradients, the
+// (model/family.h) and the plan. It owns this rank's weights (fp32 masters, gradients, the
 // 16-bit compute copy), the activations of the micro-batches in flight and the residual stream
 // between the units, and runs forward and backward through the Backend. The layout comes from
 // the plan (sharding rules, sequence parallelism, recompute, the stage's layers); the model
@@ -18,7 +18,7 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
-#include "model/gpt2.h"
+#include "model/unit.h"
 #include "model/layer.h"
 #include "parallel/collectives.h"
 #include "parallel/communicator.h"
@@ -98,6 +98,11 @@ class Model {
   void update_compute_weights(const WeightRounding& r = {}, int64_t begin = 0, int64_t end = -1);
   // bf16 weights without fp32 masters: the masters take the compute copy's values.
   void master_from_compute_weights();
+
+  // Elements of the parameter the first and last pipeline stages share (the tied embedding /
+  // LM head, [0, tied_elems()) of the flat buffers) held by this stage; 0 when the family's head
+  // is untied or this stage holds neither end.
+  int64_t tied_elems() const;
 
   // The Linears of the blocks (in forward order), whose GEMMs a precision transform may take.
   std::vector<Linear*> block_linears();

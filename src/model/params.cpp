@@ -18,11 +18,11 @@ ParamTable::ParamTable(const std::vector<ParamDecl>& decls, const Plan& plan, in
 int64_t ParamEntry::global_index(int64_t i) const {
   if (shard == Sharding::replicated || tp == 1) return i;
   const int64_t cols_local = shape.back(), cols = global_shape.back();
-  if (shard == Sharding::rows) return i + int64_t(tp_rank) * numel();  // whole rows, in order
+  if (shard == Sharding::rows) return i + int64_t(part()) * numel();  // whole rows, in order
   const int64_t row = i / cols_local, j = i % cols_local;
   const int64_t width = cols_local / groups;  // this rank's part of one group
   const int64_t g = j / width, w = j % width;
-  return row * cols + g * (cols / groups) + int64_t(tp_rank) * width + w;
+  return row * cols + g * (cols / groups) + int64_t(part()) * width + w;
 }
 
 void ParamTable::add(const ParamDecl& d, const ShardRule& rule, int tp, int tp_rank) {
@@ -33,16 +33,22 @@ void ParamTable::add(const ParamDecl& d, const ShardRule& rule, int tp, int tp_r
   e.groups = rule.groups;
   e.tp = tp;
   e.tp_rank = tp_rank;
+  const int parts = rule.parts > 0 ? rule.parts : tp;
+  MESHLM_CHECK(e.shard == Sharding::replicated || (parts <= tp && tp % parts == 0),
+               "tensor parallelism: " + e.name + " splits into " + std::to_string(parts) +
+                   " parts, which tp (" + std::to_string(tp) + ") ranks cannot share evenly");
+  e.parts = e.shard == Sharding::replicated ? 1 : parts;
   Shape shape = d.shape;
   if (e.shard == Sharding::columns) {
-    MESHLM_CHECK(shape.back() % (e.groups * tp) == 0,
+    MESHLM_CHECK(shape.back() % (e.groups * parts) == 0,
                  "tensor parallelism: " + e.name + "'s " + std::to_string(shape.back()) +
-                     " columns do not split into " + std::to_string(tp) + " parts");
-    shape.back() /= tp;
+                     " columns do not split into " + std::to_string(parts) + " parts");
+    shape.back() /= parts;
   } else if (e.shard == Sharding::rows) {
-    MESHLM_CHECK(shape.front() % tp == 0, "tensor parallelism: " + e.name + "'s " + std::to_string(shape.front()) +
-                                              " rows do not split into " + std::to_string(tp) + " parts");
-    shape.front() /= tp;
+    MESHLM_CHECK(shape.front() % parts == 0, "tensor parallelism: " + e.name + "'s " +
+                                                 std::to_string(shape.front()) + " rows do not split into " +
+                                                 std::to_string(parts) + " parts");
+    shape.front() /= parts;
   }
   // Hugging Face's shape when whole; a shard is stored as it is.
   e.hf_shape = e.shard != Sharding::replicated ? shape : d.hf_shape.empty() ? d.shape : d.hf_shape;

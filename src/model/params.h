@@ -40,6 +40,7 @@ struct ParamEntry {
   Sharding shard = Sharding::replicated;
   int64_t groups = 1;  // column groups (Sharding::columns)
   int tp = 1, tp_rank = 0;
+  int parts = 1;       // distinct parts over the tp ranks (tp when split; fewer: each part shared)
   int64_t live = 0;    // elements of the unsharded tensor below this index are real (wte: V rows)
   Shape hf_shape;      // as Hugging Face stores it (differs only for the padded wte)
   int64_t offset = 0;  // in elements, into the flat buffer
@@ -48,6 +49,10 @@ struct ParamEntry {
   bool weight_decay = false;
   std::string group;   // the unit that declared it
   int64_t numel() const { return shape_numel(shape); }
+  // Which part this rank holds, and whether it is the rank that counts it once (the first of
+  // the ranks sharing it; rank 0 for a replicated parameter), e.g. in the gradient's norm.
+  int part() const { return parts <= 1 ? 0 : tp_rank / (tp / parts); }
+  bool counted_here() const { return parts <= 1 ? tp_rank == 0 : tp_rank % (tp / parts) == 0; }
   int64_t hf_numel() const { return shape_numel(hf_shape); }
   // The index, in the unsharded tensor (row-major), of local element i.
   int64_t global_index(int64_t i) const;

@@ -4,6 +4,7 @@
 // (model/model.h) runs them in order, calls the data-parallel hooks around each, and keeps the
 // residual stream between them. Every unit works on this rank's part of the layout.
 #pragma once
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,6 +68,13 @@ class HeadUnit : public Unit {
   virtual double forward(Ctx& c, const void* x, const int32_t* targets, float dloss_scale) = 0;
   // dx (Ns, C) = the gradient of x (written, not added).
   virtual void backward(Ctx& c, const void* x, void* dx) = 0;
+};
+
+// The units of one pipeline stage of a model, as a family builds them (model/family.h).
+struct DecoderUnits {
+  std::unique_ptr<EmbeddingUnit> embedding;  // null: not this stage's
+  std::vector<std::unique_ptr<BlockUnit>> blocks;
+  std::unique_ptr<HeadUnit> head;            // null: not this stage's
 };
 
 }  // namespace meshlm

@@ -28,10 +28,14 @@ const char* sharding_name(Sharding s);
 
 // A parameter-name pattern (fnmatch: `*` matches any run of characters, dots included) and the
 // split of the parameters it matches. The first matching rule wins; no match is replicated.
+// `parts` < tp (a divisor of tp) splits the dimension into only that many parts, each held by
+// tp / parts consecutive ranks (the key/value heads of grouped-query attention when tp exceeds
+// their number: each kv head replicated on the ranks whose query heads read it).
 struct ShardRule {
   std::string pattern;
   Sharding shard = Sharding::replicated;
   int64_t groups = 1;
+  int parts = 0;  // 0: tp
 };
 
 // Activation recomputation: none keeps every activation backward reads; selective keeps the

@@ -12,7 +12,7 @@
 
 #include "core/error.h"
 #include "train/config_file.h"
-#include "model/gpt2.h"
+#include "model/family.h"
 #include "model/model.h"
 #include "model/params.h"
 #include "parallel/pipeline.h"
@@ -21,6 +21,18 @@ namespace meshlm {
 
 ModelConfig TrainConfig::model() const {
   ModelConfig m;
+  m.arch = arch;
+  m.n_kv_head = n_kv_head;
+  m.rope_theta = rope_theta;
+  m.ffn_hidden = ffn_hidden;
+  m.ffn_multiple_of = ffn_multiple_of;
+  m.norm_eps = norm_eps;
+  m.tie_embeddings = tie_embeddings;
+  m.rope_scaling = rope_scaling;
+  m.rope_factor = rope_factor;
+  m.rope_low_freq_factor = rope_low_freq_factor;
+  m.rope_high_freq_factor = rope_high_freq_factor;
+  m.rope_original_max_position = rope_original_max_position;
   m.n_layer = n_layer;
   m.n_head = n_head;
   m.n_embd = n_embd;
@@ -48,7 +60,7 @@ std::vector<int64_t> TrainConfig::pp_split() const {
 Plan TrainConfig::plan() const {
   Plan p;
   p.mesh = MeshShape{int(dp), int(tp), int(pp)};
-  p.sharding = gpt2_sharding();
+  p.sharding = sharding_rules(model(), int(tp));
   p.sequence_parallel = sequence_parallel == 1;
   p.recompute = recompute_from_name(recompute);
   p.pp_split = pp_split();
@@ -80,6 +92,7 @@ void TrainConfig::validate() const {
   recompute_from_name(recompute);
   MESHLM_CHECK(n_head % tp == 0, "n_head (" + std::to_string(n_head) + ") must be a multiple of tp (" +
                                      std::to_string(tp) + "): each tensor-parallel rank holds whole heads");
+  sharding_rules(model(), int(tp));  // throws when the model does not split over tp (kv heads, ffn, vocabulary)
   MESHLM_CHECK(batch_size % dp == 0, "batch_size (" + std::to_string(batch_size) +
                                          ") must be a multiple of dp (" + std::to_string(dp) + ")");
   MESHLM_CHECK(micro_batch() > 0 && batch_size % (dp * micro_batch()) == 0,
@@ -188,11 +201,23 @@ double parse_real(const std::string& v, const std::string& what) {
 
 const std::vector<ConfigKey>& config_keys() {
   static const std::vector<ConfigKey> keys = {
+      TEXT_KEY(arch, "model family: gpt2 (GPT2LMHeadModel) or llama (LlamaForCausalLM: RMSNorm, rotary positions, SwiGLU, grouped-query attention)"),
       INT_KEY(n_layer, "transformer blocks (L)"),
       INT_KEY(n_head, "attention heads (NH); must divide n_embd"),
       INT_KEY(n_embd, "model width (C)"),
       INT_KEY(vocab_size, "vocabulary size (V); 256 for the byte tokenizer"),
-      INT_KEY(max_seq_len, "rows of the position embedding; 0 means seq_len"),
+      INT_KEY(max_seq_len, "longest sequence: rows of GPT-2's position embedding, of Llama's rotary table; 0 means seq_len"),
+      INT_KEY(n_kv_head, "llama: key/value heads (grouped-query attention; n_head is multi-head, 1 multi-query); 0 means n_head"),
+      REAL_KEY(rope_theta, "llama: base of the rotary frequencies (500000 as Llama 3; 10000 as Llama 2)"),
+      INT_KEY(ffn_hidden, "llama: SwiGLU hidden width; 0 means 8/3 n_embd rounded up to a multiple of ffn_multiple_of"),
+      INT_KEY(ffn_multiple_of, "llama: the multiple ffn_hidden's default is rounded up to"),
+      REAL_KEY(norm_eps, "llama: RMSNorm epsilon"),
+      INT_KEY(tie_embeddings, "1: the LM head is the token embedding; 0: its own (llama only); -1: the family's default (gpt2 1, llama 0)"),
+      TEXT_KEY(rope_scaling, "llama: none, or llama3 (Llama 3.1's frequency scaling, the rope_* keys below)"),
+      REAL_KEY(rope_factor, "llama3 rope scaling: how much the low frequencies are slowed"),
+      REAL_KEY(rope_low_freq_factor, "llama3 rope scaling: low_freq_factor"),
+      REAL_KEY(rope_high_freq_factor, "llama3 rope scaling: high_freq_factor"),
+      INT_KEY(rope_original_max_position, "llama3 rope scaling: original_max_position_embeddings"),
       INT_KEY(seq_len, "training sequence length (T)"),
       INT_KEY(batch_size, "global batch: sequences per optimizer step"),
       INT_KEY(micro_batch_size, "sequences per forward/backward on each rank; 0 means batch_size / dp"),

@@ -22,9 +22,15 @@
 namespace meshlm {
 
 struct TrainConfig {
-  // model
+  // model (model/config.h; the Llama keys are ignored by gpt2)
+  std::string arch = "gpt2";
   int64_t n_layer = 4, n_head = 4, n_embd = 256, vocab_size = 256;
   int64_t max_seq_len = 0;  // 0: equal to seq_len
+  int64_t n_kv_head = 0, ffn_hidden = 0, ffn_multiple_of = 256, tie_embeddings = -1;
+  double rope_theta = 500000.0, norm_eps = 1e-5;
+  std::string rope_scaling = "none";
+  double rope_factor = 8.0, rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_position = 8192;
   // batch
   int64_t seq_len = 128;          // T
   int64_t batch_size = 16;        // global batch, sequences per optimizer step
@@ -78,7 +84,7 @@ struct TrainConfig {
   // makes the most expensive stage cheapest by the layers' forward FLOPs (model/model.h
   // unit_costs), the LM head's counted on the last stage.
   std::vector<int64_t> pp_split() const;
-  // The run's layout as a validated Plan (GPT-2's sharding rules).
+  // The run's layout as a validated Plan (the model family's sharding rules).
   Plan plan() const;
   void validate() const;  // one-line errors naming the key
   nlohmann::json to_json() const;

@@ -62,9 +62,15 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
   }
   const size_t data_bytes = size - 8 - n;
   size_t covered = 0;
+  MESHLM_CHECK(header.is_object(), path + ": corrupt safetensors header (not a JSON object)");
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
-      for (auto m = it->begin(); m != it->end(); ++m) metadata_[m.key()] = m->get<std::string>();
+      MESHLM_CHECK(it->is_object(), path + ": corrupt safetensors header (__metadata__ is not an object)");
+      for (auto m = it->begin(); m != it->end(); ++m) {
+        MESHLM_CHECK(m->is_string(), path + ": corrupt safetensors header (__metadata__ value '" + m.key() +
+                                         "' is not a string)");
+        metadata_[m.key()] = m->get<std::string>();
+      }
       continue;
     }
     Entry e;

@@ -248,8 +248,8 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
       prec_(cfg.precision, cfg.stochastic_rounding == 1, cfg.master_weights == 1, cfg.loss_scale, uint64_t(cfg.seed)),
       plan_(cfg.plan()),
       model_(mcfg_, *backend_, prec_.compute, plan_, &mesh_.tp(), mesh_.pp_rank()),
-      tied_copy_(plan_.mesh.pp > 1 && (model_.stage().first || model_.stage().last)),
-      tied_end_(tied_copy_ ? model_.table().at("transformer.wte.weight").numel() : 0),
+      tied_copy_(plan_.mesh.pp > 1 && model_.tied_elems() > 0),
+      tied_end_(tied_copy_ ? model_.tied_elems() : 0),
       sync_(GradSync::make(plan_, mesh_, model_, tied_end_)),
       opt_(*backend_, model_.table(), DType::fp32, cfg.adamw(), sync_->shard().begin, sync_->shard().end),
       scaler_(cfg.loss_scaler()),
@@ -274,8 +274,6 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
   }
   if (plan_.mesh.pp > 1)
     pipeline_ = std::make_unique<PipelineExecutor>(model_, mesh_.pp(), plan_.pp_schedule, int(accum_));
-  MESHLM_CHECK(!tied_copy_ || model_.table().at("transformer.wte.weight").offset == 0,
-               "pipeline: the tied embedding must lead the parameter table");
   if (prec_.fp8) fp8_ = std::make_unique<Fp8Recipe>(model_, cfg.fp8_scaling());
   restore_or_init();
   log_.open(cfg.out, !resume_dir.empty(), st_.step, overwrite);
@@ -463,8 +461,8 @@ double Trainer::Impl::reduce_gradients(double* loss) {
   return since(t0);
 }
 
-// The sum of squares of the global gradient: each tp rank's own slices, plus the replicated
-// parameters counted once (rank 0); under ZeRO-1 only the part of each inside this rank's
+// The sum of squares of the global gradient: each tp rank's own slices, and what several tp
+// ranks hold (replicated parameters, shared kv heads) counted once (ParamEntry::counted_here); under ZeRO-1 only the part of each inside this rank's
 // reduced shard; each stage its own layers, the tied wte counted on the first stage only;
 // then summed over the groups (the data-parallel ranks' shards add up; otherwise every rank
 // holds it all and max agrees).
@@ -478,7 +476,7 @@ double Trainer::Impl::grad_sum_squares() {
   } else {
     for (const ParamEntry& e : model_.table().entries()) {
       const int64_t lo = std::max(e.offset, shard.begin), hi = std::min(e.offset + e.numel(), shard.end);
-      const bool counted = (e.shard != Sharding::replicated || mesh_.tp_rank() == 0) &&
+      const bool counted = e.counted_here() &&
                            !(tied_copy_ && !model_.stage().first && e.offset < tied_end_);
       if (lo < hi && counted) sumsq += backend_->sum_squares(DType::fp32, grads + lo, hi - lo);
     }

@@ -56,9 +56,13 @@ import json, sys
 a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
 keys = lambda r: [(x["step"], x["layer"], x["kind"], x["n"]) for x in r]
 assert keys(a) == keys(b), "different layers or sizes"
-worst = max(abs(x[k] - y[k]) / max(abs(x[k]), 1e-30) for x, y in zip(a, b) for k in ("amax", "zero", "underflow", "overflow"))
-print(f"  numerics report: {len(a)} lines, the same layers as one rank, largest relative difference {worst:.1e}")
-sys.exit(0 if worst <= 1e-5 else 1)
+# The two bf16 runs differ by bf16 roundings (the stages sum the tied embedding's gradient in
+# another order; on a CPU whose GEMMs block by shape, the products too): amaxes agree to a few
+# bf16 steps, the fractions of zero / underflowing / overflowing elements to 1e-3.
+amax = max(abs(x["amax"] - y["amax"]) / max(abs(x["amax"]), 1e-30) for x, y in zip(a, b))
+frac = max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in ("zero", "underflow", "overflow"))
+print(f"  numerics report: {len(a)} lines, the same layers as one rank, amax within {amax:.1e} relative, fractions within {frac:.1e}")
+sys.exit(0 if amax <= 5e-2 and frac <= 1e-3 else 1)
 PY
 run 8 bf16_3d --dp 2 --tp 2 --pp 2 --precision bf16 && check "bf16 dp 2 x tp 2 x pp 2 vs bf16 1 rank" bf16_one bf16_3d 2e-3 ||
   fail "bf16 dp2 tp2 pp2: $(tail -1 "$WORK/bf16_3d.log")"

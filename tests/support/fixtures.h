@@ -28,6 +28,12 @@ double fp32_model_bound(const ModelConfig& c, int64_t T);
 // recomputation, and a pipeline split (empty: one stage; else pp = its size).
 Plan model_plan(int tp = 1, bool sequence_parallel = false, Recompute recompute = Recompute::none,
                 std::vector<int64_t> split = {});
+// The same for any family: the config's own sharding rules (model/family.h).
+Plan model_plan(const ModelConfig& c, int tp, bool sequence_parallel = false, Recompute recompute = Recompute::none,
+                std::vector<int64_t> split = {});
+// The Llama tests' model: n_layer blocks, 4 query heads and n_kv_head key/value heads, C32,
+// SwiGLU width 64, T16, V50, rope_theta 10000, its own LM head.
+ModelConfig llama_model(int64_t n_layer, int64_t n_kv_head = 2);
 // GPT-2's parameter table (the whole model) on tensor-parallel rank tp_rank of tp.
 ParamTable gpt2_table(const ModelConfig& c, int tp = 1, int tp_rank = 0);
 // A fresh empty directory under the system temp dir.

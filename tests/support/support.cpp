@@ -97,6 +97,7 @@ std::vector<double> abs_values(const std::vector<double>& v) {
 #include "data/prepare.h"
 #include "support/fixtures.h"
 #include "model/gpt2.h"
+#include "model/family.h"
 #include "model/model.h"
 
 namespace meshlm::test {
@@ -156,6 +157,26 @@ Plan model_plan(int tp, bool sequence_parallel, Recompute recompute, std::vector
   p.recompute = recompute;
   p.pp_split = std::move(split);
   return p;
+}
+
+Plan model_plan(const ModelConfig& c, int tp, bool sequence_parallel, Recompute recompute, std::vector<int64_t> split) {
+  Plan p = model_plan(tp, sequence_parallel, recompute, std::move(split));
+  p.sharding = sharding_rules(c, tp);
+  return p;
+}
+
+ModelConfig llama_model(int64_t n_layer, int64_t n_kv_head) {
+  ModelConfig c;
+  c.arch = "llama";
+  c.n_layer = n_layer;
+  c.n_head = 4;
+  c.n_kv_head = n_kv_head;
+  c.n_embd = 32;
+  c.ffn_hidden = 64;
+  c.max_seq_len = 16;
+  c.vocab_size = 50;
+  c.rope_theta = 10000;
+  return c;
 }
 
 ParamTable gpt2_table(const ModelConfig& c, int tp, int tp_rank) { return param_table(c, model_plan(tp), 0, tp_rank); }
