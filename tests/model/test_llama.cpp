@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "model/rope.h"
 #include "support/fixtures.h"
+#include "train/config.h"
 #include "support/support.h"
 
 using namespace meshlm;
@@ -233,4 +234,22 @@ TEST(Llama, FlopsFromTheCostRecords) {
   const int64_t C = 32, H = 64, KV = 16, Vp = 128, T = 16, L = 2;
   const double matrices = double(L * (2 * C * C + 2 * C * KV + 3 * C * H) + Vp * C);
   EXPECT_DOUBLE_EQ(c.flops_per_token(T), 6 * matrices + 12.0 * L * C * T);
+}
+
+// --pp-layers balanced counts the Llama's LM head (its own, untied) on the last stage.
+TEST(Llama, BalancedPipelineSplitCountsTheHead) {
+  TrainConfig t;
+  t.arch = "llama";
+  t.n_layer = 4;
+  t.n_head = 4;
+  t.n_kv_head = 2;
+  t.n_embd = 32;
+  t.ffn_hidden = 64;
+  t.seq_len = 16;
+  t.pp = 2;
+  t.pp_layers = "balanced";
+  t.vocab_size = 256;  // a head of 2 C Vp = 16K FLOPs per token against ~20K per block: 2, 2
+  EXPECT_EQ(t.pp_split(), (std::vector<int64_t>{2, 2}));
+  t.vocab_size = 50257;  // the head costs ~160 blocks: everything else on the first stage
+  EXPECT_EQ(t.pp_split(), (std::vector<int64_t>{3, 1}));
 }

@@ -1,4 +1,5 @@
-// The precision modes end to end on a tiny model: every mode resumes bit-exactly, a checkpoint
+// The precision modes end to end on a tiny model (GPT-2, and Llama with multi-query attention):
+// every mode resumes bit-exactly, a checkpoint
 // of one mode starts a run in another, a planted inf in one gradient makes the fp16 run skip
 // exactly that step, and the numerics report is written and rendered.
 #include <gtest/gtest.h>
@@ -61,8 +62,10 @@ fs::path shared_data() {
 struct Mode {
   std::string precision;
   int64_t stochastic_rounding = 0, master_weights = 1;
+  std::string arch = "gpt2";  // llama: 2 query heads over 1 kv head, SwiGLU 64
   std::string name() const {
-    std::string n = precision + (stochastic_rounding ? "_sr" : "") + (master_weights ? "" : "_no_master");
+    std::string n = precision + (stochastic_rounding ? "_sr" : "") + (master_weights ? "" : "_no_master") +
+                    (arch == "gpt2" ? "" : "_" + arch);
     for (char& ch : n)
       if (ch == '-') ch = '_';
     return n;
@@ -83,6 +86,11 @@ TEST_P(PrecisionModes, ResumeIsBitIdentical) {
   TrainConfig a = tiny(shared_data() / "data", root / "a", mode.precision);
   a.stochastic_rounding = mode.stochastic_rounding;
   a.master_weights = mode.master_weights;
+  a.arch = mode.arch;
+  if (mode.arch == "llama") {
+    a.n_kv_head = 1;
+    a.ffn_hidden = 64;
+  }
   TrainResult ra = train(a, "", log, true);
   ASSERT_EQ(ra.steps, 12) << log.str();
   TrainConfig b = a;
@@ -112,7 +120,10 @@ TEST_P(PrecisionModes, ResumeIsBitIdentical) {
 
 INSTANTIATE_TEST_SUITE_P(All, PrecisionModes,
                          ::testing::Values(Mode{"bf16"}, Mode{"fp16"}, Mode{"fp16-pure"}, Mode{"fp8"},
-                                           Mode{"bf16", 1, 1}, Mode{"bf16", 1, 0}),
+                                           Mode{"bf16", 1, 1}, Mode{"bf16", 1, 0}, Mode{"fp32", 0, 1, "llama"},
+                                           Mode{"bf16", 0, 1, "llama"}, Mode{"fp16", 0, 1, "llama"},
+                                           Mode{"fp16-pure", 0, 1, "llama"}, Mode{"fp8", 0, 1, "llama"},
+                                           Mode{"bf16", 1, 0, "llama"}),
                          [](const auto& info) { return info.param.name(); });
 
 // Weights are stored as fp32 masters, so a checkpoint of any mode starts a run in any other.

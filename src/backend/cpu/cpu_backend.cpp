@@ -34,7 +34,8 @@ struct CpuKernels : HostMemory {
   std::string describe() const {
     const dnnl_version_t* v = dnnl_version();
     return "cpu (oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
-           std::to_string(v->patch) + " + OpenMP)";
+           std::to_string(v->patch) + " + OpenMP" +
+           (gemm_.native_bf16() ? "" : "; bf16 products on fp32 copies: oneDNN has no bf16 kernel for this CPU") + ")";
   }
   bool supports(Op op, DType dt) const {
     if (op == Op::memory || op == Op::convert || op == Op::stats) return true;

@@ -37,7 +37,7 @@ void rows_from_f32(DType dt, void* dst, const float* src, int64_t rows, int64_t 
 }
 }  // namespace
 
-bool OneDnnGemm::native_bf16() {
+bool OneDnnGemm::native_bf16() const {
   if (impl_->native_bf16 < 0) {
     try {  // a CPU without AVX512-BF16 / AVX-512 (an AVX2 machine) has no bf16 matmul in oneDNN 2.x
       memory::desc a({2, 2}, memory::data_type::bf16, memory::dims{2, 1});

@@ -45,7 +45,7 @@ class OneDnnGemm {
   size_t cached_primitives() const;
   // Whether oneDNN has a bf16 matmul on this CPU; without one, bf16 products run on fp32 copies
   // of the operands (the same products and fp32 sums, slower).
-  bool native_bf16();
+  bool native_bf16() const;
 
  private:
   void run_emulated(const GemmDesc& d, const void* A, const void* B, void* C, const void* bias);
