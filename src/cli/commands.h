@@ -15,5 +15,6 @@ void add_bench(CLI::App& app);
 void add_report(CLI::App& app);
 void add_info(CLI::App& app);
 void add_tokenizer(CLI::App& app);
+void add_export(CLI::App& app);
 
 }  // namespace meshlm::cli

@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   // First, before any thread exists: stop signals go to one waiting thread (core/stop_signals.h).
   meshlm::StopSignals::install();
   CLI::App app{
-      "meshlm: trains GPT-2-style language models on CPUs, in fp32, bf16, fp16 or (simulated) fp8,\n"
+      "meshlm: trains GPT-2 and Llama language models on CPUs, in fp32, bf16, fp16 or (simulated) fp8,\n"
       "data-, tensor- and pipeline-parallel over MPI (mpirun -np dp*tp*pp meshlm train --dp ...).\n\n"
       "Quick start:\n"
       "  meshlm tokenizer train --vocab-size 4096 --input data/tinyshakespeare.txt --output tok.json\n  meshlm prepare --tokenizer tok.json --input data/tinyshakespeare.txt --output data/shakespeare\n"
@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   meshlm::cli::add_bench(app);
   meshlm::cli::add_report(app);
   meshlm::cli::add_info(app);
+  meshlm::cli::add_export(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

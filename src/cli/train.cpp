@@ -23,7 +23,7 @@ std::string run_dir_of(const std::string& checkpoint) {
 }  // namespace
 
 void add_train(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "Train a GPT-2 model on token shards");
+  auto* cmd = app.add_subcommand("train", "Train a GPT-2 or Llama model (--arch) on token shards");
   cmd->footer(
       "Every config key is also a flag (n_layer = --n-layer). Precedence: defaults < the\n"
       "resumed checkpoint's config < --config FILE (TOML, keys as above) < flags.\n"

@@ -105,6 +105,13 @@ cmp -s "$WORK/eval_cpu" "$WORK/eval_guarded" && ok || fail "eval --backend cpu-g
 cmp -s "$WORK/sample1" "$WORK/sample3" && ok || fail "sample --backend cpu-guarded equals cpu"
 expect_error "unknown backend" "unknown backend 'gpu'" "$MESHLM" eval --checkpoint "$WORK/run/step_000006" --data "$WORK/data" --backend gpu
 expect_ok info "$MESHLM" info --checkpoint "$WORK/run/step_000006"
+# export: a Hugging Face directory (the NumPy references check its contents); no silent overwrite,
+# no meshlm tokenizer file under HF's tokenizer.json name
+expect_ok export "$MESHLM" export --checkpoint "$WORK/run/step_000006" --out "$WORK/hf"
+[ -f "$WORK/hf/config.json" ] && [ -f "$WORK/hf/generation_config.json" ] && [ -f "$WORK/hf/model.safetensors" ] &&
+  [ ! -e "$WORK/hf/tokenizer.json" ] && ok || fail "export writes config.json, generation_config.json, model.safetensors"
+expect_error "export over an export" "already holds a config.json" "$MESHLM" export --checkpoint "$WORK/run/step_000006" --out "$WORK/hf"
+expect_ok "export --overwrite" "$MESHLM" export --checkpoint "$WORK/run/step_000006" --out "$WORK/hf" --overwrite
 
 # tokenizers: GPT-2 from the command line, a trained BPE end to end (prepare, train, sample)
 echo -n "Hello, world!" | "$MESHLM" tokenizer encode --tokenizer gpt2 > "$WORK/ids"

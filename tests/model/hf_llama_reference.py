@@ -2,8 +2,9 @@
 """An independent Llama forward pass in NumPy (float64), written from Hugging Face's
 LlamaForCausalLM definition (RMSNorm, rotary embedding with rotate_half and Llama 3.1's
 "llama3" frequency scaling, repeat_kv for grouped-query attention, SwiGLU), reading meshlm's
-model.safetensors with the GPT-2 reference's parser. It checks that the checkpoint has
-Hugging Face's Llama names and (out, in) nn.Linear layouts, and that `meshlm eval` computes
+model.safetensors with the GPT-2 reference's parser, taking the model from the config.json that
+`meshlm export` writes. It checks that the exported directory has Hugging Face's Llama names and
+(out, in) nn.Linear layouts and a LlamaConfig that describes the model, and that `meshlm eval` computes
 what LlamaForCausalLM computes on the documented sequential batches.
 
 Usage: hf_llama_reference.py MESHLM REPO_ROOT   (trains a tiny Llama first, then compares)
@@ -91,9 +92,6 @@ def main():
     run("prepare", "--input", os.path.join(work, "small.txt"), "--output", os.path.join(work, "data"))
     # Grouped-query attention (4 query heads, 2 kv heads), Llama 3.1 rope scaling with a short
     # original context so every frequency regime appears, vocab 200 padded to 256 inside.
-    cfg = {"n_layer": 2, "n_head": 4, "n_kv_head": 2, "rope_theta": 10000.0, "rope_scaling": "llama3",
-           "rope_factor": 4.0, "rope_low_freq_factor": 1.0, "rope_high_freq_factor": 4.0,
-           "rope_original_max_position": 64, "norm_eps": 1e-5}
     B, T, C, H = 2, 32, 64, 160
     run("train", "--arch", "llama", "--data", os.path.join(work, "data"), "--out", os.path.join(work, "run"),
         "--n-layer", "2", "--n-head", "4", "--n-kv-head", "2", "--n-embd", str(C), "--ffn-hidden", str(H),
@@ -101,7 +99,22 @@ def main():
         "64", "--seq-len", str(T), "--batch-size", str(B), "--steps", "8", "--lr", "1e-2", "--warmup-steps", "0",
         "--eval-batches", "0", "--peak-gflops", "100", "--vocab-size", "200")
     ckpt = os.path.join(work, "run", "step_000008")
-    W, meta = read_safetensors(os.path.join(ckpt, "model.safetensors"))
+    # `meshlm export` writes a Hugging Face directory; the reference takes the model from its
+    # config.json alone (LlamaConfig's field names), not from the flags above.
+    hf = os.path.join(work, "hf")
+    run("export", "--checkpoint", ckpt, "--out", hf)
+    hc = json.load(open(os.path.join(hf, "config.json")))
+    assert hc["architectures"] == ["LlamaForCausalLM"] and hc["hidden_act"] == "silu", hc
+    assert hc["intermediate_size"] == H and hc["hidden_size"] == C and not hc["tie_word_embeddings"], hc
+    rs = hc["rope_scaling"]
+    cfg = {"n_layer": hc["num_hidden_layers"], "n_head": hc["num_attention_heads"],
+           "n_kv_head": hc["num_key_value_heads"], "rope_theta": hc["rope_theta"], "norm_eps": hc["rms_norm_eps"],
+           "rope_scaling": rs["rope_type"] if rs else "none"}
+    if rs:
+        cfg.update({"rope_factor": rs["factor"], "rope_low_freq_factor": rs["low_freq_factor"],
+                    "rope_high_freq_factor": rs["high_freq_factor"],
+                    "rope_original_max_position": rs["original_max_position_embeddings"]})
+    W, meta = read_safetensors(os.path.join(hf, "model.safetensors"))
     assert meta.get("format") == "pt", meta
     assert W["model.embed_tokens.weight"].shape == (200, C)
     assert W["lm_head.weight"].shape == (200, C)

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """An independent GPT-2 forward pass in NumPy (float64), written from Hugging Face's
 GPT2LMHeadModel definition, reading meshlm's model.safetensors with its own parser. It checks
-three things meshlm claims: the checkpoint is a valid safetensors file with Hugging Face's GPT-2
+three things meshlm claims: the checkpoint, exported by `meshlm export`, is a Hugging Face
+directory whose config.json alone describes the model and whose safetensors file has GPT-2's
 names and (in, out) Conv1D layouts, the model computes exactly what GPT2LMHeadModel computes,
 and `meshlm eval` averages the loss over the documented sequential batches.
 
@@ -95,7 +96,14 @@ def main():
         "--n-head", str(NH), "--n-embd", "64", "--seq-len", str(T), "--batch-size", str(B), "--steps", "8",
         "--lr", "1e-2", "--warmup-steps", "0", "--eval-batches", "0", "--peak-gflops", "100", "--vocab-size", "200")
     ckpt = os.path.join(work, "run", "step_000008")
-    W, meta = read_safetensors(os.path.join(ckpt, "model.safetensors"))
+    # `meshlm export` writes a Hugging Face directory; the reference reads it by its config.json alone.
+    hf = os.path.join(work, "hf")
+    run("export", "--checkpoint", ckpt, "--out", hf)
+    config = json.load(open(os.path.join(hf, "config.json")))
+    assert config["architectures"] == ["GPT2LMHeadModel"] and config["activation_function"] == "gelu_new", config
+    assert config["tie_word_embeddings"] and config["n_positions"] == T, config
+    L, NH = config["n_layer"], config["n_head"]
+    W, meta = read_safetensors(os.path.join(hf, "model.safetensors"))
     assert meta.get("format") == "pt", meta
     assert W["transformer.wte.weight"].shape == (200, 64)
     assert W["transformer.h.0.attn.c_attn.weight"].shape == (64, 192)  # Conv1D (in, out)

@@ -1,0 +1,71 @@
+#include "train/hf_export.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+namespace meshlm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// GPT-2's tokenizer ends documents with <|endoftext|> = 50256; other vocabularies say nothing.
+nlohmann::json end_of_text(const ModelConfig& m) { return m.vocab_size == 50257 ? nlohmann::json(50256) : nullptr; }
+
+nlohmann::ordered_json gpt2_config(const ModelConfig& m) {
+  return {{"architectures", {"GPT2LMHeadModel"}}, {"model_type", "gpt2"}, {"vocab_size", m.vocab_size},
+          {"n_positions", m.max_seq_len}, {"n_ctx", m.max_seq_len}, {"n_embd", m.n_embd}, {"n_layer", m.n_layer},
+          {"n_head", m.n_head}, {"n_inner", nullptr}, {"activation_function", "gelu_new"},
+          {"layer_norm_epsilon", 1e-5}, {"resid_pdrop", 0.0}, {"embd_pdrop", 0.0}, {"attn_pdrop", 0.0},
+          {"initializer_range", 0.02}, {"scale_attn_weights", true}, {"tie_word_embeddings", true},
+          {"bos_token_id", end_of_text(m)}, {"eos_token_id", end_of_text(m)}, {"use_cache", true},
+          {"torch_dtype", "float32"}};
+}
+
+nlohmann::ordered_json llama_config(const ModelConfig& m) {
+  nlohmann::json scaling = nullptr;
+  if (m.rope_scaling == "llama3")
+    scaling = {{"rope_type", "llama3"}, {"factor", m.rope_factor}, {"low_freq_factor", m.rope_low_freq_factor},
+               {"high_freq_factor", m.rope_high_freq_factor},
+               {"original_max_position_embeddings", m.rope_original_max_position}};
+  return {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"vocab_size", m.vocab_size},
+          {"hidden_size", m.n_embd}, {"intermediate_size", m.ffn_width()}, {"num_hidden_layers", m.n_layer},
+          {"num_attention_heads", m.n_head}, {"num_key_value_heads", m.kv_heads()}, {"head_dim", m.head_size()},
+          {"hidden_act", "silu"}, {"max_position_embeddings", m.max_seq_len}, {"rms_norm_eps", m.norm_eps},
+          {"rope_theta", m.rope_theta}, {"rope_scaling", scaling}, {"attention_bias", false},
+          {"attention_dropout", 0.0}, {"mlp_bias", false}, {"tie_word_embeddings", m.tied()},
+          {"initializer_range", 0.02}, {"bos_token_id", nullptr}, {"eos_token_id", end_of_text(m)},
+          {"use_cache", true}, {"torch_dtype", "float32"}};
+}
+
+}  // namespace
+
+nlohmann::ordered_json hf_config(const ModelConfig& m) {
+  m.validate();
+  return m.llama() ? llama_config(m) : gpt2_config(m);
+}
+
+void export_hugging_face(const std::string& checkpoint, const std::string& out_dir, bool overwrite) {
+  const nlohmann::json trainer = verify_checkpoint(checkpoint);
+  const ModelConfig m = checkpoint_config(trainer, checkpoint).model();
+  verify_checkpoint_tensors(checkpoint, m, false);
+  const fs::path out(out_dir);
+  MESHLM_CHECK(overwrite || !fs::exists(out / "config.json"),
+               out_dir + " already holds a config.json (--overwrite replaces it)");
+  fs::create_directories(out);
+  const nlohmann::ordered_json config = hf_config(m);
+  write_file_atomic((out / "config.json").string(), config.dump(2) + "\n");
+  const nlohmann::ordered_json generation = {{"_from_model_config", true}, {"bos_token_id", config["bos_token_id"]},
+                                             {"eos_token_id", config["eos_token_id"]}};
+  write_file_atomic((out / "generation_config.json").string(), generation.dump(2) + "\n");
+  const fs::path tmp = out / "model.safetensors.tmp";
+  fs::copy_file(fs::path(checkpoint) / "model.safetensors", tmp, fs::copy_options::overwrite_existing);
+  fsync_path(tmp.string());
+  fs::rename(tmp, out / "model.safetensors");
+}
+
+}  // namespace meshlm
