@@ -115,11 +115,11 @@ PY
 # kill_jobs: whatever a job left in the namespaces
 kill_jobs() { for h in a b l; do ip netns pids "${TAG}$h" | xargs -r kill -KILL 2>/dev/null; done; sleep 0.2; }
 # launch NAME NP HOSTS args...: a job that must finish; a launch that hangs before its first step
-# (seen about once in ten here: mpirun waiting for a daemon in a namespace) is retried once
+# (seen about once in ten here: mpirun waiting for a daemon in a namespace) is retried (up to four attempts)
 launch() {
   local name=$1 np=$2 hosts=$3
   shift 3
-  for attempt in 1 2; do
+  for attempt in 1 2 3 4; do
     rm -rf "$name"
     ( mh "$np" "$hosts" "$@" --out "$name" ) > "$name.log" 2>&1 &
     local job=$! started=0
@@ -129,7 +129,8 @@ launch() {
       sleep 0.05
     done
     if [ $started -eq 1 ] || ! kill -0 $job 2>/dev/null; then wait $job; return; fi
-    echo "  ($name: no step after 15 s, attempt $attempt; relaunching)"
+    echo "  ($name: no step after 15 s, attempt $attempt; relaunching; the end of its log:)"
+    tail -3 "$name.log" | sed 's/^/    | /'
     kill -KILL $job 2>/dev/null; wait $job 2>/dev/null; kill_jobs
   done
 }
@@ -149,7 +150,7 @@ same_losses one/metrics.jsonl dp2tp2/metrics.jsonl && ok || { fail "dp 2 x tp 2 
 fault() {
   local name=$1 steps=$2 launcher n
   shift 2
-  for attempt in 1 2; do
+  for attempt in 1 2 3; do
     rm -rf "$name"
     ( mh 2 "$NET.1,$NET.2" train --config tiny.toml --data data --out "$name" --steps "$steps" --dp 2 --watchdog 5 \
         --save-every 10 ) > "$name.log" 2>&1 &
