@@ -12,14 +12,12 @@ Usage: hf_llama_reference.py MESHLM REPO_ROOT   (trains a tiny Llama first, then
 import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hf_reference import read_safetensors, read_shard  # noqa: E402
+from hf_reference import cross_entropy, read_safetensors, read_shard, small_corpus  # noqa: E402
 
 
 def rms_norm(x, w, eps):  # LlamaRMSNorm: x * rsqrt(mean(x^2) + eps), then the weight
@@ -75,21 +73,12 @@ def llama_loss(W, cfg, ids, targets):
         g, u = m @ W[p + "mlp.gate_proj.weight"].T, m @ W[p + "mlp.up_proj.weight"].T
         h = h + (g / (1 + np.exp(-g)) * u) @ W[p + "mlp.down_proj.weight"].T
     h = rms_norm(h, W["model.norm.weight"], eps)
-    logits = h @ W["lm_head.weight"].T
-    logits -= logits.max(-1, keepdims=True)
-    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    return -np.take_along_axis(logp, targets[..., None], -1).mean()
+    return cross_entropy(h @ W["lm_head.weight"].T, targets)
 
 
 def main():
     meshlm, root = sys.argv[1], sys.argv[2]
-    work = tempfile.mkdtemp(prefix="meshlm_hf_llama_")
-    run = lambda *a: subprocess.run([meshlm, *a], check=True, capture_output=True, text=True).stdout
-    with open(os.path.join(root, "data", "tinyshakespeare.txt"), "rb") as f:
-        text = f.read(40000)
-    with open(os.path.join(work, "small.txt"), "wb") as f:
-        f.write(text)
-    run("prepare", "--input", os.path.join(work, "small.txt"), "--output", os.path.join(work, "data"))
+    work, run = small_corpus(meshlm, root, "meshlm_hf_llama_")
     # Grouped-query attention (4 query heads, 2 kv heads), Llama 3.1 rope scaling with a short
     # original context so every frequency regime appears, vocab 200 padded to 256 inside.
     B, T, C, H = 2, 32, 64, 160

@@ -74,21 +74,30 @@ def gpt2_loss(W, n_layer, n_head, ids, targets):
         m = gelu_new(m @ W[p + "mlp.c_fc.weight"] + W[p + "mlp.c_fc.bias"])
         h = h + m @ W[p + "mlp.c_proj.weight"] + W[p + "mlp.c_proj.bias"]
     h = layer_norm(h, W["transformer.ln_f.weight"], W["transformer.ln_f.bias"])
-    logits = h @ W["transformer.wte.weight"].T  # lm_head tied to wte
-    logits -= logits.max(-1, keepdims=True)
+    return cross_entropy(h @ W["transformer.wte.weight"].T, targets)  # lm_head tied to wte
+
+
+def cross_entropy(logits, targets):  # the mean of -log softmax(logits)[target]
+    logits = logits - logits.max(-1, keepdims=True)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     return -np.take_along_axis(logp, targets[..., None], -1).mean()
 
 
-def main():
-    meshlm, root = sys.argv[1], sys.argv[2]
-    work = tempfile.mkdtemp(prefix="meshlm_hf_")
+def small_corpus(meshlm, root, prefix):
+    """A work directory with byte shards of the corpus's first 40 KB, and a runner of meshlm."""
+    work = tempfile.mkdtemp(prefix=prefix)
     run = lambda *a: subprocess.run([meshlm, *a], check=True, capture_output=True, text=True).stdout
     with open(os.path.join(root, "data", "tinyshakespeare.txt"), "rb") as f:
         text = f.read(40000)
     with open(os.path.join(work, "small.txt"), "wb") as f:
         f.write(text)
     run("prepare", "--input", os.path.join(work, "small.txt"), "--output", os.path.join(work, "data"))
+    return work, run
+
+
+def main():
+    meshlm, root = sys.argv[1], sys.argv[2]
+    work, run = small_corpus(meshlm, root, "meshlm_hf_")
     L, NH, B, T = 2, 4, 2, 32
     # vocab 200 pads to 256 inside meshlm: the file must hold the unpadded (200, C) tensor.
     # A few steps at a high learning rate make biases and layernorms non-trivial.

@@ -90,8 +90,7 @@ TEST(Llama, Llama3RopeScalingMatchesTheDefinition) {
   EXPECT_DOUBLE_EQ(t[(2 * 64 + 5) * 2 + 1], std::sin(2 * scaled[5]));
 }
 
-// As Gpt.GradientMatchesFiniteDifferencesInDouble: every parameter's gradient against central
-// differences of the loss, the norms' weights moved off 1 so their gradients matter.
+// As Gpt.GradientMatchesFiniteDifferencesInDouble (test::check_gradient_by_finite_differences).
 TEST(Llama, GradientMatchesFiniteDifferencesInDouble) {
   for (int variant = 0; variant < 3; variant++) {
     ModelConfig c = llama_model(2, variant == 2 ? 1 : 2);  // GQA, GQA tied + llama3 scaling, MQA
@@ -105,33 +104,10 @@ TEST(Llama, GradientMatchesFiniteDifferencesInDouble) {
     auto be = make_reference_backend();
     Model m(c, *be, DType::fp64);
     m.init(3);
-    double* p = m.params().as<double>();
-    for (const auto& e : m.table().entries())
-      if (e.shape.size() == 1)
-        for (int64_t i = 0; i < e.numel(); i++) p[e.offset + i] += 0.1 * normal01(9, hash_name(e.name), i);
     const int64_t B = 2, T = 6;
-    auto x = tokens(B * T, c.vocab_size, 3), y = tokens(B * T, c.vocab_size, 4);
-    m.zero_grad();
-    m.forward(x.data(), y.data(), B, T, 1.0f);
-    m.backward();
-    const double* g = m.grads().as<double>();
-    double gmax = 0;
-    for (int64_t i = 0; i < m.grads().numel(); i++) gmax = std::max(gmax, std::fabs(g[i]));
-    int checked = 0;
-    for (const auto& e : m.table().entries())
-      for (int64_t k = 0; k < 5; k++) {
-        const int64_t i = e.offset + (k * 7919) % e.hf_numel();
-        const double keep = p[i], h = 1e-5;
-        p[i] = keep + h;
-        const double lp = m.forward(x.data(), y.data(), B, T);
-        p[i] = keep - h;
-        const double lm = m.forward(x.data(), y.data(), B, T);
-        p[i] = keep;
-        ASSERT_NEAR(g[i], (lp - lm) / (2 * h), 1e-7 * gmax) << "variant " << variant << " " << e.name << " element "
-                                                            << i - e.offset;
-        checked++;
-      }
-    EXPECT_GT(checked, 50);
+    EXPECT_GT(check_gradient_by_finite_differences(m, tokens(B * T, c.vocab_size, 3), tokens(B * T, c.vocab_size, 4), B,
+                                                   T, "variant " + std::to_string(variant) + " "),
+              50);
   }
 }
 

@@ -31,6 +31,23 @@ std::vector<int32_t> tokens(int64_t n, int64_t V, uint64_t seed) { return test::
 
 void on_group(int n, const std::function<void(Communicator&)>& f) { test::on_local_group(n, f); }
 
+// Throws naming the first parameter whose gradient slice on this rank differs from the
+// unsharded model's (read through the global index) by more than tol, normwise.
+void expect_sharded_grads(const Model& m, const Model& whole, double tol, const std::string& what) {
+  const float* g_whole = whole.grads().as<float>();
+  for (const ParamEntry& e : m.table().entries()) {
+    const int64_t base = whole.table().at(e.name).offset;
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < e.numel(); i++) {
+      const double a = m.grads().as<float>()[e.offset + i], b = g_whole[base + e.global_index(i)];
+      num += (a - b) * (a - b);
+      den += b * b;
+    }
+    if (std::sqrt(num) > tol * std::sqrt(den) + 1e-30)
+      throw Error(what + ": gradient of " + e.name + " off by " + std::to_string(std::sqrt(num / den)) + " relative");
+  }
+}
+
 }  // namespace
 
 TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
@@ -50,7 +67,6 @@ TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
       auto rbe = make_cpu_backend();
       Model m(c, *rbe, DType::fp32, test::model_plan(tp, tp_sp < 0), &comm);
       m.init(11);
-      const float* g_whole = whole.grads().as<float>();
       const float* p_whole = whole.params().as<float>();
       for (const ParamEntry& e : m.table().entries()) {  // init: exactly the slice
         const int64_t base = whole.table().at(e.name).offset;
@@ -110,18 +126,7 @@ TEST(TensorParallel, ShardedModelEqualsTheUnshardedOne) {
           }
         }
       }
-      for (const ParamEntry& e : m.table().entries()) {
-        const int64_t base = whole.table().at(e.name).offset;
-        double num = 0, den = 0;
-        for (int64_t i = 0; i < e.numel(); i++) {
-          const double a = m.grads().as<float>()[e.offset + i], b = g_whole[base + e.global_index(i)];
-          num += (a - b) * (a - b);
-          den += b * b;
-        }
-        if (std::sqrt(num) > tol * std::sqrt(den) + 1e-30)
-          throw Error("tp " + std::to_string(tp) + ": gradient of " + e.name + " off by " +
-                      std::to_string(std::sqrt(num / den)) + " relative");
-      }
+      expect_sharded_grads(m, whole, tol, "tp " + std::to_string(tp));
     });
   }
 }
@@ -148,7 +153,6 @@ TEST(TensorParallel, LlamaShardedModelEqualsTheUnshardedOne) {
     const double loss = whole.forward(x.data(), y.data(), B, T, 1.0f);
     whole.backward();
     const double tol = test::fp32_model_bound(c, T);
-    const float* g_whole = whole.grads().as<float>();
     const std::string what = "kv " + std::to_string(lay.kv) + " tp " + std::to_string(lay.tp) + (lay.sp ? " sp" : "");
     on_group(lay.tp, [&](Communicator& comm) {
       auto rbe = make_cpu_backend();
@@ -158,17 +162,7 @@ TEST(TensorParallel, LlamaShardedModelEqualsTheUnshardedOne) {
       const double l = m.forward(x.data(), y.data(), B, T, 1.0f);
       m.backward();
       if (std::fabs(l - loss) > tol * loss) throw Error(what + ": loss " + std::to_string(l) + " vs " + std::to_string(loss));
-      for (const ParamEntry& e : m.table().entries()) {
-        const int64_t base = whole.table().at(e.name).offset;
-        double num = 0, den = 0;
-        for (int64_t i = 0; i < e.numel(); i++) {
-          const double a = m.grads().as<float>()[e.offset + i], b = g_whole[base + e.global_index(i)];
-          num += (a - b) * (a - b);
-          den += b * b;
-        }
-        if (std::sqrt(num) > tol * std::sqrt(den) + 1e-30)
-          throw Error(what + ": gradient of " + e.name + " off by " + std::to_string(std::sqrt(num / den)));
-      }
+      expect_sharded_grads(m, whole, tol, what);
     });
   }
 }

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/config.h"
+#include "model/model.h"
 #include "model/params.h"
 #include "plan/plan.h"
 #include "train/config.h"
@@ -36,6 +37,13 @@ Plan model_plan(const ModelConfig& c, int tp, bool sequence_parallel = false, Re
 ModelConfig llama_model(int64_t n_layer, int64_t n_kv_head = 2);
 // GPT-2's parameter table (the whole model) on tensor-parallel rank tp_rank of tp.
 ParamTable gpt2_table(const ModelConfig& c, int tp = 1, int tp_rank = 0);
+// The whole model's gradient check (test_gpt, test_llama): m in double on the reference backend,
+// its 1-D parameters (biases, norms) moved off their init so their gradients matter, backward()
+// against central differences (h = 1e-5) of the loss at 5 elements of every parameter, within
+// 1e-7 times the largest gradient. Returns the number of elements checked (gtest failures name
+// the parameter and element; `what` prefixes them).
+int check_gradient_by_finite_differences(Model& m, const std::vector<int32_t>& x, const std::vector<int32_t>& y,
+                                         int64_t B, int64_t T, const std::string& what = "");
 // A fresh empty directory under the system temp dir.
 std::filesystem::path fresh_dir(const std::string& name);
 // Byte-level train/val shards from a repetitive pseudo-text of `bytes` bytes, in `dir`.

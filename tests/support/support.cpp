@@ -94,6 +94,8 @@ std::vector<double> abs_values(const std::vector<double>& v) {
 #include <filesystem>
 #include <fstream>
 
+#include <gtest/gtest.h>
+
 #include "data/prepare.h"
 #include "support/fixtures.h"
 #include "model/gpt2.h"
@@ -163,6 +165,34 @@ Plan model_plan(const ModelConfig& c, int tp, bool sequence_parallel, Recompute 
   Plan p = model_plan(tp, sequence_parallel, recompute, std::move(split));
   p.sharding = sharding_rules(c, tp);
   return p;
+}
+
+int check_gradient_by_finite_differences(Model& m, const std::vector<int32_t>& x, const std::vector<int32_t>& y,
+                                         int64_t B, int64_t T, const std::string& what) {
+  double* p = m.params().as<double>();
+  for (const auto& e : m.table().entries())
+    if (e.shape.size() == 1)
+      for (int64_t i = 0; i < e.numel(); i++) p[e.offset + i] += 0.1 * normal01(9, hash_name(e.name), i);
+  m.zero_grad();
+  m.forward(x.data(), y.data(), B, T, 1.0f);
+  m.backward();
+  const double* g = m.grads().as<double>();
+  double gmax = 0;
+  for (int64_t i = 0; i < m.grads().numel(); i++) gmax = std::max(gmax, std::fabs(g[i]));
+  int checked = 0;
+  for (const auto& e : m.table().entries())
+    for (int64_t k = 0; k < 5; k++) {
+      const int64_t i = e.offset + (k * 7919) % e.hf_numel();
+      const double keep = p[i], h = 1e-5;
+      p[i] = keep + h;
+      const double lp = m.forward(x.data(), y.data(), B, T);
+      p[i] = keep - h;
+      const double lm = m.forward(x.data(), y.data(), B, T);
+      p[i] = keep;
+      EXPECT_NEAR(g[i], (lp - lm) / (2 * h), 1e-7 * gmax) << what << e.name << " element " << i - e.offset;
+      checked++;
+    }
+  return checked;
 }
 
 ModelConfig llama_model(int64_t n_layer, int64_t n_kv_head) {
