@@ -13,6 +13,8 @@ packages=(
   nlohmann-json3-dev   # JSON (manifests, metrics, safetensors headers)
   libtomlplusplus-dev  # TOML config files
   libpcre2-dev         # GPT-2 pre-tokenization regex (Unicode classes, JIT)
+  libcairo2-dev fonts-dejavu-core  # loss-curve plots (PNG; the SVG is written by hand)
+  libpng-dev           # tests only: the plot PNG decodes
   libssl-dev           # SHA-256 (libcrypto) for checkpoint and data checksums
   iproute2 nftables    # tests only: network namespaces and packet loss for the multi-host test
   clang libclang-rt-14-dev  # tests only: libFuzzer targets (tests/fuzz)

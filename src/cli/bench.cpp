@@ -20,8 +20,9 @@ void add_bench(CLI::App& app) {
       "(6 x parameters + 12 x L x C x T FLOPs per token), MFU against a peak measured with a\n"
       "2048^3 GEMM in the compute dtype (or --peak-gflops), and the peak RSS; --breakdown adds\n"
       "the time per kernel of a step (GEMMs, attention, layernorm, loss, optimizer, ...).\n"
-      "Takes every flag of `meshlm train` (--n-layer ... --precision, --dp ...); works under\n"
-      "mpirun. fp8 speed is simulated (bf16 arithmetic plus quantization) and says so.\n"
+      "Takes the flags of `meshlm train` that shape a step (--n-layer ... --precision, --dp ...; not\n"
+      "--steps, --out, --save-every or the logging flags, which it has no use for); works under\n"
+      "mpirun (--dp defaults to the ranks / (tp x pp)). fp8 speed is simulated (bf16 arithmetic plus quantization) and says so.\n"
       "Example (GPT-2 124M shape): meshlm bench --n-layer 12 --n-head 12 --n-embd 768\n"
       "  --vocab-size 50257 --seq-len 256 --max-seq-len 1024 --batch-size 4 --precision bf16");
   auto config_file = std::make_shared<std::string>();
@@ -33,14 +34,17 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--timed-steps", opt->steps, "timed steps [default: 10]");
   cmd->add_flag("--breakdown", opt->breakdown, "also time every kernel: where a step's time goes");
   cmd->add_flag("--json", *json_out, "print one JSON object (tokens_per_s, ms_per_step, mfu, peak_rss_mib, ...)");
-  flags.add_to(cmd);
+  // Train-only keys bench would ignore are not its flags (an unknown flag is an error).
+  flags.add_to(cmd, {"steps", "eval_every", "eval_batches", "save_every", "keep_last", "checkpoints", "save_every_minutes",
+                     "out", "numerics_report", "profile", "log_every", "tensorboard", "plots", "sample_every",
+                     "sample_tokens", "sample_prompt", "allow_data_change", "inject_inf_at_step"});
   cmd->callback([=]() {
     TrainConfig cfg;
     if (!config_file->empty()) apply_toml_file(cfg, *config_file);
     flags.apply(cfg);
     BenchResult r;
     std::ostringstream quiet;  // the trainer's own log: shown only without --json
-    if (!run_on_mesh(cfg, [&](Mesh& mesh) { r = bench(cfg, *opt, *json_out ? quiet : std::cout, &mesh); })) return;
+    if (!run_on_mesh(cfg, !flags.given("dp"), [&](Mesh& mesh) { r = bench(cfg, *opt, *json_out ? quiet : std::cout, &mesh); })) return;
     if (*json_out) {
       std::cout << r.to_json(cfg).dump() << "\n";
       return;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "backend/backend.h"
@@ -21,16 +22,24 @@ namespace meshlm::cli {
 struct ConfigFlags {
   std::shared_ptr<std::map<std::string, std::string>> values = std::make_shared<std::map<std::string, std::string>>();
   std::shared_ptr<std::map<std::string, CLI::Option*>> options = std::make_shared<std::map<std::string, CLI::Option*>>();
-  void add_to(CLI::App* cmd);
+  // Every key but those in `skip`, grouped in --help (model, data, ...) with types and defaults.
+  void add_to(CLI::App* cmd, const std::set<std::string>& skip = {});
   void apply(TrainConfig& cfg) const;
+  bool given(const std::string& key) const;  // the flag is on the command line
 };
 
 // Runs fn on every rank of the job (one rank without mpirun) over the mesh cfg asks for. A bad
 // config or layout is the same error on every rank: rank 0 prints it, every rank exits 1. An
 // error later, on one rank only, aborts the whole job rather than leave the others waiting.
 // Returns true on rank 0 (the rank that reports).
-bool run_on_mesh(const TrainConfig& cfg, const std::function<void(Mesh&)>& fn);
+// dp_from_world: --dp was not given, so dp is the job's ranks / (tp x pp) (cfg is updated).
+bool run_on_mesh(TrainConfig& cfg, bool dp_from_world, const std::function<void(Mesh&)>& fn);
 
+
+// The model keys from cfg.init_from's config.json (a bare model.safetensors: the keys as
+// given). A model key set explicitly (`explicitly(key)`) to another value is an error naming
+// both; vocab_size stays as asked under vocab_resize. Returns a line for the log ("" if none).
+std::string adopt_hf_model(TrainConfig& cfg, const std::function<bool(const std::string&)>& explicitly);
 
 // An fp32 model on `be` from a checkpoint's config, with its weights (cfg_out: that config).
 std::unique_ptr<Model> load_model(const std::string& dir, Backend& be, TrainConfig* cfg_out);

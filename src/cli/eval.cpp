@@ -49,7 +49,7 @@ void add_eval(CLI::App& app) {
     DataLoader loader(o->data, o->split, T, cfg.vocab_size);
     std::optional<BpeTokenizer> tok;
     if (!o->tokenizer.empty() || !cfg.tokenizer.empty() ||
-        std::filesystem::exists(std::filesystem::path(o->checkpoint) / "tokenizer.json"))
+        !tokenizer_file_in(o->checkpoint).empty())
       tok.emplace(o->tokenizer.empty() ? checkpoint_tokenizer(o->checkpoint, cfg.tokenizer) : load_tokenizer(o->tokenizer));
     const EvalResult r = evaluate([&](const int32_t* x, const int32_t* y, int64_t b, int64_t t) { return model->forward(x, y, b, t); },
                                   loader, o->batches, B, T, tok ? &*tok : nullptr, [&] {

@@ -20,7 +20,7 @@ void add_prepare(CLI::App& app) {
       "<|endoftext|> when the tokenizer has it. Writes <output>/train_NNNNNN.bin and val_NNNNNN.bin\n"
       "in llm.c's shard format (header of 256 int32: magic 20240520, version 1, token count;\n"
       "then uint16 tokens, or uint32 with magic 20240801 version 7 past 65536 ids) and\n"
-      "manifest.json (tokenizer, counts, checksums; a tokenizer file is copied in as tokenizer.json).\n"
+      "manifest.json (tokenizer, counts, checksums; a tokenizer file is copied in as meshlm_tokenizer.json, or tokenizer.json when it is HF's).\n"
       "The last --val-fraction of the input bytes\n"
       "(moved to the next line start) becomes the val split. Input is streamed and encoded on\n"
       "all cores.");

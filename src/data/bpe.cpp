@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "data/hf_tokenizer.h"
 
 namespace meshlm {
 
@@ -65,7 +66,8 @@ json parse_json_file(const std::string& path) {
 
 }  // namespace
 
-BpeTokenizer::BpeTokenizer() : pre_(std::make_unique<Pretokenizer>()) {}
+BpeTokenizer::BpeTokenizer(const std::string& pattern)
+    : pattern_(pattern), pre_(std::make_unique<Pretokenizer>(pattern)) {}
 
 void BpeTokenizer::index() {
   ranks_.clear();
@@ -121,8 +123,11 @@ BpeTokenizer BpeTokenizer::load_gpt2(const std::string& dir) {
     MESHLM_CHECK(sp != std::string::npos && sp > 0 && sp + 1 < line.size(),
                  bpe_path + ":" + std::to_string(lineno) + ": expected 'left right'");
     auto merged = enc.find(line.substr(0, sp) + line.substr(sp + 1));
-    MESHLM_CHECK(merged != enc.end() && merged->get<int64_t>() == 256 + merges,
+    auto left = enc.find(line.substr(0, sp)), right = enc.find(line.substr(sp + 1));
+    MESHLM_CHECK(merged != enc.end() && merged->get<int64_t>() == 256 + merges && left != enc.end() &&
+                     right != enc.end(),
                  bpe_path + ":" + std::to_string(lineno) + ": merge does not match encoder.json");
+    t.merges_.emplace_back(left->get<int32_t>(), right->get<int32_t>());
     merges++;
   }
   MESHLM_CHECK(merges == int64_t(enc.size()) - 257,
@@ -156,6 +161,36 @@ BpeTokenizer BpeTokenizer::from_merges(const std::vector<std::pair<int32_t, int3
   return t;
 }
 
+BpeTokenizer BpeTokenizer::from_vocab(const std::string& name, std::vector<std::string> tokens,
+                                      std::vector<std::pair<int32_t, int32_t>> merges, int32_t n_specials,
+                                      const std::string& pattern) {
+  BpeTokenizer t(pattern);
+  t.name_ = name;
+  const int32_t n = int32_t(tokens.size());
+  MESHLM_CHECK(n_specials >= 0 && n_specials <= n - 256, name + ": fewer than 256 mergeable tokens");
+  t.first_special_ = n - n_specials;
+  for (int32_t id = t.first_special_; id < n; id++) {
+    t.specials_.push_back(tokens[size_t(id)]);
+    if (tokens[size_t(id)] == "<|endoftext|>" || tokens[size_t(id)] == "<|end_of_text|>") t.eot_ = id;
+  }
+  t.tokens_ = std::move(tokens);
+  t.index();
+  // BPE here merges by the rank of the merged token (its id); a file's merge order must agree.
+  int32_t last = -1;
+  for (size_t i = 0; i < merges.size(); i++) {
+    const auto [a, b] = merges[i];
+    MESHLM_CHECK(a >= 0 && b >= 0 && a < t.first_special_ && b < t.first_special_,
+                 name + ": merge " + std::to_string(i) + " names a token outside the vocabulary");
+    auto it = t.ranks_.find(t.tokens_[size_t(a)] + t.tokens_[size_t(b)]);
+    MESHLM_CHECK(it != t.ranks_.end(), name + ": merge " + std::to_string(i) + " makes no token of the vocabulary");
+    MESHLM_CHECK(it->second > last, name + ": merge " + std::to_string(i) +
+                                        " makes a lower id than the merge before it; meshlm's BPE ranks tokens by id");
+    last = it->second;
+  }
+  t.merges_ = std::move(merges);
+  return t;
+}
+
 BpeTokenizer from_merges_bytes() {
   BpeTokenizer t = BpeTokenizer::from_merges({}, {});
   t.name_ = "bytes";
@@ -186,7 +221,9 @@ BpeTokenizer BpeTokenizer::parse_json(const std::string& text, const std::string
                path + ": not a meshlm tokenizer file (\"format\": \"meshlm-bpe\" missing)");
   MESHLM_CHECK(j.contains("version") && j["version"].is_number_integer() && j["version"].get<int64_t>() == 1,
                path + ": unsupported tokenizer file version");
-  MESHLM_CHECK(text_is("pattern", "gpt2"), path + ": unsupported pre-tokenization pattern");
+  MESHLM_CHECK(text_is("pattern", "gpt2") || text_is("pattern", "llama3"),
+               path + ": unsupported pre-tokenization pattern (gpt2 or llama3)");
+  const std::string pattern = j["pattern"].get<std::string>();
   std::vector<std::pair<int32_t, int32_t>> merges;
   std::vector<std::string> specials;
   try {
@@ -207,6 +244,10 @@ BpeTokenizer BpeTokenizer::parse_json(const std::string& text, const std::string
   try {
     BpeTokenizer t = from_merges(merges, specials);
     t.name_ = path;
+    if (pattern != "gpt2") {
+      t.pattern_ = pattern;
+      t.pre_ = std::make_unique<Pretokenizer>(pattern);
+    }
     return t;
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
@@ -215,7 +256,12 @@ BpeTokenizer BpeTokenizer::parse_json(const std::string& text, const std::string
 
 void BpeTokenizer::save_json(const std::string& path) const {
   MESHLM_CHECK(name_ != "gpt2", "GPT-2's tokenizer is not saved in meshlm's format");
-  json j = {{"format", "meshlm-bpe"}, {"version", 1}, {"pattern", "gpt2"}};
+  for (size_t i = 0; i < merges_.size(); i++)
+    MESHLM_CHECK(ranks_.at(tokens_[size_t(merges_[i].first)] + tokens_[size_t(merges_[i].second)]) == int32_t(256 + i),
+                 name_ + ": merge " + std::to_string(i) + " does not make token 256 + " + std::to_string(i) +
+                     "; meshlm's format cannot hold this tokenizer (save it as a tokenizer.json)");
+  MESHLM_CHECK(!pattern_name(pattern_).empty(), name_ + ": meshlm's format holds the gpt2 and llama3 patterns only");
+  json j = {{"format", "meshlm-bpe"}, {"version", 1}, {"pattern", pattern_name(pattern_)}};
   j["merges"] = json::array();
   for (const auto& [a, b] : merges_) j["merges"].push_back({a, b});
   j["special_tokens"] = json::object();
@@ -293,7 +339,25 @@ BpeTokenizer load_tokenizer(const std::string& spec) {
   MESHLM_CHECK(std::filesystem::exists(spec),
                "--tokenizer: '" + spec + "' is not bytes, gpt2, a directory or a tokenizer file");
   if (std::filesystem::is_directory(spec)) return BpeTokenizer::load_gpt2(spec);
-  return BpeTokenizer::load_json(spec);
+  return tokenizer_file_name(spec) == "tokenizer.json" ? load_hf_tokenizer(spec) : BpeTokenizer::load_json(spec);
+}
+
+std::string tokenizer_file_name(const std::string& path) {
+  json j;
+  try {
+    j = parse_json_file(path);
+  } catch (const Error&) {
+    return "meshlm_tokenizer.json";  // not JSON: meshlm's reader names the problem
+  }
+  return is_hf_tokenizer_json(j) ? "tokenizer.json" : "meshlm_tokenizer.json";
+}
+
+std::string tokenizer_file_in(const std::string& dir) {
+  for (const char* name : {"meshlm_tokenizer.json", "tokenizer.json"}) {
+    const std::filesystem::path p = std::filesystem::path(dir) / name;
+    if (std::filesystem::is_regular_file(p)) return p.string();
+  }
+  return "";
 }
 
 }  // namespace meshlm

@@ -45,4 +45,15 @@ DataIdentity verify_data_dir(const std::string& dir) {
   return id;
 }
 
+int64_t manifest_vocab_size(const std::string& dir) {
+  std::ifstream in(std::filesystem::path(dir) / "manifest.json");
+  if (!in) return 0;
+  try {
+    const nlohmann::json m = nlohmann::json::parse(in);
+    return m.contains("vocab_size") && m["vocab_size"].is_number_integer() ? m["vocab_size"].get<int64_t>() : 0;
+  } catch (const nlohmann::json::exception&) {
+    return 0;  // verify_data_dir names the problem
+  }
+}
+
 }  // namespace meshlm

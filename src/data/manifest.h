@@ -16,6 +16,9 @@ struct DataIdentity {
   std::string fingerprint;
 };
 
+// The manifest's vocab_size without verifying anything (0: no manifest or no vocab_size).
+int64_t manifest_vocab_size(const std::string& dir);
+
 // Verifies every shard the manifest lists (reads each once); no manifest is not an error.
 DataIdentity verify_data_dir(const std::string& dir);
 

@@ -94,8 +94,9 @@ PrepareResult write_manifest(const PrepareOptions& opt, const std::vector<std::s
     }
   std::string tokenizer = opt.tokenizer;
   if (tokenizer != "bytes" && tokenizer != "gpt2" && fs::is_regular_file(tokenizer)) {
-    fs::copy_file(tokenizer, fs::path(opt.output) / "tokenizer.json", fs::copy_options::overwrite_existing);
-    tokenizer = "tokenizer.json";
+    const std::string name = tokenizer_file_name(tokenizer);
+    fs::copy_file(tokenizer, fs::path(opt.output) / name, fs::copy_options::overwrite_existing);
+    tokenizer = name;
   }
   nlohmann::ordered_json manifest = {{"format", "llm.c token shards: 256 x int32 header (magic, version, count), then tokens"},
                                      {"tokenizer", tokenizer},

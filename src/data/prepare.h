@@ -7,7 +7,7 @@
 // so the tokens are exactly those of encoding each document whole, and memory stays bounded.
 // Chunks are encoded on all cores. The val split is the end of the input: the last
 // `val_fraction` of its bytes, moved to the next safe cut. A tokenizer file is copied into the
-// output directory as tokenizer.json, which the manifest then names (relative to it).
+// output directory as meshlm_tokenizer.json (tokenizer.json if it is Hugging Face's format), which the manifest then names (relative to it).
 #pragma once
 #include <cstdint>
 #include <functional>

@@ -73,6 +73,7 @@ BenchResult bench(TrainConfig cfg, const BenchOptions& opt, std::ostream& log, M
   cfg.eval_batches = 0;
   cfg.checkpoints = 0;
   cfg.numerics_report = 0;
+  cfg.plots = cfg.tensorboard = cfg.sample_every = 0;
   cfg.profile = opt.breakdown ? 1 : 0;
   cfg.validate();
   std::unique_ptr<TempDir> data;

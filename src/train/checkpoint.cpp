@@ -121,7 +121,7 @@ void write_checkpoint(const std::string& dir, const CheckpointTensors& t, const 
 
   if (!tokenizer_file.empty()) {
     std::error_code ec;
-    fs::copy_file(tokenizer_file, tmp / "tokenizer.json", ec);
+    fs::copy_file(tokenizer_file, tmp / tokenizer_file_name(tokenizer_file), ec);
     MESHLM_CHECK(!ec, tokenizer_file + ": cannot copy into the checkpoint (" + ec.message() + ")");
   }
 
@@ -209,8 +209,8 @@ json verify_checkpoint(const std::string& dir) {
 }
 
 BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& config_tokenizer) {
-  const fs::path own = fs::path(dir) / "tokenizer.json";
-  if (fs::exists(own)) return BpeTokenizer::load_json(own.string());
+  const std::string own = tokenizer_file_in(dir);
+  if (!own.empty()) return load_tokenizer(own);
   MESHLM_CHECK(!config_tokenizer.empty(),
                dir + ": the checkpoint does not name its tokenizer (its data had no manifest.json); "
                      "pass --tokenizer");
@@ -356,6 +356,43 @@ json load_checkpoint(const std::string& dir, Model& model, AdamW* opt, const jso
   }
   model.update_compute_weights();  // the owner re-rounds if its mode rounds otherwise
   return trainer;
+}
+
+std::vector<std::string> run_checkpoints(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  if (!fs::is_directory(run_dir)) return {};
+  for (const auto& e : fs::directory_iterator(run_dir)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory() || name.size() != 11 || name.rfind("step_", 0) != 0) continue;  // step_NNNNNN, not .tmp
+    if (name.find_first_not_of("0123456789", 5) != std::string::npos) continue;
+    if (!fs::exists(e.path() / "COMPLETE")) continue;
+    found.emplace_back(std::stoll(name.substr(5)), e.path().string());
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> dirs;
+  for (auto& [step, dir] : found) dirs.push_back(dir);
+  return dirs;
+}
+
+std::string resolve_checkpoint(const std::string& path) {
+  MESHLM_CHECK(fs::is_directory(path), path + ": no such directory (--resume takes a checkpoint or a run directory)");
+  if (fs::exists(fs::path(path) / "trainer.json") || fs::exists(fs::path(path) / "COMPLETE")) return path;
+  const std::vector<std::string> all = run_checkpoints(path);
+  MESHLM_CHECK(!all.empty(), path + ": a directory without complete checkpoints (no step_NNNNNN/COMPLETE); "
+                                    "nothing to resume from");
+  return all.back();
+}
+
+std::vector<std::string> prune_checkpoints(const std::string& run_dir, int64_t keep) {
+  std::vector<std::string> removed;
+  if (keep <= 0) return removed;
+  const std::vector<std::string> all = run_checkpoints(run_dir);
+  for (size_t i = 0; i + size_t(keep) < all.size(); i++) {
+    std::error_code ec;
+    fs::remove_all(all[i], ec);
+    if (!ec) removed.push_back(all[i]);
+  }
+  return removed;
 }
 
 }  // namespace meshlm

@@ -3,7 +3,8 @@
 //                          loads it; the tied lm_head is implied), fp32
 //   optimizer.safetensors  AdamW moments "exp_avg/<name>", "exp_avg_sq/<name>" (stored shapes)
 //   trainer.json           step, data-loader position, the full config
-//   tokenizer.json         the tokenizer file, when the run used one from `meshlm tokenizer train`
+//   meshlm_tokenizer.json  the tokenizer file, when the run used one from `meshlm tokenizer train`
+//                          (tokenizer.json instead when it was a Hugging Face tokenizer.json)
 //   COMPLETE               written last: format version, byte count and SHA-256 of every file
 //                          of the directory (`sha256sum` checks them)
 // The directory is built under a temporary name and renamed into place after COMPLETE exists,
@@ -11,6 +12,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -63,7 +65,7 @@ void save_checkpoint(const std::string& dir, const CheckpointTensors& t, const T
 // The same for a whole model on one rank (tp 1, one pipeline stage) and its optimizer.
 void save_checkpoint(const std::string& dir, const Model& model, AdamW* opt, const TrainerState& st,
                      const nlohmann::json& config, const std::string& tokenizer_file = "");
-// The tokenizer a checkpoint's model reads: its tokenizer.json if present, else the config's.
+// The tokenizer a checkpoint's model reads: its tokenizer file if present, else the config's.
 BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& config_tokenizer);
 // Verifies the directory (format, marker covering every file, sizes, checksums, the fields of
 // trainer.json) and returns trainer.json. Every problem is an Error naming the file.
@@ -82,5 +84,14 @@ nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW* opt,
                                const nlohmann::json* verified = nullptr);
 
 std::string checkpoint_dir_name(int64_t step);  // "step_000020"
+
+// The complete checkpoints (a COMPLETE marker; no .tmp) of a run directory, oldest step first.
+std::vector<std::string> run_checkpoints(const std::string& run_dir);
+// What --resume names: a checkpoint directory itself, or a run directory (its newest complete
+// checkpoint). A run directory without one is an error saying so, never "a broken checkpoint".
+std::string resolve_checkpoint(const std::string& path);
+// Removes all but the newest `keep` complete checkpoints of run_dir (keep 0: none removed);
+// returns the removed directories.
+std::vector<std::string> prune_checkpoints(const std::string& run_dir, int64_t keep);
 
 }  // namespace meshlm

@@ -7,7 +7,9 @@
 #include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -41,8 +43,36 @@ ModelConfig TrainConfig::model() const {
   return m;
 }
 
+void TrainConfig::set_model(const ModelConfig& m) {
+  arch = m.arch;
+  n_kv_head = m.n_kv_head;
+  rope_theta = m.rope_theta;
+  ffn_hidden = m.ffn_hidden;
+  ffn_multiple_of = m.ffn_multiple_of;
+  norm_eps = m.norm_eps;
+  tie_embeddings = m.tie_embeddings;
+  rope_scaling = m.rope_scaling;
+  rope_factor = m.rope_factor;
+  rope_low_freq_factor = m.rope_low_freq_factor;
+  rope_high_freq_factor = m.rope_high_freq_factor;
+  rope_original_max_position = m.rope_original_max_position;
+  n_layer = m.n_layer;
+  n_head = m.n_head;
+  n_embd = m.n_embd;
+  vocab_size = m.vocab_size;
+  max_seq_len = m.max_seq_len;
+}
+
+void TrainConfig::reset_layout() {
+  const TrainConfig d;
+  dp = d.dp, tp = d.tp, pp = d.pp;
+  pp_layers = d.pp_layers, pp_schedule = d.pp_schedule, micro_batch_size = d.micro_batch_size;
+  sequence_parallel = d.sequence_parallel, zero = d.zero, bucket_mb = d.bucket_mb, overlap = d.overlap;
+  grad_reduce = d.grad_reduce, recompute = d.recompute, threads = d.threads, backend = d.backend;
+}
+
 LrSchedule TrainConfig::schedule() const {
-  return LrSchedule{lr_schedule, lr, min_lr, warmup_steps, steps};
+  return LrSchedule{lr_schedule, lr, min_lr, warmup_steps, lr_decay_steps > 0 ? lr_decay_steps : steps};
 }
 
 std::vector<int64_t> TrainConfig::pp_split() const {
@@ -118,6 +148,10 @@ void TrainConfig::validate() const {
   MESHLM_CHECK(peak_gflops >= 0, "peak_gflops must be >= 0 (0 measures it)");
   MESHLM_CHECK(save_every_minutes >= 0 && watchdog >= 0, "save_every_minutes and watchdog must be >= 0");
   MESHLM_CHECK(allow_data_change == 0 || allow_data_change == 1, "allow_data_change must be 0 or 1");
+  MESHLM_CHECK(vocab_resize == 0 || vocab_resize == 1, "vocab_resize must be 0 or 1");
+  MESHLM_CHECK(lr_decay_steps >= 0 && keep_last >= 0 && sample_every >= 0 && sample_tokens > 0,
+               "lr_decay_steps, keep_last and sample_every must be >= 0, sample_tokens positive");
+  MESHLM_CHECK(log_every >= 1, "log_every must be >= 1");
   MESHLM_CHECK(!out.empty(), "out: the run directory must not be empty");
   MESHLM_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "beta1 and beta2 must be in [0, 1)");
   MESHLM_CHECK(eps > 0, "eps must be positive");
@@ -192,6 +226,17 @@ double parse_real(const std::string& v, const std::string& what) {
   ConfigKey{#name, ConfigKind::real, help,                                                   \
             [](TrainConfig& c, const std::string& v) { c.name = parse_real(v, #name); },     \
             [](const TrainConfig& c) { return nlohmann::json(c.name); }}
+// Booleans are 0/1 in the struct and in checkpoints; flags and TOML take true/false too.
+int64_t parse_bool(const std::string& v, const std::string& what) {
+  if (v.empty() || v == "1" || v == "true" || v == "yes" || v == "on") return 1;  // "": the bare flag
+  if (v == "0" || v == "false" || v == "no" || v == "off") return 0;
+  throw Error(what + ": '" + v + "' is not a boolean (true/false, 1/0)");
+}
+
+#define BOOL_KEY(name, help)                                                                 \
+  ConfigKey{#name, ConfigKind::boolean, help,                                                \
+            [](TrainConfig& c, const std::string& v) { c.name = parse_bool(v, #name); },     \
+            [](const TrainConfig& c) { return nlohmann::json(c.name); }}
 #define TEXT_KEY(name, help)                                                                 \
   ConfigKey{#name, ConfigKind::text, help,                                                   \
             [](TrainConfig& c, const std::string& v) { c.name = v; },                        \
@@ -205,7 +250,7 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(n_layer, "transformer blocks (L)"),
       INT_KEY(n_head, "attention heads (NH); must divide n_embd"),
       INT_KEY(n_embd, "model width (C)"),
-      INT_KEY(vocab_size, "vocabulary size (V); 256 for the byte tokenizer"),
+      INT_KEY(vocab_size, "vocabulary size (V); a fresh run without it takes the data's (manifest.json), else 256"),
       INT_KEY(max_seq_len, "longest sequence: rows of GPT-2's position embedding, of Llama's rotary table; 0 means seq_len"),
       INT_KEY(n_kv_head, "llama: key/value heads (grouped-query attention; n_head is multi-head, 1 multi-query); 0 means n_head"),
       REAL_KEY(rope_theta, "llama: base of the rotary frequencies (500000 as Llama 3; 10000 as Llama 2)"),
@@ -224,6 +269,7 @@ const std::vector<ConfigKey>& config_keys() {
       REAL_KEY(lr, "peak learning rate"),
       REAL_KEY(min_lr, "final learning rate of the cosine schedule"),
       INT_KEY(warmup_steps, "linear warmup steps"),
+      INT_KEY(lr_decay_steps, "the step the cosine reaches min_lr (as nanoGPT's lr_decay_iters); 0 means steps, so growing steps on --resume stretches the schedule"),
       TEXT_KEY(lr_schedule, "cosine or constant (after warmup)"),
       REAL_KEY(weight_decay, "AdamW decoupled weight decay (2-D weights only)"),
       REAL_KEY(beta1, "AdamW beta1"),
@@ -234,8 +280,15 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(eval_every, "evaluate on the val split every N steps (and at the end); 0: only at the end"),
       INT_KEY(eval_batches, "val batches (of batch_size sequences) per evaluation; 0 disables evaluation"),
       INT_KEY(save_every, "write a checkpoint every N steps (and always at the end); 0: only at the end"),
+      INT_KEY(keep_last, "keep only the newest N checkpoints of the run directory (older step_* removed after each save); 0: keep all"),
+      INT_KEY(log_every, "print the console step line every N steps (and the first and last); metrics.jsonl has every step"),
+      BOOL_KEY(tensorboard, "also write TensorBoard event files (<out>/tensorboard/events.out.tfevents.*): every metric as a scalar"),
+      BOOL_KEY(plots, "write <out>/loss.svg and loss.png (loss, val loss, lr, grad norm, tokens/s) at each eval and at the end"),
+      INT_KEY(sample_every, "print a sample of sample_tokens tokens from sample_prompt every N steps (0: never)"),
+      INT_KEY(sample_tokens, "tokens per periodic sample"),
+      TEXT_KEY(sample_prompt, "prompt of the periodic samples (empty: the end-of-text token, else a newline)"),
       INT_KEY(seed, "seed of the initial weights"),
-      INT_KEY(shuffle, "1: visit the training windows in a new pseudo-random order each epoch; 0: in order"),
+      BOOL_KEY(shuffle, "1: visit the training windows in a new pseudo-random order each epoch; 0: in order"),
       INT_KEY(data_seed, "seed of the shuffling order"),
       INT_KEY(threads, "CPU threads; 0: OMP_NUM_THREADS, else the CPUs this process may use / the ranks on its node"),
       REAL_KEY(peak_gflops, "peak GFLOP/s of one rank for MFU; 0 measures a large GEMM at start-up (MFU is against the peak of all ranks)"),
@@ -243,9 +296,11 @@ const std::vector<ConfigKey>& config_keys() {
       TEXT_KEY(out, "run directory: metrics.jsonl and checkpoints"),
       TEXT_KEY(backend, "kernel backend: cpu, reference, or either with -guarded (tensor memory inaccessible outside backend calls: a test mode)"),
       TEXT_KEY(tokenizer, "the data's tokenizer (bytes, gpt2 or a file), for sampling and per-byte loss; empty: from <data>/manifest.json"),
+      TEXT_KEY(init_from, "start from these weights: a Hugging Face model directory (config.json + model.safetensors; its config sets the model keys) or a bare model.safetensors (shapes checked against the model keys); fresh optimizer, step 0"),
+      BOOL_KEY(vocab_resize, "1: --init-from's vocabulary may differ from vocab_size: rows past it are cut, new rows keep their initialization"),
       TEXT_KEY(precision, "fp32 | bf16 | fp16 (mixed, fp32 master weights; fp16 with dynamic loss scaling) | fp16-pure (the naive recipe: everything fp16) | fp8 (simulated e4m3/e5m2 GEMM operands, delayed scaling)"),
-      INT_KEY(stochastic_rounding, "1: round the 16-bit compute weights stochastically (seeded by parameter, element, step)"),
-      INT_KEY(master_weights, "0 (bf16 only): no fp32 master weights; weights live in bf16 and each update is rounded stochastically (as llm.c)"),
+      BOOL_KEY(stochastic_rounding, "1: round the 16-bit compute weights stochastically (seeded by parameter, element, step)"),
+      BOOL_KEY(master_weights, "0 (bf16 only): no fp32 master weights; weights live in bf16 and each update is rounded stochastically (as llm.c)"),
       REAL_KEY(loss_scale, "fp16 and fp16-pure: a static loss scale; 0: dynamic for fp16, none for fp16-pure"),
       INT_KEY(loss_scale_hysteresis, "fp16 dynamic scaling: overflows tolerated before the scale halves"),
       INT_KEY(loss_scale_growth_interval, "fp16 dynamic scaling: clean steps before the scale doubles"),
@@ -259,16 +314,16 @@ const std::vector<ConfigKey>& config_keys() {
       TEXT_KEY(pp_layers, "layers per pipeline stage, e.g. 3,3,2; balanced: fewer on the last stage, by the LM head's FLOPs; empty: an even split (n_layer must divide by pp)"),
       TEXT_KEY(pp_schedule, "pipeline schedule: 1f1b (at most pp micro-batches in flight) or gpipe (all forwards, then all backwards)"),
       TEXT_KEY(recompute, "activation recomputation: none, selective (recompute attention core and GELU) or full (keep only block inputs)"),
-      INT_KEY(sequence_parallel, "1 (tp > 1): split the layernorm/residual activations along the sequence across the tp ranks"),
+      BOOL_KEY(sequence_parallel, "1 (tp > 1): split the layernorm/residual activations along the sequence across the tp ranks"),
       INT_KEY(zero, "1: ZeRO-1, Adam moments sharded over the dp ranks (reduce-scatter, step a shard, all-gather)"),
       REAL_KEY(bucket_mb, "gradient bucket size in MB (fp32); buckets are reduced as backward finishes them"),
-      INT_KEY(overlap, "1: reduce each bucket during backward; 0: one reduction after backward (for comparison)"),
+      BOOL_KEY(overlap, "1: reduce each bucket during backward; 0: one reduction after backward (for comparison)"),
       TEXT_KEY(grad_reduce, "dtype of the gradient reduction: fp32 or bf16"),
-      INT_KEY(profile, "1: time every kernel call and print a per-kernel breakdown of a step at the end"),
-      INT_KEY(checkpoints, "0: write no checkpoints at all (benchmarks); 1: at the end, every save_every steps and on Ctrl-C"),
+      BOOL_KEY(profile, "1: time every kernel call and print a per-kernel breakdown of a step at the end"),
+      BOOL_KEY(checkpoints, "0: write no checkpoints at all (benchmarks); 1: at the end, every save_every steps and on Ctrl-C"),
       INT_KEY(inject_inf_at_step, "testing aid: plant an inf in one gradient at this step (0: never)"),
       REAL_KEY(save_every_minutes, "also save a checkpoint when this many minutes passed since the last one (0: off)"),
-      INT_KEY(allow_data_change, "1: --resume on data whose manifest.json differs from the checkpoint's (otherwise refused)"),
+      BOOL_KEY(allow_data_change, "1: --resume on data whose manifest.json differs from the checkpoint's (otherwise refused)"),
       REAL_KEY(watchdog, "seconds a rank may make no progress (a step, a collective) before the job ends naming it; scaled up to 20 step times; 0: off"),
   };
   return keys;
@@ -288,7 +343,7 @@ void set_config_value(TrainConfig& cfg, const std::string& key, const std::strin
   throw Error(source + ": unknown config key '" + key + "'");
 }
 
-void apply_toml_file(TrainConfig& cfg, const std::string& path) {
+std::vector<std::string> apply_toml_file(TrainConfig& cfg, const std::string& path) {
   MESHLM_CHECK(std::filesystem::exists(path), path + ": no such config file");
   MESHLM_CHECK(std::filesystem::is_regular_file(path), path + ": not a file (--config takes a TOML file)");
   std::ifstream in(path, std::ios::binary);
@@ -300,7 +355,49 @@ void apply_toml_file(TrainConfig& cfg, const std::string& path) {
       if (c.key == key) return c.kind;
     return std::nullopt;
   };
-  for (const auto& [key, value] : read_config_text(text.str(), path, kind_of)) set_config_value(cfg, key, value, path);
+  std::vector<std::string> set;
+  for (const auto& [key, value] : read_config_text(text.str(), path, kind_of)) {
+    set_config_value(cfg, key, value, path);
+    set.push_back(key);
+  }
+  return set;
+}
+
+bool is_model_key(const std::string& key) {
+  static const std::set<std::string> keys = {"arch", "n_layer", "n_head", "n_embd", "vocab_size", "max_seq_len",
+                                             "n_kv_head", "rope_theta", "ffn_hidden", "ffn_multiple_of", "norm_eps",
+                                             "tie_embeddings", "rope_scaling", "rope_factor", "rope_low_freq_factor",
+                                             "rope_high_freq_factor", "rope_original_max_position"};
+  return keys.count(key) > 0;
+}
+
+bool is_layout_key(const std::string& key) {
+  static const std::set<std::string> keys = {"dp", "tp", "pp", "pp_layers", "pp_schedule", "micro_batch_size",
+                                             "sequence_parallel", "zero", "bucket_mb", "overlap", "grad_reduce",
+                                             "recompute", "threads", "backend"};
+  return keys.count(key) > 0;
+}
+
+std::string config_group(const std::string& key) {
+  static const std::map<std::string, std::string> groups = {
+      {"seq_len", "data"}, {"batch_size", "data"}, {"data", "data"}, {"tokenizer", "data"}, {"shuffle", "data"},
+      {"data_seed", "data"}, {"allow_data_change", "data"}, {"lr", "optimizer"}, {"min_lr", "optimizer"},
+      {"warmup_steps", "optimizer"}, {"lr_decay_steps", "optimizer"}, {"lr_schedule", "optimizer"},
+      {"weight_decay", "optimizer"}, {"beta1", "optimizer"}, {"beta2", "optimizer"}, {"eps", "optimizer"},
+      {"grad_clip", "optimizer"}, {"init_from", "model"}, {"vocab_resize", "model"}, {"seed", "model"},
+      {"save_every", "checkpoints"}, {"keep_last", "checkpoints"}, {"checkpoints", "checkpoints"},
+      {"save_every_minutes", "checkpoints"}, {"out", "checkpoints"}, {"eval_every", "logging"},
+      {"eval_batches", "logging"}, {"log_every", "logging"}, {"tensorboard", "logging"}, {"plots", "logging"},
+      {"sample_every", "logging"}, {"sample_tokens", "logging"}, {"sample_prompt", "logging"},
+      {"numerics_report", "logging"}, {"profile", "logging"}, {"peak_gflops", "logging"},
+      {"precision", "precision"}, {"stochastic_rounding", "precision"}, {"master_weights", "precision"},
+      {"loss_scale", "precision"}, {"loss_scale_hysteresis", "precision"},
+      {"loss_scale_growth_interval", "precision"}, {"fp8_history", "precision"}, {"fp8_margin", "precision"},
+      {"fp8_algorithm", "precision"}};
+  if (is_model_key(key)) return "model";
+  if (is_layout_key(key)) return "parallel layout";
+  auto it = groups.find(key);
+  return it != groups.end() ? it->second : "run";
 }
 
 void apply_json(TrainConfig& cfg, const nlohmann::json& j, const std::string& source) {
@@ -308,6 +405,8 @@ void apply_json(TrainConfig& cfg, const nlohmann::json& j, const std::string& so
     std::string text;
     if (it->is_string()) {
       text = it->get<std::string>();
+    } else if (it->is_boolean()) {
+      text = it->get<bool>() ? "1" : "0";
     } else if (it->is_number_integer()) {
       text = std::to_string(it->get<int64_t>());
     } else {

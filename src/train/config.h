@@ -38,15 +38,23 @@ struct TrainConfig {
   // optimizer and schedule
   double lr = 1e-3, min_lr = 1e-4;
   int64_t warmup_steps = 20;
+  int64_t lr_decay_steps = 0;  // 0: steps
   std::string lr_schedule = "cosine";
   double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0;
   // run
   int64_t steps = 200, eval_every = 50, eval_batches = 8, save_every = 0;
+  int64_t keep_last = 0;   // 0: keep every checkpoint
+  int64_t log_every = 1;   // console step lines
+  int64_t tensorboard = 0, plots = 1;
+  int64_t sample_every = 0, sample_tokens = 64;
+  std::string sample_prompt;
   int64_t seed = 1337, threads = 0;  // threads 0: all cores (OMP_NUM_THREADS if set)
   int64_t shuffle = 0, data_seed = 0;  // shuffle the training windows each epoch
   double peak_gflops = 0;            // 0: measured by a short GEMM at start-up
   std::string data, out = "runs/default", backend = "cpu";
   std::string tokenizer;  // "": the data's (its manifest.json), else bytes
+  std::string init_from;  // a Hugging Face directory or model.safetensors: the initial weights (train/hf_import.h)
+  int64_t vocab_resize = 0;  // 1: init_from's vocabulary may differ from vocab_size (rows cut or added)
   // precision (docs/numerics.md)
   std::string precision = "fp32";  // fp32 | bf16 | fp16 | fp16-pure | fp8
   int64_t stochastic_rounding = 0, master_weights = 1;
@@ -73,6 +81,8 @@ struct TrainConfig {
   std::string grad_reduce = "fp32";  // fp32 | bf16: the dtype gradients travel in
 
   ModelConfig model() const;
+  void set_model(const ModelConfig& m);  // the model keys from m (max_seq_len included)
+  void reset_layout();  // the layout keys (is_layout_key) back to their defaults
   LrSchedule schedule() const;
   AdamWConfig adamw() const;
   LossScalerConfig loss_scaler() const;
@@ -93,20 +103,27 @@ struct TrainConfig {
 
 struct ConfigKey {
   std::string key;  // "n_layer"; the flag is "--n-layer"
-  ConfigKind kind;
+  ConfigKind kind;  // boolean keys are 0/1 (a bare flag is 1)
   std::string help;
   std::function<void(TrainConfig&, const std::string&)> set;  // parses; throws on bad value
   std::function<nlohmann::json(const TrainConfig&)> get;
 };
 
 const std::vector<ConfigKey>& config_keys();
+// The --help group of a key: model, data, optimizer, precision, parallel layout, checkpoints,
+// logging, run; and whether it shapes the model (ModelConfig) or the layout (from the job,
+// never from a resumed checkpoint).
+std::string config_group(const std::string& key);
+bool is_model_key(const std::string& key);
+bool is_layout_key(const std::string& key);
 std::string flag_name(const std::string& key);  // n_layer -> --n-layer
 
 // Applies `key = value` (value as text), naming `source` (file or flag) in errors.
 void set_config_value(TrainConfig& cfg, const std::string& key, const std::string& value,
                       const std::string& source);
 // Reads a TOML file; unknown keys, wrong types and syntax errors throw naming file and key.
-void apply_toml_file(TrainConfig& cfg, const std::string& path);
+// Returns the keys it set.
+std::vector<std::string> apply_toml_file(TrainConfig& cfg, const std::string& path);
 // Applies a JSON object of key -> value (as stored in checkpoints).
 void apply_json(TrainConfig& cfg, const nlohmann::json& j, const std::string& source);
 

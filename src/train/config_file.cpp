@@ -20,8 +20,20 @@ std::vector<std::pair<std::string, std::string>> read_config_text(
     throw Error(msg.str());
   }
   std::vector<std::pair<std::string, std::string>> out;
+  std::vector<std::pair<std::string, const toml::node*>> entries;
   for (const auto& [k, node] : tbl) {
-    const std::string key(k.str());
+    if (const toml::table* section = node.as_table()) {
+      for (const auto& [k2, node2] : *section) {
+        MESHLM_CHECK(!node2.is_table(), name + ": section [" + std::string(k.str()) + "." + std::string(k2.str()) +
+                                            "]: sections hold keys, not further sections");
+        entries.emplace_back(std::string(k2.str()), &node2);
+      }
+      continue;
+    }
+    entries.emplace_back(std::string(k.str()), &node);
+  }
+  for (const auto& [key, np] : entries) {
+    const toml::node& node = *np;
     const std::optional<ConfigKind> kind = kind_of(key);
     MESHLM_CHECK(kind, name + ": unknown config key '" + key + "'");
     std::string value;
@@ -36,8 +48,15 @@ std::vector<std::pair<std::string, std::string>> read_config_text(
       value = ss.str();
     } else if (*kind == ConfigKind::text && node.is_string()) {
       value = node.value<std::string>().value();
+    } else if (*kind == ConfigKind::boolean && node.is_boolean()) {
+      value = *node.value<bool>() ? "1" : "0";
+    } else if (*kind == ConfigKind::boolean && node.is_integer() && (*node.value<int64_t>() == 0 || *node.value<int64_t>() == 1)) {
+      value = std::to_string(*node.value<int64_t>());
     } else {
-      const char* want = *kind == ConfigKind::integer ? "an integer" : *kind == ConfigKind::real ? "a number" : "a string";
+      const char* want = *kind == ConfigKind::integer ? "an integer"
+                         : *kind == ConfigKind::real  ? "a number"
+                         : *kind == ConfigKind::text  ? "a string"
+                                                      : "true or false (or 1 or 0)";
       throw Error(name + ": key '" + key + "' must be " + want);
     }
     out.emplace_back(key, value);

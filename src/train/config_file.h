@@ -10,10 +10,12 @@
 
 namespace meshlm {
 
-enum class ConfigKind { integer, real, text };
+enum class ConfigKind { integer, real, text, boolean };  // boolean: stored as 0/1
 
 // kind_of(key): the key's kind, or nullopt for an unknown key (an error naming it). `name`
 // labels messages (the path). Throws meshlm::Error "<name>:<line>: ..." on a syntax error.
+// Keys may sit at the top level or in sections ([model], [optimizer], ...: any name, one level);
+// a boolean key takes true/false or 0/1; a value's text is what the flag would take ("1"/"0").
 std::vector<std::pair<std::string, std::string>> read_config_text(
     const std::string& text, const std::string& name,
     const std::function<std::optional<ConfigKind>(const std::string&)>& kind_of);

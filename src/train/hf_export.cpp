@@ -1,9 +1,12 @@
 #include "train/hf_export.h"
 
 #include <filesystem>
+#include <optional>
 
 #include "core/error.h"
 #include "core/files.h"
+#include "data/hf_tokenizer.h"
+#include "train/safetensors.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -44,28 +47,83 @@ nlohmann::ordered_json llama_config(const ModelConfig& m) {
 
 }  // namespace
 
-nlohmann::ordered_json hf_config(const ModelConfig& m) {
+nlohmann::ordered_json hf_config(const ModelConfig& m, const std::string& dtype) {
   m.validate();
-  return m.llama() ? llama_config(m) : gpt2_config(m);
+  nlohmann::ordered_json c = m.llama() ? llama_config(m) : gpt2_config(m);
+  c["torch_dtype"] = dtype;
+  return c;
 }
 
-void export_hugging_face(const std::string& checkpoint, const std::string& out_dir, bool overwrite) {
+namespace {
+
+// model.safetensors in the asked dtype: the checkpoint's file itself for fp32, else re-encoded.
+void write_weights(const std::string& checkpoint, const fs::path& dst, const std::string& dtype) {
+  const fs::path tmp = dst.string() + ".tmp";
+  const fs::path src = fs::path(checkpoint) / "model.safetensors";
+  if (dtype == "fp32") {
+    fs::copy_file(src, tmp, fs::copy_options::overwrite_existing);
+  } else {
+    const SafeTensorsFile f(src.string());
+    std::vector<std::vector<float>> data;
+    std::vector<SafeTensorRef> refs;
+    data.reserve(f.entries().size());
+    for (const auto& [name, e] : f.entries()) {
+      data.emplace_back(size_t(shape_numel(e.shape)));
+      f.read_f32(name, e.shape, data.back().data());
+      refs.push_back({name, e.shape, data.back().data()});
+    }
+    write_safetensors(tmp.string(), refs, {{"format", "pt"}}, "BF16");
+  }
+  fsync_path(tmp.string());
+  fs::rename(tmp, dst);
+}
+
+// tokenizer.json + tokenizer_config.json, or the reason there are none.
+std::string write_tokenizer(const std::string& checkpoint, const TrainConfig& cfg, const fs::path& out,
+                            std::vector<std::string>& files) {
+  std::optional<BpeTokenizer> tok;
+  try {
+    tok.emplace(checkpoint_tokenizer(checkpoint, cfg.tokenizer));
+  } catch (const Error& e) {
+    return std::string("no tokenizer written: ") + e.what();
+  }
+  write_file_atomic((out / "tokenizer.json").string(), hf_tokenizer_json(*tok).dump() + "\n");
+  nlohmann::ordered_json tc = {{"tokenizer_class", "PreTrainedTokenizerFast"},
+                               {"model_max_length", cfg.model().max_seq_len}, {"clean_up_tokenization_spaces", false}};
+  if (tok->eot_id() >= 0) {
+    const std::string eot = tok->token_bytes(tok->eot_id());
+    tc["bos_token"] = eot;
+    tc["eos_token"] = eot;
+  }
+  write_file_atomic((out / "tokenizer_config.json").string(), tc.dump(2) + "\n");
+  files.push_back("tokenizer.json");
+  files.push_back("tokenizer_config.json");
+  return "";
+}
+
+}  // namespace
+
+ExportReport export_hugging_face(const std::string& checkpoint, const std::string& out_dir, bool overwrite,
+                                 const std::string& dtype) {
+  MESHLM_CHECK(dtype == "fp32" || dtype == "bf16", "--dtype must be fp32 or bf16, got " + dtype);
   const nlohmann::json trainer = verify_checkpoint(checkpoint);
-  const ModelConfig m = checkpoint_config(trainer, checkpoint).model();
+  const TrainConfig cfg = checkpoint_config(trainer, checkpoint);
+  const ModelConfig m = cfg.model();
   verify_checkpoint_tensors(checkpoint, m, false);
   const fs::path out(out_dir);
   MESHLM_CHECK(overwrite || !fs::exists(out / "config.json"),
                out_dir + " already holds a config.json (--overwrite replaces it)");
   fs::create_directories(out);
-  const nlohmann::ordered_json config = hf_config(m);
+  const nlohmann::ordered_json config = hf_config(m, dtype == "bf16" ? "bfloat16" : "float32");
   write_file_atomic((out / "config.json").string(), config.dump(2) + "\n");
   const nlohmann::ordered_json generation = {{"_from_model_config", true}, {"bos_token_id", config["bos_token_id"]},
                                              {"eos_token_id", config["eos_token_id"]}};
   write_file_atomic((out / "generation_config.json").string(), generation.dump(2) + "\n");
-  const fs::path tmp = out / "model.safetensors.tmp";
-  fs::copy_file(fs::path(checkpoint) / "model.safetensors", tmp, fs::copy_options::overwrite_existing);
-  fsync_path(tmp.string());
-  fs::rename(tmp, out / "model.safetensors");
+  write_weights(checkpoint, out / "model.safetensors", dtype);
+  ExportReport r;
+  r.files = {"config.json", "generation_config.json", "model.safetensors"};
+  r.note = write_tokenizer(checkpoint, cfg, out, r.files);
+  return r;
 }
 
 }  // namespace meshlm

@@ -7,23 +7,27 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/lowp.h"
 
 namespace meshlm {
 
 using nlohmann::json;
 
 void write_safetensors(const std::string& path, const std::vector<SafeTensorRef>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+                       const std::map<std::string, std::string>& metadata, const std::string& dtype) {
+  MESHLM_CHECK(dtype == "F32" || dtype == "BF16", path + ": safetensors are written in F32 or BF16, not " + dtype);
+  const size_t esz = dtype == "F32" ? 4 : 2;
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   size_t offset = 0;
   for (const auto& t : tensors) {
-    const size_t bytes = size_t(shape_numel(t.shape)) * 4;
-    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    const size_t bytes = size_t(shape_numel(t.shape)) * esz;
+    header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string h = header.dump();
@@ -32,8 +36,17 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorRef>
   const uint64_t n = h.size();
   out.write(std::string_view(reinterpret_cast<const char*>(&n), 8));
   out.write(h);
-  for (const auto& t : tensors)
-    out.write(std::string_view(reinterpret_cast<const char*>(t.data), size_t(shape_numel(t.shape)) * 4));
+  std::vector<uint16_t> half;
+  for (const auto& t : tensors) {
+    const int64_t n = shape_numel(t.shape);
+    if (esz == 4) {
+      out.write(std::string_view(reinterpret_cast<const char*>(t.data), size_t(n) * 4));
+      continue;
+    }
+    half.resize(size_t(n));
+    lowp::from_f32(DType::bf16, half.data(), t.data, n);
+    out.write(std::string_view(reinterpret_cast<const char*>(half.data()), size_t(n) * 2));
+  }
   out.sync();
 }
 
@@ -111,6 +124,16 @@ void SafeTensorsFile::read_f32(const std::string& name, const Shape& shape, floa
   MESHLM_CHECK(e.shape == shape, path_ + ": tensor '" + name + "' has shape " + shape_str(e.shape) +
                                      " but the model expects " + shape_str(shape));
   std::memcpy(dst, data_ + e.begin, e.end - e.begin);
+}
+
+void SafeTensorsFile::read_as_f32(const std::string& name, const Shape& shape, float* dst) const {
+  const Entry& e = entry(name);
+  if (e.dtype == "F32") return read_f32(name, shape, dst);
+  MESHLM_CHECK(e.shape == shape, path_ + ": tensor '" + name + "' has shape " + shape_str(e.shape) +
+                                     " but the model expects " + shape_str(shape));
+  std::vector<uint16_t> bits(size_t(shape_numel(shape)));
+  std::memcpy(bits.data(), data_ + e.begin, e.end - e.begin);
+  lowp::to_f32(e.dtype == "BF16" ? DType::bf16 : DType::fp16, dst, bits.data(), int64_t(bits.size()));
 }
 
 }  // namespace meshlm

@@ -1,6 +1,7 @@
 // The safetensors file format (Hugging Face): an 8-byte little-endian header length, a JSON
 // header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then the
-// raw little-endian tensor bytes. Only F32 is written; reading validates every offset.
+// raw little-endian tensor bytes. F32 or BF16 (rounded to nearest even) is written; F32, F16 and
+// BF16 are read, the 16-bit ones up-cast exactly; reading validates every offset.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -17,8 +18,10 @@ struct SafeTensorRef {  // a tensor to write: bytes borrowed from the caller
   const float* data;
 };
 
+
 void write_safetensors(const std::string& path, const std::vector<SafeTensorRef>& tensors,
-                       const std::map<std::string, std::string>& metadata = {});
+                       const std::map<std::string, std::string>& metadata = {},
+                       const std::string& dtype = "F32");
 
 class SafeTensorsFile {
  public:
@@ -36,6 +39,8 @@ class SafeTensorsFile {
   const Entry& entry(const std::string& name) const;
   // Copies tensor `name` into dst, checking dtype F32 and that the shape equals `shape`.
   void read_f32(const std::string& name, const Shape& shape, float* dst) const;
+  // The same for an F32, F16 or BF16 tensor, the 16-bit values up-cast (exact).
+  void read_as_f32(const std::string& name, const Shape& shape, float* dst) const;
   const std::map<std::string, Entry>& entries() const { return entries_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& path() const { return path_; }

@@ -35,6 +35,7 @@
 #include "train/checkpointer.h"
 #include "train/eval.h"
 #include "train/grad_sync.h"
+#include "train/hf_import.h"
 #include "train/metrics.h"
 #include "train/pipeline_executor.h"
 #include "train/memory_estimate.h"
@@ -68,8 +69,7 @@ double current_rss_mib() {
 // The tokenizer of this run: the resumed checkpoint's own file, the config's, or the data
 // manifest's; "" when none is known (shards from elsewhere without a manifest).
 std::string resolve_tokenizer(const TrainConfig& cfg, const std::string& resume_dir) {
-  if (!resume_dir.empty() && fs::exists(fs::path(resume_dir) / "tokenizer.json"))
-    return (fs::path(resume_dir) / "tokenizer.json").string();
+  if (!resume_dir.empty() && !tokenizer_file_in(resume_dir).empty()) return tokenizer_file_in(resume_dir);
   if (!cfg.tokenizer.empty()) return cfg.tokenizer;
   const fs::path manifest = fs::path(cfg.data) / "manifest.json";
   if (!fs::exists(manifest)) return "";
@@ -176,6 +176,7 @@ class Trainer::Impl {
   void save(const char* why);
   void restore_or_init();
   void check_resume_data(const nlohmann::json& trainer);
+  void warn_schedule_change(const nlohmann::json& trainer);
   void describe_run();
   void describe_layout();
   void describe_activations();
@@ -283,7 +284,7 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
   peak_all_ = peak_ * double(mesh_.world().size());  // MFU: the global batch against every rank's peak
   describe_run();
   TrainConfig saved = cfg;
-  saved.tokenizer = tokenizer_file_.empty() ? tokenizer_spec_ : "tokenizer.json";  // in the checkpoint
+  saved.tokenizer = tokenizer_file_.empty() ? tokenizer_spec_ : tokenizer_file_name(tokenizer_file_);  // in the checkpoint
   saved.data = fs::absolute(cfg.data).lexically_normal().string();  // hints: resume matches the data by fingerprint
   saved.out = fs::absolute(cfg.out).lexically_normal().string();
   saved.allow_data_change = 0;  // a permission for one resume, not for the next
@@ -310,6 +311,23 @@ void Trainer::Impl::check_resume_data(const nlohmann::json& trainer) {
              << " (--allow-data-change)\n";
 }
 
+// A resumed run's schedule runs to its own horizon: lr_decay_steps, else steps. When steps
+// changed and nothing pins the horizon, the cosine moves under the run; say so, with the fix.
+void Trainer::Impl::warn_schedule_change(const nlohmann::json& trainer) {
+  const nlohmann::json c = trainer.value("config", nlohmann::json::object());
+  const int64_t was = c.value("steps", cfg_.steps);
+  const int64_t was_horizon = c.value("lr_decay_steps", int64_t(0)) > 0 ? c["lr_decay_steps"].get<int64_t>() : was;
+  const int64_t horizon = cfg_.lr_decay_steps > 0 ? cfg_.lr_decay_steps : cfg_.steps;
+  if (horizon == was_horizon || cfg_.lr_schedule != "cosine") return;
+  TrainConfig old = cfg_;
+  old.steps = was;
+  old.lr_decay_steps = was_horizon;
+  log_.out() << "warning the cosine schedule's horizon moved from step " << was_horizon << " to " << horizon
+             << ": the lr at step " << st_.step << " is " << fmt("%.3g", sched_.at(st_.step)) << " (was "
+             << fmt("%.3g", old.schedule().at(st_.step)) << "); --lr-decay-steps " << was_horizon
+             << " keeps the old schedule\n";
+}
+
 void Trainer::Impl::restore_or_init() {
   st_.rng = {uint64_t(cfg_.seed), 0};
   if (!resume_dir_.empty()) {
@@ -319,9 +337,17 @@ void Trainer::Impl::restore_or_init() {
     st_.rng = {trainer["rng"]["seed"].get<uint64_t>(), trainer["rng"]["counter"].get<uint64_t>()};
     restore_precision_state(trainer, prec_, fp8_.get(), scaler_, log_.out());
     check_resume_data(trainer);
+    warn_schedule_change(trainer);
     log_.out() << "resumed from " << resume_dir_ << " at step " << st_.step << "\n";
   } else {
     model_.init(uint64_t(cfg_.seed));
+    if (!cfg_.init_from.empty()) {
+      const HfSource src = locate_hf_source(cfg_.init_from);
+      const ImportReport r = import_hf_weights(src.weights, model_, cfg_.vocab_resize == 1);
+      log_.out() << "init    " << r.tensors << " tensors (" << r.dtype << ") from " << src.weights
+                 << (r.skipped ? ", " + std::to_string(r.skipped) + " buffers or tied copies skipped" : std::string())
+                 << (r.note.empty() ? std::string() : "; " + r.note) << "; fresh optimizer, step 0\n";
+    }
   }
   if (prec_.fp16_pure) {
     for (Tensor* t : {&model_.params(), &opt_.m(), &opt_.v()}) backend_->round_to_format(DType::fp16, t->as<float>(), t->numel());
@@ -545,7 +571,8 @@ void Trainer::Impl::record(const StepOutcome& o) {
     log_.line("overflow at step " + std::to_string(st_.step) + ": inf/NaN in the gradients, step skipped, loss scale " +
               fmt("%g", o.scale) + " -> " + fmt("%g", scaler_.scale()) + "\n");
   }
-  log_.line(step_line(o, idle));
+  const bool edge = st_.step == first_step_ + 1 || st_.step == cfg_.steps;
+  if (edge || st_.step % cfg_.log_every == 0 || o.skipped) log_.line(step_line(o, idle));
 }
 
 // Pipeline bubble: each stage's idle share of the pipeline's schedule (the longest stage's
@@ -652,6 +679,9 @@ void Trainer::Impl::save(const char* why) {
   checkpointer_.save(dir, st_, cfg_json_, tokenizer_file_);
   res_.checkpoint = dir;
   log_.line("saved   " + dir + " (" + why + ")\n");
+  if (mesh_.rank() == 0 && cfg_.keep_last > 0)
+    for (const std::string& old : prune_checkpoints(cfg_.out, cfg_.keep_last))
+      log_.line("removed " + old + " (keep_last " + std::to_string(cfg_.keep_last) + ")\n");
 }
 
 // ---- what the log says about the run ----

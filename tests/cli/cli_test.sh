@@ -105,11 +105,12 @@ cmp -s "$WORK/eval_cpu" "$WORK/eval_guarded" && ok || fail "eval --backend cpu-g
 cmp -s "$WORK/sample1" "$WORK/sample3" && ok || fail "sample --backend cpu-guarded equals cpu"
 expect_error "unknown backend" "unknown backend 'gpu'" "$MESHLM" eval --checkpoint "$WORK/run/step_000006" --data "$WORK/data" --backend gpu
 expect_ok info "$MESHLM" info --checkpoint "$WORK/run/step_000006"
-# export: a Hugging Face directory (the NumPy references check its contents); no silent overwrite,
-# no meshlm tokenizer file under HF's tokenizer.json name
+# export: a Hugging Face directory (the NumPy references check its contents); no silent overwrite;
+# the tokenizer as HF's tokenizer.json (a BPE model section), never meshlm's file under that name
 expect_ok export "$MESHLM" export --checkpoint "$WORK/run/step_000006" --out "$WORK/hf"
 [ -f "$WORK/hf/config.json" ] && [ -f "$WORK/hf/generation_config.json" ] && [ -f "$WORK/hf/model.safetensors" ] &&
-  [ ! -e "$WORK/hf/tokenizer.json" ] && ok || fail "export writes config.json, generation_config.json, model.safetensors"
+  grep -q '"model":{"type":"BPE"' "$WORK/hf/tokenizer.json" && [ -f "$WORK/hf/tokenizer_config.json" ] && ok ||
+  fail "export writes config.json, generation_config.json, model.safetensors, HF's tokenizer.json"
 expect_error "export over an export" "already holds a config.json" "$MESHLM" export --checkpoint "$WORK/run/step_000006" --out "$WORK/hf"
 expect_ok "export --overwrite" "$MESHLM" export --checkpoint "$WORK/run/step_000006" --out "$WORK/hf" --overwrite
 
@@ -123,7 +124,8 @@ printf 'To be, or not to be' | "$MESHLM" tokenizer encode --tokenizer "$WORK/tok
 expect_ok "prepare bpe" "$MESHLM" prepare --tokenizer "$WORK/tok.json" --input "$WORK/small.txt" --output "$WORK/bpe"
 grep -q '"eot_token": 299' "$WORK/bpe/manifest.json" && ok || fail "manifest names the <|endoftext|> id"
 expect_ok "train bpe" "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/bpe" --vocab-size 300 --out "$WORK/bperun" --steps 2
-[ -f "$WORK/bperun/step_000002/tokenizer.json" ] && ok || fail "the checkpoint carries its tokenizer"
+[ -f "$WORK/bperun/step_000002/meshlm_tokenizer.json" ] && [ ! -e "$WORK/bperun/step_000002/tokenizer.json" ] && ok ||
+  fail "the checkpoint carries its tokenizer under meshlm's own file name"
 rm "$WORK/tok.json"  # sampling must not need the original file
 expect_ok "sample bpe" "$MESHLM" sample --checkpoint "$WORK/bperun/step_000002" --prompt "To be" --tokens 5
 grep -q '"val_loss_per_byte"' "$WORK/bperun/metrics.jsonl" && ok || fail "eval reports nats per byte"
