@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <vector>
 #include <nlohmann/json.hpp>
 
@@ -95,8 +96,14 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
     } catch (const std::exception& ex) {
       throw Error(path + ": bad entry '" + it.key() + "' in safetensors header");
     }
-    const size_t esz = e.dtype == "F32" ? 4 : e.dtype == "F16" || e.dtype == "BF16" ? 2 : 0;
-    MESHLM_CHECK(esz, path + ": tensor '" + it.key() + "' has unsupported dtype " + e.dtype);
+    // Every dtype of the format is read past (a model's buffers may be BOOL or I64); only
+    // F32, F16 and BF16 tensors load into a model.
+    static const std::map<std::string, size_t> kSizes = {
+        {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"U64", 8}, {"I32", 4}, {"U32", 4},
+        {"I16", 2}, {"U16", 2}, {"I8", 1}, {"U8", 1}, {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
+    const auto size = kSizes.find(e.dtype);
+    MESHLM_CHECK(size != kSizes.end(), path + ": tensor '" + it.key() + "' has unknown dtype " + e.dtype);
+    const size_t esz = size->second;
     MESHLM_CHECK(e.begin <= e.end && e.end <= data_bytes &&
                      e.end - e.begin == size_t(shape_numel(e.shape)) * esz,
                  path + ": tensor '" + it.key() + "' has offsets outside the file (truncated?)");
@@ -129,6 +136,8 @@ void SafeTensorsFile::read_f32(const std::string& name, const Shape& shape, floa
 void SafeTensorsFile::read_as_f32(const std::string& name, const Shape& shape, float* dst) const {
   const Entry& e = entry(name);
   if (e.dtype == "F32") return read_f32(name, shape, dst);
+  MESHLM_CHECK(e.dtype == "F16" || e.dtype == "BF16",
+               path_ + ": tensor '" + name + "' is " + e.dtype + "; weights load from F32, F16 or BF16");
   MESHLM_CHECK(e.shape == shape, path_ + ": tensor '" + name + "' has shape " + shape_str(e.shape) +
                                      " but the model expects " + shape_str(shape));
   std::vector<uint16_t> bits(size_t(shape_numel(shape)));

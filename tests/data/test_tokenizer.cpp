@@ -1,6 +1,7 @@
 // The byte-level BPE tokenizers: GPT-2's, id for id against js-tiktoken's test vectors
 // (tests/data/gpt2_test_vectors.json) and tiny-shakespeare's published token count; the
-// round-trip property on random byte strings and random Unicode text; meshlm's own file format.
+// round-trip property on random byte strings and random Unicode text; meshlm's own file format;
+// Hugging Face's tokenizer.json both ways; Llama 3's pre-tokenization pattern.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -12,6 +13,9 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/bpe.h"
+#include "data/bpe_train.h"
+#include "data/hf_tokenizer.h"
+#include "data/pretokenize.h"
 #include "support/fixtures.h"
 
 using namespace meshlm;
@@ -170,4 +174,109 @@ TEST(BpeTrain, ShakespeareVocabularyRoundTripsAndCompresses) {
   // Same input, same vocabulary.
   auto again = train_bpe({text}, o);
   for (int32_t id = 256; id < 1024; id++) ASSERT_EQ(again.token_bytes(id), t.token_bytes(id));
+}
+
+// ---- Hugging Face tokenizer.json (data/hf_tokenizer.h) ----
+
+// GPT-2's tokenizer.json built from the shipped encoder.json and vocab.bpe is GPT-2's
+// published one: the same vocabulary (spelling and ids) and merges (vocab.bpe's lines, in
+// order); read back it encodes every test vector as js-tiktoken does.
+TEST(HfTokenizer, Gpt2TokenizerJsonIsGpt2sOwnAndRoundTrips) {
+  const nlohmann::ordered_json j = hf_tokenizer_json(gpt2());
+  const auto encoder = nlohmann::json::parse(slurp(kRoot + "/data/gpt2/encoder.json"));
+  EXPECT_EQ(nlohmann::json(j["model"]["vocab"]), encoder);
+  std::istringstream bpe(slurp(kRoot + "/data/gpt2/vocab.bpe"));
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(bpe, line);)
+    if (!line.empty() && line.rfind("#version", 0) != 0) lines.push_back(line);
+  EXPECT_EQ(j["model"]["merges"].get<std::vector<std::string>>(), lines);
+  EXPECT_EQ(j["pre_tokenizer"]["type"], "ByteLevel");
+  EXPECT_EQ(j["added_tokens"][0]["content"], "<|endoftext|>");
+  EXPECT_EQ(j["added_tokens"][0]["id"], 50256);
+
+  BpeTokenizer back = parse_hf_tokenizer(j.dump(), "gpt2 tokenizer.json");
+  EXPECT_EQ(back.vocab_size(), 50257);
+  EXPECT_EQ(back.eot_id(), 50256);
+  auto doc = nlohmann::json::parse(slurp(kRoot + "/tests/data/gpt2_test_vectors.json"));
+  for (const auto& c : doc["cases"]) {
+    const std::string text = c["text"].get<std::string>();
+    EXPECT_EQ(back.encode(text), c["ids"].get<std::vector<int32_t>>()) << "text: " << text.substr(0, 80);
+  }
+  // Through a file and load_tokenizer, told apart from meshlm's format by content.
+  const std::string path = (meshlm::test::fresh_dir("hftok") / "tokenizer.json").string();
+  std::ofstream(path) << j.dump();
+  EXPECT_EQ(tokenizer_file_name(path), "tokenizer.json");
+  EXPECT_EQ(load_tokenizer(path).encode("Hello, world!"), (std::vector<int32_t>{15496, 11, 995, 0}));
+}
+
+TEST(HfTokenizer, TrainedBpeAndBytesRoundTrip) {
+  const std::string text = slurp(kRoot + "/data/tinyshakespeare.txt").substr(0, 20000);
+  BpeTrainOptions opt;
+  opt.vocab_size = 400;
+  BpeTokenizer trained = train_bpe({text}, opt);
+  BpeTokenizer back = parse_hf_tokenizer(hf_tokenizer_json(trained).dump(), "trained");
+  EXPECT_EQ(back.encode(text), trained.encode(text));
+  EXPECT_EQ(back.eot_id(), trained.eot_id());
+  BpeTokenizer bytes = load_tokenizer("bytes");
+  BpeTokenizer bytes_back = parse_hf_tokenizer(hf_tokenizer_json(bytes).dump(), "bytes");
+  EXPECT_EQ(bytes_back.encode("ab\xff"), (std::vector<int32_t>{'a', 'b', 255}));
+}
+
+TEST(HfTokenizer, RefusesWhatMeshlmCannotExpress) {
+  nlohmann::json j = hf_tokenizer_json(load_tokenizer("bytes"));
+  auto refused = [](nlohmann::json doc, const std::string& want) {
+    try {
+      parse_hf_tokenizer(doc.dump(), "t.json");
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+      return;
+    }
+    ADD_FAILURE() << "accepted; wanted an error with: " << want;
+  };
+  nlohmann::json wp = j;
+  wp["model"]["type"] = "WordPiece";
+  refused(wp, "not BPE");
+  nlohmann::json norm = j;
+  norm["normalizer"] = {{"type", "NFC"}};
+  refused(norm, "normalizer");
+  nlohmann::json fallback = j;
+  fallback["model"]["byte_fallback"] = true;
+  refused(fallback, "byte_fallback");
+  nlohmann::json meta = j;
+  meta["pre_tokenizer"] = {{"type", "Metaspace"}};
+  refused(meta, "cannot express");
+  refused(nlohmann::json::object({{"version", "1.0"}}), "no \"model\"");
+}
+
+// Llama 3's pre-tokenization, by its pattern (no offline reference tokenizer exists here):
+// contractions case-insensitively, letters with one leading non-letter, digits in threes,
+// punctuation taking its line breaks, white space as GPT-2's.
+TEST(HfTokenizer, Llama3PatternSplitsAsItsRegexSays) {
+  Pretokenizer pre("llama3");
+  auto split = [&](const std::string& s) {
+    std::vector<std::string_view> v;
+    pre.split(s, v);
+    return std::vector<std::string>(v.begin(), v.end());
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(split("Hello world"), (V{"Hello", " world"}));
+  EXPECT_EQ(split("1234567"), (V{"123", "456", "7"}));       // GPT-2: one piece
+  EXPECT_EQ(split("I'LL don't"), (V{"I", "'LL", " don", "'t"}));  // GPT-2: 'LL is not a contraction
+  EXPECT_EQ(split("(hi)"), (V{"(hi", ")"}));               // a letter run takes one leading non-letter
+  EXPECT_EQ(split("end.\n\nNext"), (V{"end", ".\n\n", "Next"}));
+  EXPECT_EQ(split("a  \n b"), (V{"a", "  \n", " b"}));
+  Pretokenizer gpt2_pre("gpt2");
+  std::vector<std::string_view> g;
+  gpt2_pre.split("1234567", g);
+  EXPECT_EQ(g.size(), 1u);
+  EXPECT_THROW(Pretokenizer("(unclosed"), Error);
+  // A tokenizer.json with Llama 3's Split + ByteLevel reads as the llama3 pattern.
+  nlohmann::ordered_json j = hf_tokenizer_json(load_tokenizer("bytes"));
+  j["pre_tokenizer"] = {{"type", "Sequence"},
+                        {"pretokenizers",
+                         {{{"type", "Split"}, {"pattern", {{"Regex", kLlama3Pattern}}}, {"behavior", "Isolated"}, {"invert", false}},
+                          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}};
+  BpeTokenizer t = parse_hf_tokenizer(j.dump(), "llama3-style");
+  EXPECT_EQ(t.pattern(), "llama3");
+  EXPECT_EQ(hf_tokenizer_json(t)["pre_tokenizer"], j["pre_tokenizer"]);
 }

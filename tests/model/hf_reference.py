@@ -4,7 +4,10 @@ GPT2LMHeadModel definition, reading meshlm's model.safetensors with its own pars
 three things meshlm claims: the checkpoint, exported by `meshlm export`, is a Hugging Face
 directory whose config.json alone describes the model and whose safetensors file has GPT-2's
 names and (in, out) Conv1D layouts, the model computes exactly what GPT2LMHeadModel computes,
-and `meshlm eval` averages the loss over the documented sequential batches.
+and `meshlm eval` averages the loss over the documented sequential batches. Then the other
+way: random weights written as a Hugging Face GPT2Model file would be (fp16, names without the
+"transformer." prefix, the attn.bias mask buffers) start `meshlm train --init-from`, whose
+first loss must be the reference's on the same fp16 values.
 
 Usage: hf_reference.py MESHLM REPO_ROOT   (trains a tiny model first, then compares)
 """
@@ -134,7 +137,66 @@ def main():
     if not rel <= tol:
         print("1 failed: meshlm's loss differs from the NumPy GPT-2 reference")
         sys.exit(1)
-    print("1 passed, 0 failed")
+    failed = check_import(run, work, L, NH, B, T)
+    print(f"{2 - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+def write_safetensors(path, tensors):
+    """A safetensors file of numpy arrays (float16, float32 or bool), in the given order."""
+    dtypes = {np.dtype(np.float16): "F16", np.dtype(np.float32): "F32", np.dtype(np.bool_): "BOOL"}
+    header, offset, blobs = {}, 0, []
+    for name, a in tensors.items():
+        blob = np.ascontiguousarray(a).tobytes()
+        header[name] = {"dtype": dtypes[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    h = json.dumps(header).encode()
+    h += b" " * (-(8 + len(h)) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def check_import(run, work, L, NH, B, T):
+    """--init-from a GPT2Model-style fp16 file: the first training loss is the reference's."""
+    C, V, P = 64, 200, 64
+    rng = np.random.default_rng(5)
+    shapes = {"wte.weight": (V, C), "wpe.weight": (P, C), "ln_f.weight": (C,), "ln_f.bias": (C,)}
+    for l in range(L):
+        p = f"h.{l}."
+        shapes.update({p + "ln_1.weight": (C,), p + "ln_1.bias": (C,), p + "attn.c_attn.weight": (C, 3 * C),
+                       p + "attn.c_attn.bias": (3 * C,), p + "attn.c_proj.weight": (C, C), p + "attn.c_proj.bias": (C,),
+                       p + "ln_2.weight": (C,), p + "ln_2.bias": (C,), p + "mlp.c_fc.weight": (C, 4 * C),
+                       p + "mlp.c_fc.bias": (4 * C,), p + "mlp.c_proj.weight": (4 * C, C), p + "mlp.c_proj.bias": (C,)})
+    W16 = {}
+    for name, shape in shapes.items():
+        centre = 1.0 if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name == "ln_f.weight" else 0.0
+        W16[name] = (centre + 0.1 * rng.standard_normal(shape)).astype(np.float16)
+    tensors = dict(W16)
+    for l in range(L):  # the causal-mask buffer old GPT-2 files carry: skipped by the importer
+        tensors[f"h.{l}.attn.bias"] = np.tril(np.ones((1, 1, P, P), dtype=np.bool_))
+    path = os.path.join(work, "gpt2_fp16.safetensors")
+    write_safetensors(path, tensors)
+    out = os.path.join(work, "imported")
+    log = run("train", "--init-from", path, "--data", os.path.join(work, "data"), "--out", out, "--n-layer", str(L),
+              "--n-head", str(NH), "--n-embd", str(C), "--vocab-size", str(V), "--max-seq-len", str(P), "--seq-len",
+              str(T), "--batch-size", str(B), "--steps", "1", "--eval-batches", "0", "--peak-gflops", "100")
+    assert "init    " + str(4 + 12 * L) + " tensors (F16)" in log, log
+    got = json.loads(open(os.path.join(out, "metrics.jsonl")).readline())["loss"]
+    train = read_shard(os.path.join(work, "data", "train_000000.bin"))
+    w = train[: B * T + 1]
+    W = {"transformer." + k: v.astype(np.float64) for k, v in W16.items()}
+    want = gpt2_loss(W, L, NH, w[:-1].reshape(B, T), w[1:].reshape(B, T))
+    # The up-cast is exact, so the bound is fp32's against float64 (as above); the weights'
+    # own fp16 rounding (2^-11 relative) moves the loss far more, and is the reference's too.
+    tol = 10 * (6 * L + 4) * math.sqrt(256) * 2.0**-24
+    rel = abs(got - want) / want
+    print(f"--init-from fp16 file: first loss {got:.9f}  numpy on the fp16 weights {want:.9f}  "
+          f"relative difference {rel:.2e} (bound {tol:.2e})")
+    if not rel <= tol:
+        print("failed: the imported model's first loss differs from the reference's")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
