@@ -15,6 +15,7 @@ void add_bench(CLI::App& app);
 void add_report(CLI::App& app);
 void add_info(CLI::App& app);
 void add_tokenizer(CLI::App& app);
-void add_export(CLI::App& app);
+void add_export(CLI::App& app);  // and import
+void add_plot(CLI::App& app);
 
 }  // namespace meshlm::cli

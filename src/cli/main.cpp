@@ -2,6 +2,7 @@
 // in its own file of src/cli/ (train.cpp, eval.cpp, ...). User errors (meshlm::Error) print one line and exit 1.
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <exception>
 
 #include "cli/commands.h"
@@ -33,7 +34,10 @@ int main(int argc, char** argv) {
       "Quick start:\n"
       "  meshlm tokenizer train --vocab-size 4096 --input data/tinyshakespeare.txt --output tok.json\n  meshlm prepare --tokenizer tok.json --input data/tinyshakespeare.txt --output data/shakespeare\n"
       "  meshlm train --data data/shakespeare --vocab-size 4096 --out runs/demo --steps 200\n"
-      "  meshlm sample --checkpoint runs/demo/step_000200 --prompt 'ROMEO:'\n",
+      "  meshlm sample --checkpoint runs/demo/step_000200 --prompt 'ROMEO:'\n"
+      "  meshlm plot runs/demo --out runs/demo.png        (runs also draw their own loss.png)\n"
+      "  meshlm export --checkpoint runs/demo/step_000200 --out hf/   (transformers' from_pretrained)\n"
+      "Each command has its own --help.\n",
       "meshlm"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "meshlm 0.1.0");
@@ -46,6 +50,20 @@ int main(int argc, char** argv) {
   meshlm::cli::add_report(app);
   meshlm::cli::add_info(app);
   meshlm::cli::add_export(app);
+  meshlm::cli::add_plot(app);
+  // An unknown command is one line, not the top-level help (CLI11 would take it for an argument).
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string known;
+    bool found = false;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      known += (known.empty() ? "" : ", ") + sub->get_name();
+      found = found || sub->get_name() == argv[1];
+    }
+    if (!found) {
+      std::fprintf(stderr, "meshlm: error: unknown command '%s' (commands: %s; meshlm --help)\n", argv[1], known.c_str());
+      return 1;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

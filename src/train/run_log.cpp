@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "parallel/communicator.h"
+#include "train/plot.h"
 
 namespace meshlm {
 
@@ -64,16 +65,38 @@ std::string fmt(const char* f, double x) {
 RunLog::RunLog(std::ostream& out, bool lead)
     : out_(out), lead_(lead), tty_(lead && stdout_is_terminal() && !launched_by_mpi()) {}
 
-void RunLog::open(const std::string& dir, bool resumed, int64_t step, bool overwrite) {
+void RunLog::open(const std::string& dir, bool resumed, int64_t step, bool overwrite, bool tensorboard) {
   if (!lead_) return;
+  dir_ = dir;
   if (resumed) truncate_metrics_after(fs::path(dir) / "metrics.jsonl", step);
   else prepare_fresh_run_dir(dir, overwrite);
   fs::create_directories(dir);
   metrics_.emplace((fs::path(dir) / "metrics.jsonl").string(), resumed);
+  if (tensorboard) tensorboard_ = std::make_unique<TensorBoardWriter>((fs::path(dir) / "tensorboard").string());
 }
 
 void RunLog::metrics(const nlohmann::ordered_json& line) {
   if (metrics_) metrics_->write(line);
+  if (!tensorboard_) return;
+  std::vector<std::pair<std::string, double>> scalars;  // every number of the line but the step
+  for (auto it = line.begin(); it != line.end(); ++it) {
+    if (it.key() == "step") continue;
+    if (it->is_number()) scalars.emplace_back(it.key(), it->get<double>());
+    if (it->is_array())  // pp_idle: one per stage
+      for (size_t k = 0; k < it->size(); k++)
+        if ((*it)[k].is_number()) scalars.emplace_back(it.key() + "/stage" + std::to_string(k), (*it)[k].get<double>());
+  }
+  tensorboard_->scalars(line.value("step", int64_t(0)), scalars);
+}
+
+void RunLog::plot(const std::string& title) {
+  if (!lead_ || dir_.empty()) return;
+  try {
+    write_loss_plot({read_run_series(dir_)}, title, (fs::path(dir_) / "loss.svg").string(),
+                    (fs::path(dir_) / "loss.png").string());
+  } catch (const std::exception& e) {
+    line(std::string("warning the loss plot was not written: ") + e.what() + "\n");
+  }
 }
 
 void RunLog::line(const std::string& text) {

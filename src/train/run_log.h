@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "train/metrics.h"
+#include "train/tensorboard.h"
 
 namespace meshlm {
 
@@ -22,8 +23,12 @@ class RunLog {
   std::ostream& out() { return lead_ ? out_ : null_; }
   // Prepares `dir` (fresh: refused if it holds a run unless `overwrite`, which removes its
   // metrics and checkpoints; resumed: metrics past `step` dropped) and opens metrics.jsonl.
-  void open(const std::string& dir, bool resumed, int64_t step, bool overwrite);
+  // With `tensorboard`, every metrics line also goes to <dir>/tensorboard as scalars.
+  void open(const std::string& dir, bool resumed, int64_t step, bool overwrite, bool tensorboard = false);
   void metrics(const nlohmann::ordered_json& line);
+  // Redraws <dir>/loss.svg and loss.png from metrics.jsonl (train/plot.h); a failure to draw is
+  // a warning, never the end of the run.
+  void plot(const std::string& title);
   // A line of the log (ends with a newline), erasing the progress line first.
   void line(const std::string& text);
   void progress(int64_t step, int64_t steps, double eta_seconds);
@@ -34,6 +39,8 @@ class RunLog {
   bool lead_;
   bool tty_;
   std::optional<MetricsLog> metrics_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  std::string dir_;
 };
 
 // printf-style formatting of one number, for the log lines.

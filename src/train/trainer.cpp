@@ -181,6 +181,7 @@ class Trainer::Impl {
   void describe_layout();
   void describe_activations();
   void summarize();
+  std::string plot_title() const;
 
   const TrainConfig cfg_;
   const std::string resume_dir_;
@@ -277,7 +278,7 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
     pipeline_ = std::make_unique<PipelineExecutor>(model_, mesh_.pp(), plan_.pp_schedule, int(accum_));
   if (prec_.fp8) fp8_ = std::make_unique<Fp8Recipe>(model_, cfg.fp8_scaling());
   restore_or_init();
-  log_.open(cfg.out, !resume_dir.empty(), st_.step, overwrite);
+  log_.open(cfg.out, !resume_dir.empty(), st_.step, overwrite, cfg.tensorboard == 1);
   const DType peak_dtype = backend_->supports(Op::gemm, prec_.compute) ? prec_.compute : DType::fp32;
   peak_ = cfg.peak_gflops > 0 ? cfg.peak_gflops : measure_peak_gflops(*backend_, peak_dtype);
   flops_per_step_ = mcfg_.flops_per_token(T_) * double(cfg.batch_size * T_);
@@ -377,7 +378,10 @@ TrainResult Trainer::Impl::train() {
     record(o);
     if (watchdog_) watchdog_->step_done(o.secs);
     const bool last = st_.step == cfg_.steps;
-    if (evaluator_ && ((cfg_.eval_every > 0 && st_.step % cfg_.eval_every == 0) || last)) evaluate();
+    if (evaluator_ && ((cfg_.eval_every > 0 && st_.step % cfg_.eval_every == 0) || last)) {
+      evaluate();
+      if (cfg_.plots && !last) log_.plot(plot_title());
+    }
     const Decision d = decide();
     if (d.stop) {
       log_.line("interrupted (" + stop_signal_name() + ") at step " + std::to_string(st_.step) +
@@ -394,8 +398,14 @@ TrainResult Trainer::Impl::train() {
       log_.progress(st_.step, cfg_.steps, eta);
     }
   }
+  if (cfg_.plots && st_.step > first_step_) log_.plot(plot_title());
   summarize();
   return res_;
+}
+
+std::string Trainer::Impl::plot_title() const {
+  return fs::path(cfg_.out).lexically_normal().filename().string() + ": " + mcfg_.describe() + ", " + cfg_.precision +
+         ", " + plan_.mesh.describe();
 }
 
 // One optimizer step: forward and backward of the global batch's micro-batches, the gradient
