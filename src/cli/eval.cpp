@@ -35,7 +35,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "CPU threads [default: OMP_NUM_THREADS, else the CPUs other programs leave free]");
   add_backend_option(cmd, o->backend);
   cmd->add_option("--tokenizer", o->tokenizer, "for the per-byte loss [default: the checkpoint's]");
-  cmd->add_flag("--json", o->json, "print {\"val_loss\": ..., \"val_loss_per_byte\": ...} only");
+  cmd->add_flag("--json", o->json, "print one JSON object only: {\"split\": \"val\", \"loss\": ..., \"val_loss\": ..., \"loss_per_byte\": ..., \"batches\", \"tokens\"}");
   cmd->callback([o]() {
     MESHLM_CHECK(o->threads >= 0, "--threads must be >= 0");
     ThreadGovernor threads = make_thread_governor(o->threads);  // adapted between batches
@@ -56,8 +56,14 @@ void add_eval(CLI::App& app) {
                                     threads.update();
                                     return false;
                                   });
-    nlohmann::ordered_json j = {{"val_loss", r.loss}};
-    if (r.loss_per_byte >= 0) j["val_loss_per_byte"] = r.loss_per_byte;
+    // The split by name, and the loss under both a plain key and the split's (val_loss, train_loss).
+    nlohmann::ordered_json j = {{"split", o->split}, {"loss", r.loss}, {o->split + "_loss", r.loss}};
+    if (r.loss_per_byte >= 0) {
+      j["loss_per_byte"] = r.loss_per_byte;
+      j[o->split + "_loss_per_byte"] = r.loss_per_byte;
+    }
+    j["batches"] = o->batches;
+    j["tokens"] = o->batches * B * T;
     if (o->json)
       std::cout << j.dump() << "\n";
     else

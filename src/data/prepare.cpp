@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -77,12 +78,13 @@ class ShardSink {
 // The result, and manifest.json beside the shards: the tokenizer (a trained one is copied in,
 // so the data directory is self-contained), counts, and each shard's size and checksum.
 PrepareResult write_manifest(const PrepareOptions& opt, const std::vector<std::string>& files, int64_t total_bytes,
-                             const ShardSink& train, const ShardSink& val, int64_t vocab, int32_t eot) {
+                             const ShardSink& train, const ShardSink& val, int64_t vocab, int32_t eot,
+                             int64_t documents) {
   PrepareResult r;
   r.train_tokens = train.tokens();
   r.val_tokens = val.tokens();
   r.vocab_size = vocab;
-  r.documents = int64_t(files.size());
+  r.documents = documents;
   r.bytes = total_bytes;
   nlohmann::ordered_json shards = nlohmann::ordered_json::array();
   for (const auto* sink : {&train, &val})
@@ -120,6 +122,57 @@ size_t safe_cut(const char* text, size_t n) {
   return 0;
 }
 
+bool is_jsonl(const std::string& path) {
+  const std::string ext = fs::path(path).extension().string();
+  return ext == ".jsonl" || ext == ".ndjson";
+}
+
+// One JSONL file: each line a JSON object whose `key` string is a document (with <|endoftext|>
+// before it). Records are encoded in batches on all threads; the split into val happens at a
+// record boundary once `split_byte` bytes of the input have gone by. Returns the documents.
+int64_t add_jsonl(const std::string& path, const std::string& key, std::vector<std::unique_ptr<BpeTokenizer>>& toks,
+                  int32_t eot, int64_t split_byte, bool has_val, int64_t& done, bool& in_val, ShardSink& train,
+                  ShardSink& val) {
+  std::ifstream in(path, std::ios::binary);
+  MESHLM_CHECK(in, path + ": cannot read input file");
+  const size_t batch = toks.size() * 64;
+  std::vector<std::string> docs;
+  std::vector<std::vector<int32_t>> ids;
+  int64_t lineno = 0, documents = 0;
+  auto flush = [&] {
+    ids.assign(docs.size(), {});
+#pragma omp parallel for schedule(dynamic, 8) num_threads(int(toks.size()))
+    for (size_t i = 0; i < docs.size(); i++) ids[i] = toks[size_t(omp_get_thread_num())]->encode(docs[i]);
+    for (auto& d : ids) {
+      if (eot >= 0) d.insert(d.begin(), eot);
+      (in_val ? val : train).add(d);
+    }
+    docs.clear();
+  };
+  for (std::string line; std::getline(in, line);) {
+    lineno++;
+    done += int64_t(line.size()) + 1;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception&) {
+      throw Error(path + ":" + std::to_string(lineno) + ": not a JSON object");
+    }
+    MESHLM_CHECK(j.is_object() && j.contains(key) && j[key].is_string(),
+                 path + ":" + std::to_string(lineno) + ": no string field '" + key + "' (--jsonl-key names it)");
+    docs.push_back(j[key].get<std::string>());
+    documents++;
+    if (docs.size() == batch) flush();
+    if (!in_val && has_val && done >= split_byte) {
+      flush();
+      in_val = true;
+    }
+  }
+  flush();
+  return documents;
+}
+
 PrepareResult prepare_shards(const PrepareOptions& opt) {
   MESHLM_CHECK(!opt.inputs.empty(), "--input: no input files given");
   MESHLM_CHECK(!opt.output.empty(), "--output: no output directory given");
@@ -150,7 +203,14 @@ PrepareResult prepare_shards(const PrepareOptions& opt) {
 
   std::vector<std::string> chunks(static_cast<size_t>(threads));
   std::vector<std::vector<int32_t>> ids(static_cast<size_t>(threads));
+  int64_t documents = 0;
   for (const auto& path : files) {
+    if (is_jsonl(path)) {
+      documents += add_jsonl(path, opt.jsonl_key, toks, eot, split_byte, opt.val_fraction > 0, done, in_val, train, val);
+      if (opt.progress) opt.progress(done, total_bytes);
+      continue;
+    }
+    documents++;
     std::ifstream in(path, std::ios::binary);
     MESHLM_CHECK(in, path + ": cannot read input file");
     (in_val ? val : train).add(eot >= 0 ? std::vector<int32_t>{eot} : std::vector<int32_t>{});
@@ -212,7 +272,47 @@ PrepareResult prepare_shards(const PrepareOptions& opt) {
   val.finish();
   MESHLM_CHECK(train.tokens() >= 2, "--input: fewer than 2 train tokens (corpus too small or --val-fraction too large)");
 
-  return write_manifest(opt, files, total_bytes, train, val, vocab, eot);
+  return write_manifest(opt, files, total_bytes, train, val, vocab, eot, documents);
+}
+
+PrepareResult convert_headerless_tokens(const std::vector<std::string>& files, const std::string& tokenizer,
+                                        const std::string& output) {
+  MESHLM_CHECK(!files.empty(), "--headerless: no files");
+  const BpeTokenizer tok = load_tokenizer(tokenizer);
+  fs::create_directories(output);
+  for (const auto& e : fs::directory_iterator(output))
+    if (e.path().extension() == ".bin") fs::remove(e.path());
+  const int64_t per_shard = 100'000'000;
+  ShardSink train(output, "train", per_shard, tok.vocab_size()), val(output, "val", per_shard, tok.vocab_size());
+  int64_t bytes = 0;
+  for (const auto& path : files) {
+    const std::string name = fs::path(path).filename().string();
+    const bool is_val = name.find("val") != std::string::npos;
+    MESHLM_CHECK(is_val || name.find("train") != std::string::npos,
+                 path + ": the name says neither train nor val (nanoGPT writes train.bin and val.bin)");
+    std::ifstream in(path, std::ios::binary);
+    MESHLM_CHECK(in, path + ": cannot read");
+    std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    MESHLM_CHECK(raw.size() % 2 == 0, path + ": an odd byte count: not uint16 tokens");
+    std::vector<int32_t> ids(raw.size() / 2);
+    for (size_t i = 0; i < ids.size(); i++) {
+      uint16_t v;
+      std::memcpy(&v, raw.data() + 2 * i, 2);
+      MESHLM_CHECK(int64_t(v) < tok.vocab_size(), path + ": token " + std::to_string(v) + " at " + std::to_string(i) +
+                                                      " is outside the " + std::to_string(tok.vocab_size()) +
+                                                      "-token vocabulary of " + tokenizer);
+      ids[i] = v;
+    }
+    (is_val ? val : train).add(ids);
+    bytes += int64_t(raw.size());
+  }
+  train.finish();
+  val.finish();
+  MESHLM_CHECK(train.tokens() >= 2, "--headerless: fewer than 2 train tokens");
+  PrepareOptions opt;
+  opt.tokenizer = tokenizer;
+  opt.output = output;
+  return write_manifest(opt, files, bytes, train, val, tok.vocab_size(), tok.eot_id(), 0);  // documents unknown
 }
 
 }  // namespace meshlm

@@ -1,6 +1,7 @@
 // `meshlm prepare`: text files -> llm.c token shards (train and val) plus manifest.json.
 //
-// Every input file is one document; directories contribute their regular files in name order.
+// Every input file is one document; directories contribute their regular files in name order;
+// a .jsonl file holds one document per line, the string field `jsonl_key` of its JSON object.
 // With a tokenizer that has <|endoftext|>, that token precedes each document (as llm.c's
 // scripts do). Input is streamed in chunks cut only where GPT-2's pre-tokenization cannot
 // reach across the cut (after a newline that follows a non-space and precedes a non-space),
@@ -18,7 +19,8 @@ namespace meshlm {
 
 struct PrepareOptions {
   std::string tokenizer = "bytes";  // bytes | gpt2 | a tokenizer directory or file
-  std::vector<std::string> inputs;  // files and directories
+  std::vector<std::string> inputs;  // files and directories (*.jsonl: one document per record)
+  std::string jsonl_key = "text";   // the field of a JSONL record that holds its document
   std::string output;               // directory
   double val_fraction = 0.1;
   int64_t shard_tokens = 100'000'000;  // tokens per shard file (llm.c uses 1e8)
@@ -33,6 +35,12 @@ struct PrepareResult {
 };
 
 PrepareResult prepare_shards(const PrepareOptions& opt);
+
+// nanoGPT's headerless train.bin / val.bin (uint16 token ids, no header) as llm.c shards with a
+// manifest: each file goes to the split its name says (train or val); ids are checked against
+// the tokenizer's vocabulary.
+PrepareResult convert_headerless_tokens(const std::vector<std::string>& files, const std::string& tokenizer,
+                                        const std::string& output);
 
 // The largest p < n such that text can be cut at p without changing GPT-2 pre-tokenization
 // (text[p-1] == '\n', text[p-2] and text[p] not white space), or 0 if there is none.

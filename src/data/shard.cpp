@@ -42,7 +42,9 @@ Shard::Shard(const std::string& path) : path_(path) {
     ::munmap(map_, map_bytes_);
     map_ = nullptr;
     throw Error(path + ": not a token shard (magic " + std::to_string(header[0]) + " version " +
-                std::to_string(header[1]) + " at byte 0; expected 20240520/1 or 20240801/7)");
+                std::to_string(header[1]) + " at byte 0; expected llm.c's 20240520/1 or 20240801/7). A headerless " +
+                "file of uint16 ids (nanoGPT's train.bin/val.bin) converts with: meshlm prepare --headerless " + path +
+                " --tokenizer gpt2 --output DIR");
   }
   count_ = header[2];
   const size_t want = kShardHeaderBytes + size_t(count_) * width;
