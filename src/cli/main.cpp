@@ -66,8 +66,15 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {  // a bad flag or value: one line, as every other error
+    std::fprintf(stderr, "meshlm: error: %s (see meshlm %s --help)\n", e.what(), argc > 1 && argv[1][0] != '-' ? argv[1] : "");
+    return e.get_exit_code();
   } catch (const meshlm::Error& e) {
     std::fprintf(stderr, "meshlm: error: %s\n", e.what());
     return 1;
