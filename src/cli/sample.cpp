@@ -25,11 +25,14 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--tokens", o->s.tokens, "tokens to generate [default: 256]");
   cmd->add_option("--temperature", o->s.temperature, "softmax temperature; 0 is greedy [default: 0.8]");
   cmd->add_option("--top-k", o->s.top_k, "sample among the k most likely tokens; 0: all [default: 0]");
+  cmd->add_option("--top-p", o->s.top_p, "sample among the most likely tokens whose probabilities sum to p [default: 1]");
+  auto keep_going = std::make_shared<bool>(false);
+  cmd->add_flag("--no-stop", *keep_going, "go on past <|endoftext|> (by default generation ends there)");
   cmd->add_option("--seed", o->s.seed, "sampling seed [default: 1]");
   cmd->add_option("--tokenizer", o->tokenizer, "bytes, gpt2 or a file [default: the checkpoint's]");
   cmd->add_option("--threads", o->threads, "CPU threads [default: OMP_NUM_THREADS, else the CPUs other programs leave free]");
   add_backend_option(cmd, o->backend);
-  cmd->callback([o]() {
+  cmd->callback([o, keep_going]() {
     MESHLM_CHECK(o->threads >= 0, "--threads must be >= 0");
     make_thread_governor(o->threads);  // sets the thread count (sampling is one short pass)
     MESHLM_CHECK(o->s.tokens >= 0, "--tokens must be >= 0");
@@ -40,6 +43,7 @@ void add_sample(CLI::App& app) {
     BpeTokenizer tok = o->tokenizer.empty() ? checkpoint_tokenizer(o->checkpoint, cfg.tokenizer)
                                             : load_tokenizer(o->tokenizer);
     o->s.vocab_limit = tok.vocab_size();  // never sample the model's padding ids
+    o->s.stop_token = *keep_going ? -1 : tok.eot_id();
     std::cout << o->prompt << std::flush;
     sample(*model, tok.encode(o->prompt), o->s, [&tok](int32_t t) {
       std::cout << tok.token_bytes(t) << std::flush;

@@ -13,6 +13,7 @@ std::vector<int32_t> sample(Model& model, const std::vector<int32_t>& prompt, co
   MESHLM_CHECK(!prompt.empty(), "sample: the prompt must hold at least one token");
   MESHLM_CHECK(opt.temperature >= 0, "--temperature must be >= 0");
   MESHLM_CHECK(opt.top_k >= 0, "--top-k must be >= 0");
+  MESHLM_CHECK(opt.top_p > 0 && opt.top_p <= 1, "--top-p must be in (0, 1]");
   const int64_t V = opt.vocab_limit > 0 ? std::min(opt.vocab_limit, model.config().vocab_size)
                                         : model.config().vocab_size;
   const int64_t maxT = model.config().max_seq_len;
@@ -33,6 +34,13 @@ std::vector<int32_t> sample(Model& model, const std::vector<int32_t>& prompt, co
                         [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
       double mx = cand[0].first, sum = 0;
       for (int64_t j = 0; j < k; j++) sum += std::exp(double(cand[j].first) - mx);
+      if (opt.top_p < 1) {  // the nucleus: cut k where the (sorted) probabilities reach top_p
+        double acc = 0;
+        int64_t keep = 0;
+        while (keep < k && acc < opt.top_p * sum) acc += std::exp(double(cand[size_t(keep++)].first) - mx);
+        k = std::max<int64_t>(1, keep);
+        sum = acc;
+      }
       double r = rng.uniform() * sum, acc = 0;
       next = cand[k - 1].second;
       for (int64_t j = 0; j < k; j++) {
@@ -46,6 +54,7 @@ std::vector<int32_t> sample(Model& model, const std::vector<int32_t>& prompt, co
     seq.push_back(next);
     out.push_back(next);
     if (on_token) on_token(next);
+    if (next == opt.stop_token) break;
   }
   return out;
 }

@@ -1,4 +1,6 @@
-// Autoregressive sampling from a model: temperature, top-k, a seeded counter-based RNG.
+// Autoregressive sampling from a model: temperature, top-k, top-p, a stop token, a seeded
+// counter-based RNG. Each token is one forward over the context (no KV cache yet: quadratic in
+// the generated length).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -12,6 +14,8 @@ struct SampleOptions {
   int64_t tokens = 256;       // new tokens to generate
   double temperature = 0.8;   // 0: greedy (argmax)
   int64_t top_k = 0;          // 0: the whole vocabulary
+  double top_p = 1.0;         // nucleus: the fewest most likely tokens whose probability reaches top_p
+  int32_t stop_token = -1;    // end generation after this token (end-of-text); -1: never
   uint64_t seed = 1;
   int64_t vocab_limit = 0;    // sample only ids below this (the tokenizer's size); 0: V
 };

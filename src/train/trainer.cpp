@@ -40,6 +40,7 @@
 #include "train/pipeline_executor.h"
 #include "train/memory_estimate.h"
 #include "train/run_log.h"
+#include "train/sample.h"
 #include "train/watchdog.h"
 
 namespace meshlm {
@@ -182,6 +183,7 @@ class Trainer::Impl {
   void describe_activations();
   void summarize();
   std::string plot_title() const;
+  void periodic_sample();
 
   const TrainConfig cfg_;
   const std::string resume_dir_;
@@ -382,6 +384,7 @@ TrainResult Trainer::Impl::train() {
       evaluate();
       if (cfg_.plots && !last) log_.plot(plot_title());
     }
+    if (cfg_.sample_every > 0 && st_.step % cfg_.sample_every == 0) periodic_sample();
     const Decision d = decide();
     if (d.stop) {
       log_.line("interrupted (" + stop_signal_name() + ") at step " + std::to_string(st_.step) +
@@ -401,6 +404,26 @@ TrainResult Trainer::Impl::train() {
   if (cfg_.plots && st_.step > first_step_) log_.plot(plot_title());
   summarize();
   return res_;
+}
+
+// A short sample of the model as it trains (rank 0 alone, whole models only: tp 1, pp 1; the
+// other data-parallel ranks wait for it at the next step's first collective).
+void Trainer::Impl::periodic_sample() {
+  if (mesh_.rank() != 0 || !tokenizer_ || plan_.mesh.tp > 1 || plan_.mesh.pp > 1) return;
+  long_wait_ = true;
+  SampleOptions opt;
+  opt.tokens = cfg_.sample_tokens;
+  opt.temperature = 0.8;
+  opt.top_k = 40;
+  opt.seed = uint64_t(st_.step);
+  opt.vocab_limit = tokenizer_->vocab_size();
+  opt.stop_token = tokenizer_->eot_id();
+  std::vector<int32_t> prompt = cfg_.sample_prompt.empty() ? std::vector<int32_t>{} : tokenizer_->encode(cfg_.sample_prompt);
+  if (prompt.empty()) prompt = tokenizer_->eot_id() >= 0 ? std::vector<int32_t>{tokenizer_->eot_id()} : tokenizer_->encode("\n");
+  std::string text = cfg_.sample_prompt;
+  for (int32_t t : sample(model_, prompt, opt))
+    if (!tokenizer_->is_special(t)) text += tokenizer_->token_bytes(t);
+  log_.line("sample  step " + std::to_string(st_.step) + " | " + text + "\n");
 }
 
 std::string Trainer::Impl::plot_title() const {
