@@ -87,9 +87,9 @@ kill -INT "$pid"
 wait "$pid" && fail "interrupted run exited 0" || ok
 grep -q "interrupted (SIGINT) at step" "$WORK/int.log" && ls "$WORK"/int/step_*/COMPLETE >/dev/null 2>&1 && ok || { fail "Ctrl-C saved a checkpoint"; cat "$WORK/int.log"; }
 
-# eval --json prints {"val_loss": x, "val_loss_per_byte": y}
+# eval --json prints {"split": "val", "loss": x, "val_loss": x, "loss_per_byte": y, "val_loss_per_byte": y, ...}
 expect_ok eval "$MESHLM" eval --checkpoint "$WORK/run/step_000006" --data "$WORK/data" --batches 2 --json
-grep -qE '^\{"val_loss":[0-9.]+,"val_loss_per_byte":[0-9.]+\}$' "$WORK/out" && ok || { fail "eval --json output"; cat "$WORK/out"; }
+grep -qE '^\{"split":"val","loss":[0-9.]+,"val_loss":[0-9.]+,"loss_per_byte":[0-9.]+,"val_loss_per_byte":[0-9.]+,"batches":2,"tokens":[0-9]+\}$' "$WORK/out" && ok || { fail "eval --json output"; cat "$WORK/out"; }
 
 # sample is deterministic for a seed
 expect_ok sample "$MESHLM" sample --checkpoint "$WORK/run/step_000006" --prompt "ROMEO:" --tokens 20 --seed 3 --top-k 5

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "backend/cpu/gemm_onednn.h"
 #include "backend/cpu/kernels.h"
@@ -95,6 +96,36 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       attention_head_forward(out + b * T * C + h * HS, C, lse + (b * a.NH + h) * T, q + b * T * a.ldq + h * HS,
                              k + kv, v + kv, a.ldq, a.ldkv, T, HS, S);
     }
+}
+
+void attention_decode(float* out, const float* q, const float* k, const float* v, const AttentionShape& a,
+                      int64_t len) {
+  const int64_t HS = a.HS;
+  const float scale = 1.0f / std::sqrt(float(HS));
+#pragma omp parallel for schedule(static) if (len * a.NH * HS > 32768)
+  for (int64_t h = 0; h < a.NH; h++) {
+    const int64_t kvh = h / a.group();
+    std::vector<float> p(static_cast<size_t>(len));
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < len; j++) {
+      const float* kj = k + j * a.ldkv + kvh * HS;
+      float s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < HS; i++) s += q[h * HS + i] * kj[i];
+      p[size_t(j)] = s * scale;
+      mx = std::max(mx, p[size_t(j)]);
+    }
+    float sum = 0;
+    for (int64_t j = 0; j < len; j++) sum += (p[size_t(j)] = std::exp(p[size_t(j)] - mx));
+    float* o = out + h * HS;
+    for (int64_t i = 0; i < HS; i++) o[i] = 0;
+    for (int64_t j = 0; j < len; j++) {
+      const float pj = p[size_t(j)] / sum;
+      const float* vj = v + j * a.ldkv + kvh * HS;
+#pragma omp simd
+      for (int64_t i = 0; i < HS; i++) o[i] += pj * vj[i];
+    }
+  }
 }
 
 // Over (batch, kv head) pairs: the query heads of a group add into the same dk, dv one after

@@ -164,6 +164,20 @@ struct CpuKernels : HostMemory {
                                             scratch(Op::attention, a.B, a.T, a.HS, 1, 0));
     cpu::attention_forward(F_(out), F_(lse), CF_(q), CF_(k), CF_(v), a, attention_scratch(a.T));
   }
+  void attention_decode(DType dt, void* out, const void* q, const void* k, const void* v, const AttentionShape& a,
+                        int64_t len) {
+    check(Op::attention, dt);
+    if (!is16(dt)) return cpu::attention_decode(F_(out), CF_(q), CF_(k), CF_(v), a, len);
+    // 16-bit: the rows up-cast once (exact), fp32 arithmetic, the output rounded once.
+    const int64_t nq = a.NH * a.HS, nkv = len * a.ldkv;
+    std::vector<float> qf(static_cast<size_t>(nq)), kf(static_cast<size_t>(nkv)), vf(static_cast<size_t>(nkv)),
+        of(static_cast<size_t>(nq));
+    lowp::to_f32(dt, qf.data(), CH_(q), nq);
+    lowp::to_f32(dt, kf.data(), CH_(k), nkv);
+    lowp::to_f32(dt, vf.data(), CH_(v), nkv);
+    cpu::attention_decode(of.data(), qf.data(), kf.data(), vf.data(), a, len);
+    lowp::from_f32(dt, H_(out), of.data(), nq);
+  }
   void attention_backward(DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
                           const void* v, const void* out, const void* lse, const AttentionShape& a) {
     check(Op::attention, dt);

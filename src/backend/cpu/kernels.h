@@ -21,6 +21,9 @@ void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, co
                         const float* w, const float* mean, const float* rstd, int64_t N, int64_t C);
 // Attention needs a scratch of attention_scratch_floats(T) floats (two T x T matrices per thread).
 inline int64_t attention_scratch_floats(int64_t T, int threads) { return int64_t(threads) * 2 * T * T; }
+// One query row per head against `len` cached key/value rows (ld a.ldkv): generation's step.
+void attention_decode(float* out, const float* q, const float* k, const float* v, const AttentionShape& a,
+                      int64_t len);
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const AttentionShape& a, float* scratch);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,

@@ -104,6 +104,32 @@ void layernorm_backward(T* dinp, T* dw, T* db, const T* dout, const T* inp, cons
   }
 }
 
+// One query row per head against `len` cached rows: the last row of attention_forward's
+// causal softmax, computed alone.
+template <class T>
+void attention_decode(T* out, const T* q, const T* k, const T* v, const AttentionShape& a, int64_t len) {
+  const int64_t HS = a.HS;
+  const T scale = T(1) / std::sqrt(T(HS));
+  std::vector<T> p(static_cast<size_t>(len));
+  for (int64_t h = 0; h < a.NH; h++) {
+    const int64_t kvh = h / a.group();
+    T mx = -INFINITY;
+    for (int64_t j = 0; j < len; j++) {
+      T s = 0;
+      for (int64_t i = 0; i < HS; i++) s += q[h * HS + i] * k[j * a.ldkv + kvh * HS + i];
+      p[size_t(j)] = s * scale;
+      mx = std::max(mx, p[size_t(j)]);
+    }
+    T sum = 0;
+    for (int64_t j = 0; j < len; j++) sum += std::exp(p[size_t(j)] - mx);
+    for (int64_t i = 0; i < HS; i++) out[h * HS + i] = 0;
+    for (int64_t j = 0; j < len; j++) {
+      const T pj = std::exp(p[size_t(j)] - mx) / sum;
+      for (int64_t i = 0; i < HS; i++) out[h * HS + i] += pj * v[j * a.ldkv + kvh * HS + i];
+    }
+  }
+}
+
 // Query head h of a (T, ld) row block reads key/value head h / group.
 template <class T>
 void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const AttentionShape& a) {

@@ -131,6 +131,13 @@ struct ReferenceKernels : HostMemory {
       reference::attention_forward<T>(M_(T, out), M_(T, lse), C_(T, q), C_(T, k), C_(T, v), a);
     });
   }
+  void attention_decode(DType dt, void* out, const void* q, const void* k, const void* v, const AttentionShape& a,
+                        int64_t len) {
+    dispatch(dt, "attention", [&](auto t) {
+      using T = decltype(t);
+      reference::attention_decode<T>(M_(T, out), C_(T, q), C_(T, k), C_(T, v), a, len);
+    });
+  }
   void attention_backward(DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
                           const void* v, const void* out, const void* lse, const AttentionShape& a) {
     dispatch(dt, "attention", [&](auto t) {
