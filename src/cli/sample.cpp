@@ -1,6 +1,8 @@
 // `meshlm sample`: text generated from a checkpoint.
 #include "cli/commands.h"
 
+#include <chrono>
+#include <cstdio>
 #include <iostream>
 
 #include "cli/common.h"
@@ -18,6 +20,7 @@ void add_sample(CLI::App& app) {
     std::string checkpoint, prompt = "\n", tokenizer, backend = "cpu";
     SampleOptions s;
     int64_t threads = 0;
+    bool timing = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--checkpoint", o->checkpoint, "checkpoint directory")->required();
@@ -28,11 +31,15 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--top-p", o->s.top_p, "sample among the most likely tokens whose probabilities sum to p [default: 1]");
   auto keep_going = std::make_shared<bool>(false);
   cmd->add_flag("--no-stop", *keep_going, "go on past <|endoftext|> (by default generation ends there)");
+  auto no_cache = std::make_shared<bool>(false);
+  cmd->add_flag("--no-kv-cache", *no_cache,
+                "recompute the whole context for every token (quadratic; the reference the KV cache is tested against)");
+  cmd->add_flag("--timing", o->timing, "print the generation time on stderr (tokens/s)");
   cmd->add_option("--seed", o->s.seed, "sampling seed [default: 1]");
   cmd->add_option("--tokenizer", o->tokenizer, "bytes, gpt2 or a file [default: the checkpoint's]");
   cmd->add_option("--threads", o->threads, "CPU threads [default: OMP_NUM_THREADS, else the CPUs other programs leave free]");
   add_backend_option(cmd, o->backend);
-  cmd->callback([o, keep_going]() {
+  cmd->callback([o, keep_going, no_cache]() {
     MESHLM_CHECK(o->threads >= 0, "--threads must be >= 0");
     make_thread_governor(o->threads);  // sets the thread count (sampling is one short pass)
     MESHLM_CHECK(o->s.tokens >= 0, "--tokens must be >= 0");
@@ -44,11 +51,17 @@ void add_sample(CLI::App& app) {
                                             : load_tokenizer(o->tokenizer);
     o->s.vocab_limit = tok.vocab_size();  // never sample the model's padding ids
     o->s.stop_token = *keep_going ? -1 : tok.eot_id();
+    o->s.kv_cache = !*no_cache;
     std::cout << o->prompt << std::flush;
-    sample(*model, tok.encode(o->prompt), o->s, [&tok](int32_t t) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<int32_t> out = sample(*model, tok.encode(o->prompt), o->s, [&tok](int32_t t) {
       std::cout << tok.token_bytes(t) << std::flush;
     });
     std::cout << "\n";
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (o->timing)
+      std::fprintf(stderr, "sample  %zu tokens in %.3f s (%.1f tokens/s, %s)\n", out.size(), s, double(out.size()) / s,
+                   o->s.kv_cache ? "KV cache" : "no cache");
   });
 }
 

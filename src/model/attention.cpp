@@ -1,5 +1,7 @@
 #include "model/attention.h"
 
+#include "core/error.h"
+
 namespace meshlm {
 
 Attention::Attention(const std::string& prefix, int64_t C, int64_t NH, double proj_std)
@@ -32,8 +34,21 @@ void Attention::plan(ActivationPlanner& p, const Dims& d, bool sp) {
 
 void Attention::forward(Ctx& c, const void* x) {
   c_attn_.forward(c, x);
-  recompute_selective(c);
+  if (c.kv) decode(c);
+  else recompute_selective(c);
   c_proj_.forward(c, c.at(saved_.atty));
+}
+
+// A decode step: the new row's k and v (1, Cl) each go into the cache at its position; its q
+// attends to every cached position.
+void Attention::decode(Ctx& c) {
+  const char* qkv = static_cast<const char*>(c.at(c_attn_.output()));
+  const size_t part = size_t(Cl_) * c.esz(), at = size_t(c.d.pos0) * part;
+  MESHLM_CHECK(c.kv->channels() == Cl_ && c.d.N == 1, "decode: the cache is not this attention's");
+  c.be.copy(static_cast<char*>(c.kv->k(c.layer)) + at, qkv + part, part);
+  c.be.copy(static_cast<char*>(c.kv->v(c.layer)) + at, qkv + 2 * part, part);
+  c.be.attention_decode(c.dt, c.at(saved_.atty), qkv, c.kv->k(c.layer), c.kv->v(c.layer),
+                        {1, 1, NHl_, NHl_, C_ / NH_, 3 * Cl_, Cl_}, c.d.pos0 + 1);
 }
 
 AttentionShape Attention::shape(const Dims& d) const {

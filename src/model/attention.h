@@ -30,6 +30,7 @@ class Attention {
 
  private:
   AttentionShape shape(const Dims& d) const;
+  void decode(Ctx& c);  // the core of a decode step, through the KV cache
   Linear c_attn_, c_proj_;
   int64_t C_, NH_, Cl_ = 0, NHl_ = 0;
   // Beside the Linears' outputs (qkv, the projection): the core's output and its rows'

@@ -45,8 +45,14 @@ void Embedding::forward(Ctx& c, const int32_t* tokens, void* out) {
   Buffer& mine = saved_.ids[size_t(c.acts.slot())];
   c.be.upload(mine.data(), ids.data(), ids.size() * sizeof(int32_t));
   void* sum = c.sequence_parallel ? c.at(full_) : out;
-  c.be.embedding_forward(c.dt, sum, mine.as<int32_t>(), c.w.weight(*wte_),
-                         wpe_ && c.tp.rank() == 0 ? c.w.weight(*wpe_) : nullptr, c.d.B, c.d.T, C_);
+  // Positions pos0 .. pos0 + T - 1: the rows of wpe from pos0 (a decode step's position).
+  const void* wpe = wpe_ && c.tp.rank() == 0
+                        ? static_cast<const char*>(c.w.weight(*wpe_)) + size_t(c.d.pos0 * C_) * c.esz()
+                        : nullptr;
+  MESHLM_CHECK(!wpe_ || c.d.pos0 + c.d.T <= positions_, "position " + std::to_string(c.d.pos0 + c.d.T - 1) +
+                                                          " is past the position embedding's " +
+                                                          std::to_string(positions_) + " rows");
+  c.be.embedding_forward(c.dt, sum, mine.as<int32_t>(), c.w.weight(*wte_), wpe, c.d.B, c.d.T, C_);
   if (c.sequence_parallel) c.tp.scatter_forward(out, sum, N * C_);
   else c.tp.reduce_forward(out, N * C_);
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "model/kv_cache.h"
 #include "model/params.h"
 #include "parallel/collectives.h"
 #include "plan/plan.h"
@@ -25,6 +26,7 @@ namespace meshlm {
 
 struct Dims {
   int64_t B = 0, T = 0, N = 0, Ns = 0;
+  int64_t pos0 = 0;  // the position of row 0 in its sequence: 0, except in a decode step
 };
 
 // ---- activations ----
@@ -134,6 +136,10 @@ struct Ctx {
   Dims d;
   bool sequence_parallel = false;
   bool training = false;  // a training step's forward (fp8 records its amaxes)
+  // A decode step (Model::decode): one new position (d.pos0) whose attention appends its keys
+  // and values to kv's layer `layer` and reads all of them. Null in training and evaluation.
+  KvCache* kv = nullptr;
+  int64_t layer = 0;
   void* at(Act a) { return acts.at(a); }
   size_t esz() const { return dtype_size(dt); }
   void zero(Act a, int64_t n) { be.zero(at(a), size_t(n) * esz()); }

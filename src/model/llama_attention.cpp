@@ -1,5 +1,6 @@
 #include "model/llama_attention.h"
 
+#include "core/error.h"
 #include "model/rope.h"
 
 namespace meshlm {
@@ -65,10 +66,26 @@ const void* LlamaAttention::table(Ctx& c) {
 
 void LlamaAttention::forward(Ctx& c, const void* x) {
   Linear::forward_group(c, {&q_, &k_, &v_}, x);
-  c.be.rope_forward(c.dt, c.at(q_.output()), table(c), c.d.B, c.d.T, NHl_, HS_);
-  c.be.rope_forward(c.dt, c.at(k_.output()), table(c), c.d.B, c.d.T, NKVl_, HS_);
-  recompute_selective(c);
+  // Rotated by positions pos0 .. pos0 + T - 1: the table's rows (HS / 2 cos-sin pairs each) from pos0.
+  const void* rot = static_cast<const char*>(table(c)) + size_t(c.d.pos0 * HS_) * dtype_size(c.w.master_dtype());
+  MESHLM_CHECK(c.d.pos0 + c.d.T <= cfg_.max_seq_len, "position " + std::to_string(c.d.pos0 + c.d.T - 1) +
+                                                       " is past max_seq_len " + std::to_string(cfg_.max_seq_len));
+  c.be.rope_forward(c.dt, c.at(q_.output()), rot, c.d.B, c.d.T, NHl_, HS_);
+  c.be.rope_forward(c.dt, c.at(k_.output()), rot, c.d.B, c.d.T, NKVl_, HS_);
+  if (c.kv) decode(c);
+  else recompute_selective(c);
   o_.forward(c, c.at(saved_.atty));
+}
+
+// A decode step: the new row's rotated k and its v (1, NKVl HS) go into the cache at its
+// position; its q attends to every cached position.
+void LlamaAttention::decode(Ctx& c) {
+  const size_t row = size_t(NKVl_ * HS_) * c.esz(), at = size_t(c.d.pos0) * row;
+  MESHLM_CHECK(c.kv->channels() == NKVl_ * HS_ && c.d.N == 1, "decode: the cache is not this attention's");
+  c.be.copy(static_cast<char*>(c.kv->k(c.layer)) + at, c.at(k_.output()), row);
+  c.be.copy(static_cast<char*>(c.kv->v(c.layer)) + at, c.at(v_.output()), row);
+  c.be.attention_decode(c.dt, c.at(saved_.atty), c.at(q_.output()), c.kv->k(c.layer), c.kv->v(c.layer),
+                        {1, 1, NHl_, NKVl_, HS_, NHl_ * HS_, NKVl_ * HS_}, c.d.pos0 + 1);
 }
 
 void LlamaAttention::recompute_selective(Ctx& c) {

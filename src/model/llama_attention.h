@@ -34,6 +34,7 @@ class LlamaAttention {
 
  private:
   AttentionShape shape(const Dims& d) const;
+  void decode(Ctx& c);  // the core of a decode step, through the KV cache
   const void* table(Ctx& c);  // the rotary cos/sin table (T_max, HS/2, 2), made on first use
 
   Linear q_, k_, v_, o_;

@@ -199,6 +199,35 @@ double Model::forward_micro(int slot, const int32_t* tokens, const void* input, 
   return units_.head->forward(c, x, targets_.as<int32_t>(), dloss_scale);
 }
 
+KvCache Model::make_kv_cache() {
+  MESHLM_CHECK(stage_.first && stage_.last && plan_.mesh.tp == 1, "a KV cache needs the whole model on one rank");
+  const int64_t channels = cfg_.llama() ? cfg_.kv_heads() * cfg_.head_size() : cfg_.n_embd;
+  return KvCache(be_, dt_, int64_t(units_.blocks.size()), cfg_.max_seq_len, channels);
+}
+
+std::vector<float> Model::decode(int32_t token, KvCache& cache) {
+  MESHLM_CHECK(stage_.first && stage_.last && plan_.mesh.tp == 1, "decode: the whole model on one rank");
+  MESHLM_CHECK(cache.length() < cache.capacity(), "decode: the KV cache is full (" + std::to_string(cache.capacity()) +
+                                                      " positions, the model's max_seq_len)");
+  ensure_activations(1, 1);
+  acts_.set_slot(0);
+  has_grad_[0] = 0;
+  Ctx c = ctx(false);
+  c.d.pos0 = cache.length();
+  c.kv = &cache;
+  void* x0 = acts_.at(x0_);
+  units_.embedding->forward(c, &token, x0);
+  const void* x = x0;  // (1, C) the new position's residual stream
+  for (size_t i = 0; i < units_.blocks.size(); i++) {
+    c.layer = int64_t(i);
+    units_.blocks[i]->forward(c, x, true);
+    x = acts_.at(units_.blocks[i]->output());
+  }
+  units_.head->forward(c, x, nullptr, 0.0f);
+  cache.advance();
+  return logits_at(0, 0);
+}
+
 void Model::backward_micro(int slot, const void* doutput) {
   MESHLM_CHECK(slot >= 0 && slot < slots_ && d_.N > 0 && has_grad_[size_t(slot)],
                "backward() needs a forward() with targets and a dloss_scale");

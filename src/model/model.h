@@ -18,6 +18,7 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "model/kv_cache.h"
 #include "model/unit.h"
 #include "model/layer.h"
 #include "parallel/collectives.h"
@@ -159,6 +160,12 @@ class Model {
   // Logits (Vp,) of position (b, t) of the last forward run without dloss_scale, as fp32,
   // first V entries meaningful (one rank: the logits are split across tensor-parallel ranks).
   std::vector<float> logits_at(int64_t b, int64_t t) const;
+
+  // Generation with a KV cache (a whole model on one rank): an empty cache for this model, and
+  // one step that feeds `token` at position cache.length(), appends its keys and values, and
+  // returns the logits (Vp) of the next token. Each step is one row through every layer.
+  KvCache make_kv_cache();
+  std::vector<float> decode(int32_t token, KvCache& cache);
 
  private:
   void ensure_activations(int64_t B, int64_t T);

@@ -1,6 +1,9 @@
 // Autoregressive sampling from a model: temperature, top-k, top-p, a stop token, a seeded
-// counter-based RNG. Each token is one forward over the context (no KV cache yet: quadratic in
-// the generated length).
+// counter-based RNG. With the KV cache (the default) each new token is one row through the
+// model, attending to the cached keys and values: time linear in the length generated. Without
+// it each token is a forward over the whole context (quadratic), the reference the cache is
+// tested against. Both see the same context: the last max_seq_len tokens (when the cache is
+// full it is refilled from the last max_seq_len - 1).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -16,6 +19,7 @@ struct SampleOptions {
   int64_t top_k = 0;          // 0: the whole vocabulary
   double top_p = 1.0;         // nucleus: the fewest most likely tokens whose probability reaches top_p
   int32_t stop_token = -1;    // end generation after this token (end-of-text); -1: never
+  bool kv_cache = true;       // one row per new token through a KV cache (whole models on one rank)
   uint64_t seed = 1;
   int64_t vocab_limit = 0;    // sample only ids below this (the tokenizer's size); 0: V
 };

@@ -212,7 +212,7 @@ TEST_P(Kernels, LayerNormBackward) {
   EXPECT_TRUE(within(db, wdb, bdb)) << "dbias";
 }
 
-// Per-row magnitudes of attention used by both attention bounds (see docs/numerics.md):
+// Per-row magnitudes of attention used by the attention bounds (see docs/numerics.md):
 // smax = max_j scale * sum_i |q_i k_ji| (the size of a score), p (B, NH, T, T) the exact
 // probabilities.
 struct AttentionMagnitudes {
@@ -260,25 +260,21 @@ AttentionMagnitudes attention_magnitudes(const std::vector<double>& qkv, const Q
   return m;
 }
 
-TEST_P(Kernels, AttentionForward) {
-  const auto& p = GetParam();
-  const int64_t B = p.B, T = p.T, C = p.C, NH = p.NH, HS = C / NH;
-  const QkvLayout L(B, T, C, NH, p.nkv());
-  auto qkv = vals(B * T * L.W, 20, -2, 2);
-  Buf out(dt(), B * T * C), in(dt(), qkv);
-  std::vector<float> lse(B * NH * T);
-  const size_t esz = dtype_size(dt());
-  char* qb = static_cast<char*>(in.data());
-  be->attention_forward(dt(), out.data(), lse.data(), qb, qb + C * esz, qb + (C + L.NKV * HS) * esz, L.shape());
-  std::vector<double> want(B * T * C), wl(B * NH * T);
+// The double-precision forward (want, wl) of qkv and the bounds (bo, bl) of an fp32 kernel's.
+// A score carries gamma_HS * smax absolute error (+2u relative for the scaling); exp turns an
+// absolute error e of its argument into a relative error e, and the normaliser (a T-term sum)
+// adds gamma_T: each probability is off by rel_p = 2 (gamma_{HS+1} smax + 6u) + gamma_T.
+// out = sum_j p_j v_j adds gamma_T of sum_j p_j |v_j|. lse = max + log(sum) is off by the
+// score error plus gamma_T + 4u, plus u |lse|.
+void attention_oracle(const std::vector<double>& qkv, const QkvLayout& L, int64_t B, int64_t T, int64_t C, int64_t NH,
+                      std::vector<double>& want, std::vector<double>& wl, std::vector<double>& bo, std::vector<double>& bl) {
+  const int64_t HS = C / NH;
+  want.assign(B * T * C, 0);
+  wl.assign(B * NH * T, 0);
   ref::attention_forward(want.data(), wl.data(), qkv.data(), qkv.data() + C, qkv.data() + C + L.NKV * HS, L.shape());
   auto m = attention_magnitudes(qkv, L);
-  // A score carries gamma_HS * smax absolute error (+2u relative for the scaling); exp turns an
-  // absolute error e of its argument into a relative error e, and the normaliser (a T-term sum)
-  // adds gamma_T: each probability is off by rel_p = 2 (gamma_{HS+1} smax + 6u) + gamma_T.
-  // out = sum_j p_j v_j adds gamma_T of sum_j p_j |v_j|. lse = max + log(sum) is off by the
-  // score error plus gamma_T + 4u, plus u |lse|.
-  std::vector<double> bo(B * T * C), bl(B * NH * T);
+  bo.assign(B * T * C, 0);
+  bl.assign(B * NH * T, 0);
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < NH; h++)
       for (int64_t t = 0; t < T; t++) {
@@ -293,9 +289,42 @@ TEST_P(Kernels, AttentionForward) {
           bo[(b * T + t) * C + h * HS + i] = (rel_p + gamma(T + 1)) * mag;
         }
       }
+}
+
+TEST_P(Kernels, AttentionForward) {
+  const auto& p = GetParam();
+  const int64_t B = p.B, T = p.T, C = p.C, NH = p.NH, HS = C / NH;
+  const QkvLayout L(B, T, C, NH, p.nkv());
+  auto qkv = vals(B * T * L.W, 20, -2, 2);
+  Buf out(dt(), B * T * C), in(dt(), qkv);
+  std::vector<float> lse(B * NH * T);
+  const size_t esz = dtype_size(dt());
+  char* qb = static_cast<char*>(in.data());
+  be->attention_forward(dt(), out.data(), lse.data(), qb, qb + C * esz, qb + (C + L.NKV * HS) * esz, L.shape());
+  std::vector<double> want, wl, bo, bl;
+  attention_oracle(qkv, L, B, T, C, NH, want, wl, bo, bl);
   widen(bo, want);
   EXPECT_TRUE(within(out.get(), want, bo)) << "out";
   EXPECT_TRUE(within(lse, wl, bl)) << "lse";
+}
+
+// A KV-cache step is the forward's last row of a sequence: batch 0's row T - 1, its query
+// against the T rows of keys and values (ld W), with the forward's bound for that row.
+TEST_P(Kernels, AttentionDecode) {
+  const auto& p = GetParam();
+  const int64_t B = p.B, T = p.T, C = p.C, NH = p.NH, HS = C / NH;
+  const QkvLayout L(B, T, C, NH, p.nkv());
+  auto qkv = vals(B * T * L.W, 21, -2, 2);
+  Buf out(dt(), C), in(dt(), qkv);
+  const size_t esz = dtype_size(dt());
+  char* qb = static_cast<char*>(in.data());
+  const AttentionShape s{1, 1, NH, L.NKV, HS, L.W, L.W};
+  be->attention_decode(dt(), out.data(), qb + size_t((T - 1) * L.W) * esz, qb + C * esz, qb + (C + L.NKV * HS) * esz, s, T);
+  std::vector<double> want, wl, bo, bl;
+  attention_oracle(qkv, L, B, T, C, NH, want, wl, bo, bl);
+  widen(bo, want);
+  const std::vector<double> last(want.begin() + (T - 1) * C, want.begin() + T * C), lb(bo.begin() + (T - 1) * C, bo.begin() + T * C);
+  EXPECT_TRUE(within(out.get(), last, lb)) << "out";
 }
 
 TEST_P(Kernels, AttentionBackward) {
