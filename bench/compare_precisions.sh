@@ -55,4 +55,7 @@ for name in ["fp32", "bf16", "fp16", "fp8", "fp16-pure", "fp16-pure-eps1e-4", "f
     rel = (ev["val_loss"] / base["val_loss"] - 1) * 100 if base else float("nan")
     print(f"{name:22s} {last:5d} {ev['val_loss']:9.4f} {ev.get('val_loss_per_byte', float('nan')):9.4f} {rel:+7.2f}% {skipped:7d}")
 PY
-echo "runs, logs and numerics reports: $OUT"
+"$BUILD/meshlm" plot "$OUT"/fp32 "$OUT"/bf16 "$OUT"/fp16 "$OUT"/fp8 "$OUT"/bf16-sr-no-master --out "$OUT/precisions.png" \
+  --title "precision modes, configs/demo.toml" || true
+echo "runs, logs and numerics reports: $OUT; the loss curves overlaid: $OUT/precisions.png"
+

@@ -32,6 +32,6 @@ print(f"== demo done in {sys.argv[2]} s ==")
 print(f"val loss:    {ev['val_loss']:.3f} nats/token, {ev['val_loss_per_byte']:.3f} nats/byte "
       f"(step {ev['step']}; a uniform guess over bytes is ln 256 = 5.55 nats/byte)")
 PY
-echo "metrics:     $RUN/metrics.jsonl"
+echo "metrics:     $RUN/metrics.jsonl (loss curves: $RUN/loss.png, $RUN/loss.svg)"
 echo "checkpoint:  $ckpt  (model.safetensors has Hugging Face GPT-2 names and layout)"
 echo "more:        $MESHLM sample --checkpoint $ckpt --prompt 'KING HENRY:'"
