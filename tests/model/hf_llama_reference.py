@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hf_reference import cross_entropy, read_safetensors, read_shard, small_corpus  # noqa: E402
+from hf_reference import cross_entropy, read_safetensors, read_shard, small_corpus, write_safetensors  # noqa: E402
 
 
 def rms_norm(x, w, eps):  # LlamaRMSNorm: x * rsqrt(mean(x^2) + eps), then the weight
@@ -126,10 +126,39 @@ def main():
     tol = 10 * (6 * 2 + 4) * math.sqrt(256) * 2.0**-24
     rel = abs(got - want) / want
     print(f"meshlm eval {got:.9f}  numpy Llama {want:.9f}  relative difference {rel:.2e} (bound {tol:.2e})")
-    if not rel <= tol:
-        print("1 failed: meshlm's loss differs from the NumPy Llama reference")
-        sys.exit(1)
-    print("1 passed, 0 failed")
+    failed = 0 if rel <= tol else 1
+    if failed:
+        print("failed: meshlm's loss differs from the NumPy Llama reference")
+    failed += check_import(run, work, hf, W, cfg, B, T, tol)
+    print(f"{2 - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+def check_import(run, work, hf, W, cfg, B, T, tol):
+    """The other way: the trained weights as a LlamaModel-style fp16 file (names without "model.",
+    rotary inv_freq buffers) beside the export's config.json, into `meshlm train --init-from DIR`
+    (the model keys from config.json alone): its first loss is the reference's on the fp16 values."""
+    d = os.path.join(work, "hf_fp16")
+    os.makedirs(d)
+    with open(os.path.join(hf, "config.json")) as f, open(os.path.join(d, "config.json"), "w") as g:
+        g.write(f.read())
+    W16 = {k: v.astype(np.float16) for k, v in W.items()}
+    tensors = {k[len("model."):] if k.startswith("model.") else k: v for k, v in W16.items()}
+    for l in range(cfg["n_layer"]):
+        tensors[f"layers.{l}.self_attn.rotary_emb.inv_freq"] = np.ones(8, dtype=np.float32)
+    write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+    out = os.path.join(work, "imported")
+    log = run("train", "--init-from", d, "--data", os.path.join(work, "data"), "--out", out, "--seq-len", str(T),
+              "--batch-size", str(B), "--steps", "1", "--eval-batches", "0", "--peak-gflops", "100")
+    assert "model   from " in log and "tensors (F16)" in log and "2 buffers" in log, log  # the F32 buffers skipped
+    got = json.loads(open(os.path.join(out, "metrics.jsonl")).readline())["loss"]
+    train = read_shard(os.path.join(work, "data", "train_000000.bin"))
+    w = train[: B * T + 1]
+    want = llama_loss({k: v.astype(np.float64) for k, v in W16.items()}, cfg, w[:-1].reshape(B, T), w[1:].reshape(B, T))
+    rel = abs(got - want) / want
+    print(f"--init-from a LlamaModel-style fp16 directory: first loss {got:.9f}  numpy on the fp16 weights "
+          f"{want:.9f}  relative difference {rel:.2e} (bound {tol:.2e})")
+    return 0 if rel <= tol else 1
 
 
 if __name__ == "__main__":
