@@ -116,7 +116,12 @@ void attention_decode(float* out, const float* q, const float* k, const float* v
       mx = std::max(mx, p[size_t(j)]);
     }
     float sum = 0;
-    for (int64_t j = 0; j < len; j++) sum += (p[size_t(j)] = std::exp(p[size_t(j)] - mx));
+    float* pp = p.data();
+#pragma omp simd reduction(+ : sum)  // libmvec's vector expf (core/vecmath.h)
+    for (int64_t j = 0; j < len; j++) {
+      pp[j] = std::exp(pp[j] - mx);
+      sum += pp[j];
+    }
     float* o = out + h * HS;
     for (int64_t i = 0; i < HS; i++) o[i] = 0;
     for (int64_t j = 0; j < len; j++) {
