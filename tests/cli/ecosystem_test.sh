@@ -37,6 +37,7 @@ head -c 60000 "$ROOT/data/tinyshakespeare.txt" > "$WORK/small.txt"
 TINY=(--n-layer 2 --n-head 2 --n-embd 32 --seq-len 32 --batch-size 4 --eval-batches 1 --peak-gflops 100)
 
 # ---- flags and config ----
+for sub in export import plot; do expect_ok "help $sub" "$MESHLM" "$sub" --help; done
 expect_ok "bare boolean" "$MESHLM" train --data "$WORK/data" --out "$WORK/b1" --steps 1 "${TINY[@]}" --shuffle --profile false
 [ "$(config_value "$WORK/b1/step_000001/trainer.json" shuffle)" = 1 ] &&
   [ "$(config_value "$WORK/b1/step_000001/trainer.json" profile)" = 0 ] && ok || fail "--shuffle bare is 1, --profile false is 0"
