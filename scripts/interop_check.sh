@@ -4,8 +4,8 @@
 # bench/ may reuse it), holds transformers, torch, tensorboard, tiktoken and safetensors.
 # Checks:
 #   1. from_pretrained on exported GPT-2 and Llama directories gives meshlm's logits (fp32,
-#      <= 1e-5 relative to the largest logit) and loss, and AutoTokenizer loads the exported
-#      tokenizer.json and encodes as meshlm does;
+#      <= 1e-5 relative to the largest logit) and loss, the bf16 export loads in bfloat16, and
+#      AutoTokenizer loads the exported tokenizer.json and encodes as meshlm does;
 #   2. TensorBoard's own event reader reads every scalar of a run's metrics.jsonl;
 #   3. tiktoken, with its "gpt2" encoding built from the shipped encoder.json and vocab.bpe
 #      (it cannot download its own here), encodes all of tiny-shakespeare as meshlm does.
@@ -37,6 +37,7 @@ COMMON=(--seq-len 64 --batch-size 4 --steps 20 --lr 3e-3 --warmup-steps 2 --eval
 for m in gpt2 llama; do
   data="$WORK/bytedata"; [ "$m" = gpt2 ] && data="$WORK/gpt2data"
   "$MESHLM" export --checkpoint "$WORK/$m/step_000020" --out "$WORK/hf_$m" > /dev/null
+  "$MESHLM" export --checkpoint "$WORK/$m/step_000020" --out "$WORK/hf16_$m" --dtype bf16 > /dev/null
   "$MESHLM" eval --checkpoint "$WORK/$m/step_000020" --data "$data" --batches 1 --batch-size 2 --json \
     --logits "$WORK/$m.logits.npy" > "$WORK/$m.eval.json"
 done
@@ -78,6 +79,14 @@ for m, data in (("gpt2", "gpt2data"), ("llama", "bytedata")):
     ours = float(torch.nn.functional.cross_entropy(torch.tensor(got).reshape(-1, V), tgt.reshape(-1)))
     meshlm_loss = json.load(open(os.path.join(work, m + ".eval.json")))["loss"]
     report(abs(ours - meshlm_loss) / meshlm_loss <= 1e-5, f"{m}: HF loss {ours:.7f} vs meshlm eval {meshlm_loss:.7f}")
+    # The bf16 export: bfloat16 parameters as its torch_dtype says, logits within bf16's rounding.
+    m16 = AutoModelForCausalLM.from_pretrained(os.path.join(work, "hf16_" + m)).eval()
+    with torch.no_grad():
+        l16 = m16(input_ids=ids).logits.float().numpy()
+    dt16 = next(m16.parameters()).dtype
+    rel16 = float(np.abs(l16 - want).max() / np.abs(want).max())
+    report(dt16 == torch.bfloat16 and rel16 <= 0.05, f"{m}: the bf16 export loads as {dt16}; its logits within "
+                                                       f"{rel16:.2e} of meshlm's fp32 ones (bf16 rounding; bound 5e-2)")
     tok = AutoTokenizer.from_pretrained(os.path.join(work, "hf_" + m))
     text = open(os.path.join(work, "small.txt")).read()[:20000]
     mine = json.loads(subprocess.run([os.environ["MESHLM"], "tokenizer", "encode", "--tokenizer",
