@@ -34,9 +34,24 @@ void Attention::plan(ActivationPlanner& p, const Dims& d, bool sp) {
 
 void Attention::forward(Ctx& c, const void* x) {
   c_attn_.forward(c, x);
-  if (c.kv) decode(c);
-  else recompute_selective(c);
+  if (c.kv && c.d.T == 1 && c.d.pos0 > 0) {
+    decode(c);
+  } else {
+    recompute_selective(c);
+    if (c.kv) fill_cache(c);
+  }
   c_proj_.forward(c, c.at(saved_.atty));
+}
+
+// A prefill: the rows' k and v (each a (T, Cl) column block of qkv) into the cache.
+void Attention::fill_cache(Ctx& c) {
+  const char* qkv = static_cast<const char*>(c.at(c_attn_.output()));
+  const size_t part = size_t(Cl_) * c.esz();
+  MESHLM_CHECK(c.kv->channels() == Cl_ && c.d.B == 1 && c.d.pos0 == 0, "prefill: one sequence into an empty cache");
+  for (int64_t t = 0; t < c.d.T; t++) {
+    c.be.copy(static_cast<char*>(c.kv->k(c.layer)) + size_t(t) * part, qkv + size_t(t) * 3 * part + part, part);
+    c.be.copy(static_cast<char*>(c.kv->v(c.layer)) + size_t(t) * part, qkv + size_t(t) * 3 * part + 2 * part, part);
+  }
 }
 
 // A decode step: the new row's k and v (1, Cl) each go into the cache at its position; its q

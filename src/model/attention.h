@@ -30,7 +30,8 @@ class Attention {
 
  private:
   AttentionShape shape(const Dims& d) const;
-  void decode(Ctx& c);  // the core of a decode step, through the KV cache
+  void decode(Ctx& c);      // the core of a decode step, through the KV cache
+  void fill_cache(Ctx& c);  // a prefill's keys and values into the cache
   Linear c_attn_, c_proj_;
   int64_t C_, NH_, Cl_ = 0, NHl_ = 0;
   // Beside the Linears' outputs (qkv, the projection): the core's output and its rows'

@@ -19,7 +19,7 @@ class KvCache {
   int64_t length() const { return len_; }        // positions filled
   int64_t capacity() const { return positions_; }
   int64_t channels() const { return channels_; }
-  void advance() { len_++; }  // the decode step wrote position length()
+  void advance(int64_t n = 1) { len_ += n; }  // a step wrote positions length() .. length() + n - 1
   void clear() { len_ = 0; }
 
  private:

@@ -136,8 +136,9 @@ struct Ctx {
   Dims d;
   bool sequence_parallel = false;
   bool training = false;  // a training step's forward (fp8 records its amaxes)
-  // A decode step (Model::decode): one new position (d.pos0) whose attention appends its keys
-  // and values to kv's layer `layer` and reads all of them. Null in training and evaluation.
+  // Generation (Model::prefill, Model::decode): attention writes its keys and values to kv's
+  // layer `layer` at positions pos0 .. pos0 + T - 1; a decode step (T = 1) reads them all, a
+  // prefill (pos0 = 0) attends causally as in training. Null in training and evaluation.
   KvCache* kv = nullptr;
   int64_t layer = 0;
   void* at(Act a) { return acts.at(a); }

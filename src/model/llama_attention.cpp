@@ -72,8 +72,17 @@ void LlamaAttention::forward(Ctx& c, const void* x) {
                                                        " is past max_seq_len " + std::to_string(cfg_.max_seq_len));
   c.be.rope_forward(c.dt, c.at(q_.output()), rot, c.d.B, c.d.T, NHl_, HS_);
   c.be.rope_forward(c.dt, c.at(k_.output()), rot, c.d.B, c.d.T, NKVl_, HS_);
-  if (c.kv) decode(c);
-  else recompute_selective(c);
+  if (c.kv && c.d.T == 1 && c.d.pos0 > 0) {
+    decode(c);
+  } else {  // training, evaluation, or a prefill, which also fills the cache
+    recompute_selective(c);
+    if (c.kv) {
+      MESHLM_CHECK(c.d.B == 1 && c.d.pos0 == 0, "prefill: one sequence into an empty cache");
+      const size_t rows = size_t(c.d.T * NKVl_ * HS_) * c.esz();
+      c.be.copy(c.kv->k(c.layer), c.at(k_.output()), rows);
+      c.be.copy(c.kv->v(c.layer), c.at(v_.output()), rows);
+    }
+  }
   o_.forward(c, c.at(saved_.atty));
 }
 

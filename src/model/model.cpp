@@ -205,27 +205,36 @@ KvCache Model::make_kv_cache() {
   return KvCache(be_, dt_, int64_t(units_.blocks.size()), cfg_.max_seq_len, channels);
 }
 
-std::vector<float> Model::decode(int32_t token, KvCache& cache) {
-  MESHLM_CHECK(stage_.first && stage_.last && plan_.mesh.tp == 1, "decode: the whole model on one rank");
-  MESHLM_CHECK(cache.length() < cache.capacity(), "decode: the KV cache is full (" + std::to_string(cache.capacity()) +
-                                                      " positions, the model's max_seq_len)");
-  ensure_activations(1, 1);
+std::vector<float> Model::decode(int32_t token, KvCache& cache) { return generate_step(&token, 1, cache); }
+
+std::vector<float> Model::prefill(const int32_t* tokens, int64_t T, KvCache& cache) {
+  MESHLM_CHECK(cache.length() == 0 && T > 0, "prefill: an empty KV cache and at least one token");
+  return generate_step(tokens, T, cache);
+}
+
+// T tokens at positions cache.length() .. + T - 1 through every layer, their keys and values
+// into the cache; the logits after the last.
+std::vector<float> Model::generate_step(const int32_t* tokens, int64_t T, KvCache& cache) {
+  MESHLM_CHECK(stage_.first && stage_.last && plan_.mesh.tp == 1, "generation: the whole model on one rank");
+  MESHLM_CHECK(cache.length() + T <= cache.capacity(), "the KV cache is full (" + std::to_string(cache.capacity()) +
+                                                           " positions, the model's max_seq_len)");
+  ensure_activations(1, T);
   acts_.set_slot(0);
   has_grad_[0] = 0;
   Ctx c = ctx(false);
   c.d.pos0 = cache.length();
   c.kv = &cache;
   void* x0 = acts_.at(x0_);
-  units_.embedding->forward(c, &token, x0);
-  const void* x = x0;  // (1, C) the new position's residual stream
+  units_.embedding->forward(c, tokens, x0);
+  const void* x = x0;  // (T, C) the new positions' residual stream
   for (size_t i = 0; i < units_.blocks.size(); i++) {
     c.layer = int64_t(i);
     units_.blocks[i]->forward(c, x, true);
     x = acts_.at(units_.blocks[i]->output());
   }
   units_.head->forward(c, x, nullptr, 0.0f);
-  cache.advance();
-  return logits_at(0, 0);
+  cache.advance(T);
+  return logits_at(0, T - 1);
 }
 
 void Model::backward_micro(int slot, const void* doutput) {

@@ -166,9 +166,13 @@ class Model {
   // returns the logits (Vp) of the next token. Each step is one row through every layer.
   KvCache make_kv_cache();
   std::vector<float> decode(int32_t token, KvCache& cache);
+  // The first T tokens of a sequence in one forward (the prompt), filling an empty cache;
+  // returns the logits after the last of them.
+  std::vector<float> prefill(const int32_t* tokens, int64_t T, KvCache& cache);
 
  private:
   void ensure_activations(int64_t B, int64_t T);
+  std::vector<float> generate_step(const int32_t* tokens, int64_t T, KvCache& cache);
   Ctx ctx(bool training);
   Dims dims(int64_t B, int64_t T) const;
   std::vector<Unit*> units() const;

@@ -38,21 +38,18 @@ int32_t pick(const std::vector<float>& logits, int64_t V, const SampleOptions& o
   return cand[size_t(k - 1)].second;
 }
 
-// The logits after the last token of seq: through the cache (refilled from the last
-// max_seq_len - 1 tokens when full), or a forward over the window.
+// The logits after the last token of seq: one decode step through the cache, or a forward
+// over the window of the last max_seq_len tokens (which also fills an empty or full cache).
 std::vector<float> next_logits(Model& model, const std::vector<int32_t>& seq, KvCache* cache) {
-  const int64_t maxT = model.config().max_seq_len;
+  if (cache && cache->length() > 0 && cache->length() < cache->capacity()) return model.decode(seq.back(), *cache);
+  const int64_t T = std::min<int64_t>(int64_t(seq.size()), model.config().max_seq_len);
+  const int32_t* window = seq.data() + seq.size() - size_t(T);
   if (!cache) {
-    const int64_t T = std::min<int64_t>(int64_t(seq.size()), maxT);
-    model.forward(seq.data() + seq.size() - T, nullptr, 1, T);
+    model.forward(window, nullptr, 1, T);
     return model.logits_at(0, T - 1);
   }
-  if (cache->length() == cache->capacity()) cache->clear();
-  if (cache->length() == 0) {  // (re)fill with the context but its last token
-    const int64_t T = std::min<int64_t>(int64_t(seq.size()), maxT);
-    for (size_t i = seq.size() - size_t(T); i + 1 < seq.size(); i++) model.decode(seq[i], *cache);
-  }
-  return model.decode(seq.back(), *cache);
+  cache->clear();
+  return model.prefill(window, T, *cache);
 }
 
 }  // namespace

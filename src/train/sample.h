@@ -2,8 +2,8 @@
 // counter-based RNG. With the KV cache (the default) each new token is one row through the
 // model, attending to the cached keys and values: time linear in the length generated. Without
 // it each token is a forward over the whole context (quadratic), the reference the cache is
-// tested against. Both see the same context: the last max_seq_len tokens (when the cache is
-// full it is refilled from the last max_seq_len - 1).
+// tested against. Both see the same context: the last max_seq_len tokens (the prompt, and a
+// full context, go through one forward that fills the cache).
 #pragma once
 #include <cstdint>
 #include <functional>

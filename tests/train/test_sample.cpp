@@ -40,13 +40,16 @@ void same_greedy_tokens(const std::string& arch) {
   opt.kv_cache = true;
   const std::vector<int32_t> got = sample(model, prompt, opt);
   EXPECT_EQ(got, want) << arch;
-  // Step by step, the logits themselves: the cache's row against the full forward's last row.
+  // Step by step, the logits themselves: a prefill of 5 tokens, then the cache's row, against
+  // the full forward's last row.
   KvCache cache = model.make_kv_cache();
   std::vector<int32_t> seq;
   double worst = 0;
   for (int i = 0; i < 20; i++) {
     seq.push_back(int32_t((i * 37 + 11) % 97));
-    const std::vector<float> step = model.decode(seq.back(), cache);
+    if (i < 4) continue;
+    const std::vector<float> step =
+        i == 4 ? model.prefill(seq.data(), 5, cache) : model.decode(seq.back(), cache);
     model.forward(seq.data(), nullptr, 1, int64_t(seq.size()));
     const std::vector<float> full = model.logits_at(0, int64_t(seq.size()) - 1);
     double mx = 0, diff = 0;
@@ -59,6 +62,7 @@ void same_greedy_tokens(const std::string& arch) {
   // fp32 sums in another order: a few units of 2^-24 per reduction of <= 4C terms, over 2 layers.
   EXPECT_LT(worst, 1e-5) << arch;
   EXPECT_EQ(cache.length(), 20);
+  EXPECT_THROW(model.prefill(seq.data(), 2, cache), Error);  // only into an empty cache
 }
 
 }  // namespace
