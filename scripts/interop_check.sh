@@ -79,6 +79,12 @@ for m, data in (("gpt2", "gpt2data"), ("llama", "bytedata")):
     ours = float(torch.nn.functional.cross_entropy(torch.tensor(got).reshape(-1, V), tgt.reshape(-1)))
     meshlm_loss = json.load(open(os.path.join(work, m + ".eval.json")))["loss"]
     report(abs(ours - meshlm_loss) / meshlm_loss <= 1e-5, f"{m}: HF loss {ours:.7f} vs meshlm eval {meshlm_loss:.7f}")
+    # The checkpoint itself carries config.json beside its HF-named weights: from_pretrained reads it.
+    mc = AutoModelForCausalLM.from_pretrained(os.path.join(work, m, "step_000020"), dtype=torch.float32).eval()
+    with torch.no_grad():
+        lc = mc(input_ids=ids).logits.numpy()
+    report(float(np.abs(lc - want).max() / np.abs(want).max()) <= 1e-5,
+           f"{m}: from_pretrained on the checkpoint directory itself gives the same logits")
     # The bf16 export: bfloat16 parameters as its torch_dtype says, logits within bf16's rounding.
     m16 = AutoModelForCausalLM.from_pretrained(os.path.join(work, "hf16_" + m)).eval()
     with torch.no_grad():

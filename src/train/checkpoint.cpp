@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "core/error.h"
@@ -16,6 +17,8 @@
 #include "core/files.h"
 #include "core/rng.h"
 #include "train/checkpoint_marker.h"
+#include "train/config.h"
+#include "train/hf_export.h"
 #include "train/safetensors.h"
 
 namespace meshlm {
@@ -28,6 +31,24 @@ std::string checkpoint_dir_name(int64_t step) {
   std::snprintf(buf, sizeof buf, "step_%06lld", (long long)step);
   return buf;
 }
+
+namespace {
+
+// The model a checkpoint's config describes, when it holds every model key (a trainer's does).
+std::optional<ModelConfig> model_of(const json& config) {
+  TrainConfig cfg;
+  for (const auto& k : config_keys())
+    if (is_model_key(k.key) && !config.contains(k.key)) return std::nullopt;
+  try {
+    apply_json(cfg, config, "config");
+    cfg.model().validate();
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  return cfg.model();
+}
+
+}  // namespace
 
 namespace {
 
@@ -118,6 +139,9 @@ void write_checkpoint(const std::string& dir, const CheckpointTensors& t, const 
   if (!st.precision.is_null()) trainer["precision"] = st.precision;
   if (!st.data.is_null()) trainer["data"] = st.data;
   write_text(tmp / "trainer.json", trainer.dump(2) + "\n");
+  // Hugging Face's config.json beside the HF-named weights: from_pretrained(dir) reads the
+  // checkpoint itself (the tokenizer comes with `meshlm export`).
+  if (const std::optional<ModelConfig> m = model_of(config)) write_text(tmp / "config.json", hf_config(*m).dump(2) + "\n");
 
   if (!tokenizer_file.empty()) {
     std::error_code ec;
@@ -149,6 +173,8 @@ void write_checkpoint(const std::string& dir, const CheckpointTensors& t, const 
 
 // A failed save (a full disk, an I/O error) leaves no partial directory behind: the previous
 // checkpoints are untouched, the error names the file.
+
+
 void save_checkpoint(const std::string& dir, const CheckpointTensors& t, const TrainerState& st, const json& config,
                      const std::string& tokenizer_file, Communicator* group) {
   try {
@@ -218,6 +244,7 @@ BpeTokenizer checkpoint_tokenizer(const std::string& dir, const std::string& con
 }
 
 void check_entry(const SafeTensorsFile& f, const std::string& name, const Shape& shape);
+
 
 namespace {
 

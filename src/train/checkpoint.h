@@ -3,6 +3,8 @@
 //                          loads it; the tied lm_head is implied), fp32
 //   optimizer.safetensors  AdamW moments "exp_avg/<name>", "exp_avg_sq/<name>" (stored shapes)
 //   trainer.json           step, data-loader position, the full config
+//   config.json            Hugging Face's config of the model (GPT2Config / LlamaConfig), so
+//                          from_pretrained(dir) loads the checkpoint's weights as they are
 //   meshlm_tokenizer.json  the tokenizer file, when the run used one from `meshlm tokenizer train`
 //                          (tokenizer.json instead when it was a Hugging Face tokenizer.json)
 //   COMPLETE               written last: format version, byte count and SHA-256 of every file

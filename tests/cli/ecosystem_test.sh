@@ -105,6 +105,7 @@ done
 grep -q "p1" "$WORK/cmp.svg" && grep -q "p2" "$WORK/cmp.svg" && ok || fail "meshlm plot names both runs"
 
 # ---- Hugging Face both ways ----
+grep -q '"architectures"' "$WORK/p1/step_000006/config.json" && ok || fail "a checkpoint carries HF's config.json"
 expect_ok "export bf16" "$MESHLM" export --checkpoint "$WORK/p1/step_000006" --out "$WORK/hf16" --dtype bf16
 grep -q '"torch_dtype": "bfloat16"' "$WORK/hf16/config.json" && ok || fail "bf16 export sets torch_dtype"
 expect_ok "import" "$MESHLM" import --from "$WORK/hf16" --out "$WORK/imported"

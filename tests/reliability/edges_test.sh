@@ -118,8 +118,9 @@ cp -r run/step_000006 field
 sed -i 's/"step": 6/"step": "six"/' field/trainer.json && rewrite_complete field
 expect_error "trainer.json field" "trainer.json: \"step\" must be" "$MESHLM" info --checkpoint field
 cp -r run/step_000006 marker
+# (the first file COMPLETE lists, by name: config.json)
 sed -i '0,/"bytes": [0-9]*/s//"bytes": "many"/' marker/COMPLETE
-expect_error "COMPLETE field" 'COMPLETE (model.safetensors): "bytes" must be' "$MESHLM" info --checkpoint marker
+expect_error "COMPLETE field" 'COMPLETE (config.json): "bytes" must be' "$MESHLM" info --checkpoint marker
 # COMPLETE covers every file: an unlisted (then corrupted) optimizer file is refused
 cp -r run/step_000006 cover
 /usr/bin/python3 -c 'import json,sys; p=sys.argv[1]; c=json.load(open(p)); del c["files"]["optimizer.safetensors"]; json.dump(c,open(p,"w"))' cover/COMPLETE
