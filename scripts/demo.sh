@@ -33,5 +33,5 @@ print(f"val loss:    {ev['val_loss']:.3f} nats/token, {ev['val_loss_per_byte']:.
       f"(step {ev['step']}; a uniform guess over bytes is ln 256 = 5.55 nats/byte)")
 PY
 echo "metrics:     $RUN/metrics.jsonl (loss curves: $RUN/loss.png, $RUN/loss.svg)"
-echo "checkpoint:  $ckpt  (model.safetensors has Hugging Face GPT-2 names and layout)"
+echo "checkpoint:  $ckpt  (Hugging Face GPT-2 names and a config.json: from_pretrained reads it)"
 echo "more:        $MESHLM sample --checkpoint $ckpt --prompt 'KING HENRY:'"
