@@ -113,6 +113,37 @@ expect_ok "sample an import" "$MESHLM" sample --checkpoint "$WORK/imported" --pr
 expect_error "resume of weights only" "holds weights only" "$MESHLM" train --resume "$WORK/imported" --data "$WORK/data"
 expect_ok "init-from an export" "$MESHLM" train --init-from "$WORK/hf16" --data "$WORK/data" --out "$WORK/ft" --steps 2 --seq-len 32 --batch-size 4 --eval-batches 1 --peak-gflops 100
 grep -q "init    .* (BF16) from" "$WORK/out" && grep -q "model   from .*config.json" "$WORK/out" && ok || fail "--init-from reads config.json and BF16 weights"
+# a bare model.safetensors whose vocabulary is padded (zero rows past vocab_size, as nanoGPT's
+# 50304), then one whose extra rows are not zero: refused unless --vocab-resize
+/usr/bin/python3 - "$WORK/p1/step_000006/model.safetensors" "$WORK" <<'PY'
+import json, struct, sys
+import numpy as np
+src, work = sys.argv[1:3]
+data = open(src, "rb").read()
+(n,) = struct.unpack("<Q", data[:8])
+header = json.loads(data[8:8 + n]); header.pop("__metadata__", None)
+T = {k: np.frombuffer(data[8 + n + e["data_offsets"][0]: 8 + n + e["data_offsets"][1]], "<f4").reshape(e["shape"])
+     for k, e in header.items()}
+def write(path, tensors):
+    h, off, blobs = {}, 0, []
+    for k, a in tensors.items():
+        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
+        h[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b); blobs.append(b)
+    hb = json.dumps(h).encode(); hb += b" " * (-(8 + len(hb)) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(hb)) + hb + b"".join(blobs))
+wte = T["transformer.wte.weight"]
+padded = dict(T); padded["transformer.wte.weight"] = np.concatenate([wte, np.zeros((64, wte.shape[1]), "f4")])
+write(work + "/padded.safetensors", padded)
+noisy = dict(T); noisy["transformer.wte.weight"] = np.concatenate([wte, np.ones((64, wte.shape[1]), "f4")])
+write(work + "/bigger.safetensors", noisy)
+PY
+BARE=(--data "$WORK/data" --steps 1 "${TINY[@]}" --max-seq-len 32)
+expect_ok "init-from padded vocabulary" "$MESHLM" train --init-from "$WORK/padded.safetensors" --out "$WORK/pad1" "${BARE[@]}"
+grep -q "are zero padding, dropped" "$WORK/out" && ok || fail "zero padding rows are dropped"
+expect_error "init-from a larger vocabulary" "vocab-resize" "$MESHLM" train --init-from "$WORK/bigger.safetensors" --out "$WORK/pad2" "${BARE[@]}"
+expect_ok "init-from with --vocab-resize" "$MESHLM" train --init-from "$WORK/bigger.safetensors" --vocab-resize --out "$WORK/pad3" "${BARE[@]}"
+grep -q "vocabulary resized from 320 to 256" "$WORK/out" && ok || fail "--vocab-resize cuts the vocabulary"
 expect_error "init-from contradicted" "contradicts" "$MESHLM" train --init-from "$WORK/hf16" --n-layer 3 --data "$WORK/data" --out "$WORK/ft2" --steps 1
 
 # ---- the layout comes from the job ----
