@@ -85,7 +85,8 @@ void add_train(CLI::App& app) {
       cfg = checkpoint_config(resume_dir);
       bool has_optimizer = std::filesystem::exists(std::filesystem::path(resume_dir) / "optimizer.safetensors");
       for (const auto& e : std::filesystem::directory_iterator(resume_dir))
-        has_optimizer = has_optimizer || e.path().filename().string().rfind("optimizer.", 0) == 0;
+        has_optimizer = has_optimizer || e.path().filename().string().rfind("optimizer.", 0) == 0 ||
+                        e.path().filename().string().rfind("part.", 0) == 0;  // parts carry their moments
       MESHLM_CHECK(has_optimizer, resume_dir + " holds weights only (no optimizer state: `meshlm import` wrote it); "
                                                 "start from it with --init-from " + resume_dir);
       cfg.reset_layout();  // the job's layout, not the one the checkpoint was saved at

@@ -76,6 +76,7 @@ class ParamTable {
   ParamTable(const std::vector<ParamDecl>& decls, const Plan& plan, int tp_rank);
   const std::vector<ParamEntry>& entries() const { return entries_; }
   const ParamEntry& at(const std::string& name) const;  // throws on an unknown name
+  bool has(const std::string& name) const { return index_.count(name) != 0; }
   bool contains(const std::string& name) const { return index_.count(name) > 0; }
   int64_t total() const { return total_; }
 

@@ -17,6 +17,7 @@
 #include "core/files.h"
 #include "core/rng.h"
 #include "train/checkpoint_marker.h"
+#include "train/checkpoint_parts.h"
 #include "train/config.h"
 #include "train/hf_export.h"
 #include "train/safetensors.h"
@@ -131,6 +132,18 @@ void write_checkpoint(const std::string& dir, const CheckpointTensors& t, const 
     write_safetensors((tmp / "optimizer.safetensors").string(), moments);
   }
 
+  write_text(tmp / "trainer.json", trainer_json(st, config).dump(2) + "\n");
+  // Hugging Face's config.json beside the HF-named weights: from_pretrained(dir) reads the
+  // checkpoint itself (the tokenizer comes with `meshlm export`).
+  if (const std::optional<ModelConfig> m = model_of(config)) write_text(tmp / "config.json", hf_config(*m).dump(2) + "\n");
+
+  copy_tokenizer(tokenizer_file, tmp);
+  seal_checkpoint(tmp.string(), dir);
+}
+
+}  // namespace
+
+json trainer_json(const TrainerState& st, const json& config) {
   json trainer = {{"format_version", kCheckpointFormat},
                   {"step", st.step},
                   {"loader", {{"sequences", st.loader.sequences}, {"epoch", st.epoch}}},
@@ -138,17 +151,18 @@ void write_checkpoint(const std::string& dir, const CheckpointTensors& t, const 
                   {"config", config}};
   if (!st.precision.is_null()) trainer["precision"] = st.precision;
   if (!st.data.is_null()) trainer["data"] = st.data;
-  write_text(tmp / "trainer.json", trainer.dump(2) + "\n");
-  // Hugging Face's config.json beside the HF-named weights: from_pretrained(dir) reads the
-  // checkpoint itself (the tokenizer comes with `meshlm export`).
-  if (const std::optional<ModelConfig> m = model_of(config)) write_text(tmp / "config.json", hf_config(*m).dump(2) + "\n");
+  return trainer;
+}
 
-  if (!tokenizer_file.empty()) {
-    std::error_code ec;
-    fs::copy_file(tokenizer_file, tmp / tokenizer_file_name(tokenizer_file), ec);
-    MESHLM_CHECK(!ec, tokenizer_file + ": cannot copy into the checkpoint (" + ec.message() + ")");
-  }
+void copy_tokenizer(const std::string& tokenizer_file, const std::string& dir) {
+  if (tokenizer_file.empty()) return;
+  std::error_code ec;
+  fs::copy_file(tokenizer_file, fs::path(dir) / tokenizer_file_name(tokenizer_file), ec);
+  MESHLM_CHECK(!ec, tokenizer_file + ": cannot copy into the checkpoint (" + ec.message() + ")");
+}
 
+void seal_checkpoint(const std::string& tmp_dir, const std::string& dir) {
+  const fs::path tmp(tmp_dir), final_dir(dir);
   // COMPLETE covers every file of the directory (verify refuses any it does not list).
   json files = json::object();
   for (const std::string& name : checkpoint_files(tmp)) {
@@ -168,8 +182,6 @@ void write_checkpoint(const std::string& dir, const CheckpointTensors& t, const 
   fs::remove_all(old);
   fsync_path(final_dir.has_parent_path() ? final_dir.parent_path().string() : ".");
 }
-
-}  // namespace
 
 // A failed save (a full disk, an I/O error) leaves no partial directory behind: the previous
 // checkpoints are untouched, the error names the file.
@@ -332,6 +344,8 @@ void check_entry(const SafeTensorsFile& f, const std::string& name, const Shape&
 
 void verify_checkpoint_tensors(const std::string& dir, const ModelConfig& cfg, bool optimizer) {
   const ParamTable whole = param_table(cfg, Plan{}, 0, 0);
+  const json trainer = parse_trainer_json(read_file(fs::path(dir) / "trainer.json"), dir + "/trainer.json", kCheckpointFormat);
+  if (is_parts_checkpoint(trainer)) return PartsReader(dir, trainer).check(whole, optimizer);
   const SafeTensorsFile weights((fs::path(dir) / "model.safetensors").string());
   for (const ParamEntry& e : whole.entries()) check_entry(weights, e.name, e.hf_shape);
   if (optimizer) MomentReader(fs::path(dir), whole).check();
@@ -359,9 +373,35 @@ void upload_moments(const ParamEntry& e, const std::vector<float>& m, const std:
 
 }  // namespace
 
+namespace {
+
+// A parts checkpoint: each of this rank's tensors whole from the pieces, then its slice.
+void load_parts(const std::string& dir, const json& trainer, Model& model, AdamW* opt) {
+  const PartsReader parts(dir, trainer);
+  parts.check(param_table(model.config(), Plan{}, 0, 0), opt != nullptr);
+  std::vector<float> w, m, v, local, lm, lv;
+  for (const ParamEntry& e : model.table().entries()) {
+    const bool moments = opt && e.offset + e.numel() > opt->begin() && e.offset < opt->end();
+    parts.read(e.name, w, moments ? &m : nullptr, moments ? &v : nullptr);
+    take_slice(e, w, local);
+    model.backend().upload(model.param(e.name), local.data(), local.size() * 4);
+    if (!moments) continue;
+    take_slice(e, m, lm);
+    take_slice(e, v, lv);
+    upload_moments(e, lm, lv, *opt);
+  }
+  model.update_compute_weights();
+}
+
+}  // namespace
+
 json load_checkpoint(const std::string& dir, Model& model, AdamW* opt, const json* verified) {
   json trainer = verified ? *verified : verify_checkpoint(dir);
   MESHLM_CHECK(model.master_dtype() == DType::fp32, "checkpoints load into fp32 models only");
+  if (is_parts_checkpoint(trainer)) {
+    load_parts(dir, trainer, model, opt);
+    return trainer;
+  }
   const fs::path d(dir);
   const ParamTable whole = param_table(model.config(), Plan{}, 0, 0);
   SafeTensorsFile weights((d / "model.safetensors").string());

@@ -87,6 +87,13 @@ nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW* opt,
 
 std::string checkpoint_dir_name(int64_t step);  // "step_000020"
 
+// For the writers of a checkpoint (this file's and train/checkpoint_parts.h): trainer.json's
+// content; the tokenizer file copied in under its format's name; and the seal - COMPLETE over
+// every file of tmp_dir (sizes, SHA-256), fsync'ed, then tmp_dir renamed to dir.
+nlohmann::json trainer_json(const TrainerState& st, const nlohmann::json& config);
+void copy_tokenizer(const std::string& tokenizer_file, const std::string& dir);
+void seal_checkpoint(const std::string& tmp_dir, const std::string& dir);
+
 // The complete checkpoints (a COMPLETE marker; no .tmp) of a run directory, oldest step first.
 std::vector<std::string> run_checkpoints(const std::string& run_dir);
 // What --resume names: a checkpoint directory itself, or a run directory (its newest complete

@@ -54,9 +54,12 @@ CheckpointMarker parse_checkpoint_marker(const std::string& text, const std::str
   CheckpointMarker marker;
   marker.format = format_of(m, name, max_format);
   marker.files = m.contains("files") ? m["files"] : json();
-  MESHLM_CHECK(marker.files.is_object() && marker.files.contains("model.safetensors") &&
-                   marker.files.contains("trainer.json"),
-               name + ": marker does not list model.safetensors and trainer.json");
+  // The weights are model.safetensors (whole) or part.<r>-of-<W>.safetensors files (parts).
+  bool weights = marker.files.is_object() && marker.files.contains("model.safetensors");
+  if (marker.files.is_object())
+    for (auto it = marker.files.begin(); it != marker.files.end() && !weights; ++it) weights = it.key().rfind("part.", 0) == 0;
+  MESHLM_CHECK(weights && marker.files.contains("trainer.json"),
+               name + ": marker does not list the weights (model.safetensors or part.* files) and trainer.json");
   for (auto it = marker.files.begin(); it != marker.files.end(); ++it) {
     const std::string entry = name + " (" + it.key() + ")";
     MESHLM_CHECK(it.key().find('/') == std::string::npos && it.key() != "." && it.key() != "..",

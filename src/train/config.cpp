@@ -169,6 +169,8 @@ void TrainConfig::validate() const {
   MESHLM_CHECK(loss_scale >= 0, "loss_scale must be >= 0");
   MESHLM_CHECK(profile == 0 || profile == 1, "profile must be 0 or 1");
   MESHLM_CHECK(checkpoints == 0 || checkpoints == 1, "checkpoints must be 0 or 1");
+  MESHLM_CHECK(checkpoint_format == "whole" || checkpoint_format == "parts",
+               "checkpoint_format must be whole or parts, got '" + checkpoint_format + "'");
   MESHLM_CHECK(numerics_report >= 0 && inject_inf_at_step >= 0,
                "numerics_report and inject_inf_at_step must be >= 0");
   loss_scaler().validate();
@@ -322,6 +324,7 @@ const std::vector<ConfigKey>& config_keys() {
       BOOL_KEY(profile, "1: time every kernel call and print a per-kernel breakdown of a step at the end"),
       BOOL_KEY(checkpoints, "0: write no checkpoints at all (benchmarks); 1: at the end, every save_every steps and on Ctrl-C"),
       INT_KEY(inject_inf_at_step, "testing aid: plant an inf in one gradient at this step (0: never)"),
+      TEXT_KEY(checkpoint_format, "whole: rank 0 gathers and writes whole tensors (model.safetensors has Hugging Face's layout); parts: every rank writes its own slices in parallel, nothing gathered (loads at any layout; export consolidates)"),
       REAL_KEY(save_every_minutes, "also save a checkpoint when this many minutes passed since the last one (0: off)"),
       BOOL_KEY(allow_data_change, "1: --resume on data whose manifest.json differs from the checkpoint's (otherwise refused)"),
       REAL_KEY(watchdog, "seconds a rank may make no progress (a step, a collective) before the job ends naming it; scaled up to 20 step times; 0: off"),
@@ -385,7 +388,7 @@ std::string config_group(const std::string& key) {
       {"warmup_steps", "optimizer"}, {"lr_decay_steps", "optimizer"}, {"lr_schedule", "optimizer"},
       {"weight_decay", "optimizer"}, {"beta1", "optimizer"}, {"beta2", "optimizer"}, {"eps", "optimizer"},
       {"grad_clip", "optimizer"}, {"init_from", "model"}, {"vocab_resize", "model"}, {"seed", "model"},
-      {"save_every", "checkpoints"}, {"keep_last", "checkpoints"}, {"checkpoints", "checkpoints"},
+      {"save_every", "checkpoints"}, {"checkpoint_format", "checkpoints"}, {"keep_last", "checkpoints"}, {"checkpoints", "checkpoints"},
       {"save_every_minutes", "checkpoints"}, {"out", "checkpoints"}, {"eval_every", "logging"},
       {"eval_batches", "logging"}, {"log_every", "logging"}, {"tensorboard", "logging"}, {"plots", "logging"},
       {"sample_every", "logging"}, {"sample_tokens", "logging"}, {"sample_prompt", "logging"},

@@ -66,6 +66,7 @@ struct TrainConfig {
   int64_t inject_inf_at_step = 0;  // testing aid
   int64_t profile = 0;             // 1: per-kernel time breakdown
   int64_t checkpoints = 1;         // 0: write none (benchmarks)
+  std::string checkpoint_format = "whole";  // whole | parts (every rank writes its own, train/checkpoint_parts.h)
   double save_every_minutes = 0;   // > 0: also save when this much time passed since the last save
   int64_t allow_data_change = 0;   // 1: resume on data whose manifest differs from the checkpoint's
   double watchdog = 300;           // seconds without progress before a rank ends the job; 0: off

@@ -8,6 +8,7 @@
 #include "data/hf_tokenizer.h"
 #include "train/safetensors.h"
 #include "train/checkpoint.h"
+#include "train/checkpoint_parts.h"
 #include "train/trainer.h"
 
 namespace meshlm {
@@ -55,6 +56,22 @@ nlohmann::ordered_json hf_config(const ModelConfig& m, const std::string& dtype)
 }
 
 namespace {
+
+// A parts checkpoint's weights consolidated: a whole model loaded from the pieces, written in
+// Hugging Face's layout (what a whole checkpoint's model.safetensors holds).
+void consolidate(const std::string& checkpoint, const ModelConfig& m, const fs::path& dst, const std::string& dtype) {
+  auto be = make_backend("cpu");
+  Model model(m, *be);
+  load_checkpoint(checkpoint, model, nullptr);
+  std::vector<float> p(size_t(model.table().total()));
+  be->download(p.data(), model.params().data(), p.size() * 4);
+  std::vector<SafeTensorRef> refs;
+  for (const ParamEntry& e : model.table().entries()) refs.push_back({e.name, e.hf_shape, p.data() + e.offset});
+  const fs::path tmp = dst.string() + ".tmp";
+  write_safetensors(tmp.string(), refs, {{"format", "pt"}}, dtype == "bf16" ? "BF16" : "F32");
+  fsync_path(tmp.string());
+  fs::rename(tmp, dst);
+}
 
 // model.safetensors in the asked dtype: the checkpoint's file itself for fp32, else re-encoded.
 void write_weights(const std::string& checkpoint, const fs::path& dst, const std::string& dtype) {
@@ -119,7 +136,8 @@ ExportReport export_hugging_face(const std::string& checkpoint, const std::strin
   const nlohmann::ordered_json generation = {{"_from_model_config", true}, {"bos_token_id", config["bos_token_id"]},
                                              {"eos_token_id", config["eos_token_id"]}};
   write_file_atomic((out / "generation_config.json").string(), generation.dump(2) + "\n");
-  write_weights(checkpoint, out / "model.safetensors", dtype);
+  if (is_parts_checkpoint(trainer)) consolidate(checkpoint, m, out / "model.safetensors", dtype);
+  else write_weights(checkpoint, out / "model.safetensors", dtype);
   ExportReport r;
   r.files = {"config.json", "generation_config.json", "model.safetensors"};
   r.note = write_tokenizer(checkpoint, cfg, out, r.files);

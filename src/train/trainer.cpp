@@ -33,6 +33,7 @@
 #include "precision/policy.h"
 #include "train/checkpoint.h"
 #include "train/checkpointer.h"
+#include "train/checkpoint_parts.h"
 #include "train/eval.h"
 #include "train/grad_sync.h"
 #include "train/hf_import.h"
@@ -706,12 +707,17 @@ void Trainer::Impl::save(const char* why) {
   if (watchdog_) watchdog_->enter(Watchdog::Phase::save, "a checkpoint save", st_.step);
   long_wait_ = true;
   last_save_ = Clock::now();
-  sync_->gather_masters(model_);
   const std::string dir = (fs::path(cfg_.out) / checkpoint_dir_name(st_.step)).string();
   st_.precision = precision_state(prec_, fp8_.get(), scaler_);
-  checkpointer_.save(dir, st_, cfg_json_, tokenizer_file_);
+  const auto t0 = Clock::now();
+  if (cfg_.checkpoint_format == "parts") {  // every rank its own slices; nothing gathered
+    save_checkpoint_parts(dir, mesh_, model_, opt_, tied_copy_ && !model_.stage().first, st_, cfg_json_, tokenizer_file_);
+  } else {
+    sync_->gather_masters(model_);
+    checkpointer_.save(dir, st_, cfg_json_, tokenizer_file_);
+  }
   res_.checkpoint = dir;
-  log_.line("saved   " + dir + " (" + why + ")\n");
+  log_.line("saved   " + dir + " (" + why + ", " + fmt("%.2f", since(t0)) + " s)\n");
   if (mesh_.rank() == 0 && cfg_.keep_last > 0)
     for (const std::string& old : prune_checkpoints(cfg_.out, cfg_.keep_last))
       log_.line("removed " + old + " (keep_last " + std::to_string(cfg_.keep_last) + ")\n");
