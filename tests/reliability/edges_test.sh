@@ -137,7 +137,7 @@ print("\n".join(e["sha256"] + "  " + n for n, e in c["files"].items()))' | sha25
 
 # time-based saves: a checkpoint whenever 0.12 s passed since the last (besides the end's)
 "$MESHLM" train "${T[@]}" --data data --out timed --steps 2000 --save-every-minutes 0.002 > timed.log 2>&1
-[ "$(grep -c "(save_every_minutes)" timed.log)" -ge 1 ] && ok || { fail "--save-every-minutes saved nothing"; tail -2 timed.log; }
+[ "$(grep -c "(save_every_minutes, " timed.log)" -ge 1 ] && ok || { fail "--save-every-minutes saved nothing"; tail -2 timed.log; }
 
 # ---- 5: edges ----
 expect_error "threads" "more than 8 x" "$MESHLM" train "${T[@]}" --data data --out e1 --threads 100000
