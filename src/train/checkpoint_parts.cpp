@@ -88,6 +88,7 @@ PartsReader::PartsReader(const std::string& dir, const json& trainer) : dir_(dir
   apply_json(cfg, trainer.at("config"), dir + "/trainer.json");
   model_ = cfg.model();
   plan_ = cfg.plan();  // the saving layout
+  whole_ = std::make_unique<ParamTable>(param_table(model_, Plan{}, 0, 0));
   const int n = trainer["checkpoint"].value("parts", 0);
   MESHLM_CHECK(n > 0, dir + "/trainer.json: a parts checkpoint without a part count");
   for (int r = 0; r < n; r++) {
@@ -120,7 +121,7 @@ const ParamEntry& PartsReader::saved_entry(int pp_rank, int tp_rank, const std::
 
 void PartsReader::read(const std::string& name, std::vector<float>& w, std::vector<float>* m,
                        std::vector<float>* v) const {
-  const int64_t n = shape_numel(param_table(model_, Plan{}, 0, 0).at(name).shape);
+  const int64_t n = shape_numel(whole_->at(name).shape);
   for (auto* t : {&w, m, v})
     if (t) t->assign(size_t(n), 0.0f);
   std::vector<float> piece;

@@ -59,6 +59,7 @@ class PartsReader {
   ModelConfig model_;
   Plan plan_;
   std::vector<std::unique_ptr<Part>> parts_;
+  std::unique_ptr<ParamTable> whole_;  // the unsharded tensors' shapes
   mutable std::map<std::pair<int, int>, ParamTable> tables_;  // (pp, tp) -> the saving rank's table
 };
 
