@@ -7,9 +7,12 @@
 #             writes, the metrics rewrite): every step_* directory verifies, no progress is lost
 #             beyond one save interval, and the run resumed to its end equals the uninterrupted
 #             run bit for bit
+#   kill -9   of both ranks of a tp 2 job saving distributed checkpoints (checkpoint_format
+#   (parts)   parts, every rank writing its own part) at random moments: every step_* verifies, and
+#             the run resumed to its end consolidates to the uninterrupted run's bytes
 #   stall     SIGSTOP on one rank of two: the watchdog (3 s) ends the job naming that rank
-# short (make test): 12 + 4 signal trials, 4 kill rounds, one stall; long (make test-long): 160 + 40,
-# 100, three stalls. Prints the counts; exits non-zero on any failure.
+# short (make test): 12 + 4 signal trials, 4 + 3 kill rounds, one stall; long (make test-long):
+# 160 + 40, 100 + 30, three stalls. Prints the counts; exits non-zero on any failure.
 set -uo pipefail
 MESHLM="$(realpath "$1")"
 MPIRUN="$2"
@@ -35,7 +38,7 @@ passed=0
 failed=0
 ok() { passed=$((passed + 1)); }
 fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-if [ "$MODE" = long ]; then SIG1=160; SIGM=40; KILLS=100; STALLS=3; else SIG1=12; SIGM=4; KILLS=4; STALLS=1; fi
+if [ "$MODE" = long ]; then SIG1=160; SIGM=40; KILLS=100; PKILLS=30; STALLS=3; else SIG1=12; SIGM=4; KILLS=4; PKILLS=3; STALLS=1; fi
 SECONDS=0
 
 cd "$WORK"
@@ -143,6 +146,34 @@ lines = open(sys.argv[1]).read().split("\n")
 for l in lines[:-1]: json.loads(l)' k/metrics.jsonl || { fail "kill $i: metrics.jsonl has a broken line"; }
 done
 echo "kill -9: $kills kills ($in_save during a checkpoint write, $in_resume of a resume), $corrupt corrupt checkpoints accepted, $lost losses beyond one save interval, $inexact inexact resumes ($SECONDS s)"
+
+# ---- kill -9 of a multi-writer save: tp 2, every rank writing its part ----
+PSTEPS=8
+PFLAGS=(--config model.toml --data data --steps $PSTEPS --save-every 2 --tp 2 --checkpoint-format parts --eval-batches 0)
+final_export() {  # RUN OUT: the run's last checkpoint consolidated
+  "$MESHLM" export --checkpoint "$1/$(printf step_%06d $PSTEPS)" --out "$2" --overwrite >/dev/null 2>&1
+}
+( mpi_run 2 "$MESHLM" train "${PFLAGS[@]}" --out pref ) > pref.log 2>&1 && final_export pref pref.hf || fail "parts reference run"
+pcorrupt=0 pinexact=0 pin_save=0
+for i in $(seq "$PKILLS"); do
+  rm -rf pk
+  mpi_run 2 "$MESHLM" train "${PFLAGS[@]}" --out pk > pk.log 2>&1 &
+  launcher=$!
+  for _ in $(seq 200); do grep -q '"loss"' pk/metrics.jsonl 2>/dev/null && break; sleep 0.05; done
+  rand_sleep 0.0 0.6
+  pkill -KILL -P "$launcher"; wait "$launcher" 2>/dev/null
+  ls -d pk/step_*.tmp >/dev/null 2>&1 && pin_save=$((pin_save + 1))
+  for d in pk/step_??????; do
+    [ -d "$d" ] || continue
+    "$MESHLM" info --checkpoint "$d" >/dev/null 2>&1 || { pcorrupt=$((pcorrupt + 1)); fail "parts kill $i: $d does not verify"; }
+  done
+  latest=$(ls -d pk/step_?????? 2>/dev/null | tail -1)
+  if [ -n "$latest" ]; then ( mpi_run 2 "$MESHLM" train --resume "$latest" --tp 2 --steps $PSTEPS ) > pk.log 2>&1
+  else ( mpi_run 2 "$MESHLM" train "${PFLAGS[@]}" --out pk --overwrite ) > pk.log 2>&1; fi
+  if final_export pk pk.hf && cmp -s pk.hf/model.safetensors pref.hf/model.safetensors; then ok
+  else pinexact=$((pinexact + 1)); fail "parts kill $i (resumed from ${latest:-nothing}): differs from the uninterrupted run: $(tail -1 pk.log)"; fi
+done
+echo "kill -9 of multi-writer saves (tp 2, parts): $PKILLS rounds ($pin_save during a save), $pcorrupt corrupt checkpoints accepted, $pinexact inexact resumes ($SECONDS s)"
 
 # ---- a stalled rank ----
 for i in $(seq "$STALLS"); do
