@@ -92,7 +92,8 @@ std::string checkpoint_dir_name(int64_t step);  // "step_000020"
 // every file of tmp_dir (sizes, SHA-256), fsync'ed, then tmp_dir renamed to dir.
 nlohmann::json trainer_json(const TrainerState& st, const nlohmann::json& config);
 void copy_tokenizer(const std::string& tokenizer_file, const std::string& dir);
-void seal_checkpoint(const std::string& tmp_dir, const std::string& dir);
+// `known`: {file: {"bytes", "sha256"}} already computed by the files' writers (not re-read).
+void seal_checkpoint(const std::string& tmp_dir, const std::string& dir, const nlohmann::json& known = nlohmann::json::object());
 
 // The complete checkpoints (a COMPLETE marker; no .tmp) of a run directory, oldest step first.
 std::vector<std::string> run_checkpoints(const std::string& run_dir);

@@ -1,7 +1,10 @@
 #include "train/checkpoint_parts.h"
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
+#include "core/checksum.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "train/config.h"
@@ -15,6 +18,15 @@ namespace {
 
 std::string part_name(int rank, int world) {
   return "part." + std::to_string(rank) + "-of-" + std::to_string(world) + ".safetensors";
+}
+
+// Beside <dir>.tmp, not in it: the writers' sums of their parts while a save is under way.
+fs::path sums_dir(const fs::path& tmp) { return tmp.string() + ".sums"; }
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  MESHLM_CHECK(in, p.string() + ": cannot read (a rank's part sum)");
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 std::vector<float> download(Backend& be, const void* src, int64_t n) {
@@ -60,17 +72,31 @@ void save_checkpoint_parts(const std::string& dir, Mesh& mesh, Model& model, Ada
   // a barrier every rank reaches only with its part on disk.
   if (lead) {
     fs::remove_all(tmp);
+    fs::remove_all(sums_dir(tmp));
     fs::create_directories(tmp);
+    fs::create_directories(sums_dir(tmp));
   }
   world.barrier();
-  write_part(tmp / part_name(world.rank(), world.size()), mesh, model, opt, tied_copy);
+  // Each rank hashes its own part as it is written (in parallel) and leaves the sum beside it,
+  // in the shared directory, for rank 0's COMPLETE; the sums are not part of the checkpoint.
+  const std::string mine = part_name(world.rank(), world.size());
+  write_part(tmp / mine, mesh, model, opt, tied_copy);
+  size_t bytes = 0;
+  const std::string sha = sha256_file((tmp / mine).string(), &bytes);
+  write_file_atomic((sums_dir(tmp) / (mine + ".sum")).string(), json{{"bytes", bytes}, {"sha256", sha}}.dump());
   world.barrier();
   if (!lead) return;
+  json known = json::object();
+  for (int r = 0; r < world.size(); r++) {
+    const std::string name = part_name(r, world.size());
+    known[name] = json::parse(read_text(sums_dir(tmp) / (name + ".sum")));
+  }
+  fs::remove_all(sums_dir(tmp));
   json trainer = trainer_json(st, config);
   trainer["checkpoint"] = {{"format", "parts"}, {"parts", world.size()}};
   write_file_atomic((tmp / "trainer.json").string(), trainer.dump(2) + "\n");
   copy_tokenizer(tokenizer_file, tmp.string());
-  seal_checkpoint(tmp.string(), dir);
+  seal_checkpoint(tmp.string(), dir, known);
 }
 
 bool is_parts_checkpoint(const json& trainer) {

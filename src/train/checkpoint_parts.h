@@ -8,7 +8,8 @@
 //                                 tp_rank and the ranges, {"<name>": [lo, hi], ...}
 //   trainer.json                  as for whole checkpoints, plus "checkpoint": {"format":
 //                                 "parts", "parts": W}; its config holds the saving layout
-//   COMPLETE                      written last, by rank 0, after every part is on disk
+//   COMPLETE                      written last, by rank 0, after every part is on disk, from the
+//                                 sizes and SHA-256 sums each rank computed of its own part
 //
 // Who writes what: a ZeRO-1 rank its shard [begin, end) of its stage's flat buffers (masters
 // and moments: no gather of the masters either); otherwise data-parallel rank 0. Of a tensor
