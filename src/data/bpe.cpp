@@ -19,39 +19,6 @@ namespace {
 
 constexpr size_t kMaxTokenBytes = 1024;  // GPT-2's longest token is 128 bytes
 
-// GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the other 68 bytes to
-// code points 256, 257, ... in byte order. encoder.json spells every token this way.
-std::vector<int32_t> gpt2_byte_of_codepoint() {
-  std::vector<int32_t> byte_of(512, -1);
-  int32_t next = 256;
-  for (int b = 0; b < 256; b++) {
-    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-    byte_of[size_t(printable ? b : next++)] = b;
-  }
-  return byte_of;
-}
-
-// Decodes one encoder.json key (UTF-8 of code points < 512) into the token's bytes.
-bool gpt2_key_bytes(const std::string& key, const std::vector<int32_t>& byte_of, std::string& out) {
-  out.clear();
-  for (size_t i = 0; i < key.size();) {
-    const unsigned char c = key[i];
-    uint32_t cp;
-    if (c < 0x80) {
-      cp = c;
-      i += 1;
-    } else if ((c & 0xE0) == 0xC0 && i + 1 < key.size()) {
-      cp = ((c & 0x1Fu) << 6) | (static_cast<unsigned char>(key[i + 1]) & 0x3Fu);
-      i += 2;
-    } else {
-      return false;
-    }
-    if (cp >= byte_of.size() || byte_of[cp] < 0) return false;
-    out += char(byte_of[cp]);
-  }
-  return true;
-}
-
 json parse_json_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   MESHLM_CHECK(in, path + ": cannot open tokenizer file");
@@ -102,7 +69,7 @@ BpeTokenizer BpeTokenizer::load_gpt2(const std::string& dir) {
       t.tokens_[size_t(id)] = it.key();
       continue;
     }
-    MESHLM_CHECK(gpt2_key_bytes(it.key(), byte_of, bytes),
+    MESHLM_CHECK(gpt2_unspell(it.key(), byte_of, bytes),
                  enc_path + ": token '" + it.key() + "' is not in GPT-2's byte alphabet");
     t.tokens_[size_t(id)] = bytes;
   }

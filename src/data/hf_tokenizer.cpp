@@ -25,8 +25,18 @@ std::vector<uint32_t> codepoint_of_byte() {
   return cp;
 }
 
-// A token's bytes in the byte alphabet, as UTF-8 (every code point is below 0x800).
-std::string spell(const std::string& bytes, const std::vector<uint32_t>& cp_of) {
+}  // namespace
+
+std::vector<int32_t> gpt2_byte_of_codepoint() {
+  std::vector<int32_t> byte_of(512, -1);
+  const std::vector<uint32_t> cp = codepoint_of_byte();
+  for (int b = 0; b < 256; b++) byte_of[cp[size_t(b)]] = b;
+  return byte_of;
+}
+
+// Every code point is below 0x800: one or two bytes of UTF-8.
+std::string gpt2_spell(const std::string& bytes) {
+  static const std::vector<uint32_t> cp_of = codepoint_of_byte();
   std::string s;
   for (unsigned char c : bytes) {
     const uint32_t cp = cp_of[c];
@@ -40,8 +50,7 @@ std::string spell(const std::string& bytes, const std::vector<uint32_t>& cp_of) 
   return s;
 }
 
-// The inverse: false when the text is not in the byte alphabet.
-bool unspell(const std::string& text, const std::vector<int32_t>& byte_of, std::string& out) {
+bool gpt2_unspell(const std::string& text, const std::vector<int32_t>& byte_of, std::string& out) {
   out.clear();
   for (size_t i = 0; i < text.size();) {
     const unsigned char c = text[i];
@@ -61,12 +70,7 @@ bool unspell(const std::string& text, const std::vector<int32_t>& byte_of, std::
   return true;
 }
 
-std::vector<int32_t> byte_of_codepoint() {
-  std::vector<int32_t> byte_of(512, -1);
-  const std::vector<uint32_t> cp = codepoint_of_byte();
-  for (int b = 0; b < 256; b++) byte_of[cp[size_t(b)]] = b;
-  return byte_of;
-}
+namespace {
 
 ordered_json byte_level(bool use_regex) {
   return {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", use_regex}};
@@ -104,9 +108,8 @@ std::string read_pattern(const json& pre, const std::string& name) {
 bool is_hf_tokenizer_json(const json& j) { return j.is_object() && j.contains("model") && j["model"].is_object(); }
 
 ordered_json hf_tokenizer_json(const BpeTokenizer& tok) {
-  const std::vector<uint32_t> cp = codepoint_of_byte();
   ordered_json vocab = ordered_json::object();
-  for (int32_t id = 0; id < tok.first_special(); id++) vocab[spell(tok.token_bytes(id), cp)] = id;
+  for (int32_t id = 0; id < tok.first_special(); id++) vocab[gpt2_spell(tok.token_bytes(id))] = id;
   ordered_json added = ordered_json::array();
   for (int32_t id = tok.first_special(); id < int32_t(tok.vocab_size()); id++) {
     vocab[tok.token_bytes(id)] = id;
@@ -114,7 +117,7 @@ ordered_json hf_tokenizer_json(const BpeTokenizer& tok) {
                      {"rstrip", false}, {"normalized", false}, {"special", true}});
   }
   ordered_json merges = ordered_json::array();
-  for (const auto& [a, b] : tok.merges()) merges.push_back(spell(tok.token_bytes(a), cp) + " " + spell(tok.token_bytes(b), cp));
+  for (const auto& [a, b] : tok.merges()) merges.push_back(gpt2_spell(tok.token_bytes(a)) + " " + gpt2_spell(tok.token_bytes(b)));
   ordered_json model = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
                         {"continuing_subword_prefix", ""}, {"end_of_word_suffix", ""}, {"fuse_unk", false},
                         {"byte_fallback", false}, {"ignore_merges", true}, {"vocab", vocab}, {"merges", merges}};
@@ -135,7 +138,7 @@ void read_model(const json& model, const json& added, const std::string& name, s
                name + ": a continuing_subword_prefix is not byte-level BPE");
   MESHLM_CHECK(!model.value("byte_fallback", false), name + ": byte_fallback (SentencePiece-style) is not byte-level BPE");
   MESHLM_CHECK(model.contains("vocab") && model["vocab"].is_object(), name + ": model.vocab missing");
-  const std::vector<int32_t> byte_of = byte_of_codepoint();
+  const std::vector<int32_t> byte_of = gpt2_byte_of_codepoint();
   std::map<int64_t, std::string> by_id;
   std::map<std::string, int64_t> specials;  // content -> id
   for (const auto& a : added) {
@@ -151,7 +154,7 @@ void read_model(const json& model, const json& added, const std::string& name, s
       MESHLM_CHECK(s->second == id, name + ": '" + it.key() + "' has two ids");
       continue;
     }
-    MESHLM_CHECK(unspell(it.key(), byte_of, bytes), name + ": token '" + it.key() + "' is not in the byte-level alphabet");
+    MESHLM_CHECK(gpt2_unspell(it.key(), byte_of, bytes), name + ": token '" + it.key() + "' is not in the byte-level alphabet");
     MESHLM_CHECK(by_id.emplace(id, bytes).second, name + ": id " + std::to_string(id) + " is used twice");
   }
   MESHLM_CHECK(!by_id.empty() && by_id.begin()->first == 0 && by_id.rbegin()->first == int64_t(by_id.size()) - 1,
@@ -177,7 +180,7 @@ void read_model(const json& model, const json& added, const std::string& name, s
       l = m.at(0).get<std::string>();
       r = m.at(1).get<std::string>();
     }
-    MESHLM_CHECK(unspell(l, byte_of, left) && unspell(r, byte_of, right) && id_of.count(left) && id_of.count(right),
+    MESHLM_CHECK(gpt2_unspell(l, byte_of, left) && gpt2_unspell(r, byte_of, right) && id_of.count(left) && id_of.count(right),
                  name + ": merge '" + l + " " + r + "' names a token outside the vocabulary");
     merges.emplace_back(id_of[left], id_of[right]);
   }

@@ -12,7 +12,9 @@
 // rule), which HF's merge priority then agrees with (true of GPT-2's and Llama 3's files).
 // Anything else is refused by name rather than read into a tokenizer that encodes otherwise.
 #pragma once
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +28,13 @@ nlohmann::ordered_json hf_tokenizer_json(const BpeTokenizer& tok);
 // Reads a tokenizer.json; `name` labels errors (the path).
 BpeTokenizer parse_hf_tokenizer(const std::string& text, const std::string& name);
 BpeTokenizer load_hf_tokenizer(const std::string& path);
+// GPT-2's byte alphabet (bytes_to_unicode), in which encoder.json, vocab.bpe and tokenizer.json
+// spell tokens: printable Latin-1 bytes as themselves, the other 68 as code points 256, 257, ...
+std::vector<int32_t> gpt2_byte_of_codepoint();      // code point (< 512) -> byte, or -1
+std::string gpt2_spell(const std::string& bytes);   // a token's bytes as their spelling (UTF-8)
+// The bytes a spelling stands for; false when the text is not in the alphabet.
+bool gpt2_unspell(const std::string& text, const std::vector<int32_t>& byte_of, std::string& out);
+
 // True when the JSON text is a Hugging Face tokenizer.json (it has "model"), not meshlm's file.
 bool is_hf_tokenizer_json(const nlohmann::json& j);
 

@@ -122,6 +122,8 @@ size_t safe_cut(const char* text, size_t n) {
   return 0;
 }
 
+namespace {
+
 bool is_jsonl(const std::string& path) {
   const std::string ext = fs::path(path).extension().string();
   return ext == ".jsonl" || ext == ".ndjson";
@@ -173,13 +175,26 @@ int64_t add_jsonl(const std::string& path, const std::string& key, std::vector<s
   return documents;
 }
 
-PrepareResult prepare_shards(const PrepareOptions& opt) {
+void check_options(const PrepareOptions& opt) {
   MESHLM_CHECK(!opt.inputs.empty(), "--input: no input files given");
   MESHLM_CHECK(!opt.output.empty(), "--output: no output directory given");
   MESHLM_CHECK(opt.val_fraction >= 0 && opt.val_fraction < 1,
                "--val-fraction must be in [0, 1) (got " + std::to_string(opt.val_fraction) + ")");
   MESHLM_CHECK(opt.shard_tokens > 0, "--shard-tokens must be positive");
   MESHLM_CHECK(opt.chunk_bytes > 0, "prepare: chunk_bytes must be positive");
+}
+
+// The output directory, created, without the stale shards of an earlier run.
+void clear_old_shards(const std::string& dir) {
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".bin") fs::remove(e.path());
+}
+
+}  // namespace
+
+PrepareResult prepare_shards(const PrepareOptions& opt) {
+  check_options(opt);
   const std::vector<std::string> files = expand_inputs(opt.inputs);
   MESHLM_CHECK(!files.empty(), "--input: the directories hold no files");
   int64_t total_bytes = 0;
@@ -193,9 +208,7 @@ PrepareResult prepare_shards(const PrepareOptions& opt) {
   const int64_t vocab = toks[0]->vocab_size();
   const int32_t eot = toks[0]->eot_id();
 
-  fs::create_directories(opt.output);
-  for (const auto& e : fs::directory_iterator(opt.output))  // stale shards of an earlier run
-    if (e.path().extension() == ".bin") fs::remove(e.path());
+  clear_old_shards(opt.output);
   ShardSink train(opt.output, "train", opt.shard_tokens, vocab), val(opt.output, "val", opt.shard_tokens, vocab);
   const int64_t split_byte = total_bytes - int64_t(double(total_bytes) * opt.val_fraction);
   int64_t done = 0;
@@ -279,9 +292,7 @@ PrepareResult convert_headerless_tokens(const std::vector<std::string>& files, c
                                         const std::string& output) {
   MESHLM_CHECK(!files.empty(), "--headerless: no files");
   const BpeTokenizer tok = load_tokenizer(tokenizer);
-  fs::create_directories(output);
-  for (const auto& e : fs::directory_iterator(output))
-    if (e.path().extension() == ".bin") fs::remove(e.path());
+  clear_old_shards(output);
   const int64_t per_shard = 100'000'000;
   ShardSink train(output, "train", per_shard, tok.vocab_size()), val(output, "val", per_shard, tok.vocab_size());
   int64_t bytes = 0;

@@ -11,25 +11,8 @@ set -uo pipefail
 MESHLM="$1"
 ROOT="$2"
 MPIRUN="${3:-}"
-WORK="$(mktemp -d /tmp/meshlm_eco.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
+source "$(dirname "$0")/helpers.sh" eco
 export OMP_NUM_THREADS=1
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-expect_ok() {
-  local name="$1"; shift
-  if "$@" >"$WORK/out" 2>"$WORK/err"; then ok; else fail "$name: exit $?"; cat "$WORK/err" "$WORK/out" | tail -5; fi
-}
-expect_error() {
-  local name="$1" pattern="$2"; shift 2
-  if "$@" >"$WORK/out" 2>"$WORK/err"; then fail "$name: succeeded, expected an error"; return; fi
-  local lines; lines=$(grep -c . "$WORK/err")
-  if [ "$lines" -ne 1 ]; then fail "$name: error is $lines lines:"; cat "$WORK/err"; return; fi
-  if ! grep -q -- "$pattern" "$WORK/err"; then fail "$name: error lacks '$pattern':"; cat "$WORK/err"; return; fi
-  ok
-}
 config_value() { /usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['config'][sys.argv[2]])" "$1" "$2"; }
 
 head -c 60000 "$ROOT/data/tinyshakespeare.txt" > "$WORK/small.txt"

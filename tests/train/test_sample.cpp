@@ -9,21 +9,18 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "model/model.h"
+#include "support/fixtures.h"
 #include "train/sample.h"
 
 using namespace meshlm;
 
 namespace {
 
+// The test support's small models (L2 H4 C32; Llama with 2 kv heads), a 24-position context.
 ModelConfig small(const std::string& arch) {
-  ModelConfig m;
-  m.arch = arch;
-  m.n_layer = 2;
-  m.n_head = 4;
-  m.n_embd = 64;
+  ModelConfig m = arch == "llama" ? test::llama_model(2, 2) : test::sharded_model(2);
   m.vocab_size = 97;
   m.max_seq_len = 24;
-  if (arch == "llama") m.n_kv_head = 2;
   return m;
 }
 
