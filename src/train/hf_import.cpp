@@ -162,17 +162,19 @@ ImportReport import_hf_weights(const std::string& path, Model& model, bool resiz
     const std::string fname = file_name_of(f, e.name);
     used.insert(fname);
     dtypes.insert(f.entry(fname).dtype);
-    const bool vocab = we.hf_shape != we.shape || (we.hf_shape.size() == 2 && we.hf_shape[0] == model.config().vocab_size &&
-                                                   f.entry(fname).shape.size() == 2 && f.entry(fname).shape[0] != we.hf_shape[0]);
-    // The model's current values (its initialization) under what the file does not cover.
-    w.assign(size_t(we.numel()), 0.0f);
+    // A vocabulary matrix (wte, an untied lm_head: V rows of Vp stored) whose file rows differ:
+    // padding dropped, or a resize; rows the file lacks keep the model's initialization.
+    const bool vocab = we.hf_shape.size() == 2 && we.hf_shape[0] == model.config().vocab_size &&
+                       we.shape[0] == model.config().padded_vocab_size();
+    const Shape& file_shape = f.entry(fname).shape;
+    w.assign(size_t(we.numel()), 0.0f);  // padded vocabulary rows stay zero
     local.resize(size_t(e.numel()));
-    model.backend().download(local.data(), model.param(e.name), local.size() * 4);
-    e.for_each_run([&](int64_t l, int64_t g, int64_t n) { std::copy(local.begin() + l, local.begin() + l + n, w.begin() + g); });
-    if (vocab) {
+    if (vocab && file_shape != we.hf_shape) {
       const int64_t rows = vocab_rows(f, fname, we, resize_vocab, r), C = we.hf_shape[1];
-      std::vector<float> all(size_t(shape_numel(f.entry(fname).shape)));
-      f.read_as_f32(fname, f.entry(fname).shape, all.data());
+      model.backend().download(local.data(), model.param(e.name), local.size() * 4);
+      e.for_each_run([&](int64_t l, int64_t g, int64_t n) { std::copy(local.begin() + l, local.begin() + l + n, w.begin() + g); });
+      std::vector<float> all(size_t(shape_numel(file_shape)));
+      f.read_as_f32(fname, file_shape, all.data());
       std::copy(all.begin(), all.begin() + rows * C, w.begin());
     } else {
       f.read_as_f32(fname, we.hf_shape, w.data());

@@ -71,7 +71,8 @@ double current_rss_mib() {
 // The tokenizer of this run: the resumed checkpoint's own file, the config's, or the data
 // manifest's; "" when none is known (shards from elsewhere without a manifest).
 std::string resolve_tokenizer(const TrainConfig& cfg, const std::string& resume_dir) {
-  if (!resume_dir.empty() && !tokenizer_file_in(resume_dir).empty()) return tokenizer_file_in(resume_dir);
+  const std::string own = resume_dir.empty() ? "" : tokenizer_file_in(resume_dir);
+  if (!own.empty()) return own;
   if (!cfg.tokenizer.empty()) return cfg.tokenizer;
   const fs::path manifest = fs::path(cfg.data) / "manifest.json";
   if (!fs::exists(manifest)) return "";
