@@ -1,5 +1,7 @@
 #include "model/layer.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace meshlm {
@@ -62,22 +64,79 @@ namespace {
 DType master_of(DType compute) { return compute == DType::fp64 ? DType::fp64 : DType::fp32; }
 }  // namespace
 
-Weights::Weights(ParamTable table, Backend& be, DType compute)
+Weights::Weights(ParamTable table, Backend& be, DType compute, const WeightResidency& r)
     : table_(std::move(table)),
+      be_(be),
       dt_(compute),
       esz_(dtype_size(compute)),
       master_esz_(dtype_size(master_of(compute))),
-      params_({table_.total()}, master_of(compute), be),
-      grads_({table_.total()}, master_of(compute), be) {
-  if (compute != master_of(compute)) compute_ = Tensor({table_.total()}, compute, be);
+      res_(r) {
+  if (res_.end < 0) res_ = WeightResidency{0, table_.total(), r.shard_masters, r.window_weights, r.window_grads};
+  allocate();
+}
+
+void Weights::allocate() {
+  const int64_t P = table_.total();
+  const DType master = master_of(dt_);
+  MESHLM_CHECK(0 <= res_.begin && res_.begin <= res_.end && res_.end <= P, "weights: bad shard range");
+  MESHLM_CHECK(!res_.window_weights || res_.shard_masters, "weights: gathered windows need sharded masters");
+  MESHLM_CHECK(!res_.shard_masters || dt_ != master || res_.window_weights,
+               "weights: sharded masters in the compute dtype leave the layers nothing whole to read");
+  const int64_t shard = res_.end - res_.begin;
+  params_ = Tensor({res_.shard_masters ? shard : P}, master, be_);
+  grads_ = Tensor({res_.window_grads ? shard : P}, master, be_);
+  if (dt_ != master) compute_ = Tensor({res_.window_weights ? shard : P}, dt_, be_);
+}
+
+void* Weights::at(Tensor& t, int64_t base, int64_t off, size_t esz, const char* what) {
+  MESHLM_CHECK(off >= base && off <= base + t.numel(),
+               std::string("weights: element ") + std::to_string(off) + " of the " + what + " is not stored on this rank");
+  return static_cast<char*>(t.data()) + size_t(off - base) * esz;
+}
+
+void* Weights::master_at(int64_t off) { return at(params_, master_begin(), off, master_esz_, "masters"); }
+void* Weights::grad_at(int64_t off) { return at(grads_, grad_begin(), off, master_esz_, "gradients"); }
+void* Weights::compute_at(int64_t off) {
+  if (dt_ == params_.dtype()) return master_at(off);
+  return at(compute_, res_.window_weights ? res_.begin : 0, off, esz_, "compute weights");
+}
+
+void Weights::map(View v, int64_t lo, int64_t hi, void* data) {
+  auto& ws = windows_[int(v)];
+  auto it = std::lower_bound(ws.begin(), ws.end(), lo, [](const Window& w, int64_t x) { return w.lo < x; });
+  MESHLM_CHECK((it == ws.end() || it->lo >= hi) && (it == ws.begin() || std::prev(it)->hi <= lo),
+               "weights: overlapping windows");
+  ws.insert(it, Window{lo, hi, data});
+}
+
+void Weights::unmap(View v, int64_t lo) {
+  auto& ws = windows_[int(v)];
+  auto it = std::find_if(ws.begin(), ws.end(), [&](const Window& w) { return w.lo == lo; });
+  MESHLM_CHECK(it != ws.end(), "weights: no window at " + std::to_string(lo));
+  ws.erase(it);
+}
+
+void* Weights::windowed(View v, const ParamEntry& e) const {
+  const auto& ws = windows_[int(v)];
+  auto it = std::upper_bound(ws.begin(), ws.end(), e.offset, [](int64_t x, const Window& w) { return x < w.lo; });
+  MESHLM_CHECK(it != ws.begin() && std::prev(it)->hi >= e.offset + e.numel(),
+               e.name + (v == View::weights ? ": its weights are not gathered" : ": no gradient window is open") +
+                   " (a unit ran outside the data-parallel strategy's hooks)");
+  --it;
+  const size_t esz = v == View::weights ? esz_ : master_esz_;
+  return static_cast<char*>(it->data) + size_t(e.offset - it->lo) * esz;
 }
 
 const void* Weights::weight(const ParamEntry& e) const {
+  if (res_.window_weights) return windowed(View::weights, e);
   if (dt_ == params_.dtype()) return static_cast<const char*>(params_.data()) + size_t(e.offset) * master_esz_;
   return static_cast<const char*>(compute_.data()) + size_t(e.offset) * esz_;
 }
 
-void* Weights::grad(const ParamEntry& e) { return static_cast<char*>(grads_.data()) + size_t(e.offset) * master_esz_; }
-void* Weights::param(const ParamEntry& e) { return static_cast<char*>(params_.data()) + size_t(e.offset) * master_esz_; }
+void* Weights::grad(const ParamEntry& e) {
+  if (res_.window_grads) return windowed(View::grads, e);
+  return static_cast<char*>(grads_.data()) + size_t(e.offset) * master_esz_;
+}
+void* Weights::param(const ParamEntry& e) { return master_at(e.offset); }
 
 }  // namespace meshlm

@@ -98,31 +98,68 @@ class Activations {
 
 // ---- weights ----
 
+// What of the flat buffers this rank stores (ZeRO-2 and ZeRO-3, train/zero_sync.h). By default
+// every buffer is whole. A sharded buffer holds only the elements [begin, end) (this rank's
+// data-parallel shard); a windowed one is what the layers read or accumulate into only through
+// windows that the strategy maps as units need them (gathered weights, gradient buffers
+// reduce-scattered as units finish), and a layer touching a parameter outside every window is
+// an error naming it.
+struct WeightResidency {
+  int64_t begin = 0, end = -1;  // the shard (end < 0: the whole table)
+  bool shard_masters = false;   // masters (and the 16-bit copy) stored as the shard only
+  bool window_weights = false;  // ZeRO-3: the layers read gathered windows
+  bool window_grads = false;    // ZeRO-2/3: gradients stored as the shard; layers write windows
+};
+
 // This rank's parameters: fp32 master weights (fp64 on the double-precision oracle) and
 // gradients as flat buffers laid out by the table, and the 16-bit compute copy the kernels
-// read when the compute dtype is bf16 or fp16 (else the masters themselves).
+// read when the compute dtype is bf16 or fp16 (else the masters themselves). Offsets are the
+// table's (flat-buffer coordinates) whatever is stored.
 class Weights {
  public:
-  Weights(ParamTable table, Backend& be, DType compute);
+  Weights(ParamTable table, Backend& be, DType compute, const WeightResidency& r = {});
   const ParamTable& table() const { return table_; }
   DType compute_dtype() const { return dt_; }
   DType master_dtype() const { return params_.dtype(); }
-  Tensor& params() { return params_; }
-  Tensor& grads() { return grads_; }
+  const WeightResidency& residency() const { return res_; }
+  Tensor& params() { return params_; }  // the stored masters: whole, or the shard
+  Tensor& grads() { return grads_; }    // the stored gradients: whole, or the shard
   const Tensor& params() const { return params_; }
   const Tensor& grads() const { return grads_; }
   Tensor& compute_copy() { return compute_; }  // only meaningful with a 16-bit compute dtype
-  // Pointers into the buffers, by parameter (entry offset).
+  // The stored element at flat offset `off` of each buffer (inside the shard when sharded).
+  void* master_at(int64_t off);
+  void* grad_at(int64_t off);
+  void* compute_at(int64_t off);  // the 16-bit copy (the masters when compute is the master dtype)
+  int64_t master_begin() const { return res_.shard_masters ? res_.begin : 0; }
+  int64_t master_end() const { return res_.shard_masters ? res_.end : table_.total(); }
+  int64_t grad_begin() const { return res_.window_grads ? res_.begin : 0; }
+  // Pointers into the buffers, by parameter (entry offset), as the layers see them.
   const void* weight(const ParamEntry& e) const;  // compute dtype
   void* grad(const ParamEntry& e);                 // master dtype
-  void* param(const ParamEntry& e);                // master dtype
+  void* param(const ParamEntry& e);                // master dtype (stored: whole or in the shard)
   const ParamEntry& entry(const std::string& name) const { return table_.at(name); }
+  // Windows: the layers see flat elements [lo, hi) of the weights (compute dtype) or of the
+  // gradients (master dtype) at `data` until unmapped.
+  enum class View { weights, grads };
+  void map(View v, int64_t lo, int64_t hi, void* data);
+  void unmap(View v, int64_t lo);
 
  private:
+  struct Window {
+    int64_t lo, hi;
+    void* data;
+  };
+  void* windowed(View v, const ParamEntry& e) const;
+  void allocate();
+  static void* at(Tensor& t, int64_t base, int64_t off, size_t esz, const char* what);
   ParamTable table_;
+  Backend& be_;
   DType dt_;
   size_t esz_, master_esz_;
+  WeightResidency res_;
   Tensor params_, grads_, compute_;
+  std::vector<Window> windows_[2];  // by View, sorted by lo
 };
 
 // ---- the context of a forward or backward ----

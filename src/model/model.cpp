@@ -44,7 +44,7 @@ std::vector<ParamDecl> declarations(const DecoderUnits& u) {
 }  // namespace
 
 Model::Model(const ModelConfig& cfg, Backend& backend, DType compute, const Plan& plan, Communicator* tp,
-             int pp_rank)
+             int pp_rank, const WeightResidency& residency)
     : cfg_(cfg),
       plan_(checked_plan(plan, tp)),
       stage_(plan_.stage(pp_rank)),
@@ -52,7 +52,7 @@ Model::Model(const ModelConfig& cfg, Backend& backend, DType compute, const Plan
       dt_(checked_compute(compute, backend)),
       tp_(tp, backend, compute),
       units_(decoder_units(cfg, stage_, plan_.mesh.tp)),
-      w_(ParamTable(declarations(units_), plan_, tp ? tp->rank() : 0), backend, compute) {
+      w_(ParamTable(declarations(units_), plan_, tp ? tp->rank() : 0), backend, compute, residency) {
   if (stage_.n_layers < 0) stage_.n_layers = cfg.n_layer - stage_.first_layer;
   for (Unit* u : units()) u->bind(w_.table());
 }
@@ -81,32 +81,78 @@ int64_t Model::first_offset(const Unit& u) const {
 }
 
 void Model::init(uint64_t seed) {
-  Tensor host({w_.table().total()}, master_dtype());  // drawn on the host, then uploaded
-  init_params(w_.table(), seed, host.view());
+  Tensor host({params().numel()}, master_dtype());  // drawn on the host (the stored part), then uploaded
+  init_params(w_.table(), seed, host.view(), w_.master_begin());
   be_.upload(params().data(), host.data(), host.nbytes());
   update_compute_weights();
+}
+
+void Model::set_master(const ParamEntry& e, const float* local) {
+  const int64_t lo = std::max(e.offset, w_.master_begin()), hi = std::min(e.offset + e.numel(), w_.master_end());
+  if (lo < hi) be_.upload(master_at(lo), local + (lo - e.offset), size_t(hi - lo) * 4);
+}
+
+void Model::get_master(const ParamEntry& e, float* local) {
+  const int64_t lo = std::max(e.offset, w_.master_begin()), hi = std::min(e.offset + e.numel(), w_.master_end());
+  if (lo < hi) be_.download(local + (lo - e.offset), master_at(lo), size_t(hi - lo) * 4);
+}
+
+std::vector<Model::UnitSpan> Model::unit_spans() const {
+  const int64_t tied = tied_elems();
+  std::vector<UnitSpan> spans;
+  for (Unit* u : units()) {
+    UnitSpan s{u->name(), w_.table().total(), 0};
+    for (const ParamEntry& e : w_.table().entries())
+      if (e.group == u->name() && !(tied > 0 && e.offset < tied)) {
+        s.lo = std::min(s.lo, e.offset);
+        s.hi = std::max(s.hi, e.offset + e.numel());
+      }
+    if (s.lo >= s.hi) s.lo = s.hi = spans.empty() ? tied : spans.back().hi;  // a unit of no parameters of its own
+    MESHLM_CHECK(spans.empty() || s.lo == spans.back().hi, "unit " + s.name + ": its parameters are not contiguous");
+    spans.push_back(s);
+  }
+  return spans;
+}
+
+void Model::before_forward(const Unit& u) {
+  const UnitRef ref{u.name(), first_offset(u)};
+  if (residency_hooks_) residency_hooks_->before_forward(ref);
+  if (hooks_) hooks_->before_forward(ref);
+}
+
+void Model::before_backward(const Unit& u) {
+  const UnitRef ref{u.name(), first_offset(u)};
+  if (residency_hooks_) residency_hooks_->before_backward(ref);
+  if (hooks_) hooks_->before_backward(ref);
+}
+
+void Model::grads_final_from(int64_t offset) {
+  if (residency_hooks_) residency_hooks_->grads_final_from(offset);
+  if (hooks_) hooks_->grads_final_from(offset);
 }
 
 void Model::zero_grad() { be_.zero(grads().data(), grads().nbytes()); }
 
 void Model::update_compute_weights(const WeightRounding& r, int64_t begin, int64_t end) {
   if (dt_ == master_dtype()) return;
-  if (end < 0) end = w_.table().total();
-  const float* master = params().as<float>();
-  uint16_t* out = compute_weights().as<uint16_t>();
-  if (!r.stochastic) return be_.convert(dt_, out + begin, DType::fp32, master + begin, end - begin);
+  begin = std::max(begin, w_.master_begin());  // sharded masters: only the shard can be rounded
+  end = end < 0 ? w_.master_end() : std::min(end, w_.master_end());
+  if (begin >= end) return;
+  auto out = [&](int64_t off) { return w_.compute_at(off); };
+  if (!r.stochastic) return be_.convert(dt_, out(begin), DType::fp32, master_at(begin), end - begin);
   for (const ParamEntry& e : w_.table().entries()) {
     const int64_t lo = std::max(e.offset, begin), hi = std::min(e.offset + e.numel(), end);
     if (lo >= hi) continue;
     // bits keyed by (name, element index in the parameter, step)
     const uint64_t stream = mix64(hash_name(e.name) ^ uint64_t(r.step));
-    be_.convert_stochastic(dt_, out + lo, master + lo, hi - lo, r.seed, stream, lo - e.offset);
+    be_.convert_stochastic(dt_, out(lo), master_at(lo), hi - lo, r.seed, stream, lo - e.offset);
   }
 }
 
 void Model::master_from_compute_weights() {
   MESHLM_CHECK(dt_ != master_dtype(), "master_from_compute_weights: no 16-bit compute copy");
-  be_.convert(DType::fp32, params().data(), dt_, compute_weights().data(), w_.table().total());
+  const int64_t b = w_.master_begin();
+  be_.convert(DType::fp32, master_at(b), dt_, w_.compute_at(b), w_.master_end() - b);
 }
 
 std::vector<Linear*> Model::block_linears() {
@@ -175,7 +221,7 @@ double Model::forward_micro(int slot, const int32_t* tokens, const void* input, 
   void* x0 = acts_.at(x0_);
   if (units_.embedding) {
     MESHLM_CHECK(tokens, "forward: the first stage needs tokens");
-    if (hooks_) hooks_->before_forward({units_.embedding->name(), first_offset(*units_.embedding)});
+    before_forward(*units_.embedding);
     units_.embedding->forward(c, tokens, x0);
   } else {
     MESHLM_CHECK(input, "forward: a stage after the first needs the previous stage's output");
@@ -183,7 +229,7 @@ double Model::forward_micro(int slot, const int32_t* tokens, const void* input, 
   }
   const void* x = x0;  // (Ns, C) the residual stream
   for (const auto& b : units_.blocks) {
-    if (hooks_) hooks_->before_forward({b->name(), first_offset(*b)});
+    before_forward(*b);
     b->forward(c, x, true);
     x = acts_.at(b->output());
   }
@@ -191,7 +237,7 @@ double Model::forward_micro(int slot, const int32_t* tokens, const void* input, 
     has_grad_[size_t(slot)] = dloss_scale != 0.0f;
     return 0.0;
   }
-  if (hooks_) hooks_->before_forward({units_.head->name(), first_offset(*units_.head)});
+  before_forward(*units_.head);
   if (!targets) return units_.head->forward(c, x, nullptr, 0.0f);
   check_targets(targets, d_.N);
   has_grad_[size_t(slot)] = dloss_scale != 0.0f;
@@ -247,27 +293,27 @@ void Model::backward_micro(int slot, const void* doutput) {
   const auto& blocks = units_.blocks;
   auto input_of = [&](size_t i) { return i > 0 ? acts_.at(blocks[i - 1]->output()) : acts_.at(x0_); };
   if (units_.head) {
-    if (hooks_) hooks_->before_backward({units_.head->name(), first_offset(*units_.head)});
+    before_backward(*units_.head);
     units_.head->backward(c, input_of(blocks.size()), dres);
-    if (hooks_) hooks_->grads_final_from(first_offset(*units_.head));
+    grads_final_from(first_offset(*units_.head));
   } else {
     MESHLM_CHECK(doutput, "backward: a stage before the last needs the gradient of its output");
     be_.copy(dres, doutput, size_t(d_.Ns * cfg_.n_embd) * c.esz());
   }
   for (size_t i = blocks.size(); i-- > 0;) {
     BlockUnit& b = *blocks[i];
-    if (hooks_) hooks_->before_backward({b.name(), first_offset(b)});
+    before_backward(b);
     // Recomputation: what the block's forward did not keep, rebuilt from what it did.
     if (plan_.recompute == Recompute::full) b.forward(c, input_of(i), false);
     if (plan_.recompute == Recompute::selective) b.recompute_selective(c);
     b.backward(c, input_of(i), dres);
-    if (hooks_) hooks_->grads_final_from(first_offset(b));
+    grads_final_from(first_offset(b));
   }
   if (units_.embedding) {
-    if (hooks_) hooks_->before_backward({units_.embedding->name(), first_offset(*units_.embedding)});
+    before_backward(*units_.embedding);
     units_.embedding->backward(c, dres);
   }
-  if (hooks_) hooks_->grads_final_from(0);  // a later stage: dres holds the gradient of its input
+  grads_final_from(0);  // a later stage: dres holds the gradient of its input
 }
 
 const void* Model::output(int slot) const {
@@ -322,7 +368,10 @@ std::vector<UnitCost> unit_costs(const ModelConfig& cfg, const Plan& plan, int p
 std::vector<Model::TensorSpan> Model::tensor_spans() const {
   std::vector<TensorSpan> spans;
   const size_t esz = dtype_size(master_dtype());
+  const WeightResidency& r = w_.residency();
+  const bool whole = !r.shard_masters && !r.window_grads;  // else each rank holds a shard: not reported
   for (const ParamEntry& e : w_.table().entries()) {
+    if (!whole) break;
     spans.push_back({e.group, "weights", e.name, master_dtype(),
                      static_cast<const char*>(params().data()) + size_t(e.offset) * esz, e.numel()});
     spans.push_back({e.group, "grads", e.name, master_dtype(),

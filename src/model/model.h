@@ -70,8 +70,9 @@ class Model {
  public:
   // tp: the tensor-parallel group (null: one rank); its size must be the plan's tp. pp_rank:
   // which stage of the plan's pipeline split this is (the whole model without a split).
+  // residency: what of the weight buffers this rank stores (ZeRO-2/3 shard them; layer.h).
   Model(const ModelConfig& cfg, Backend& backend, DType compute = DType::fp32, const Plan& plan = {},
-        Communicator* tp = nullptr, int pp_rank = 0);
+        Communicator* tp = nullptr, int pp_rank = 0, const WeightResidency& residency = {});
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
@@ -82,12 +83,28 @@ class Model {
   const ParamTable& table() const { return w_.table(); }
   DType dtype() const { return dt_; }                        // the compute dtype
   DType master_dtype() const { return w_.master_dtype(); }
-  Tensor& params() { return w_.params(); }  // (P,) flat master weights, in table order
-  Tensor& grads() { return w_.grads(); }    // (P,) flat, same offsets, master dtype
+  Tensor& params() { return w_.params(); }  // (P,) flat master weights, in table order (or the shard)
+  Tensor& grads() { return w_.grads(); }    // (P,) flat, same offsets, master dtype (or the shard)
   const Tensor& params() const { return w_.params(); }
   const Tensor& grads() const { return w_.grads(); }
   Tensor& compute_weights() { return w_.compute_copy(); }  // (P,) the 16-bit copy the kernels read
   void* param(const std::string& name) { return w_.param(w_.entry(name)); }
+  Weights& weights() { return w_; }
+  const WeightResidency& residency() const { return w_.residency(); }
+  // The stored element at flat offset `off` (whole buffers, or inside the shard).
+  float* master_at(int64_t off) { return static_cast<float*>(w_.master_at(off)); }
+  float* grad_at(int64_t off) { return static_cast<float*>(w_.grad_at(off)); }
+  // A parameter's masters from / to host memory (e.numel() fp32, this tp rank's part): the
+  // elements this rank stores (all, or those inside its shard); the rest of `local` untouched.
+  void set_master(const ParamEntry& e, const float* local);
+  void get_master(const ParamEntry& e, float* local);
+  // The units in forward order with the flat range of their own parameters (a tied parameter,
+  // [0, tied_elems()), aside): what ZeRO-3 gathers unit by unit.
+  struct UnitSpan {
+    std::string name;
+    int64_t lo = 0, hi = 0;
+  };
+  std::vector<UnitSpan> unit_spans() const;
 
   // Initializes the master weights (and the compute copy) by global element index.
   void init(uint64_t seed);
@@ -114,6 +131,9 @@ class Model {
   Recompute recompute() const { return plan_.recompute; }
   bool sequence_parallel() const { return plan_.sequence_parallel; }
   void set_hooks(UnitHooks* hooks) { hooks_ = hooks; }
+  // Hooks called around every unit of every forward and backward, before set_hooks' (ZeRO-3
+  // gathers its weights there; ZeRO-2/3 open and reduce gradient windows).
+  void set_residency_hooks(UnitHooks* hooks) { residency_hooks_ = hooks; }
 
   // Forward of micro-batch `slot` through this stage. The first stage reads tokens (B, T) on
   // the host; any other reads `input`, the previous stage's output (Ns, C) in the compute
@@ -195,6 +215,10 @@ class Model {
   Buffer targets_;    // (B, T) int32 of the last forward with targets
   std::vector<char> has_grad_;  // per slot: whether its forward left a loss gradient
   UnitHooks* hooks_ = nullptr;
+  UnitHooks* residency_hooks_ = nullptr;
+  void before_forward(const Unit& u);
+  void before_backward(const Unit& u);
+  void grads_final_from(int64_t offset);
 };
 
 }  // namespace meshlm

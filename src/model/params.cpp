@@ -1,5 +1,7 @@
 #include "model/params.h"
 
+#include <algorithm>
+
 #include <cmath>
 
 #include "core/error.h"
@@ -70,22 +72,24 @@ const ParamEntry& ParamTable::at(const std::string& name) const {
   return entries_[it->second];
 }
 
-void init_params(const ParamTable& table, uint64_t seed, TensorView flat) {
-  MESHLM_CHECK(flat.numel() == table.total(), "init_params: buffer size mismatch");
+void init_params(const ParamTable& table, uint64_t seed, TensorView flat, int64_t begin) {
+  const int64_t end = begin + flat.numel();
+  MESHLM_CHECK(begin >= 0 && end <= table.total(), "init_params: buffer size mismatch");
   MESHLM_CHECK(flat.dtype == DType::fp32 || flat.dtype == DType::fp64,
                "init_params: fp32 or fp64 buffer expected");
   for (const auto& e : table.entries()) {
     const uint64_t stream = hash_name(e.name);
+    const int64_t lo = std::max<int64_t>(0, begin - e.offset), hi = std::min(e.numel(), end - e.offset);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < e.numel(); i++) {
+    for (int64_t i = lo; i < hi; i++) {
       const int64_t gi = e.global_index(i);  // drawn by unsharded index: a shard is a slice
       // padded vocabulary rows (global index past `live`) stay zero
       double v = gi >= e.live ? 0.0 : e.init_std > 0 ? e.init_std * normal01(seed, stream, uint64_t(gi))
                                                      : e.init_value;
       if (flat.dtype == DType::fp32)
-        flat.as<float>()[e.offset + i] = float(v);
+        flat.as<float>()[e.offset - begin + i] = float(v);
       else
-        flat.as<double>()[e.offset + i] = v;
+        flat.as<double>()[e.offset - begin + i] = v;
     }
   }
 }

@@ -90,6 +90,7 @@ class ParamTable {
 // Fills `flat` (dtype fp32 or fp64, total() elements, host memory) with the initial weights:
 // each element a pure function of (seed, parameter name, its index in the unsharded tensor),
 // so a sharded parameter is exactly the slice of the unsharded one.
-void init_params(const ParamTable& table, uint64_t seed, TensorView flat);
+// `flat` may hold only the elements [begin, begin + flat.numel()) of the table (a ZeRO shard).
+void init_params(const ParamTable& table, uint64_t seed, TensorView flat, int64_t begin = 0);
 
 }  // namespace meshlm

@@ -21,8 +21,16 @@ AdamW::AdamW(Backend& be, const ParamTable& table, DType dtype, const AdamWConfi
 void AdamW::step(Tensor& params, const Tensor& grads, float lr, float grad_scale, int64_t step,
                  bool fp16_storage) {
   const size_t esz = dtype_size(params.dtype());
-  auto at = [&](auto* base, int64_t off) {
-    return reinterpret_cast<decltype(base)>(reinterpret_cast<uintptr_t>(base) + off * esz);
+  MESHLM_CHECK(params.numel() == table_.total() && grads.numel() == table_.total(), "AdamW: whole buffers expected");
+  this->step(params.dtype(), static_cast<char*>(params.data()) + size_t(begin_) * esz,
+       static_cast<const char*>(grads.data()) + size_t(begin_) * esz, lr, grad_scale, step, fp16_storage);
+}
+
+void AdamW::step(DType dt, void* params, const void* grads, float lr, float grad_scale, int64_t step,
+                 bool fp16_storage) {
+  const size_t esz = dtype_size(dt);
+  auto at = [&](auto* base, int64_t off) {  // element `off` of the flat buffers, stored from begin_
+    return reinterpret_cast<decltype(base)>(reinterpret_cast<uintptr_t>(base) + (off - begin_) * esz);
   };
   for (const auto& e : table_.entries()) {
     // The part of this parameter inside [begin_, end_): elements [lo, hi) of the flat buffers,
@@ -32,13 +40,13 @@ void AdamW::step(Tensor& params, const Tensor& grads, float lr, float grad_scale
     AdamWArgs a{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, e.weight_decay ? cfg_.weight_decay : 0.0f,
                 grad_scale, step};
     if (fp16_storage) {
-      MESHLM_CHECK(params.dtype() == DType::fp32, "fp16-storage AdamW runs on fp32 containers");
-      be_.adamw_update_fp16_storage(at(params.as<float>(), lo), at(grads.as<float>(), lo),
-                                    at(m_.as<float>(), lo - begin_), at(v_.as<float>(), lo - begin_), hi - lo, a);
+      MESHLM_CHECK(dt == DType::fp32, "fp16-storage AdamW runs on fp32 containers");
+      be_.adamw_update_fp16_storage(at(static_cast<float*>(params), lo), at(static_cast<const float*>(grads), lo),
+                                    m_.as<float>() + (lo - begin_), v_.as<float>() + (lo - begin_), hi - lo, a);
       continue;
     }
-    be_.adamw_update(params.dtype(), at(params.data(), lo), at(grads.data(), lo),
-                    at(m_.data(), lo - begin_), at(v_.data(), lo - begin_), hi - lo, a);
+    be_.adamw_update(dt, at(params, lo), at(grads, lo), static_cast<char*>(m_.data()) + (lo - begin_) * esz,
+                     static_cast<char*>(v_.data()) + (lo - begin_) * esz, hi - lo, a);
   }
 }
 

@@ -26,6 +26,10 @@ class AdamW {
   // fp16_storage: the pure-fp16 recipe's update (the backend's adamw_update_fp16_storage).
   void step(Tensor& params, const Tensor& grads, float lr, float grad_scale, int64_t step,
             bool fp16_storage = false);
+  // The same on buffers that hold only [begin, end) (sharded masters and gradients, ZeRO-2/3):
+  // params and grads point at element `begin`.
+  void step(DType dt, void* params, const void* grads, float lr, float grad_scale, int64_t step,
+            bool fp16_storage = false);
   Backend& backend() const { return be_; }
   Tensor& m() { return m_; }  // (end - begin,) first moments
   Tensor& v() { return v_; }  // (end - begin,) second moments

@@ -52,6 +52,14 @@ class ClientCommunicator final : public Communicator {
     ClientAccess open(&be_);
     in_.all_gather(send, recv, counts, dt);
   }
+  RequestPtr ireduce_scatter(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) override {
+    ClientAccess open(&be_);
+    return std::make_unique<ClientRequest>(in_.ireduce_scatter(send, recv, counts, dt), be_);
+  }
+  RequestPtr iall_gather(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) override {
+    ClientAccess open(&be_);
+    return std::make_unique<ClientRequest>(in_.iall_gather(send, recv, counts, dt), be_);
+  }
   void broadcast(void* buf, int64_t n, DType dt, int root) override {
     ClientAccess open(&be_);
     in_.broadcast(buf, n, dt, root);

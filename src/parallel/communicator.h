@@ -49,6 +49,10 @@ class Communicator {
   // order into recv (sum(counts) elements).
   virtual void all_gather(const void* send, void* recv, const std::vector<int64_t>& counts,
                           DType dt) = 0;
+  // Non-blocking forms of the two (ZeRO-2/3's overlapped gathers and reductions). The default
+  // runs the blocking call and returns a completed request (the local and self communicators).
+  virtual RequestPtr ireduce_scatter(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt);
+  virtual RequestPtr iall_gather(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt);
   virtual void broadcast(void* buf, int64_t n, DType dt, int root) = 0;
   virtual void send(const void* buf, int64_t n, DType dt, int dest, int tag) = 0;
   virtual void recv(void* buf, int64_t n, DType dt, int src, int tag) = 0;

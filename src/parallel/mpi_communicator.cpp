@@ -68,6 +68,7 @@ struct Bf16Ops {
 
 struct MpiRequest final : Request {
   MPI_Request req = MPI_REQUEST_NULL;
+  std::vector<int> counts, displs;  // a v-collective's arrays, alive until it completes
   void wait() override { check_mpi(MPI_Wait(&req, MPI_STATUS_IGNORE), "MPI_Wait"); }
   bool test() override {
     int done = 0;
@@ -116,19 +117,27 @@ class MpiCommunicator final : public Communicator {
               "MPI_Reduce_scatter");
   }
   void all_gather(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) override {
-    MESHLM_CHECK(int(counts.size()) == size_, "all_gather: one count per rank");
     std::vector<int> c, displs;
-    int off = 0;
-    for (int64_t x : counts) {
-      c.push_back(mpi_count(x));
-      displs.push_back(off);
-      off += c.back();
-    }
-    const size_t esz = dtype_size(dt);
-    const bool in_place = static_cast<const char*>(recv) + size_t(displs[size_t(rank_)]) * esz == send;
+    const bool in_place = gather_layout(send, recv, counts, dt, c, displs);
     check_mpi(MPI_Allgatherv(in_place ? MPI_IN_PLACE : send, c[size_t(rank_)], type(dt), recv, c.data(),
                              displs.data(), type(dt), comm_),
               "MPI_Allgatherv");
+  }
+  RequestPtr iall_gather(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) override {
+    auto r = std::make_unique<MpiRequest>();
+    const bool in_place = gather_layout(send, recv, counts, dt, r->counts, r->displs);
+    check_mpi(MPI_Iallgatherv(in_place ? MPI_IN_PLACE : send, r->counts[size_t(rank_)], type(dt), recv,
+                              r->counts.data(), r->displs.data(), type(dt), comm_, &r->req),
+              "MPI_Iallgatherv");
+    return r;
+  }
+  RequestPtr ireduce_scatter(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) override {
+    MESHLM_CHECK(int(counts.size()) == size_, "reduce_scatter: one count per rank");
+    auto r = std::make_unique<MpiRequest>();
+    for (int64_t x : counts) r->counts.push_back(mpi_count(x));
+    check_mpi(MPI_Ireduce_scatter(send, recv, r->counts.data(), type(dt), mpi_op(dt, ReduceOp::sum), comm_, &r->req),
+              "MPI_Ireduce_scatter");
+    return r;
   }
   void broadcast(void* buf, int64_t n, DType dt, int root) override {
     check_mpi(MPI_Bcast(buf, mpi_count(n), type(dt), root, comm_), "MPI_Bcast");
@@ -161,6 +170,19 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  // Allgatherv's counts and displacements; whether send is this rank's block of recv (in place).
+  bool gather_layout(const void* send, const void* recv, const std::vector<int64_t>& counts, DType dt,
+                     std::vector<int>& c, std::vector<int>& displs) const {
+    MESHLM_CHECK(int(counts.size()) == size_, "all_gather: one count per rank");
+    int off = 0;
+    for (int64_t x : counts) {
+      c.push_back(mpi_count(x));
+      displs.push_back(off);
+      off += c.back();
+    }
+    return static_cast<const char*>(recv) + size_t(displs[size_t(rank_)]) * dtype_size(dt) == send;
+  }
+
   static MPI_Datatype type(DType dt) {
     if (dt == DType::fp32) return MPI_FLOAT;
     if (dt == DType::fp64) return MPI_DOUBLE;

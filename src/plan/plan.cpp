@@ -24,7 +24,14 @@ const char* recompute_name(Recompute r) {
 }
 
 const char* grad_sync_name(GradSyncKind k) {
-  return k == GradSyncKind::none ? "none" : k == GradSyncKind::buckets ? "buckets" : "zero1";
+  switch (k) {
+    case GradSyncKind::none: return "none";
+    case GradSyncKind::buckets: return "buckets";
+    case GradSyncKind::zero1: return "zero1";
+    case GradSyncKind::zero2: return "zero2";
+    case GradSyncKind::zero3: return "zero3";
+  }
+  return "?";
 }
 
 std::vector<int64_t> pipeline_split(int64_t n_layer, int pp, const std::string& spec) {
@@ -125,6 +132,16 @@ void Plan::validate() const {
                    std::to_string(mesh.dp));
   MESHLM_CHECK(grad_reduce == DType::fp32 || grad_reduce == DType::bf16, "gradients reduce in fp32 or bf16");
   MESHLM_CHECK(bucket_mb > 0, "bucket_mb must be positive");
+  MESHLM_CHECK(fsdp_unit >= 1, "fsdp_unit must be at least one layer");
+  MESHLM_CHECK(grad_sync != GradSyncKind::zero3 || mesh.pp == 1,
+               "ZeRO-3 with pipeline parallelism (pp " + std::to_string(mesh.pp) +
+                   ") is not supported: use --zero 2 (or 1) with a pipeline");
+  MESHLM_CHECK(grad_sync != GradSyncKind::zero2 || mesh.pp == 1 || hold_whole_grads,
+               "ZeRO-2 with a pipeline holds whole gradients until the last micro-batch (--zero-accumulate whole)");
+}
+
+int Plan::zero_stage() const {
+  return grad_sync == GradSyncKind::zero1 ? 1 : grad_sync == GradSyncKind::zero2 ? 2 : grad_sync == GradSyncKind::zero3 ? 3 : 0;
 }
 
 std::string Plan::describe() const {

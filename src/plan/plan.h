@@ -47,8 +47,11 @@ const char* recompute_name(Recompute r);
 
 // How gradients meet across the data-parallel ranks (train/grad_sync.h implements each):
 // none (dp 1), buckets (all-reduced in buckets during backward), zero1 (reduce-scattered; each
-// rank steps its shard of the optimizer state and all-gathers the updated weights).
-enum class GradSyncKind { none, buckets, zero1 };
+// rank steps its shard of the optimizer state and all-gathers the updated weights), zero2 (also
+// the gradients and the fp32 masters kept as the shard: gradient windows reduce-scattered unit
+// by unit as backward finishes them), zero3 (also the weights: each unit's gathered just before
+// its forward and its backward, the next one prefetched, released after use).
+enum class GradSyncKind { none, buckets, zero1, zero2, zero3 };
 const char* grad_sync_name(GradSyncKind k);
 
 // The part of the model one pipeline stage holds: blocks [first_layer, first_layer + n_layers),
@@ -82,12 +85,19 @@ struct Plan {
   double bucket_mb = 25;     // buckets: size in MB of fp32 gradients
   bool overlap = true;       // buckets: reduce during backward (else one reduction after it)
   DType grad_reduce = DType::fp32;  // the dtype gradients travel in (fp32 | bf16)
+  int64_t fsdp_unit = 1;      // zero3: consecutive blocks gathered together
+  // zero2/zero3 with several micro-batches: false reduce-scatters every micro-batch's gradient
+  // windows (more traffic, only the shard held); true holds whole gradients until the last
+  // micro-batch and reduce-scatters once (ZeRO-1's traffic, whole gradients' memory). A
+  // pipeline holds them whole (its micro-batches' backwards interleave with forwards).
+  bool hold_whole_grads = false;
 
   // The rule for a parameter (replicated when tp is 1 or no rule matches), with its groups.
   ShardRule shard_of(const std::string& name) const;
   StageLayers stage(int pp_rank) const;
+  int zero_stage() const;  // 0 (none, buckets), 1, 2, 3
   // Throws a one-line error naming the inconsistency (sequence parallel without tp, a split
-  // that does not match pp, ZeRO-1 without dp, ...).
+  // that does not match pp, ZeRO-1 without dp, ZeRO-3 with a pipeline, ...).
   void validate() const;
   std::string describe() const;  // "dp 2 x tp 2 x pp 1, zero1, sequence parallel, recompute none"
 };

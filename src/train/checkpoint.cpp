@@ -388,7 +388,7 @@ void load_parts(const std::string& dir, const json& trainer, Model& model, AdamW
     const bool moments = opt && e.offset + e.numel() > opt->begin() && e.offset < opt->end();
     parts.read(e.name, w, moments ? &m : nullptr, moments ? &v : nullptr);
     take_slice(e, w, local);
-    model.backend().upload(model.param(e.name), local.data(), local.size() * 4);
+    model.set_master(e, local.data());
     if (!moments) continue;
     take_slice(e, m, lm);
     take_slice(e, v, lv);
@@ -418,7 +418,7 @@ json load_checkpoint(const std::string& dir, Model& model, AdamW* opt, const jso
     w.assign(size_t(we.numel()), 0.0f);  // padded vocabulary rows stay zero
     weights.read_f32(e.name, we.hf_shape, w.data());
     take_slice(e, w, local);
-    model.backend().upload(model.param(e.name), local.data(), local.size() * 4);
+    model.set_master(e, local.data());
     if (!moments || e.offset + e.numel() <= opt->begin() || e.offset >= opt->end()) continue;
     moments->read(e.name, m, v);
     take_slice(e, m, lm);

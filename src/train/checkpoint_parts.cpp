@@ -41,7 +41,8 @@ void write_part(const fs::path& file, Mesh& mesh, Model& model, AdamW& opt, bool
   const int64_t P = model.table().total(), begin = opt.begin(), end = opt.end();
   const bool whole_range = begin == 0 && end == P;
   const bool writes = !whole_range || mesh.dp_rank() == 0;  // replicas over dp: the first writes
-  const std::vector<float> p = writes ? download(be, model.params().data(), P) : std::vector<float>{};
+  // the masters of [begin, end): stored whole or as exactly this shard (ZeRO-2/3)
+  const std::vector<float> p = writes ? download(be, model.master_at(begin), end - begin) : std::vector<float>{};
   const std::vector<float> m = writes ? download(be, opt.m().data(), end - begin) : std::vector<float>{};
   const std::vector<float> v = writes ? download(be, opt.v().data(), end - begin) : std::vector<float>{};
   std::vector<SafeTensorRef> refs;
@@ -51,7 +52,7 @@ void write_part(const fs::path& file, Mesh& mesh, Model& model, AdamW& opt, bool
     const int64_t lo = std::max(e.offset, begin), hi = std::min(e.offset + e.numel(), end);
     if (lo >= hi) continue;
     ranges[e.name] = {lo - e.offset, hi - e.offset};
-    refs.push_back({e.name, {hi - lo}, p.data() + lo});
+    refs.push_back({e.name, {hi - lo}, p.data() + (lo - begin)});
     refs.push_back({"exp_avg/" + e.name, {hi - lo}, m.data() + (lo - begin)});
     refs.push_back({"exp_avg_sq/" + e.name, {hi - lo}, v.data() + (lo - begin)});
   }

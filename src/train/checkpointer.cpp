@@ -33,10 +33,21 @@ Plan unsharded_stages(const Plan& plan) {
 
 }  // namespace
 
+// This tp rank's masters whole: downloaded, or (ZeRO-2/3 store the shard) gathered over dp.
+std::vector<float> Checkpointer::masters() {
+  Backend& be = model_.backend();
+  const int64_t P = model_.table().total();
+  if (!model_.residency().shard_masters) return download(be, model_.params().data(), P);
+  const std::vector<float> mine = download(be, model_.params().data(), model_.params().numel());
+  std::vector<float> all(static_cast<size_t>(P));
+  mesh_.dp().all_gather(mine.data(), all.data(), zero1_counts(P, mesh_.shape().dp), DType::fp32);
+  return all;
+}
+
 Checkpointer::HostState Checkpointer::local_state() {
   Backend& be = model_.backend();
   const int64_t P = model_.table().total();
-  HostState s{model_.table(), download(be, model_.params().data(), P), {}, {}};
+  HostState s{model_.table(), masters(), {}, {}};
   if (opt_.begin() == 0 && opt_.end() == P) {
     s.m = download(be, opt_.m().data(), P);
     s.v = download(be, opt_.v().data(), P);
@@ -118,7 +129,7 @@ void Checkpointer::save(const std::string& dir, const TrainerState& st, const nl
     const bool sliced = opt_.begin() != 0 || opt_.end() != P;
     if (!sliced && !lead) return;
     Backend& be = model_.backend();
-    const std::vector<float> p = download(be, model_.params().data(), P),
+    const std::vector<float> p = masters(),
                              m = download(be, opt_.m().data(), opt_.m().numel()),
                              v = download(be, opt_.v().data(), opt_.v().numel());
     const CheckpointTensors t{&model_.table(), p.data(), m.data(), v.data(), opt_.begin(), opt_.end()};

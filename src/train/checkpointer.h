@@ -13,6 +13,7 @@
 // Loading needs none of this: load_checkpoint (train/checkpoint.h) takes each rank's slice
 // of the whole tensors in the files directly.
 #pragma once
+#include <vector>
 #include <string>
 
 #include "model/model.h"
@@ -31,6 +32,7 @@ class Checkpointer {
 
  private:
   struct HostState;
+  std::vector<float> masters();   // this tp rank's fp32 masters whole (a dp gather under ZeRO-2/3)
   HostState local_state();        // this rank's params and all of its moments, on the host
   HostState whole_stage(const HostState& local);  // this stage's whole tensors (tp gather)
   HostState whole_model(const HostState& stage);  // pipeline rank 0: every stage's, by name

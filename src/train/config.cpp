@@ -68,6 +68,7 @@ void TrainConfig::reset_layout() {
   dp = d.dp, tp = d.tp, pp = d.pp;
   pp_layers = d.pp_layers, pp_schedule = d.pp_schedule, micro_batch_size = d.micro_batch_size;
   sequence_parallel = d.sequence_parallel, zero = d.zero, bucket_mb = d.bucket_mb, overlap = d.overlap;
+  fsdp_unit = d.fsdp_unit, zero_accumulate = d.zero_accumulate;
   grad_reduce = d.grad_reduce, recompute = d.recompute, threads = d.threads, backend = d.backend;
 }
 
@@ -95,7 +96,11 @@ Plan TrainConfig::plan() const {
   p.recompute = recompute_from_name(recompute);
   p.pp_split = pp_split();
   p.pp_schedule = pipeline_schedule_from_name(pp_schedule);
-  p.grad_sync = dp == 1 ? GradSyncKind::none : zero ? GradSyncKind::zero1 : GradSyncKind::buckets;
+  static const GradSyncKind stages[] = {GradSyncKind::buckets, GradSyncKind::zero1, GradSyncKind::zero2,
+                                        GradSyncKind::zero3};
+  p.grad_sync = dp == 1 ? GradSyncKind::none : stages[std::clamp<int64_t>(zero, 0, 3)];
+  p.fsdp_unit = fsdp_unit == "layer" ? 1 : std::atoll(fsdp_unit.c_str());
+  p.hold_whole_grads = zero_accumulate == "whole" || (zero_accumulate == "auto" && pp > 1);
   p.bucket_mb = bucket_mb;
   p.overlap = overlap == 1;
   p.grad_reduce = dtype_from_name(grad_reduce);
@@ -128,7 +133,20 @@ void TrainConfig::validate() const {
   MESHLM_CHECK(micro_batch() > 0 && batch_size % (dp * micro_batch()) == 0,
                "batch_size (" + std::to_string(batch_size) + ") is not dp (" + std::to_string(dp) +
                    ") x micro_batch_size (" + std::to_string(micro_batch()) + ") x an accumulation count");
-  MESHLM_CHECK(zero == 0 || zero == 1, "zero must be 0 or 1");
+  MESHLM_CHECK(zero >= 0 && zero <= 3, "zero must be 0, 1, 2 or 3");
+  MESHLM_CHECK(fsdp_unit == "layer" || (!fsdp_unit.empty() && fsdp_unit.find_first_not_of("0123456789") == std::string::npos &&
+                                        std::atoll(fsdp_unit.c_str()) >= 1),
+               "fsdp_unit must be 'layer' or a positive number of layers (got '" + fsdp_unit + "')");
+  MESHLM_CHECK(zero_accumulate == "auto" || zero_accumulate == "micro" || zero_accumulate == "whole",
+               "zero_accumulate must be auto, micro or whole (got '" + zero_accumulate + "')");
+  MESHLM_CHECK(zero < 3 || pp == 1 || dp == 1, "ZeRO-3 with pipeline parallelism (pp " + std::to_string(pp) +
+                                                  ") is not supported: use --zero 2 (or 1) with a pipeline");
+  MESHLM_CHECK(zero < 2 || pp == 1 || dp == 1 || zero_accumulate != "micro",
+               "ZeRO-2 with a pipeline holds whole gradients until the last micro-batch: --zero-accumulate micro "
+               "is not supported with pp > 1");
+  MESHLM_CHECK(zero < 2 || numerics_report == 0,
+               "numerics_report with --zero " + std::to_string(zero) +
+                   " is not supported: each rank holds a shard of the weights and gradients (use --zero 1)");
   MESHLM_CHECK(sequence_parallel == 0 || sequence_parallel == 1, "sequence_parallel must be 0 or 1");
   MESHLM_CHECK(sequence_parallel == 0 || tp > 1, "sequence_parallel needs tensor parallelism (tp > 1)");
   MESHLM_CHECK(sequence_parallel == 0 || (micro_batch() * seq_len) % tp == 0,
@@ -317,7 +335,9 @@ const std::vector<ConfigKey>& config_keys() {
       TEXT_KEY(pp_schedule, "pipeline schedule: 1f1b (at most pp micro-batches in flight) or gpipe (all forwards, then all backwards)"),
       TEXT_KEY(recompute, "activation recomputation: none, selective (recompute attention core and GELU) or full (keep only block inputs)"),
       BOOL_KEY(sequence_parallel, "1 (tp > 1): split the layernorm/residual activations along the sequence across the tp ranks"),
-      INT_KEY(zero, "1: ZeRO-1, Adam moments sharded over the dp ranks (reduce-scatter, step a shard, all-gather)"),
+      INT_KEY(zero, "ZeRO stage over the dp ranks: 0 none; 1 Adam moments sharded (reduce-scatter, step a shard, all-gather); 2 also gradients and fp32 masters (reduce-scattered unit by unit during backward); 3 also the weights (gathered unit by unit before forward and backward, prefetched, released)"),
+      TEXT_KEY(fsdp_unit, "zero 3: the gather unit: layer (each block alone) or N (N consecutive blocks at a time)"),
+      TEXT_KEY(zero_accumulate, "zero 2/3 with several micro-batches: micro (reduce-scatter every micro-batch: more traffic, only the shard held), whole (hold whole gradients, reduce-scatter after the last), auto (micro; whole with a pipeline)"),
       REAL_KEY(bucket_mb, "gradient bucket size in MB (fp32); buckets are reduced as backward finishes them"),
       BOOL_KEY(overlap, "1: reduce each bucket during backward; 0: one reduction after backward (for comparison)"),
       TEXT_KEY(grad_reduce, "dtype of the gradient reduction: fp32 or bf16"),
@@ -376,7 +396,7 @@ bool is_model_key(const std::string& key) {
 
 bool is_layout_key(const std::string& key) {
   static const std::set<std::string> keys = {"dp", "tp", "pp", "pp_layers", "pp_schedule", "micro_batch_size",
-                                             "sequence_parallel", "zero", "bucket_mb", "overlap", "grad_reduce",
+                                             "sequence_parallel", "zero", "fsdp_unit", "zero_accumulate", "bucket_mb", "overlap", "grad_reduce",
                                              "recompute", "threads", "backend"};
   return keys.count(key) > 0;
 }

@@ -76,7 +76,9 @@ struct TrainConfig {
   std::string pp_schedule = "1f1b";  // 1f1b | gpipe
   std::string recompute = "none";    // none | selective | full
   int64_t sequence_parallel = 0;  // 1: layernorm/residual regions split along the sequence (tp > 1)
-  int64_t zero = 0;         // 1: ZeRO-1 (optimizer state sharded over dp)
+  int64_t zero = 0;         // ZeRO stage: 1 optimizer state, 2 + gradients and masters, 3 + weights sharded over dp
+  std::string fsdp_unit = "layer";     // zero 3: gather granularity ("layer" or a number of layers)
+  std::string zero_accumulate = "auto";  // zero 2/3 with micro-batches: micro | whole | auto
   double bucket_mb = 25;    // gradient bucket size, MB of fp32
   int64_t overlap = 1;      // 1: reduce buckets during backward; 0: one reduction after it
   std::string grad_reduce = "fp32";  // fp32 | bf16: the dtype gradients travel in

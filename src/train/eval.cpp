@@ -46,15 +46,16 @@ EvalResult evaluate(const ForwardFn& forward, const DataLoader& loader, int64_t 
 }
 
 std::optional<EvalResult> Evaluator::run(Model& model, PipelineExecutor* pipeline, Mesh& mesh,
-                                         const CutShort& cut_short) const {
-  if (mesh.dp_rank() != 0) return std::nullopt;
-  // The evaluating ranks (one tp x pp slice) run collectives per batch: they stop together.
+                                         const CutShort& cut_short, bool every_dp_rank) const {
+  if (mesh.dp_rank() != 0 && !every_dp_rank) return std::nullopt;
+  // The evaluating ranks (one tp x pp slice, or every rank) run collectives per batch: they stop together.
   CutShort agreed = cut_short;
-  if (cut_short && (mesh.tp().size() > 1 || mesh.pp().size() > 1)) {
-    agreed = [&mesh, &cut_short]() {
+  if (cut_short && (mesh.tp().size() > 1 || mesh.pp().size() > 1 || every_dp_rank)) {
+    agreed = [&mesh, &cut_short, every_dp_rank]() {
       double stop = cut_short() ? 1.0 : 0.0;
       mesh.tp().all_reduce(&stop, 1, DType::fp64, ReduceOp::max);
       mesh.pp().all_reduce(&stop, 1, DType::fp64, ReduceOp::max);
+      if (every_dp_rank) mesh.dp().all_reduce(&stop, 1, DType::fp64, ReduceOp::max);
       return stop > 0;
     };
   }

@@ -43,8 +43,9 @@ class Evaluator {
       : val_(val), batches_(batches), B_(B), T_(T), tokenizer_(tokenizer) {}
   // Every rank calls it; the result is meaningful on dp rank 0 (nullopt elsewhere). With
   // cut_short, the ranks that evaluate agree before each batch whether to stop there.
+  // every_dp_rank: each data-parallel rank runs the batches too (ZeRO-3 gathers weights from all).
   std::optional<EvalResult> run(Model& model, PipelineExecutor* pipeline, Mesh& mesh,
-                                const CutShort& cut_short = nullptr) const;
+                                const CutShort& cut_short = nullptr, bool every_dp_rank = false) const;
   int64_t batches() const { return batches_; }
 
  private:

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "train/zero_sync.h"
+
 namespace meshlm {
 
 namespace {
@@ -118,6 +120,8 @@ std::unique_ptr<GradSync> GradSync::make(const Plan& plan, Mesh& mesh, Model& mo
   switch (plan.grad_sync) {
     case GradSyncKind::buckets: return std::make_unique<BucketSync>(plan, mesh, model, tied_end);
     case GradSyncKind::zero1: return std::make_unique<Zero1Sync>(mesh, model);
+    case GradSyncKind::zero2:
+    case GradSyncKind::zero3: return make_sharded_sync(plan, mesh, model);
     case GradSyncKind::none: break;
   }
   return std::make_unique<NoSync>(model.table().total());

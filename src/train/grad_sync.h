@@ -45,6 +45,10 @@ class GradSync : public UnitHooks {
   // Seconds finish() waited for reductions backward did not hide, since the last call.
   virtual double take_exposed_seconds() { return 0; }
   virtual bool reports_exposed() const { return false; }
+  // ZeRO-3: seconds spent waiting for weight gathers (prefetch did not hide), since the last call.
+  virtual double take_gather_wait_seconds() { return 0; }
+  // Bytes of the strategy's own buffers (ZeRO-2/3's gathered and gradient windows).
+  virtual int64_t working_set_bytes() const { return 0; }
   // "ZeRO-1: Adam moments sharded, gradients reduce-scattered" and the like, for the log.
   virtual std::string describe() const = 0;
 };

@@ -171,7 +171,7 @@ ImportReport import_hf_weights(const std::string& path, Model& model, bool resiz
     local.resize(size_t(e.numel()));
     if (vocab && file_shape != we.hf_shape) {
       const int64_t rows = vocab_rows(f, fname, we, resize_vocab, r), C = we.hf_shape[1];
-      model.backend().download(local.data(), model.param(e.name), local.size() * 4);
+      model.get_master(e, local.data());
       e.for_each_run([&](int64_t l, int64_t g, int64_t n) { std::copy(local.begin() + l, local.begin() + l + n, w.begin() + g); });
       std::vector<float> all(size_t(shape_numel(file_shape)));
       f.read_as_f32(fname, file_shape, all.data());
@@ -180,7 +180,7 @@ ImportReport import_hf_weights(const std::string& path, Model& model, bool resiz
       f.read_as_f32(fname, we.hf_shape, w.data());
     }
     e.for_each_run([&](int64_t l, int64_t g, int64_t n) { std::copy(w.begin() + g, w.begin() + g + n, local.begin() + l); });
-    model.backend().upload(model.param(e.name), local.data(), local.size() * 4);
+    model.set_master(e, local.data());
     r.tensors++;
   }
   for (const auto& [name, entry] : f.entries()) {

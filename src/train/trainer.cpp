@@ -43,6 +43,7 @@
 #include "train/run_log.h"
 #include "train/sample.h"
 #include "train/watchdog.h"
+#include "train/zero_sync.h"
 
 namespace meshlm {
 
@@ -253,7 +254,9 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
       batches_{mesh_.shape().dp, mesh_.dp_rank(), accum_, mb_},
       prec_(cfg.precision, cfg.stochastic_rounding == 1, cfg.master_weights == 1, cfg.loss_scale, uint64_t(cfg.seed)),
       plan_(cfg.plan()),
-      model_(mcfg_, *backend_, prec_.compute, plan_, &mesh_.tp(), mesh_.pp_rank()),
+      model_(mcfg_, *backend_, prec_.compute, plan_, &mesh_.tp(), mesh_.pp_rank(),
+             zero_residency(plan_, prec_.compute, param_table(mcfg_, plan_, mesh_.pp_rank(), mesh_.tp_rank()).total(),
+                            mesh_.dp_rank())),
       tied_copy_(plan_.mesh.pp > 1 && model_.tied_elems() > 0),
       tied_end_(tied_copy_ ? model_.tied_elems() : 0),
       sync_(GradSync::make(plan_, mesh_, model_, tied_end_)),
@@ -361,7 +364,9 @@ void Trainer::Impl::restore_or_init() {
     model_.update_compute_weights(prec_.rounding(st_.step));
     model_.master_from_compute_weights();
   }
-  model_.update_compute_weights(prec_.rounding(st_.step));
+  // The compute weights from the masters, as after a step (ZeRO-2 rounds each rank's shard and
+  // all-gathers the 16-bit copy: the masters outside a shard are not stored).
+  sync_->refresh_weights(model_, prec_.rounding(st_.step));
 }
 
 TrainResult Trainer::Impl::train() {
@@ -411,7 +416,7 @@ TrainResult Trainer::Impl::train() {
 // A short sample of the model as it trains (rank 0 alone, whole models only: tp 1, pp 1; the
 // other data-parallel ranks wait for it at the next step's first collective).
 void Trainer::Impl::periodic_sample() {
-  if (mesh_.rank() != 0 || !tokenizer_ || plan_.mesh.tp > 1 || plan_.mesh.pp > 1) return;
+  if (mesh_.rank() != 0 || !tokenizer_ || plan_.mesh.tp > 1 || plan_.mesh.pp > 1 || plan_.zero_stage() == 3) return;
   long_wait_ = true;
   SampleOptions opt;
   opt.tokens = cfg_.sample_tokens;
@@ -447,9 +452,8 @@ StepOutcome Trainer::Impl::train_step() {
   mark("the gradient reduction");
   o.comm_secs = reduce_gradients(&o.loss);
   mark("the gradient norm and the optimizer step");
-  float* grads = model_.grads().as<float>();
   const Zero1Shard shard = sync_->shard();
-  if (prec_.fp16_pure) backend_->round_to_format(DType::fp16, grads + shard.begin, shard.size());
+  if (prec_.fp16_pure) backend_->round_to_format(DType::fp16, model_.grad_at(shard.begin), shard.size());
   // One number decides overflow, clipping and the norm on every rank: the sum of squares of
   // the whole reduced gradient (inf/NaN iff any element is).
   const double sumsq = grad_sum_squares();
@@ -528,18 +532,17 @@ double Trainer::Impl::reduce_gradients(double* loss) {
 // then summed over the groups (the data-parallel ranks' shards add up; otherwise every rank
 // holds it all and max agrees).
 double Trainer::Impl::grad_sum_squares() {
-  const float* grads = model_.grads().as<float>();
   const Zero1Shard shard = sync_->shard();
   const MeshShape& m = mesh_.shape();
   double sumsq = 0;
   if (m.tp == 1 && m.pp == 1) {
-    sumsq = backend_->sum_squares(DType::fp32, grads + shard.begin, shard.size());
+    sumsq = backend_->sum_squares(DType::fp32, model_.grad_at(shard.begin), shard.size());
   } else {
     for (const ParamEntry& e : model_.table().entries()) {
       const int64_t lo = std::max(e.offset, shard.begin), hi = std::min(e.offset + e.numel(), shard.end);
       const bool counted = e.counted_here() &&
                            !(tied_copy_ && !model_.stage().first && e.offset < tied_end_);
-      if (lo < hi && counted) sumsq += backend_->sum_squares(DType::fp32, grads + lo, hi - lo);
+      if (lo < hi && counted) sumsq += backend_->sum_squares(DType::fp32, model_.grad_at(lo), hi - lo);
     }
     if (m.tp > 1) mesh_.tp().all_reduce(&sumsq, 1, DType::fp64);
     if (m.pp > 1) mesh_.pp().all_reduce(&sumsq, 1, DType::fp64);
@@ -562,8 +565,9 @@ void Trainer::Impl::write_numerics(double scale) {
 // Returns the seconds the weight exchange took.
 double Trainer::Impl::optimizer_step(double lr, double norm, double scale) {
   const float clip = clip_factor(norm, cfg_.grad_clip);
-  opt_.step(model_.params(), model_.grads(), float(lr), float(clip / scale), st_.step + 1 - scaler_.skipped_steps(),
-            prec_.fp16_pure);
+  const Zero1Shard shard = sync_->shard();
+  opt_.step(DType::fp32, model_.master_at(shard.begin), model_.grad_at(shard.begin), float(lr), float(clip / scale),
+            st_.step + 1 - scaler_.skipped_steps(), prec_.fp16_pure);
   const double comm = sync_->refresh_weights(model_, prec_.rounding(st_.step + 1));
   if (!prec_.master_weights) {  // the weights are the bf16 values: whole again everywhere
     model_.master_from_compute_weights();
@@ -644,6 +648,7 @@ nlohmann::ordered_json Trainer::Impl::metrics_line(const StepOutcome& o, const s
   }
   // The reduction backward did not hide.
   if (sync_->reports_exposed()) line["comm_wait_ms"] = sync_->take_exposed_seconds() * 1e3;
+  if (plan_.zero_stage() == 3) line["gather_wait_ms"] = sync_->take_gather_wait_seconds() * 1e3;
   return line;
 }
 
@@ -661,13 +666,16 @@ std::string Trainer::Impl::step_line(const StepOutcome& o, const std::vector<dou
 void Trainer::Impl::evaluate() {
   if (watchdog_) watchdog_->enter(Watchdog::Phase::eval, "eval (or waiting for the ranks evaluating)", st_.step);
   long_wait_ = true;
-  if (mesh_.dp_rank() != 0) return;  // one tensor-parallel group evaluates; the rest go on
+  // One tensor-parallel group evaluates and the rest go on; under ZeRO-3 every data-parallel
+  // rank runs the same batches (each forward gathers weights from all of them).
+  const bool every_dp_rank = plan_.zero_stage() == 3;
+  if (mesh_.dp_rank() != 0 && !every_dp_rank) return;
   if (profiler_) profiler_->set_enabled(false);
   // Before each batch: the thread count, and whether a second stop signal cuts the eval short.
   const EvalResult v = *evaluator_->run(model_, pipeline_.get(), mesh_, [this] {
     threads_.update();
     return StopSignals::count() >= 2;
-  });
+  }, every_dp_rank);
   if (v.batches < evaluator_->batches()) {
     log_.line("eval    step " + std::to_string(st_.step) + " | cut short by a second stop signal after " +
               std::to_string(v.batches) + " batches; not recorded\n");
