@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 
 #include "core/error.h"
+#include "model/family.h"
 #include "model/model.h"
 
 namespace meshlm {
@@ -36,19 +38,66 @@ double cgroup_limit() {
 }  // namespace
 
 std::string MemoryEstimate::describe() const {
-  return gib(total()) + " GiB (weights " + gib(weights) + ", grads " + gib(grads) + ", Adam moments " + gib(moments) +
+  return gib(total()) + " GiB (masters " + gib(masters) + (compute > 0 ? ", 16-bit copy " + gib(compute) : "") +
+         ", grads " + gib(grads) + ", Adam moments " + gib(moments) + (working > 0 ? ", ZeRO windows " + gib(working) : "") +
          ", activations " + gib(activations) + ")";
 }
 
+namespace {
+
+// The largest unit's parameters (a block, the embedding, the head; fsdp_unit blocks together)
+// and the tied parameter's: what ZeRO-3 gathers at once.
+std::pair<double, double> largest_unit(const ParamTable& table, const ModelConfig& m, int64_t fsdp_unit) {
+  const std::string tied = tied_parameter(m);
+  const double tied_n = !tied.empty() && table.has(tied) ? double(table.at(tied).numel()) : 0;
+  std::map<std::string, double> units;
+  for (const ParamEntry& e : table.entries())
+    if (e.name != tied) units[e.group] += double(e.numel());
+  double big = 0;
+  for (const auto& [name, n] : units) {
+    const bool block = name.rfind("h.", 0) == 0 || name.rfind("layers.", 0) == 0;
+    big = std::max(big, block ? n * double(fsdp_unit) : n);
+  }
+  return {big, tied_n};
+}
+
+std::string bytes_text(double b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", b);
+  return buf;
+}
+
+}  // namespace
+
+// Bytes per parameter by stage (16-bit compute; fp32 has no copy, its masters are the weights):
+//   0: 4 + 2 + 4 + 8        1: 4 + 2 + 4 + 8/dp        2: 4/dp + 2 + 4/dp + 8/dp
+//   3: 4/dp + 2/dp + 4/dp + 8/dp   (= 16/dp in fp32 ... 18/dp in 16 bits)
+// plus, at stage 2 and 3, the windows: gradient windows of the tied parameter and up to three
+// units (the one in backward, two reducing) in fp32, and at stage 3 the gathered weights of the
+// tied parameter and two units (the one computing, the next prefetched) in the compute dtype.
 MemoryEstimate estimate_memory(const TrainConfig& cfg, int pp_rank) {
   const Plan plan = cfg.plan();
   const ModelConfig m = cfg.model();
-  const double P = double(param_table(m, plan, pp_rank, 0).total());
+  const ParamTable table = param_table(m, plan, pp_rank, 0);
+  const double P = double(table.total());
   const bool lowp = cfg.precision != "fp32";
+  const int zero = plan.zero_stage();
+  const double dp = double(cfg.dp);
+  const bool shard_masters = zero == 3 || (zero == 2 && lowp), window_grads = zero >= 2 && !plan.hold_whole_grads;
   MemoryEstimate e;
-  e.weights = P * 4 + (lowp ? P * 2 : 0);  // fp32 masters and the 16-bit compute copy
-  e.grads = P * 4;
-  e.moments = P * 8 / double(cfg.zero ? cfg.dp : 1);
+  e.params = P;
+  e.masters = P * 4 / (shard_masters ? dp : 1);
+  e.compute = lowp ? P * 2 / (zero == 3 ? dp : 1) : 0;
+  e.grads = P * 4 / (window_grads ? dp : 1);
+  e.moments = P * 8 / (zero >= 1 ? dp : 1);
+  const auto [unit, tied] = largest_unit(table, m, plan.fsdp_unit);
+  if (window_grads) e.working += (tied + 3 * unit) * 4;
+  if (zero == 3) e.working += (tied + 2 * unit) * (lowp ? 2 : 4);
+  const std::string d = "/" + std::to_string(cfg.dp);
+  e.formula = "4" + std::string(shard_masters ? d : "") + (lowp ? " + 2" + std::string(zero == 3 ? d : "") : "") +
+              " + 4" + (window_grads ? d : "") + " + 8" + (zero >= 1 ? d : "") + " = " +
+              bytes_text(double(int((e.masters + e.compute + e.grads + e.moments) / P * 100 + 0.5)) / 100) +
+              " bytes/parameter";
   // Activations kept from forward to backward, per micro-batch in flight (a pipeline holds up
   // to pp of them under 1F1B, every one under GPipe), and the logits and their gradient.
   const DType dt = lowp ? DType::bf16 : DType::fp32;
@@ -78,6 +127,10 @@ MemoryLimit memory_available() {
     lim.bytes = double(rl.rlim_cur);
     lim.source = "RLIMIT_AS (ulimit -v)";
   }
+  if (::getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && double(rl.rlim_cur) < lim.bytes) {
+    lim.bytes = double(rl.rlim_cur);
+    lim.source = "RLIMIT_DATA (ulimit -d)";
+  }
   return lim;
 }
 
@@ -86,7 +139,7 @@ void check_memory_fits(const TrainConfig& cfg, int rank, int pp_rank) {
   const MemoryLimit lim = memory_available();
   MESHLM_CHECK(e.total() <= lim.bytes, "the model does not fit: rank " + std::to_string(rank) + " needs at least " +
                                            e.describe() + ", it can have " + gib(lim.bytes) + " GiB (" + lim.source +
-                                           "); use a smaller model or batch, more ranks (--tp, --pp, --zero 1) "
+                                           "); use a smaller model or batch, more ranks (--tp, --pp), a higher --zero stage (1-3) "
                                            "or --recompute");
 }
 

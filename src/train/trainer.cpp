@@ -766,8 +766,6 @@ void Trainer::Impl::describe_layout() {
   std::ostream& out = log_.out();
   const MeshShape& m = mesh_.shape();
   const double mib = 1.0 / (1 << 20), p = double(model_.table().total()), total = double(mcfg_.num_parameters());
-  const double weights = p * 4 + (prec_.compute != DType::fp32 ? p * 2 : 0), grads = p * 4;
-  const double moments = double(sync_->shard().size()) * 8;
   out << "layout  " << m.describe() << " (" << mesh_.world().kind() << "), " << sync_->describe();
   if (m.tp > 1)
     out << "; tensor parallel" << (plan_.sequence_parallel ? " + sequence parallel" : "") << ": "
@@ -785,19 +783,27 @@ void Trainer::Impl::describe_layout() {
           << " stages: each stage idles about " << fmt("%.0f", 100.0 * predicted_bubble(m.pp, int(accum_)))
           << "% of a step; a smaller --micro-batch-size gives more micro-batches and a smaller bubble";
   }
-  out << "\n"
-      << "memory  per rank: weights " << fmt("%.1f", weights * mib) << " MiB (fp32 master"
-      << (prec_.compute != DType::fp32 ? " + 16-bit copy" : "") << "), grads " << fmt("%.1f", grads * mib)
-      << " MiB, Adam moments " << fmt("%.1f", moments * mib) << " MiB = "
-      << fmt("%.1f", (weights + grads + moments) / p) << " bytes/parameter held (formula: 4 + 4 + 8";
-  if (cfg_.zero) out << "/" << m.dp;
-  out << (prec_.compute != DType::fp32 ? " + 2" : "") << ")\n";
+  out << "\n";
+  // What this rank holds, measured from its buffers, against the stage's formula.
+  const MemoryEstimate est = estimate_memory(cfg_, mesh_.pp_rank());
+  const double masters = double(model_.params().nbytes()), grads = double(model_.grads().nbytes());
+  const double copy = prec_.compute != DType::fp32 ? double(model_.compute_weights().nbytes()) : 0;
+  const double moments = double(opt_.m().nbytes() + opt_.v().nbytes());
+  out << "memory  per rank: masters " << fmt("%.1f", masters * mib) << " MiB, "
+      << (copy > 0 ? "16-bit copy " + fmt("%.1f", copy * mib) + " MiB, " : std::string()) << "grads "
+      << fmt("%.1f", grads * mib) << " MiB, Adam moments " << fmt("%.1f", moments * mib) << " MiB = "
+      << fmt("%.2f", (masters + copy + grads + moments) / p) << " bytes/parameter held (formula: " << est.formula << ")";
+  if (est.working > 0) out << "; ZeRO windows about " << fmt("%.1f", est.working * mib) << " MiB (the largest units)";
+  out << "\n";
 }
 
 void Trainer::Impl::describe_activations() {
   const double mib = 1.0 / double(1 << 20);
   res_.activation_mib = double(model_.activation_bytes()) * mib;
   res_.saved_activation_mib = double(model_.saved_activation_bytes()) * mib;
+  if (sync_->working_set_bytes() > 0)
+    log_.line("memory  ZeRO windows per rank: " + fmt("%.1f", double(sync_->working_set_bytes()) * mib) +
+              " MiB allocated by the first step (gathered weights and gradient windows)\n");
   if (mesh_.world().size() == 1 && model_.recompute() == Recompute::none) return;
   const int slots = model_.slots();
   log_.line("memory  activations per rank: " + fmt("%.1f", res_.activation_mib) + " MiB (recompute " +

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <map>
 
 #include "core/error.h"
@@ -74,7 +75,7 @@ class ShardedSync final : public GradSync {
   }
   ~ShardedSync() override {
     model_.set_residency_hooks(nullptr);
-    drain(true);
+    drain();
   }
   Zero1Shard shard() const override { return shard_; }
   ReduceOp norm_op() const override { return ReduceOp::sum; }
@@ -120,11 +121,15 @@ class ShardedSync final : public GradSync {
     if (!w_.residency().window_grads) return;
     for (size_t k = segs_.size(); k-- > 0;)
       if (segs_[k].grad_open && (segs_[k].tied ? offset == 0 : segs_[k].lo >= offset)) start_reduce(k);
+    // At most kInFlight windows reducing: the oldest completed first, so the windows held stay
+    // a few units' worth (the memory ZeRO-2 exists to save), not the whole gradient.
+    while (reducing_.size() > kInFlight) complete_reduce(reducing_.front());
     poke();
   }
+  static constexpr size_t kInFlight = 2;
 
   void finish(float* grads) override {
-    if (w_.residency().window_grads) return drain(true);
+    if (w_.residency().window_grads) return drain();
     // whole gradients held: one reduce-scatter (ZeRO-1's), the shard kept in place
     Tensor received = pool_.take(shard_.size(), DType::fp32);
     const auto t0 = Clock::now();
@@ -192,7 +197,7 @@ class ShardedSync final : public GradSync {
   void open_grads(size_t k);
   void start_reduce(size_t k);
   void complete_reduce(size_t k);
-  void drain(bool all);
+  void drain();
   void poke();
   void map(Weights::View v, const Segment& s, void* data) {
     if (s.hi > s.lo) w_.map(v, s.lo, s.hi, data);
@@ -212,6 +217,7 @@ class ShardedSync final : public GradSync {
   WindowPool pool_;
   std::vector<Segment> segs_;
   std::map<std::string, size_t> unit_seg_;
+  std::deque<size_t> reducing_;  // segments whose reduce-scatter is in flight, oldest first
   bool tied_ = false;
   double reduce_wait_ = 0, gather_wait_ = 0;
 };
@@ -302,6 +308,7 @@ void ShardedSync::start_reduce(size_t k) {
     send = s.send16.data();
   }
   s.reduce = dp_.ireduce_scatter(send, s.recv.data(), c, dt);
+  reducing_.push_back(k);
 }
 
 // This rank's part of the reduced window added into its gradient shard; the buffers returned.
@@ -311,6 +318,7 @@ void ShardedSync::complete_reduce(size_t k) {
   s.reduce->wait();
   reduce_wait_ += since(t0);
   s.reduce.reset();
+  reducing_.erase(std::find(reducing_.begin(), reducing_.end(), k));
   const int64_t mine = counts(s)[size_t(dp_.rank())];
   if (mine > 0) {
     const void* part = s.recv.data();
@@ -328,25 +336,24 @@ void ShardedSync::complete_reduce(size_t k) {
   pool_.give(std::move(s.grads));
 }
 
-// Completes the reductions in flight (all of them, or those already done).
-void ShardedSync::drain(bool all) {
-  for (size_t k = 0; k < segs_.size(); k++) {
-    Segment& s = segs_[k];
-    if (all && s.grad_open) {
+// Completes every reduction in flight, in the order they started (a window still open, left
+// by a backward cut short, is dropped).
+void ShardedSync::drain() {
+  for (Segment& s : segs_)
+    if (s.grad_open) {
       unmap(Weights::View::grads, s);
       s.grad_open = false;
       pool_.give(std::move(s.grads));
     }
-    if (s.reduce && (all || s.reduce->test())) complete_reduce(k);
-  }
+  while (!reducing_.empty()) complete_reduce(reducing_.front());
 }
 
-// MPI advances non-blocking collectives inside MPI calls: test the ones in flight.
+// MPI advances non-blocking collectives inside MPI calls: test the ones in flight, and take
+// in the reductions that completed (in the order they started).
 void ShardedSync::poke() {
-  for (Segment& s : segs_) {
+  for (Segment& s : segs_)
     if (s.gather) s.gather->test();
-    if (s.reduce) s.reduce->test();
-  }
+  while (!reducing_.empty() && segs_[reducing_.front()].reduce->test()) complete_reduce(reducing_.front());
 }
 
 }  // namespace
