@@ -28,7 +28,7 @@ for cfg in "2 dp2" "4 dp4" "4 dp4_accum --micro-batch-size 1" "2 dp2_zero --zero
   fi
 done
 grep -q "gradient buckets of 0.01 MB" "$WORK/dp2.log" && ok || { fail "the bucket count is reported"; grep layout "$WORK/dp2.log"; }
-grep -q "bytes/parameter held (formula: 4 + 4 + 8/2)" "$WORK/dp2_zero.log" && ok || fail "ZeRO-1 memory line"
+grep -q "bytes/parameter held (formula: 4 + 4 + 8/2 = 12 bytes/parameter)" "$WORK/dp2_zero.log" && ok || fail "ZeRO-1 memory line"
 
 # bf16: compute and gradient reduction in 16 bits
 run 1 bf16_dp1 --precision bf16 && run 2 bf16_dp2 --precision bf16 --grad-reduce bf16 &&

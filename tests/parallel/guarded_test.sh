@@ -14,7 +14,8 @@ LAYERS=2 STEPS=6 setup guarded 4 'micro_batch_size = 2'
 
 for layout in "2 dp2 --dp 2" "2 dp2_zero --dp 2 --zero 1 --precision bf16" "2 tp2_sp --dp 1 --tp 2 --sequence-parallel 1" \
               "2 pp2 --dp 1 --pp 2 --precision fp16" "4 dp2pp2_gpipe --dp 2 --pp 2 --pp-schedule gpipe --zero 1" \
-              "2 fp8_tp2 --dp 1 --tp 2 --precision fp8" \
+              "2 fp8_tp2 --dp 1 --tp 2 --precision fp8" "2 dp2_zero3 --dp 2 --zero 3 --precision bf16" \
+              "4 dp2tp2_zero2 --dp 2 --tp 2 --zero 2 --grad-reduce bf16" \
               "8 dp2tp2pp2 --dp 2 --tp 2 --pp 2 --zero 1 --precision bf16 --recompute selective --numerics-report 3"; do
   set -- $layout
   np=$1 name=$2
