@@ -379,19 +379,23 @@ void upload_moments(const ParamEntry& e, const std::vector<float>& m, const std:
 
 namespace {
 
-// A parts checkpoint: each of this rank's tensors whole from the pieces, then its slice.
+// A parts checkpoint: of each of this rank's tensors the elements it stores (all, or its ZeRO
+// shard) and of its moments the optimizer's range, read from the pieces that hold them only.
 void load_parts(const std::string& dir, const json& trainer, Model& model, AdamW* opt) {
   const PartsReader parts(dir, trainer);
   parts.check(param_table(model.config(), Plan{}, 0, 0), opt != nullptr);
-  std::vector<float> w, m, v, local, lm, lv;
+  const WeightResidency& r = model.residency();
+  const int64_t mlo = r.shard_masters ? r.begin : 0, mhi = r.shard_masters ? r.end : model.table().total();
+  std::vector<float> local, lm, lv;
   for (const ParamEntry& e : model.table().entries()) {
-    const bool moments = opt && e.offset + e.numel() > opt->begin() && e.offset < opt->end();
-    parts.read(e.name, w, moments ? &m : nullptr, moments ? &v : nullptr);
-    take_slice(e, w, local);
+    local.assign(size_t(e.numel()), 0.0f);
+    parts.read_local(e, mlo, mhi, "", local.data());
     model.set_master(e, local.data());
-    if (!moments) continue;
-    take_slice(e, m, lm);
-    take_slice(e, v, lv);
+    if (!opt || e.offset + e.numel() <= opt->begin() || e.offset >= opt->end()) continue;
+    lm.assign(size_t(e.numel()), 0.0f);
+    lv.assign(size_t(e.numel()), 0.0f);
+    parts.read_local(e, opt->begin(), opt->end(), "exp_avg/", lm.data());
+    parts.read_local(e, opt->begin(), opt->end(), "exp_avg_sq/", lv.data());
     upload_moments(e, lm, lv, *opt);
   }
   model.update_compute_weights();

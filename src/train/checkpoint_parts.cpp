@@ -1,5 +1,6 @@
 #include "train/checkpoint_parts.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -115,7 +116,6 @@ PartsReader::PartsReader(const std::string& dir, const json& trainer) : dir_(dir
   apply_json(cfg, trainer.at("config"), dir + "/trainer.json");
   model_ = cfg.model();
   plan_ = cfg.plan();  // the saving layout
-  whole_ = std::make_unique<ParamTable>(param_table(model_, Plan{}, 0, 0));
   const int n = trainer["checkpoint"].value("parts", 0);
   MESHLM_CHECK(n > 0, dir + "/trainer.json: a parts checkpoint without a part count");
   for (int r = 0; r < n; r++) {
@@ -146,26 +146,41 @@ const ParamEntry& PartsReader::saved_entry(int pp_rank, int tp_rank, const std::
   return it->second.at(name);
 }
 
-void PartsReader::read(const std::string& name, std::vector<float>& w, std::vector<float>* m,
-                       std::vector<float>* v) const {
-  const int64_t n = shape_numel(whole_->at(name).shape);
-  for (auto* t : {&w, m, v})
-    if (t) t->assign(size_t(n), 0.0f);
-  std::vector<float> piece;
+namespace {
+
+// A run of consecutive global indices [g, g + n) at position `at` (a local index, or an index
+// into a piece), sorted by g.
+struct Run {
+  int64_t g, n, at;
+};
+// The local elements [a, b) of e as runs of the whole tensor, positions counted from `base`.
+std::vector<Run> runs_of(const ParamEntry& e, int64_t a, int64_t b, int64_t base) {
+  std::vector<Run> out;
+  e.for_each_run([&](int64_t l, int64_t g, int64_t k) {
+    const int64_t x = std::max(l, a), y = std::min(l + k, b);
+    if (x < y) out.push_back({g + (x - l), y - x, x - base});
+  });
+  std::sort(out.begin(), out.end(), [](const Run& p, const Run& q) { return p.g < q.g; });
+  return out;
+}
+
+}  // namespace
+
+void PartsReader::read_local(const ParamEntry& e, int64_t lo, int64_t hi, const std::string& prefix,
+                             float* local) const {
+  const int64_t a = std::max<int64_t>(0, lo - e.offset), b = std::min(e.numel(), hi - e.offset);
+  if (a >= b) return;
+  const std::vector<Run> want = runs_of(e, a, b, 0);
   for (const auto& part : parts_) {
-    auto r = part->ranges.find(name);
+    auto r = part->ranges.find(e.name);
     if (r == part->ranges.end()) continue;
-    const auto [lo, hi] = r->second;
-    const ParamEntry& se = saved_entry(part->pp_rank, part->tp_rank, name);
-    const std::pair<std::string, std::vector<float>*> kinds[] = {{"", &w}, {"exp_avg/", m}, {"exp_avg_sq/", v}};
-    for (const auto& [prefix, dst] : kinds) {
-      if (!dst) continue;
-      piece.resize(size_t(hi - lo));
-      part->file->read_f32(prefix + name, {hi - lo}, piece.data());
-      se.for_each_run([&](int64_t l, int64_t g, int64_t k) {  // local [l, l + k) -> global [g, g + k)
-        const int64_t a = std::max(l, lo), b = std::min(l + k, hi);
-        for (int64_t i = a; i < b; i++) (*dst)[size_t(g + (i - l))] = piece[size_t(i - lo)];
-      });
+    const auto [plo, phi] = r->second;
+    const std::vector<Run> have = runs_of(saved_entry(part->pp_rank, part->tp_rank, e.name), plo, phi, plo);
+    for (size_t i = 0, j = 0; i < want.size() && j < have.size();) {  // the overlaps, in one sweep
+      const int64_t s = std::max(want[i].g, have[j].g), t = std::min(want[i].g + want[i].n, have[j].g + have[j].n);
+      if (s < t)
+        part->file->read_f32_range(prefix + e.name, have[j].at + (s - have[j].g), t - s, local + want[i].at + (s - want[i].g));
+      if (want[i].g + want[i].n < have[j].g + have[j].n) i++; else j++;
     }
   }
 }

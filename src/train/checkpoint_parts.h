@@ -42,14 +42,16 @@ void save_checkpoint_parts(const std::string& dir, Mesh& mesh, Model& model, Ada
 
 bool is_parts_checkpoint(const nlohmann::json& trainer);
 
-// The whole tensors of a parts checkpoint, one at a time, assembled from the pieces.
+// A parts checkpoint read by a rank of any layout: its own elements of each tensor, from the pieces.
 class PartsReader {
  public:
   PartsReader(const std::string& dir, const nlohmann::json& trainer);
   ~PartsReader();
-  // The whole tensor `name` (its unsharded, padded shape; elements no piece covers stay 0) and,
-  // with moments, its AdamW moments.
-  void read(const std::string& name, std::vector<float>& w, std::vector<float>* m, std::vector<float>* v) const;
+  // Only what a loading rank stores: of its tensor `e` (its ParamEntry under the loading layout),
+  // the elements at flat offsets [lo, hi) of "<prefix><name>" ("", "exp_avg/", "exp_avg_sq/")
+  // into local[i - e.offset]; each part's file is read only where it holds those elements
+  // (the pieces are memory-mapped: the other bytes are never touched).
+  void read_local(const ParamEntry& e, int64_t lo, int64_t hi, const std::string& prefix, float* local) const;
   // Every element of every tensor of `whole` is covered exactly once (and its moments, if asked).
   void check(const ParamTable& whole, bool moments) const;
 
@@ -60,7 +62,6 @@ class PartsReader {
   ModelConfig model_;
   Plan plan_;
   std::vector<std::unique_ptr<Part>> parts_;
-  std::unique_ptr<ParamTable> whole_;  // the unsharded tensors' shapes
   mutable std::map<std::pair<int, int>, ParamTable> tables_;  // (pp, tp) -> the saving rank's table
 };
 

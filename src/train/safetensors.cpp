@@ -133,6 +133,15 @@ void SafeTensorsFile::read_f32(const std::string& name, const Shape& shape, floa
   std::memcpy(dst, data_ + e.begin, e.end - e.begin);
 }
 
+void SafeTensorsFile::read_f32_range(const std::string& name, int64_t first, int64_t n, float* dst) const {
+  const Entry& e = entry(name);
+  MESHLM_CHECK(e.dtype == "F32", path_ + ": tensor '" + name + "' is " + e.dtype + ", expected F32");
+  MESHLM_CHECK(first >= 0 && n >= 0 && size_t(first + n) * 4 <= e.end - e.begin,
+               path_ + ": elements [" + std::to_string(first) + ", " + std::to_string(first + n) + ") are outside tensor '" +
+                   name + "' " + shape_str(e.shape));
+  std::memcpy(dst, data_ + e.begin + size_t(first) * 4, size_t(n) * 4);
+}
+
 void SafeTensorsFile::read_as_f32(const std::string& name, const Shape& shape, float* dst) const {
   const Entry& e = entry(name);
   if (e.dtype == "F32") return read_f32(name, shape, dst);

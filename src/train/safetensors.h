@@ -39,6 +39,8 @@ class SafeTensorsFile {
   const Entry& entry(const std::string& name) const;
   // Copies tensor `name` into dst, checking dtype F32 and that the shape equals `shape`.
   void read_f32(const std::string& name, const Shape& shape, float* dst) const;
+  // Elements [first, first + n) of the F32 tensor `name` (row-major), only those bytes read.
+  void read_f32_range(const std::string& name, int64_t first, int64_t n, float* dst) const;
   // The same for an F32, F16 or BF16 tensor, the 16-bit values up-cast (exact).
   void read_as_f32(const std::string& name, const Shape& shape, float* dst) const;
   const std::map<std::string, Entry>& entries() const { return entries_; }
