@@ -54,6 +54,41 @@ void GradientBuckets::finish() {
   grads_ = nullptr;
 }
 
+std::vector<int64_t> zero1_counts_in(int64_t total, int size, int64_t lo, int64_t hi) {
+  std::vector<int64_t> c;
+  for (int r = 0; r < size; r++) {
+    const Zero1Shard s = Zero1Shard::of(total, r, size);
+    c.push_back(std::max<int64_t>(0, std::min(hi, s.end) - std::max(lo, s.begin)));
+  }
+  return c;
+}
+
+// Round k takes the k-th sub-chunk of every rank's shard, packed in rank order into one staging
+// buffer, so every rank reduces its share of every round (a contiguous range of the flat
+// buffer would mostly lie in one rank's shard, leaving the others idle); each rank receives
+// its sub-chunk straight into its shard.
+double reduce_scatter_in_chunks(Communicator& dp, Backend& be, float* grads, int64_t total, int64_t chunk) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int n = dp.size();
+  const int64_t sub = std::max<int64_t>(1, (chunk + n - 1) / n), largest = (total + n - 1) / n;
+  Tensor staging({sub * n}, DType::fp32, be);  // (n, sub) one round's sub-chunks, rank order
+  float* st = staging.as<float>();
+  const Zero1Shard mine = Zero1Shard::of(total, dp.rank(), n);
+  for (int64_t k = 0; k * sub < largest; k++) {
+    std::vector<int64_t> counts;
+    int64_t packed = 0;
+    for (int r = 0; r < n; r++) {
+      const Zero1Shard s = Zero1Shard::of(total, r, n);
+      const int64_t lo = std::min(s.end, s.begin + k * sub), hi = std::min(s.end, lo + sub);
+      if (hi > lo) be.copy(st + packed, grads + lo, size_t(hi - lo) * 4);
+      counts.push_back(hi - lo);
+      packed += hi - lo;
+    }
+    dp.reduce_scatter(st, grads + std::min(mine.end, mine.begin + k * sub), counts, DType::fp32);
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 std::vector<int64_t> zero1_counts(int64_t total, int size) {
   std::vector<int64_t> c;
   for (int r = 0; r < size; r++) c.push_back(Zero1Shard::of(total, r, size).size());

@@ -53,5 +53,14 @@ struct Zero1Shard {
 };
 // The per-rank element counts of the shards (for reduce_scatter / all_gather).
 std::vector<int64_t> zero1_counts(int64_t total, int size);
+// The per-rank counts of the part of each rank's shard inside [lo, hi) of the flat buffer.
+std::vector<int64_t> zero1_counts_in(int64_t total, int size, int64_t lo, int64_t hi);
+
+// ZeRO-1's reduce-scatter of the whole flat buffer (P = total elements of be's memory), run as
+// reduce-scatters of about `chunk` elements each (every rank's shard contributing chunk / dp of
+// them): afterwards this rank's shard of `grads` holds the sum over the ranks. Chunks bound what
+// the exchange allocates (MPI's temporary buffers and a staging buffer: one chunk each, not the
+// whole gradient). Returns the seconds it took.
+double reduce_scatter_in_chunks(Communicator& dp, Backend& be, float* grads, int64_t total, int64_t chunk);
 
 }  // namespace meshlm

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <utility>
 
 #include "train/zero_sync.h"
 
@@ -60,18 +61,18 @@ class BucketSync final : public GradSync {
 // ZeRO-1: rank r owns [P r / dp, P (r+1) / dp) of the flat buffers.
 class Zero1Sync final : public GradSync {
  public:
-  Zero1Sync(Mesh& mesh, Model& model)
+  Zero1Sync(const Plan& plan, Mesh& mesh, Model& model)
       : dp_(mesh.dp()),
         be_(model.backend()),
         total_(model.table().total()),
-        shard_(Zero1Shard::of(total_, mesh.dp_rank(), mesh.shape().dp)),
-        received_({shard_.size()}, DType::fp32, be_) {}
+        chunk_(std::max<int64_t>(1, int64_t(plan.bucket_mb * 1e6 / 4))),
+        shard_(Zero1Shard::of(total_, mesh.dp_rank(), mesh.shape().dp)) {}
   Zero1Shard shard() const override { return shard_; }
-  // Each rank receives the sum of its own shard.
-  void finish(float* grads) override {
-    dp_.reduce_scatter(grads, received_.data(), zero1_counts(total_, dp_.size()), DType::fp32);
-    be_.copy(grads + shard_.begin, received_.data(), received_.nbytes());
-  }
+  // Each rank receives the sum of its own shard, chunk by chunk (bucket_mb each).
+  void finish(float* grads) override { exposed_ += reduce_scatter_in_chunks(dp_, be_, grads, total_, chunk_); }
+  // after backward, not overlapped: all of it exposed
+  double take_exposed_seconds() override { return std::exchange(exposed_, 0.0); }
+  bool reports_exposed() const override { return true; }
   ReduceOp norm_op() const override { return ReduceOp::sum; }  // the shards' sums add up
   // Every rank updated its shard of the masters; the ranks exchange the updated weights in the
   // compute dtype: the fp32 masters in fp32, else each rank rounds its shard to the 16-bit copy
@@ -103,10 +104,10 @@ class Zero1Sync final : public GradSync {
  private:
   Communicator& dp_;
   Backend& be_;
-  int64_t total_;
+  int64_t total_, chunk_;
   Zero1Shard shard_;
-  Tensor received_;  // (shard) this rank's reduced gradients
   bool stale_ = false;
+  double exposed_ = 0;
 };
 
 }  // namespace
@@ -119,7 +120,7 @@ double GradSync::refresh_weights(Model& model, const WeightRounding& rounding) {
 std::unique_ptr<GradSync> GradSync::make(const Plan& plan, Mesh& mesh, Model& model, int64_t tied_end) {
   switch (plan.grad_sync) {
     case GradSyncKind::buckets: return std::make_unique<BucketSync>(plan, mesh, model, tied_end);
-    case GradSyncKind::zero1: return std::make_unique<Zero1Sync>(mesh, model);
+    case GradSyncKind::zero1: return std::make_unique<Zero1Sync>(plan, mesh, model);
     case GradSyncKind::zero2:
     case GradSyncKind::zero3: return make_sharded_sync(plan, mesh, model);
     case GradSyncKind::none: break;

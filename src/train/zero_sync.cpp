@@ -130,13 +130,8 @@ class ShardedSync final : public GradSync {
 
   void finish(float* grads) override {
     if (w_.residency().window_grads) return drain();
-    // whole gradients held: one reduce-scatter (ZeRO-1's), the shard kept in place
-    Tensor received = pool_.take(shard_.size(), DType::fp32);
-    const auto t0 = Clock::now();
-    dp_.reduce_scatter(grads, received.data(), zero1_counts(total_, dp_.size()), DType::fp32);
-    reduce_wait_ += since(t0);
-    be_.copy(model_.grad_at(shard_.begin), received.data(), size_t(shard_.size()) * 4);
-    pool_.give(std::move(received));
+    // whole gradients held: ZeRO-1's reduce-scatter, chunk by chunk, into the shard in place
+    reduce_wait_ += reduce_scatter_in_chunks(dp_, be_, grads, total_, std::max<int64_t>(1, int64_t(plan_.bucket_mb * 1e6 / 4)));
   }
 
   double refresh_weights(Model& model, const WeightRounding& rounding) override {
@@ -181,14 +176,7 @@ class ShardedSync final : public GradSync {
     return it->second;
   }
   size_t first_own() const { return tied_ ? 1 : 0; }
-  std::vector<int64_t> counts(const Segment& s) const {
-    std::vector<int64_t> c;
-    for (int r = 0; r < dp_.size(); r++) {
-      const Zero1Shard o = Zero1Shard::of(total_, r, dp_.size());
-      c.push_back(std::max<int64_t>(0, std::min(s.hi, o.end) - std::max(s.lo, o.begin)));
-    }
-    return c;
-  }
+  std::vector<int64_t> counts(const Segment& s) const { return zero1_counts_in(total_, dp_.size(), s.lo, s.hi); }
   int64_t mine_lo(const Segment& s) const { return std::max(s.lo, shard_.begin); }
   void start_gather(size_t k);
   void ensure(size_t k);

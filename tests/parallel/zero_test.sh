@@ -16,7 +16,7 @@ source "$(dirname "$0")/mpi_helpers.sh"
 STEPS=30 setup zero 2
 
 run 1 dp1 && ok || fail "dp 1: $(tail -1 "$WORK/dp1.log")"
-for cfg in "2 z2 --zero 2" "2 z3 --zero 3" "4 z2_dp4_accum --zero 2 --micro-batch-size 1" \
+for cfg in "2 z2 --zero 2" "2 z3 --zero 3" "4 z2_dp4 --zero 2" "4 z3_dp4 --zero 3" "4 z2_dp4_accum --zero 2 --micro-batch-size 1" \
            "4 z3_dp4_accum --zero 3 --micro-batch-size 1" \
            "4 z3_dp4_whole --zero 3 --micro-batch-size 1 --zero-accumulate whole" \
            "4 z3_tp2 --dp 2 --tp 2 --zero 3" "4 z2_tp2_sp --dp 2 --tp 2 --zero 2 --sequence-parallel" \
