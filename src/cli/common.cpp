@@ -120,4 +120,21 @@ void add_backend_option(CLI::App* cmd, std::string& backend) {
   cmd->add_option("--backend", backend, std::string("the kernels and memory: ") + backend_names() + " [default: cpu]");
 }
 
+std::string cpu_summary() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model = "unknown CPU", flags;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0 && model == "unknown CPU") model = line.substr(line.find(':') + 2);
+    if (line.rfind("flags", 0) == 0 && flags.empty()) flags = line + " ";
+  }
+  std::string have, lack;
+  for (const char* f : {"avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16"}) {
+    std::string& into = flags.find(std::string(" ") + f + " ") != std::string::npos ? have : lack;
+    into += (into.empty() ? "" : " ") + std::string(f);
+  }
+  return model + " (" + (have.empty() ? "none of the AVX-512 features" : have) + (lack.empty() ? "" : "; lacks " + lack) +
+         ")";
+}
+
+
 }  // namespace meshlm::cli

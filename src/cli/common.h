@@ -47,4 +47,7 @@ std::unique_ptr<Model> load_model(const std::string& dir, Backend& be, TrainConf
 // The --backend option of eval and sample (train and bench take it as a config key).
 void add_backend_option(CLI::App* cmd, std::string& backend);
 
+// "AMD EPYC (avx512f avx512_bf16; lacks amx_bf16 avx512_fp16)": what the kernels can use.
+std::string cpu_summary();
+
 }  // namespace meshlm::cli

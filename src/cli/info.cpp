@@ -15,23 +15,6 @@ namespace meshlm::cli {
 
 namespace {
 
-// "AMD EPYC (avx512f avx512_bf16; lacks amx_bf16 avx512_fp16)": what the kernels can use.
-std::string cpu_summary() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line, model = "unknown CPU", flags;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0 && model == "unknown CPU") model = line.substr(line.find(':') + 2);
-    if (line.rfind("flags", 0) == 0 && flags.empty()) flags = line + " ";
-  }
-  std::string have, lack;
-  for (const char* f : {"avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16"}) {
-    std::string& into = flags.find(std::string(" ") + f + " ") != std::string::npos ? have : lack;
-    into += (into.empty() ? "" : " ") + std::string(f);
-  }
-  return model + " (" + (have.empty() ? "none of the AVX-512 features" : have) + (lack.empty() ? "" : "; lacks " + lack) +
-         ")";
-}
-
 }  // namespace
 
 void add_info(CLI::App& app) {

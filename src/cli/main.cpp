@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   meshlm::cli::add_info(app);
   meshlm::cli::add_export(app);
   meshlm::cli::add_plot(app);
+  meshlm::cli::add_plan(app);
   // An unknown command is one line, not the top-level help (CLI11 would take it for an argument).
   if (argc > 1 && argv[1][0] != '-') {
     std::string known;

@@ -1,0 +1,152 @@
+// `meshlm plan`: calibrate a machine, predict and rank every layout of a rank count, and check
+// the predictions by measuring some of them.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "train/bench.h"
+#include "train/memory_estimate.h"
+#include "train/planner.h"
+
+namespace meshlm::cli {
+
+namespace {
+
+struct PlanOptions {
+  std::string machine = "meshlm_machine.json";
+  int ranks = 0;  // 0: the job's
+  int top = 10, measure = 0, repeats = 2;
+  bool calibrate = false;
+};
+
+void print_predictions(const std::vector<Prediction>& ps, int top, int64_t tokens) {
+  std::printf("%-4s %-44s %10s %10s %10s  %s\n", "rank", "layout (dp x tp x pp, micro-batch, ZeRO, recompute)",
+              "step ms", "tokens/s", "MiB/rank", "dominant costs");
+  for (int i = 0; i < std::min<int>(top, int(ps.size())); i++) {
+    const Prediction& p = ps[size_t(i)];
+    std::printf("%-4d %-44s %10.1f %10.0f %10.0f  %s%s\n", i + 1, p.layout().c_str(), p.step_s * 1e3,
+                double(tokens) / p.step_s, p.memory_bytes / double(1 << 20), p.dominant().c_str(),
+                p.fits ? "" : " (does not fit)");
+  }
+}
+
+// The layouts to measure: the top k, then every n-th of the rest, up to k more.
+std::vector<size_t> measured_set(size_t n, int k) {
+  std::vector<size_t> idx;
+  for (size_t i = 0; i < n && int(idx.size()) < k; i++) idx.push_back(i);
+  const size_t stride = std::max<size_t>(1, (n - idx.size()) / size_t(std::max(1, k)));
+  for (size_t i = idx.size() + stride / 2; i < n && int(idx.size()) < 2 * k; i += stride) idx.push_back(i);
+  return idx;
+}
+
+// Runs each chosen layout through `meshlm bench`, alternated over `repeats` rounds, and prints
+// predicted against measured (median of the rounds, with their spread).
+void measure(Communicator& world, const std::vector<Prediction>& ps, const PlanOptions& o) {
+  const std::vector<size_t> idx = measured_set(ps.size(), o.measure);
+  std::vector<std::vector<double>> ms(idx.size());
+  BenchOptions bo;
+  bo.warmup = 1;
+  bo.steps = 3;
+  for (int round = 0; round < o.repeats; round++)
+    for (size_t j = 0; j < idx.size(); j++) {
+      TrainConfig c = ps[idx[j]].cfg;
+      Mesh mesh(world, MeshShape{int(c.dp), int(c.tp), int(c.pp)});
+      std::ostringstream quiet;
+      ms[j].push_back(bench(c, bo, quiet, &mesh).ms_per_step);
+      if (world.rank() == 0) std::fprintf(stderr, "\rmeasured %zu of %zu", round * idx.size() + j + 1, idx.size() * size_t(o.repeats));
+    }
+  if (world.rank() != 0) return;
+  std::printf("\n%-4s %-44s %12s %12s %10s %8s\n", "rank", "layout", "predicted ms", "measured ms", "spread", "error");
+  double sum = 0, worst = 0, fastest = 1e30;
+  for (size_t j = 0; j < idx.size(); j++) {
+    std::vector<double> v = ms[j];
+    std::sort(v.begin(), v.end());
+    const double med = v[v.size() / 2], pred = ps[idx[j]].step_s * 1e3, err = (pred - med) / med;
+    sum += std::fabs(err);
+    worst = std::max(worst, std::fabs(err));
+    fastest = std::min(fastest, med);
+    std::printf("%-4zu %-44s %12.1f %12.1f %9.1f%% %+7.1f%%\n", idx[j] + 1, ps[idx[j]].layout().c_str(), pred, med,
+                100.0 * (v.back() - v.front()) / med, 100.0 * err);
+  }
+  std::vector<double> first = ms[0];
+  std::sort(first.begin(), first.end());
+  std::printf("step time error: mean %.1f%%, max %.1f%% over %zu layouts; the planner's first choice measured %.1f%% "
+              "from the fastest measured\n",
+              100.0 * sum / double(idx.size()), 100.0 * worst, idx.size(), 100.0 * (first[first.size() / 2] / fastest - 1));
+}
+
+}  // namespace
+
+void add_plan(CLI::App& app) {
+  auto* cmd = app.add_subcommand("plan", "Predict the step time and memory of every parallel layout and rank them");
+  cmd->footer(
+      "Takes the model and training flags of `meshlm train` (--config, --n-layer ..., --batch-size, --seq-len,\n"
+      "--precision); the layout keys (--dp --tp --pp --micro-batch-size --zero --recompute --sequence-parallel\n"
+      "--pp-schedule) are what it searches. Every layout of --ranks ranks is predicted from the layers'\n"
+      "cost records and a machine profile, and the fastest that fit in memory are printed with their\n"
+      "dominant costs. The profile is measured on this machine by\n"
+      "  mpirun -np N meshlm plan --calibrate --machine FILE   (GEMMs over a grid of shapes, attention,\n"
+      "memory bandwidth, AdamW, and each collective per group size, on all N ranks at once), one entry\n"
+      "per rank count. --measure K then runs the top K layouts and K others through `meshlm bench`\n"
+      "(under mpirun with --ranks ranks), alternated --repeats times, and prints predicted against measured.");
+  auto config_file = std::make_shared<std::string>();
+  auto o = std::make_shared<PlanOptions>();
+  ConfigFlags flags;
+  cmd->add_option("--config", *config_file, "TOML config file (keys as the flags, with _)");
+  cmd->add_option("--machine", o->machine, "machine profile file [default: meshlm_machine.json]");
+  cmd->add_option("--ranks", o->ranks, "ranks to plan for [default: the job's]");
+  cmd->add_option("--top", o->top, "layouts to print [default: 10]");
+  cmd->add_option("--measure", o->measure, "measure the top K layouts and K others [default: 0]");
+  cmd->add_option("--repeats", o->repeats, "measurement rounds, alternated [default: 2]");
+  cmd->add_flag("--calibrate", o->calibrate, "measure this machine on the job's ranks into --machine");
+  flags.add_to(cmd, {"steps", "eval_every", "eval_batches", "save_every", "keep_last", "checkpoints", "save_every_minutes",
+                     "out", "numerics_report", "profile", "log_every", "tensorboard", "plots", "sample_every",
+                     "sample_tokens", "sample_prompt", "allow_data_change", "inject_inf_at_step", "dp", "tp", "pp",
+                     "micro_batch_size", "zero", "recompute", "sequence_parallel", "pp_schedule", "pp_layers"});
+  cmd->callback([=]() {
+    TrainConfig cfg;
+    if (!config_file->empty()) apply_toml_file(cfg, *config_file);
+    flags.apply(cfg);
+    cfg.dp = cfg.tp = cfg.pp = 1;
+    cfg.micro_batch_size = 0;
+    auto world = make_world_communicator();
+    const int ranks = o->ranks > 0 ? o->ranks : world->size();
+    try {
+      if (o->calibrate) {
+        std::unique_ptr<Backend> be = make_backend(cfg.backend);
+        Mesh mesh(*world, MeshShape{world->size(), 1, 1});
+        std::ostringstream quiet;
+        MachineProfile p = calibrate_machine(*be, mesh, world->rank() == 0 ? std::cout : quiet);
+        p.cpu = cpu_summary();
+        if (world->rank() == 0) save_machine_profile(o->machine, p);
+        if (world->rank() == 0) std::cout << "wrote the profile for " << p.ranks << " rank(s) to " << o->machine << "\n";
+      } else {
+        const MachineProfile m = load_machine_profile(o->machine, ranks);
+        const double limit = memory_available().bytes * double(world->size()) / double(ranks);
+        const std::vector<Prediction> ps = plan_layouts(cfg, ranks, m, limit);
+        MESHLM_CHECK(!ps.empty(), "no valid layout of " + std::to_string(ranks) + " ranks for this model and batch");
+        if (world->rank() == 0) {
+          std::printf("plan    %zu layouts of %d ranks for %s, batch %lld x %lld tokens, %s (profile: %s)\n", ps.size(),
+                      ranks, cfg.model().describe().c_str(), (long long)cfg.batch_size, (long long)cfg.seq_len,
+                      cfg.precision.c_str(), m.cpu.c_str());
+          print_predictions(ps, o->top, cfg.batch_size * cfg.seq_len);
+        }
+        if (o->measure > 0) {
+          MESHLM_CHECK(world->size() == ranks, "--measure runs the layouts: start it with mpirun -np " + std::to_string(ranks));
+          measure(*world, ps, *o);
+        }
+      }
+    } catch (const Error& e) {
+      if (world->rank() == 0) std::fprintf(stderr, "meshlm: error: %s\n", e.what());
+      world->abort(1);
+    }
+    world.reset();
+    finalize_world();
+  });
+}
+
+}  // namespace meshlm::cli

@@ -1,0 +1,250 @@
+#include "train/machine.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <ostream>
+
+#include "core/error.h"
+#include "core/files.h"
+
+namespace meshlm {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// The best of `reps` timings of f (after one untimed call), every rank timing together: a
+// barrier before each so ranks that share the machine run at once, and the slowest rank's
+// time kept (what a step waits for).
+template <class F>
+double timed(Communicator& world, int reps, F&& f) {
+  f();
+  double best = 1e30;
+  for (int r = 0; r < reps; r++) {
+    world.barrier();
+    const auto t0 = Clock::now();
+    f();
+    double s = since(t0);
+    world.all_reduce(&s, 1, DType::fp64, ReduceOp::max);
+    best = std::min(best, s);
+  }
+  return best;
+}
+
+// The grid's value at x by inverse-distance weighting in log space: the 2^D nearest grid points,
+// each weighted by 1 / distance^2, averaged in log space (an exact grid point is its own value).
+template <size_t D>
+double interpolate(const std::vector<std::array<double, D + 1>>& grid, const std::array<double, D>& x) {
+  MESHLM_CHECK(!grid.empty(), "machine profile: an empty table");
+  std::vector<std::pair<double, double>> by_distance;  // (distance^2 in log space, value)
+  for (const auto& g : grid) {
+    double d2 = 0;
+    for (size_t i = 0; i < D; i++) {
+      const double a = std::log2(std::max(1.0, x[i])), b = std::log2(std::max(1.0, g[i]));
+      d2 += (a - b) * (a - b);
+    }
+    by_distance.push_back({d2, g[D]});
+  }
+  std::sort(by_distance.begin(), by_distance.end());
+  if (by_distance[0].first < 1e-12) return by_distance[0].second;
+  const size_t n = std::min<size_t>(by_distance.size(), size_t(1) << D);
+  double wsum = 0, vsum = 0;
+  for (size_t i = 0; i < n; i++) {
+    const double w = 1.0 / by_distance[i].first;
+    wsum += w;
+    vsum += w * std::log(by_distance[i].second);
+  }
+  return std::exp(vsum / wsum);
+}
+
+std::vector<std::array<double, 4>> calibrate_gemm(Backend& be, Communicator& world, DType dt, std::ostream& log) {
+  const int64_t ms[] = {64, 256, 1024, 4096}, nk[] = {64, 256, 768, 2304, 4096};
+  const int64_t big = 4096 * 4096;
+  Tensor a({big}, dt, be), b({big}, dt, be), c({4096 * 4096}, DType::fp32, be);
+  std::vector<std::array<double, 4>> out;
+  for (int64_t m : ms)
+    for (int64_t n : nk)
+      for (int64_t k : nk) {
+        const double flops = 2.0 * double(m) * double(n) * double(k);
+        const int reps = flops > 2e10 ? 2 : flops > 1e9 ? 3 : 5;
+        const double s = timed(world, reps, [&] {
+          // enough calls for ~1 GFLOP per timing, so small shapes are measured above the clock's noise
+          const int calls = std::max(1, int(1e9 / flops));
+          for (int i = 0; i < calls; i++)
+            be.gemm(dt, false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c.data(), n);
+        });
+        const int calls = std::max(1, int(1e9 / flops));
+        out.push_back({double(m), double(n), double(k), flops * calls / s / 1e9});
+      }
+  log << "  gemm " << dtype_name(dt) << ": " << out.size() << " shapes\n";
+  return out;
+}
+
+std::vector<std::array<double, 3>> calibrate_attention(Backend& be, Communicator& world, DType dt) {
+  std::vector<std::array<double, 3>> out;
+  for (int64_t T : {64, 256, 1024})
+    for (int64_t HS : {64, 128}) {
+      const int64_t NH = 4, B = std::max<int64_t>(1, int64_t(4096 / T));
+      AttentionShape s{B, T, NH, NH, HS, 3 * NH * HS, 3 * NH * HS};
+      const int64_t N = B * T, C3 = 3 * NH * HS;
+      Tensor qkv({N * C3}, dt, be), y({N * NH * HS}, dt, be), dy({N * NH * HS}, dt, be), dqkv({N * C3}, dt, be);
+      Tensor lse({B * NH * T}, DType::fp32, be);
+      const char* q = static_cast<const char*>(qkv.data());
+      const size_t esz = dtype_size(dt), off = size_t(NH * HS) * esz;
+      char* dq = static_cast<char*>(dqkv.data());
+      const double sec = timed(world, 3, [&] {
+        be.attention_forward(dt, y.data(), lse.data(), q, q + off, q + 2 * off, s);
+        be.attention_backward(dt, dq, dq + off, dq + 2 * off, dy.data(), q, q + off, q + 2 * off, y.data(), lse.data(), s);
+      });
+      const double flops = 6.0 * 2.0 * double(B * NH * T) * double(T) * double(HS);  // 2 forward + 4 backward products
+      out.push_back({double(T), double(HS), flops / sec / 1e9});
+    }
+  return out;
+}
+
+void calibrate_collectives(Backend& be, Communicator& world, MachineProfile& p) {
+  const int N = world.size();
+  for (int g = 2; g <= N; g++) {
+    if (N % g) continue;
+    std::unique_ptr<Communicator> c = world.split(world.rank() / g, world.rank());
+    const int64_t small = 1024, large = 4 << 20;  // elements (fp32): 4 KB and 16 MB
+    Tensor a({large * g}, DType::fp32, be), b({large * g}, DType::fp32, be);
+    auto fit = [&](const std::function<void(int64_t)>& f) {
+      const double ts = timed(world, 5, [&] { f(small); }), tl = timed(world, 3, [&] { f(large); });
+      const double bw = double(large - small) * 4 / std::max(1e-9, tl - ts);
+      return LinkCost{std::max(0.0, ts - double(small) * 4 / bw), bw};
+    };
+    p.collectives["all_reduce"][g] = fit([&](int64_t n) { c->all_reduce(a.data(), n, DType::fp32); });
+    p.collectives["reduce_scatter"][g] = fit([&](int64_t n) {
+      c->reduce_scatter(a.data(), b.data(), std::vector<int64_t>(size_t(g), n / g), DType::fp32);
+    });
+    p.collectives["all_gather"][g] = fit([&](int64_t n) {
+      c->all_gather(a.data(), b.data(), std::vector<int64_t>(size_t(g), n / g), DType::fp32);
+    });
+    if (g == 2)
+      p.collectives["send_recv"][2] = fit([&](int64_t n) {
+        if (c->rank() == 0) c->send(a.data(), n, DType::fp32, 1, 7);
+        else c->recv(a.data(), n, DType::fp32, 0, 7);
+      });
+  }
+}
+
+}  // namespace
+
+double MachineProfile::gemm_gflops(DType dt, double m, double n, double k) const {
+  auto it = gemm.find(dtype_name(dt));
+  if (it == gemm.end()) it = gemm.find("fp32");
+  MESHLM_CHECK(it != gemm.end(), "machine profile: no gemm table");
+  return interpolate<3>(it->second, {m, n, k});
+}
+
+double MachineProfile::attention_gflops(DType dt, double T, double HS) const {
+  auto it = attention.find(dtype_name(dt));
+  if (it == attention.end()) it = attention.find("fp32");
+  MESHLM_CHECK(it != attention.end(), "machine profile: no attention table");
+  return interpolate<2>(it->second, {T, HS});
+}
+
+double MachineProfile::collective_seconds(const std::string& what, int group, double bytes) const {
+  if (group <= 1 || bytes <= 0) return 0;
+  auto it = collectives.find(what);
+  MESHLM_CHECK(it != collectives.end() && !it->second.empty(), "machine profile: no " + what + " measurement");
+  auto g = it->second.upper_bound(group);  // the largest measured group <= group (else the smallest)
+  if (g != it->second.begin()) --g;
+  // a ring's per-rank traffic grows as (g - 1) / g: scale from the measured group size
+  const double scale = (double(group - 1) / group) / (double(g->first - 1) / g->first);
+  return g->second.latency_s * double(group) / double(g->first) + bytes * scale / g->second.bytes_per_s;
+}
+
+nlohmann::json MachineProfile::to_json() const {
+  nlohmann::json j = {{"threads_per_rank", threads_per_rank}, {"memory_gbs", memory_gbs}, {"adamw_ns", adamw_ns}};
+  for (const auto& [dt, rows] : gemm) j["gemm"][dt] = rows;
+  for (const auto& [dt, rows] : attention) j["attention"][dt] = rows;
+  for (const auto& [what, groups] : collectives)
+    for (const auto& [g, c] : groups) j["collectives"][what][std::to_string(g)] = {c.latency_s, c.bytes_per_s};
+  return j;
+}
+
+MachineProfile MachineProfile::from_json(const nlohmann::json& j, int ranks) {
+  MachineProfile p;
+  p.ranks = ranks;
+  p.threads_per_rank = j.value("threads_per_rank", 1);
+  p.memory_gbs = j.value("memory_gbs", 10.0);
+  p.adamw_ns = j.value("adamw_ns", 2.0);
+  for (const auto& [dt, rows] : j.at("gemm").items()) p.gemm[dt] = rows.get<std::vector<std::array<double, 4>>>();
+  for (const auto& [dt, rows] : j.at("attention").items())
+    p.attention[dt] = rows.get<std::vector<std::array<double, 3>>>();
+  if (j.contains("collectives"))
+    for (const auto& [what, groups] : j["collectives"].items())
+      for (const auto& [g, c] : groups.items()) p.collectives[what][std::stoi(g)] = {c.at(0).get<double>(), c.at(1).get<double>()};
+  return p;
+}
+
+MachineProfile calibrate_machine(Backend& be, Mesh& mesh, std::ostream& log) {
+  Communicator& world = mesh.world();
+  MachineProfile p;
+  p.ranks = world.size();
+  p.threads_per_rank = omp_get_max_threads();
+  log << "calibrating " << p.ranks << " rank(s) x " << p.threads_per_rank << " thread(s), all at once\n";
+  for (DType dt : {DType::fp32, DType::bf16}) {
+    if (dt != DType::fp32 && !be.supports(Op::gemm, dt)) continue;
+    p.gemm[dtype_name(dt)] = calibrate_gemm(be, world, dt, log);
+    p.attention[dtype_name(dt)] = calibrate_attention(be, world, dt);
+  }
+  {  // memory: accumulate reads two buffers and writes one, 64 MB each
+    const int64_t n = 16 << 20;
+    Tensor a({n}, DType::fp32, be), b({n}, DType::fp32, be);
+    const double s = timed(world, 5, [&] { be.accumulate(DType::fp32, a.data(), b.data(), n); });
+    p.memory_gbs = 3.0 * double(n) * 4 / s / 1e9;
+  }
+  {  // AdamW over 8M fp32 elements
+    const int64_t n = 8 << 20;
+    Tensor w({n}, DType::fp32, be), g({n}, DType::fp32, be), m({n}, DType::fp32, be), v({n}, DType::fp32, be);
+    const double s = timed(world, 3, [&] { be.adamw_update(DType::fp32, w.data(), g.data(), m.data(), v.data(), n, AdamWArgs{}); });
+    p.adamw_ns = s / double(n) * 1e9;
+  }
+  log << "  memory " << p.memory_gbs << " GB/s, AdamW " << p.adamw_ns << " ns/element\n";
+  calibrate_collectives(be, world, p);
+  return p;
+}
+
+MachineProfile load_machine_profile(const std::string& path, int ranks) {
+  std::ifstream in(path);
+  MESHLM_CHECK(in, path + ": cannot read the machine profile (make one: mpirun -np " + std::to_string(ranks) +
+                       " meshlm plan --calibrate --machine " + path + ")");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+    throw Error(path + ": not valid JSON");
+  }
+  const std::string key = std::to_string(ranks);
+  MESHLM_CHECK(j.contains("profiles") && j["profiles"].contains(key),
+               path + ": no profile for " + key + " rank(s) (calibrate it: mpirun -np " + key +
+                   " meshlm plan --calibrate --machine " + path + ")");
+  MachineProfile p = MachineProfile::from_json(j["profiles"][key], ranks);
+  p.cpu = j.value("cpu", "");
+  return p;
+}
+
+void save_machine_profile(const std::string& path, const MachineProfile& p) {
+  nlohmann::json j = nlohmann::json::object();
+  if (std::filesystem::exists(path)) {
+    try {
+      j = nlohmann::json::parse(std::ifstream(path));
+    } catch (const nlohmann::json::exception&) {
+      throw Error(path + ": exists and is not a machine profile (not valid JSON)");
+    }
+  }
+  if (!p.cpu.empty()) j["cpu"] = p.cpu;
+  j["profiles"][std::to_string(p.ranks)] = p.to_json();
+  write_file_atomic(path, j.dump(1) + "\n");
+}
+
+}  // namespace meshlm

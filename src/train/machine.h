@@ -1,0 +1,66 @@
+// What the layout planner (train/planner.h) knows of a machine: how fast its ranks multiply
+// matrices (by shape and dtype), run attention, stream memory and step AdamW, and how long each
+// collective takes per group size. `meshlm plan --calibrate` measures it on the ranks of the job
+// it runs in, all of them at once (so ranks that share cores, memory or a node are measured as
+// they will train), into a profile file keyed by the job's rank count; a profile can also be
+// written by hand for a cluster (docs/parallel.md).
+//
+// Profile file (JSON): {"cpu": "...", "profiles": {"<ranks>": {
+//   "threads_per_rank": 1,
+//   "gemm": {"fp32": [[m, n, k, gflops], ...], "bf16": [...]},       a grid, measured
+//   "attention": {"fp32": [[T, HS, gflops], ...], ...},              forward + backward, per FLOP
+//   "memory_gbs": 18.5,                                             a streaming kernel's read + write
+//   "adamw_ns": 1.3,                                                per element (fp32 masters)
+//   "collectives": {"all_reduce": {"2": [latency_s, bytes_per_s]}, ...}  per group size
+// }}}
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.h"
+#include "core/dtype.h"
+#include "parallel/mesh.h"
+
+namespace meshlm {
+
+struct LinkCost {
+  double latency_s = 0, bytes_per_s = 1e12;
+  double seconds(double bytes) const { return bytes > 0 ? latency_s + bytes / bytes_per_s : 0; }
+};
+
+struct MachineProfile {
+  std::string cpu;
+  int ranks = 1, threads_per_rank = 1;
+  // (m, n, k, GFLOP/s) per dtype name
+  std::map<std::string, std::vector<std::array<double, 4>>> gemm;
+  // (T, HS, GFLOP/s) per dtype name: causal attention forward and backward, FLOPs as the layers count them
+  std::map<std::string, std::vector<std::array<double, 3>>> attention;
+  double memory_gbs = 10, adamw_ns = 2;
+  // collective name -> group size -> cost; "send_recv" for pipeline boundaries
+  std::map<std::string, std::map<int, LinkCost>> collectives;
+
+  // GFLOP/s of an (m x k) @ (k x n) product in dt: interpolated in log space between the grid's
+  // nearest shapes (clamped to the grid's range).
+  double gemm_gflops(DType dt, double m, double n, double k) const;
+  double attention_gflops(DType dt, double T, double HS) const;
+  // Seconds of one collective moving `bytes` per rank in a group of `group` ranks (0 for 1 rank).
+  double collective_seconds(const std::string& what, int group, double bytes) const;
+
+  nlohmann::json to_json() const;
+  static MachineProfile from_json(const nlohmann::json& j, int ranks);
+};
+
+// Measures this machine with every rank of `mesh`'s world at once (every rank calls it); `log`
+// gets progress on rank 0.
+MachineProfile calibrate_machine(Backend& be, Mesh& mesh, std::ostream& log);
+
+// Reads the profile for `ranks` from a profile file; throws naming what is missing (and how to
+// calibrate it).
+MachineProfile load_machine_profile(const std::string& path, int ranks);
+// Adds (or replaces) the profile's entry in the file, keeping the others.
+void save_machine_profile(const std::string& path, const MachineProfile& p);
+
+}  // namespace meshlm

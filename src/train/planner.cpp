@@ -1,0 +1,172 @@
+#include "train/planner.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+#include "core/error.h"
+#include "model/model.h"
+#include "parallel/pipeline.h"
+#include "train/memory_estimate.h"
+
+namespace meshlm {
+
+namespace {
+
+bool is_block(const std::string& unit) { return unit.rfind("h.", 0) == 0 || unit.rfind("layers.", 0) == 0; }
+bool is_attention_core(const Cost& c) { return c.what.rfind("attention", 0) == 0; }
+
+// Seconds of one cost record on this machine (tp collectives over `tp` ranks).
+double record_seconds(const Cost& c, const MachineProfile& m, int tp) {
+  switch (c.kind) {
+    case Cost::Kind::gemm:
+      if (is_attention_core(c)) return c.flops() / (m.attention_gflops(c.dt, double(c.n), double(c.k)) * 1e9);
+      return c.flops() / (m.gemm_gflops(c.dt, double(c.m), double(c.n), double(c.k)) * 1e9);
+    case Cost::Kind::memory: return double(c.bytes) / (m.memory_gbs * 1e9);
+    case Cost::Kind::collective: return m.collective_seconds(c.collective, tp, double(c.bytes));
+    case Cost::Kind::saved: return 0;
+  }
+  return 0;
+}
+
+// One micro-batch through one stage: forward + backward seconds (with what recompute reruns),
+// split into compute and tensor-parallel communication.
+struct StageTime {
+  double compute = 0, tp = 0;
+  double total() const { return compute + tp; }
+};
+StageTime stage_time(const TrainConfig& cfg, const Plan& plan, int stage, DType dt, const MachineProfile& m) {
+  StageTime t;
+  const Recompute rc = plan.recompute;
+  for (const UnitCost& u : unit_costs(cfg.model(), plan, stage, dt, cfg.micro_batch(), cfg.seq_len))
+    for (const Cost& c : u.ops) {
+      const double s = record_seconds(c, m, plan.mesh.tp);
+      // recomputation reruns in backward: a block's whole forward (full), or its attention
+      // core and activation function (selective)
+      const bool rerun = !c.backward && is_block(u.unit) &&
+                         (rc == Recompute::full ||
+                          (rc == Recompute::selective && (is_attention_core(c) || c.what.find("gelu") != std::string::npos ||
+                                                          c.what.find("swiglu") != std::string::npos)));
+      const double k = rerun ? 2.0 : 1.0;
+      (c.kind == Cost::Kind::collective ? t.tp : t.compute) += k * s;
+    }
+  return t;
+}
+
+// The data-parallel collectives of one step, per rank, for P local parameters.
+double dp_seconds(const TrainConfig& cfg, const Plan& plan, double P, DType dt, const MachineProfile& m) {
+  const int dp = plan.mesh.dp;
+  if (dp == 1) return 0;
+  const double grad = P * double(dtype_size(plan.grad_reduce)), weights = P * double(dtype_size(dt));
+  const double micro = double(cfg.accumulation_steps());
+  switch (plan.zero_stage()) {
+    case 0: return m.collective_seconds("all_reduce", dp, grad);
+    case 1: return m.collective_seconds("reduce_scatter", dp, grad) + m.collective_seconds("all_gather", dp, weights);
+    case 2:
+      return (plan.hold_whole_grads ? 1.0 : micro) * m.collective_seconds("reduce_scatter", dp, grad) +
+             m.collective_seconds("all_gather", dp, weights);
+    default:
+      return (plan.hold_whole_grads ? 1.0 : micro) * m.collective_seconds("reduce_scatter", dp, grad) +
+             2.0 * micro * m.collective_seconds("all_gather", dp, weights);
+  }
+}
+
+}  // namespace
+
+std::string Prediction::layout() const {
+  std::string s = std::to_string(cfg.dp) + "x" + std::to_string(cfg.tp) + "x" + std::to_string(cfg.pp) + " mb " +
+                  std::to_string(cfg.micro_batch()) + " zero " + std::to_string(cfg.zero) + " rc " + cfg.recompute;
+  if (cfg.sequence_parallel) s += " sp";
+  if (cfg.pp > 1) s += " " + cfg.pp_schedule;
+  return s;
+}
+
+std::string Prediction::dominant() const {
+  const std::pair<const char*, double> parts[] = {{"compute", compute_s}, {"tp comm", tp_s}, {"dp comm", dp_s},
+                                                  {"pp bubble+sends", pp_s}, {"optimizer", optimizer_s}};
+  std::vector<std::pair<double, std::string>> v;
+  for (const auto& [name, s] : parts)
+    if (s > 0) v.push_back({s, name});
+  std::sort(v.rbegin(), v.rend());
+  std::string out;
+  for (size_t i = 0; i < std::min<size_t>(2, v.size()); i++) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s%s %.0f%%", i ? ", " : "", v[i].second.c_str(), 100.0 * v[i].first / step_s);
+    out += buf;
+  }
+  return out;
+}
+
+Prediction predict_step(const TrainConfig& cfg, const MachineProfile& m) {
+  Prediction p;
+  p.cfg = cfg;
+  const Plan plan = cfg.plan();
+  const DType dt = cfg.precision == "fp32" ? DType::fp32 : DType::bf16;
+  const int pp = plan.mesh.pp;
+  const double micro = double(cfg.accumulation_steps());
+  double slowest = 0, P_max = 0;
+  for (int s = 0; s < pp; s++) {
+    const StageTime t = stage_time(cfg, plan, s, dt, m);
+    if (t.total() > slowest) {
+      slowest = t.total();
+      p.tp_s = t.tp;
+    }
+    P_max = std::max(P_max, double(param_table(cfg.model(), plan, s, 0).total()));
+    p.memory_bytes = std::max(p.memory_bytes, estimate_memory(cfg, s).total());
+  }
+  if (pp == 1) {
+    p.compute_s = micro * (slowest - p.tp_s);
+    p.tp_s *= micro;
+  } else {  // 1F1B and GPipe: (m + pp - 1) slots of the slowest stage; two boundary transfers per slot
+    const double slots = micro + double(pp - 1);
+    const double boundary = double(cfg.micro_batch() * cfg.seq_len * cfg.n_embd) / (plan.sequence_parallel ? plan.mesh.tp : 1) *
+                            double(dtype_size(dt));
+    p.compute_s = micro * (slowest - p.tp_s);
+    p.tp_s *= micro;
+    p.pp_s = (slots - micro) * slowest + slots * 2.0 * m.collective_seconds("send_recv", 2, boundary);
+    p.bubble = predicted_bubble(pp, int(micro));
+  }
+  p.dp_s = dp_seconds(cfg, plan, P_max, dt, m);
+  const double shard = P_max / (plan.zero_stage() >= 1 ? plan.mesh.dp : 1);
+  // AdamW over the shard; the 16-bit refresh (read 4, write 2), zeroing and the norm (4 each)
+  p.optimizer_s = shard * m.adamw_ns * 1e-9 + (P_max * (dt == DType::fp32 ? 8.0 : 14.0)) / (m.memory_gbs * 1e9);
+  p.step_s = p.compute_s + p.tp_s + p.dp_s + p.pp_s + p.optimizer_s;
+  return p;
+}
+
+std::vector<Prediction> plan_layouts(const TrainConfig& base, int ranks, const MachineProfile& m, double memory_limit) {
+  std::vector<Prediction> out;
+  for (int tp = 1; tp <= ranks; tp++)
+    for (int pp = 1; pp <= ranks / tp; pp++) {
+      if (ranks % (tp * pp)) continue;
+      const int dp = ranks / (tp * pp);
+      if (base.batch_size % dp) continue;
+      for (int64_t mb = 1; mb <= base.batch_size / dp; mb++) {
+        if ((base.batch_size / dp) % mb) continue;
+        for (const char* rc : {"none", "selective", "full"})
+          for (int zero = 0; zero <= (dp > 1 ? 3 : 0); zero++)
+            for (int sp = 0; sp <= (tp > 1 ? 1 : 0); sp++)
+              for (const char* sched : {"1f1b", "gpipe"}) {
+                if (pp == 1 && std::string(sched) == "gpipe") continue;
+                TrainConfig c = base;
+                c.dp = dp, c.tp = tp, c.pp = pp, c.micro_batch_size = mb, c.recompute = rc, c.zero = zero;
+                c.sequence_parallel = sp, c.pp_schedule = sched, c.pp_layers = "";
+                c.zero_accumulate = "auto";
+                try {
+                  c.validate();
+                } catch (const Error&) {
+                  continue;  // not a layout of this model (heads over tp, layers over pp, ...)
+                }
+                Prediction p = predict_step(c, m);
+                p.fits = memory_limit <= 0 || p.memory_bytes <= memory_limit;
+                out.push_back(std::move(p));
+              }
+      }
+    }
+  std::stable_sort(out.begin(), out.end(), [](const Prediction& a, const Prediction& b) {
+    return a.fits != b.fits ? a.fits : a.step_s < b.step_s;
+  });
+  return out;
+}
+
+}  // namespace meshlm
