@@ -11,6 +11,8 @@
 #include "core/error.h"
 #include "train/checkpoint.h"
 #include "train/hf_import.h"
+#include "train/memory_estimate.h"
+#include "train/planner.h"
 #include "train/trainer.h"
 
 namespace meshlm::cli {
@@ -48,6 +50,7 @@ bool run_on_mesh(TrainConfig& cfg, bool dp_from_world, const std::function<void(
   auto world = make_world_communicator();
   std::unique_ptr<Mesh> mesh;
   try {
+    if (cfg.layout == "auto") apply_auto_layout(cfg, world->size(), world->rank() == 0);
     if (dp_from_world && cfg.tp * cfg.pp > 0 && world->size() % (cfg.tp * cfg.pp) == 0)
       cfg.dp = world->size() / (cfg.tp * cfg.pp);  // --dp not given: the rest of the job's ranks
     cfg.validate();
@@ -73,6 +76,14 @@ bool run_on_mesh(TrainConfig& cfg, bool dp_from_world, const std::function<void(
   return lead;
 }
 
+
+void apply_auto_layout(TrainConfig& cfg, int ranks, bool lead) {
+  const MachineProfile m = load_machine_profile(cfg.machine, ranks);
+  const Prediction p = choose_layout(cfg, ranks, m, memory_available().bytes);
+  if (lead)
+    std::printf("layout  auto: %s, predicted %.1f ms/step (%s; %s) from %s\n", p.layout().c_str(), p.step_s * 1e3,
+                p.dominant().c_str(), m.cpu.empty() ? "this machine" : m.cpu.c_str(), cfg.machine.c_str());
+}
 
 std::string adopt_hf_model(TrainConfig& cfg, const std::function<bool(const std::string&)>& explicitly) {
   const HfSource src = locate_hf_source(cfg.init_from);

@@ -34,6 +34,9 @@ struct ConfigFlags {
 // Returns true on rank 0 (the rank that reports).
 // dp_from_world: --dp was not given, so dp is the job's ranks / (tp x pp) (cfg is updated).
 bool run_on_mesh(TrainConfig& cfg, bool dp_from_world, const std::function<void(Mesh&)>& fn);
+// --layout auto: cfg's layout from the planner for `ranks` (the job's), with one line on stdout
+// from rank 0 saying what it chose and why.
+void apply_auto_layout(TrainConfig& cfg, int ranks, bool lead);
 
 
 // The model keys from cfg.init_from's config.json (a bare model.safetensors: the keys as

@@ -19,8 +19,8 @@ namespace {
 struct PlanOptions {
   std::string machine = "meshlm_machine.json";
   int ranks = 0;  // 0: the job's
-  int top = 10, measure = 0, repeats = 2;
-  bool calibrate = false;
+  int top = 10, measure = 0, repeats = 2, explain = 0;
+  bool calibrate = false, quick = false;
 };
 
 void print_predictions(const std::vector<Prediction>& ps, int top, int64_t tokens) {
@@ -102,11 +102,14 @@ void add_plan(CLI::App& app) {
   cmd->add_option("--top", o->top, "layouts to print [default: 10]");
   cmd->add_option("--measure", o->measure, "measure the top K layouts and K others [default: 0]");
   cmd->add_option("--repeats", o->repeats, "measurement rounds, alternated [default: 2]");
+  cmd->add_option("--explain", o->explain, "print the predicted time per kind of the layout ranked N (1: the first)");
   cmd->add_flag("--calibrate", o->calibrate, "measure this machine on the job's ranks into --machine");
+  cmd->add_flag("--quick", o->quick, "with --calibrate: a coarse grid, in seconds (a first look; tests)");
   flags.add_to(cmd, {"steps", "eval_every", "eval_batches", "save_every", "keep_last", "checkpoints", "save_every_minutes",
                      "out", "numerics_report", "profile", "log_every", "tensorboard", "plots", "sample_every",
                      "sample_tokens", "sample_prompt", "allow_data_change", "inject_inf_at_step", "dp", "tp", "pp",
-                     "micro_batch_size", "zero", "recompute", "sequence_parallel", "pp_schedule", "pp_layers"});
+                     "micro_batch_size", "zero", "recompute", "sequence_parallel", "pp_schedule", "pp_layers", "layout",
+                     "machine", "fsdp_unit", "zero_accumulate"});
   cmd->callback([=]() {
     TrainConfig cfg;
     if (!config_file->empty()) apply_toml_file(cfg, *config_file);
@@ -120,7 +123,7 @@ void add_plan(CLI::App& app) {
         std::unique_ptr<Backend> be = make_backend(cfg.backend);
         Mesh mesh(*world, MeshShape{world->size(), 1, 1});
         std::ostringstream quiet;
-        MachineProfile p = calibrate_machine(*be, mesh, world->rank() == 0 ? std::cout : quiet);
+        MachineProfile p = calibrate_machine(*be, mesh, world->rank() == 0 ? std::cout : quiet, o->quick);
         p.cpu = cpu_summary();
         if (world->rank() == 0) save_machine_profile(o->machine, p);
         if (world->rank() == 0) std::cout << "wrote the profile for " << p.ranks << " rank(s) to " << o->machine << "\n";
@@ -134,6 +137,11 @@ void add_plan(CLI::App& app) {
                       ranks, cfg.model().describe().c_str(), (long long)cfg.batch_size, (long long)cfg.seq_len,
                       cfg.precision.c_str(), m.cpu.c_str());
           print_predictions(ps, o->top, cfg.batch_size * cfg.seq_len);
+          if (o->explain > 0 && o->explain <= int(ps.size())) {
+            const Prediction& p = ps[size_t(o->explain - 1)];
+            std::printf("layout %d (%s), predicted ms per step:\n", o->explain, p.layout().c_str());
+            for (const auto& [kind, s] : p.breakdown) std::printf("  %-20s %8.1f\n", kind.c_str(), s * 1e3);
+          }
         }
         if (o->measure > 0) {
           MESHLM_CHECK(world->size() == ranks, "--measure runs the layouts: start it with mpirun -np " + std::to_string(ranks));

@@ -197,6 +197,10 @@ struct Cost {
   DType dt = DType::fp32;
   int64_t bytes = 0;
   std::string collective, axis;  // "all_reduce" | "all_gather" | "reduce_scatter", "tp"
+  // a Linear's product (matmul_forward / matmul_backward): its rows, in and out features and
+  // weight layout (the planner times these kernels as a whole; 0 for other GEMMs)
+  int64_t rows = 0, in = 0, out = 0;
+  bool out_in = false;
   double flops() const { return kind == Kind::gemm ? 2.0 * double(m) * double(n) * double(k) : 0.0; }
 };
 

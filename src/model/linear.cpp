@@ -155,6 +155,7 @@ void Linear::cost(const CostContext& c, std::vector<Cost>& out) const {
     r.what = spec_.name + " " + dir;
     r.backward = bwd;
     r.m = m, r.n = n, r.k = k, r.dt = c.dt;
+    r.rows = N, r.in = in_l_, r.out = out_l_, r.out_in = spec_.layout == WeightLayout::out_in;
     out.push_back(r);
   };
   auto coll = [&](const char* what, bool bwd, int64_t bytes) {

@@ -68,7 +68,7 @@ void TrainConfig::reset_layout() {
   dp = d.dp, tp = d.tp, pp = d.pp;
   pp_layers = d.pp_layers, pp_schedule = d.pp_schedule, micro_batch_size = d.micro_batch_size;
   sequence_parallel = d.sequence_parallel, zero = d.zero, bucket_mb = d.bucket_mb, overlap = d.overlap;
-  fsdp_unit = d.fsdp_unit, zero_accumulate = d.zero_accumulate;
+  fsdp_unit = d.fsdp_unit, zero_accumulate = d.zero_accumulate, layout = d.layout, machine = d.machine;
   grad_reduce = d.grad_reduce, recompute = d.recompute, threads = d.threads, backend = d.backend;
 }
 
@@ -134,6 +134,7 @@ void TrainConfig::validate() const {
                "batch_size (" + std::to_string(batch_size) + ") is not dp (" + std::to_string(dp) +
                    ") x micro_batch_size (" + std::to_string(micro_batch()) + ") x an accumulation count");
   MESHLM_CHECK(zero >= 0 && zero <= 3, "zero must be 0, 1, 2 or 3");
+  MESHLM_CHECK(layout.empty() || layout == "auto", "layout must be auto or empty (got '" + layout + "')");
   MESHLM_CHECK(fsdp_unit == "layer" || (!fsdp_unit.empty() && fsdp_unit.find_first_not_of("0123456789") == std::string::npos &&
                                         std::atoll(fsdp_unit.c_str()) >= 1),
                "fsdp_unit must be 'layer' or a positive number of layers (got '" + fsdp_unit + "')");
@@ -332,6 +333,8 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(tp, "tensor-parallel ranks: each holds n_head/tp heads and 1/tp of the MLP (Megatron-style)"),
       INT_KEY(pp, "pipeline stages, contiguous blocks each; the accumulation steps are the pipeline's micro-batches"),
       TEXT_KEY(pp_layers, "layers per pipeline stage, e.g. 3,3,2; balanced: fewer on the last stage, by the LM head's FLOPs; empty: an even split (n_layer must divide by pp)"),
+      TEXT_KEY(layout, "auto: the planner picks dp, tp, pp, micro_batch_size, zero, recompute, sequence_parallel and pp_schedule for the job's ranks from --machine's profile (meshlm plan); empty: as given"),
+      TEXT_KEY(machine, "the machine profile --layout auto and meshlm plan read (written by mpirun -np N meshlm plan --calibrate)"),
       TEXT_KEY(pp_schedule, "pipeline schedule: 1f1b (at most pp micro-batches in flight) or gpipe (all forwards, then all backwards)"),
       TEXT_KEY(recompute, "activation recomputation: none, selective (recompute attention core and GELU) or full (keep only block inputs)"),
       BOOL_KEY(sequence_parallel, "1 (tp > 1): split the layernorm/residual activations along the sequence across the tp ranks"),
@@ -396,7 +399,7 @@ bool is_model_key(const std::string& key) {
 
 bool is_layout_key(const std::string& key) {
   static const std::set<std::string> keys = {"dp", "tp", "pp", "pp_layers", "pp_schedule", "micro_batch_size",
-                                             "sequence_parallel", "zero", "fsdp_unit", "zero_accumulate", "bucket_mb", "overlap", "grad_reduce",
+                                             "sequence_parallel", "layout", "machine", "zero", "fsdp_unit", "zero_accumulate", "bucket_mb", "overlap", "grad_reduce",
                                              "recompute", "threads", "backend"};
   return keys.count(key) > 0;
 }

@@ -74,6 +74,8 @@ struct TrainConfig {
   int64_t dp = 1, tp = 1, pp = 1;
   std::string pp_layers;             // "3,3,2": layers per stage; "": even
   std::string pp_schedule = "1f1b";  // 1f1b | gpipe
+  std::string layout;       // "auto": dp, tp, pp, micro-batch, ZeRO, recompute chosen by the planner
+  std::string machine = "meshlm_machine.json";  // the planner's machine profile (meshlm plan --calibrate)
   std::string recompute = "none";    // none | selective | full
   int64_t sequence_parallel = 0;  // 1: layernorm/residual regions split along the sequence (tp > 1)
   int64_t zero = 0;         // ZeRO stage: 1 optimizer state, 2 + gradients and masters, 3 + weights sharded over dp

@@ -37,16 +37,23 @@ double timed(Communicator& world, int reps, F&& f) {
   return best;
 }
 
-// The grid's value at x by inverse-distance weighting in log space: the 2^D nearest grid points,
-// each weighted by 1 / distance^2, averaged in log space (an exact grid point is its own value).
+// The grid's value at x (clamped to the grid's range) by inverse-distance weighting in log
+// space: the 2^D nearest grid points, each weighted by 1 / distance^2, their logarithms averaged
+// (an exact grid point is its own value).
 template <size_t D>
 double interpolate(const std::vector<std::array<double, D + 1>>& grid, const std::array<double, D>& x) {
   MESHLM_CHECK(!grid.empty(), "machine profile: an empty table");
+  std::array<double, D> q = x;  // clamped to the grid's range on every axis
+  for (size_t i = 0; i < D; i++) {
+    double lo = grid[0][i], hi = grid[0][i];
+    for (const auto& g : grid) lo = std::min(lo, g[i]), hi = std::max(hi, g[i]);
+    q[i] = std::clamp(x[i], lo, hi);
+  }
   std::vector<std::pair<double, double>> by_distance;  // (distance^2 in log space, value)
   for (const auto& g : grid) {
     double d2 = 0;
     for (size_t i = 0; i < D; i++) {
-      const double a = std::log2(std::max(1.0, x[i])), b = std::log2(std::max(1.0, g[i]));
+      const double a = std::log2(std::max(1.0, q[i])), b = std::log2(std::max(1.0, g[i]));
       d2 += (a - b) * (a - b);
     }
     by_distance.push_back({d2, g[D]});
@@ -63,27 +70,68 @@ double interpolate(const std::vector<std::array<double, D + 1>>& grid, const std
   return std::exp(vsum / wsum);
 }
 
-std::vector<std::array<double, 4>> calibrate_gemm(Backend& be, Communicator& world, DType dt, std::ostream& log) {
-  const int64_t ms[] = {64, 256, 1024, 4096}, nk[] = {64, 256, 768, 2304, 4096};
-  const int64_t big = 4096 * 4096;
-  Tensor a({big}, dt, be), b({big}, dt, be), c({4096 * 4096}, DType::fp32, be);
-  std::vector<std::array<double, 4>> out;
-  for (int64_t m : ms)
-    for (int64_t n : nk)
-      for (int64_t k : nk) {
-        const double flops = 2.0 * double(m) * double(n) * double(k);
-        const int reps = flops > 2e10 ? 2 : flops > 1e9 ? 3 : 5;
-        const double s = timed(world, reps, [&] {
-          // enough calls for ~1 GFLOP per timing, so small shapes are measured above the clock's noise
-          const int calls = std::max(1, int(1e9 / flops));
-          for (int i = 0; i < calls; i++)
-            be.gemm(dt, false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c.data(), n);
-        });
-        const int calls = std::max(1, int(1e9 / flops));
-        out.push_back({double(m), double(n), double(k), flops * calls / s / 1e9});
-      }
-  log << "  gemm " << dtype_name(dt) << ": " << out.size() << " shapes\n";
-  return out;
+std::string matmul_key(DType dt, bool backward, bool out_in) {
+  return std::string(dtype_name(dt)) + (backward ? " backward" : " forward") + (out_in ? " out_in" : " in_out");
+}
+
+// A Linear's kernels over a grid of (N, C, OC). Operands rotate through a window of 1M elements
+// each (~20 MB together: within a server's last-level cache, not within L2), as a step's
+// layers reuse what the previous micro-batch and the other products left there; measured with
+// operands rotating through 96 MB instead, small micro-batches of GPT-2 124M were predicted
+// 20-44% slow (BENCHMARKS.md).
+void calibrate_matmul(Backend& be, Communicator& world, DType dt, MachineProfile& p, std::ostream& log, bool quick) {
+  const std::vector<int64_t> rows = quick ? std::vector<int64_t>{128, 2048} : std::vector<int64_t>{128, 512, 2048, 8192};
+  const std::vector<int64_t> feats = quick ? std::vector<int64_t>{64, 1024} : std::vector<int64_t>{64, 256, 1024, 4096};
+  const std::vector<int64_t> outs = quick ? std::vector<int64_t>{64, 1024} : std::vector<int64_t>{64, 256, 1024, 4096, 16384};
+  const int64_t pool = (quick ? 4 : 24) << 20;  // elements per operand buffer (48-96 MB; quick: 8-16 MB)
+  const int64_t window = 1 << 20;               // operands rotate within 1M elements each
+  Tensor x({pool}, dt, be), w({pool}, dt, be), y({pool}, dt, be), dx({pool}, dt, be), dw({pool}, DType::fp32, be);
+  const size_t esz = dtype_size(dt);
+  for (bool out_in : {false, true})
+    for (int64_t N : rows)
+      for (int64_t C : feats)
+        for (int64_t OC : outs) {
+          const double flops = 2.0 * double(N) * double(C) * double(OC);
+          if (flops > 3e10 || N * std::max(C, OC) > pool || C * OC > pool) continue;
+          const int calls = std::max(1, int((quick ? 5e7 : 5e8) / flops));
+          int64_t at = 0;
+          auto next = [&](int64_t n) {  // the next region of the rotation window (one past it: from 0)
+            if (at + n > std::max(window, n)) at = 0;
+            const int64_t o = at;
+            at += (n + 4095) / 4096 * 4096;
+            return o;
+          };
+          const WeightLayout layout = out_in ? WeightLayout::out_in : WeightLayout::in_out;
+          auto ptr = [&](Tensor& t, int64_t o, size_t e) { return static_cast<char*>(t.data()) + size_t(o) * e; };
+          const double fwd = timed(world, 3, [&] {
+            for (int i = 0; i < calls; i++) {
+              const int64_t ox = next(N * C), ow = next(C * OC), oy = next(N * OC);
+              be.matmul_forward(dt, ptr(y, oy, esz), ptr(x, ox, esz), ptr(w, ow, esz), nullptr, N, C, OC, layout);
+            }
+          });
+          const double bwd = timed(world, 3, [&] {
+            for (int i = 0; i < calls; i++) {
+              const int64_t ox = next(N * C), ow = next(C * OC), oy = next(N * OC);
+              be.matmul_backward(dt, ptr(dx, ox, esz), ptr(dw, ow, 4), nullptr, ptr(y, oy, esz), ptr(x, ox, esz),
+                                 ptr(w, ow, esz), N, C, OC, layout);
+            }
+          });
+          p.matmul[matmul_key(dt, false, out_in)].push_back({double(N), double(C), double(OC), flops * calls / fwd / 1e9});
+          p.matmul[matmul_key(dt, true, out_in)].push_back({double(N), double(C), double(OC), 2 * flops * calls / bwd / 1e9});
+        }
+  log << "  matmul " << dtype_name(dt) << ": " << p.matmul[matmul_key(dt, false, false)].size() << " shapes x 2 layouts\n";
+}
+
+// The fused softmax cross-entropy (forward and its gradient in place), per logit.
+double calibrate_crossentropy(Backend& be, Communicator& world, DType dt) {
+  const int64_t N = 1024, V = 32768;
+  Tensor logits({N * V}, dt, be), losses({N}, DType::fp32, be);
+  Tensor targets({N}, DType::fp32, be);  // zero bits: every target is token 0
+  const auto* t = static_cast<const int32_t*>(targets.data());
+  const double s = timed(world, 3, [&] {
+    be.crossentropy_forward_backward(dt, losses.data(), logits.data(), t, 0.0f, N, V, V);
+  });
+  return s / double(N * V) * 1e9;
 }
 
 std::vector<std::array<double, 3>> calibrate_attention(Backend& be, Communicator& world, DType dt) {
@@ -108,12 +156,12 @@ std::vector<std::array<double, 3>> calibrate_attention(Backend& be, Communicator
   return out;
 }
 
-void calibrate_collectives(Backend& be, Communicator& world, MachineProfile& p) {
+void calibrate_collectives(Backend& be, Communicator& world, MachineProfile& p, bool quick) {
   const int N = world.size();
   for (int g = 2; g <= N; g++) {
     if (N % g) continue;
     std::unique_ptr<Communicator> c = world.split(world.rank() / g, world.rank());
-    const int64_t small = 1024, large = 4 << 20;  // elements (fp32): 4 KB and 16 MB
+    const int64_t small = 1024, large = quick ? 256 << 10 : 4 << 20;  // elements (fp32): 4 KB and 16 MB (quick: 1 MB)
     Tensor a({large * g}, DType::fp32, be), b({large * g}, DType::fp32, be);
     auto fit = [&](const std::function<void(int64_t)>& f) {
       const double ts = timed(world, 5, [&] { f(small); }), tl = timed(world, 3, [&] { f(large); });
@@ -137,11 +185,11 @@ void calibrate_collectives(Backend& be, Communicator& world, MachineProfile& p) 
 
 }  // namespace
 
-double MachineProfile::gemm_gflops(DType dt, double m, double n, double k) const {
-  auto it = gemm.find(dtype_name(dt));
-  if (it == gemm.end()) it = gemm.find("fp32");
-  MESHLM_CHECK(it != gemm.end(), "machine profile: no gemm table");
-  return interpolate<3>(it->second, {m, n, k});
+double MachineProfile::matmul_gflops(DType dt, bool backward, bool out_in, double N, double C, double OC) const {
+  auto it = matmul.find(matmul_key(dt, backward, out_in));
+  if (it == matmul.end()) it = matmul.find(matmul_key(DType::fp32, backward, out_in));
+  MESHLM_CHECK(it != matmul.end(), "machine profile: no matmul table (" + matmul_key(dt, backward, out_in) + ")");
+  return interpolate<3>(it->second, {N, C, OC});
 }
 
 double MachineProfile::attention_gflops(DType dt, double T, double HS) const {
@@ -163,8 +211,9 @@ double MachineProfile::collective_seconds(const std::string& what, int group, do
 }
 
 nlohmann::json MachineProfile::to_json() const {
-  nlohmann::json j = {{"threads_per_rank", threads_per_rank}, {"memory_gbs", memory_gbs}, {"adamw_ns", adamw_ns}};
-  for (const auto& [dt, rows] : gemm) j["gemm"][dt] = rows;
+  nlohmann::json j = {{"threads_per_rank", threads_per_rank}, {"memory_gbs", memory_gbs}, {"adamw_ns", adamw_ns},
+                      {"crossentropy_ns", crossentropy_ns}};
+  for (const auto& [key, rows] : matmul) j["matmul"][key] = rows;
   for (const auto& [dt, rows] : attention) j["attention"][dt] = rows;
   for (const auto& [what, groups] : collectives)
     for (const auto& [g, c] : groups) j["collectives"][what][std::to_string(g)] = {c.latency_s, c.bytes_per_s};
@@ -177,7 +226,8 @@ MachineProfile MachineProfile::from_json(const nlohmann::json& j, int ranks) {
   p.threads_per_rank = j.value("threads_per_rank", 1);
   p.memory_gbs = j.value("memory_gbs", 10.0);
   p.adamw_ns = j.value("adamw_ns", 2.0);
-  for (const auto& [dt, rows] : j.at("gemm").items()) p.gemm[dt] = rows.get<std::vector<std::array<double, 4>>>();
+  for (const auto& [key, rows] : j.at("matmul").items()) p.matmul[key] = rows.get<std::vector<std::array<double, 4>>>();
+  if (j.contains("crossentropy_ns")) p.crossentropy_ns = j["crossentropy_ns"].get<std::map<std::string, double>>();
   for (const auto& [dt, rows] : j.at("attention").items())
     p.attention[dt] = rows.get<std::vector<std::array<double, 3>>>();
   if (j.contains("collectives"))
@@ -186,7 +236,7 @@ MachineProfile MachineProfile::from_json(const nlohmann::json& j, int ranks) {
   return p;
 }
 
-MachineProfile calibrate_machine(Backend& be, Mesh& mesh, std::ostream& log) {
+MachineProfile calibrate_machine(Backend& be, Mesh& mesh, std::ostream& log, bool quick) {
   Communicator& world = mesh.world();
   MachineProfile p;
   p.ranks = world.size();
@@ -194,23 +244,24 @@ MachineProfile calibrate_machine(Backend& be, Mesh& mesh, std::ostream& log) {
   log << "calibrating " << p.ranks << " rank(s) x " << p.threads_per_rank << " thread(s), all at once\n";
   for (DType dt : {DType::fp32, DType::bf16}) {
     if (dt != DType::fp32 && !be.supports(Op::gemm, dt)) continue;
-    p.gemm[dtype_name(dt)] = calibrate_gemm(be, world, dt, log);
+    calibrate_matmul(be, world, dt, p, log, quick);
     p.attention[dtype_name(dt)] = calibrate_attention(be, world, dt);
+    p.crossentropy_ns[dtype_name(dt)] = calibrate_crossentropy(be, world, dt);
   }
-  {  // memory: accumulate reads two buffers and writes one, 64 MB each
-    const int64_t n = 16 << 20;
+  {  // memory: accumulate reads two buffers and writes one, 64 MB each (quick: 16 MB)
+    const int64_t n = quick ? 4 << 20 : 16 << 20;
     Tensor a({n}, DType::fp32, be), b({n}, DType::fp32, be);
     const double s = timed(world, 5, [&] { be.accumulate(DType::fp32, a.data(), b.data(), n); });
     p.memory_gbs = 3.0 * double(n) * 4 / s / 1e9;
   }
-  {  // AdamW over 8M fp32 elements
-    const int64_t n = 8 << 20;
+  {  // AdamW over 8M fp32 elements (quick: 1M)
+    const int64_t n = quick ? 1 << 20 : 8 << 20;
     Tensor w({n}, DType::fp32, be), g({n}, DType::fp32, be), m({n}, DType::fp32, be), v({n}, DType::fp32, be);
     const double s = timed(world, 3, [&] { be.adamw_update(DType::fp32, w.data(), g.data(), m.data(), v.data(), n, AdamWArgs{}); });
     p.adamw_ns = s / double(n) * 1e9;
   }
   log << "  memory " << p.memory_gbs << " GB/s, AdamW " << p.adamw_ns << " ns/element\n";
-  calibrate_collectives(be, world, p);
+  calibrate_collectives(be, world, p, quick);
   return p;
 }
 

@@ -7,10 +7,12 @@
 //
 // Profile file (JSON): {"cpu": "...", "profiles": {"<ranks>": {
 //   "threads_per_rank": 1,
-//   "gemm": {"fp32": [[m, n, k, gflops], ...], "bf16": [...]},       a grid, measured
+//   "matmul": {"fp32 forward in_out": [[N, C, OC, gflops], ...], ...}  a Linear's kernels over a grid,
+//                                                                    forward and backward, both layouts
 //   "attention": {"fp32": [[T, HS, gflops], ...], ...},              forward + backward, per FLOP
 //   "memory_gbs": 18.5,                                             a streaming kernel's read + write
 //   "adamw_ns": 1.3,                                                per element (fp32 masters)
+//   "crossentropy_ns": {"fp32": 0.9},                               per logit, forward + backward
 //   "collectives": {"all_reduce": {"2": [latency_s, bytes_per_s]}, ...}  per group size
 // }}}
 #pragma once
@@ -34,17 +36,19 @@ struct LinkCost {
 struct MachineProfile {
   std::string cpu;
   int ranks = 1, threads_per_rank = 1;
-  // (m, n, k, GFLOP/s) per dtype name
-  std::map<std::string, std::vector<std::array<double, 4>>> gemm;
+  // (N, C, OC, GFLOP/s) per "<dtype> <forward|backward> <in_out|out_in>": a Linear's kernel,
+  // FLOPs as the layers count them (2 N C OC forward, 4 N C OC backward)
+  std::map<std::string, std::vector<std::array<double, 4>>> matmul;
   // (T, HS, GFLOP/s) per dtype name: causal attention forward and backward, FLOPs as the layers count them
   std::map<std::string, std::vector<std::array<double, 3>>> attention;
   double memory_gbs = 10, adamw_ns = 2;
+  std::map<std::string, double> crossentropy_ns;  // per dtype name
   // collective name -> group size -> cost; "send_recv" for pipeline boundaries
   std::map<std::string, std::map<int, LinkCost>> collectives;
 
-  // GFLOP/s of an (m x k) @ (k x n) product in dt: interpolated in log space between the grid's
-  // nearest shapes (clamped to the grid's range).
-  double gemm_gflops(DType dt, double m, double n, double k) const;
+  // GFLOP/s of a Linear's forward or backward over (N, C) -> (N, OC) in dt: interpolated in log
+  // space between the grid's nearest shapes (clamped to the grid's range).
+  double matmul_gflops(DType dt, bool backward, bool out_in, double N, double C, double OC) const;
   double attention_gflops(DType dt, double T, double HS) const;
   // Seconds of one collective moving `bytes` per rank in a group of `group` ranks (0 for 1 rank).
   double collective_seconds(const std::string& what, int group, double bytes) const;
@@ -54,8 +58,9 @@ struct MachineProfile {
 };
 
 // Measures this machine with every rank of `mesh`'s world at once (every rank calls it); `log`
-// gets progress on rank 0.
-MachineProfile calibrate_machine(Backend& be, Mesh& mesh, std::ostream& log);
+// gets progress on rank 0. quick: a coarse grid and small collectives (seconds, for tests and a
+// first look), else the full grid (about a minute).
+MachineProfile calibrate_machine(Backend& be, Mesh& mesh, std::ostream& log, bool quick = false);
 
 // Reads the profile for `ranks` from a profile file; throws naming what is missing (and how to
 // calibrate it).

@@ -21,8 +21,14 @@ double record_seconds(const Cost& c, const MachineProfile& m, int tp) {
   switch (c.kind) {
     case Cost::Kind::gemm:
       if (is_attention_core(c)) return c.flops() / (m.attention_gflops(c.dt, double(c.n), double(c.k)) * 1e9);
-      return c.flops() / (m.gemm_gflops(c.dt, double(c.m), double(c.n), double(c.k)) * 1e9);
-    case Cost::Kind::memory: return double(c.bytes) / (m.memory_gbs * 1e9);
+      MESHLM_CHECK(c.rows > 0, "planner: a GEMM record that is neither a Linear's nor attention's: " + c.what);
+      return c.flops() / (m.matmul_gflops(c.dt, c.backward, c.out_in, double(c.rows), double(c.in), double(c.out)) * 1e9);
+    case Cost::Kind::memory:
+      if (c.what == "cross-entropy") {  // the fused softmax and its gradient, per logit
+        auto it = m.crossentropy_ns.find(dtype_name(c.dt));
+        if (it != m.crossentropy_ns.end()) return double(c.bytes) / double(2 * dtype_size(c.dt)) * it->second * 1e-9;
+      }
+      return double(c.bytes) / (m.memory_gbs * 1e9);
     case Cost::Kind::collective: return m.collective_seconds(c.collective, tp, double(c.bytes));
     case Cost::Kind::saved: return 0;
   }
@@ -33,8 +39,19 @@ double record_seconds(const Cost& c, const MachineProfile& m, int tp) {
 // split into compute and tensor-parallel communication.
 struct StageTime {
   double compute = 0, tp = 0;
+  std::map<std::string, double> kinds;  // per micro-batch
   double total() const { return compute + tp; }
 };
+std::string kind_of(const Cost& c) {
+  const char* dir = c.backward ? ".backward" : ".forward";
+  switch (c.kind) {
+    case Cost::Kind::gemm: return std::string(is_attention_core(c) ? "attention" : "matmul") + dir;
+    case Cost::Kind::memory: return "memory-bound";
+    case Cost::Kind::collective: return "tp comm";
+    case Cost::Kind::saved: break;
+  }
+  return "";
+}
 StageTime stage_time(const TrainConfig& cfg, const Plan& plan, int stage, DType dt, const MachineProfile& m) {
   StageTime t;
   const Recompute rc = plan.recompute;
@@ -49,6 +66,7 @@ StageTime stage_time(const TrainConfig& cfg, const Plan& plan, int stage, DType 
                                                           c.what.find("swiglu") != std::string::npos)));
       const double k = rerun ? 2.0 : 1.0;
       (c.kind == Cost::Kind::collective ? t.tp : t.compute) += k * s;
+      if (c.kind != Cost::Kind::saved) t.kinds[kind_of(c)] += k * s;
     }
   return t;
 }
@@ -110,6 +128,8 @@ Prediction predict_step(const TrainConfig& cfg, const MachineProfile& m) {
     if (t.total() > slowest) {
       slowest = t.total();
       p.tp_s = t.tp;
+      p.breakdown.clear();
+      for (const auto& [k, v] : t.kinds) p.breakdown[k] = v * micro;
     }
     P_max = std::max(P_max, double(param_table(cfg.model(), plan, s, 0).total()));
     p.memory_bytes = std::max(p.memory_bytes, estimate_memory(cfg, s).total());
@@ -131,6 +151,8 @@ Prediction predict_step(const TrainConfig& cfg, const MachineProfile& m) {
   // AdamW over the shard; the 16-bit refresh (read 4, write 2), zeroing and the norm (4 each)
   p.optimizer_s = shard * m.adamw_ns * 1e-9 + (P_max * (dt == DType::fp32 ? 8.0 : 14.0)) / (m.memory_gbs * 1e9);
   p.step_s = p.compute_s + p.tp_s + p.dp_s + p.pp_s + p.optimizer_s;
+  for (const auto& [k, v] : {std::pair<const char*, double>{"dp comm", p.dp_s}, {"pipeline", p.pp_s}, {"optimizer", p.optimizer_s}})
+    if (v > 0) p.breakdown[k] = v;
   return p;
 }
 
@@ -167,6 +189,19 @@ std::vector<Prediction> plan_layouts(const TrainConfig& base, int ranks, const M
     return a.fits != b.fits ? a.fits : a.step_s < b.step_s;
   });
   return out;
+}
+
+Prediction choose_layout(TrainConfig& cfg, int ranks, const MachineProfile& m, double memory_limit) {
+  const std::vector<Prediction> ps = plan_layouts(cfg, ranks, m, memory_limit);
+  MESHLM_CHECK(!ps.empty() && ps[0].fits, "--layout auto: no layout of " + std::to_string(ranks) +
+                                              " ranks fits this model and batch in memory (" +
+                                              std::to_string(ps.size()) + " valid layouts)");
+  const TrainConfig& c = ps[0].cfg;
+  cfg.dp = c.dp, cfg.tp = c.tp, cfg.pp = c.pp, cfg.micro_batch_size = c.micro_batch_size, cfg.zero = c.zero;
+  cfg.recompute = c.recompute, cfg.sequence_parallel = c.sequence_parallel, cfg.pp_schedule = c.pp_schedule;
+  cfg.pp_layers = c.pp_layers, cfg.zero_accumulate = c.zero_accumulate;
+  cfg.layout.clear();  // chosen: a checkpoint records the layout, not the request
+  return ps[0];
 }
 
 }  // namespace meshlm

@@ -15,6 +15,7 @@
 //   optimizer  AdamW over the rank's shard, the 16-bit weight refresh, zeroing and norms
 // Memory per rank: the stage's formula (train/memory_estimate.h) for the most loaded stage.
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,10 @@ struct Prediction {
   TrainConfig cfg;  // the layout (dp, tp, pp, micro_batch_size, recompute, zero, sequence_parallel, pp_schedule)
   double step_s = 0, compute_s = 0, tp_s = 0, dp_s = 0, pp_s = 0, optimizer_s = 0, bubble = 0;
   double memory_bytes = 0;  // the most loaded rank's, by the stage's formula
+  // seconds per step by kind, named as the profiler names kernels where they match
+  // ("matmul.forward", "matmul.backward", "attention.forward", "attention.backward",
+  // "memory-bound", "tp comm", "dp comm", "pipeline", "optimizer"); the slowest stage's
+  std::map<std::string, double> breakdown;
   bool fits = true;
   std::string layout() const;    // "dp 2 x tp 1 x pp 1, mb 2, zero 1, recompute none"
   std::string dominant() const;  // "GEMMs 71%, data-parallel reduction 18%"
@@ -39,5 +44,9 @@ Prediction predict_step(const TrainConfig& cfg, const MachineProfile& m);
 // layout keys are ignored), predicted and sorted fastest first; those over `memory_limit` bytes
 // per rank are kept but marked as not fitting.
 std::vector<Prediction> plan_layouts(const TrainConfig& cfg, int ranks, const MachineProfile& m, double memory_limit);
+
+// --layout auto: sets cfg's layout keys to the fastest layout of `ranks` that fits, and returns
+// its prediction (throws when none fits).
+Prediction choose_layout(TrainConfig& cfg, int ranks, const MachineProfile& m, double memory_limit);
 
 }  // namespace meshlm
