@@ -36,7 +36,7 @@ done
 grep -q -- "--shuffle \[BOOL\]" "$WORK/help.txt" && grep -q -- "--n-layer INT .*\[default: 4\]" "$WORK/help.txt" && ok ||
   fail "train --help shows types and defaults"
 expect_error "bench refuses --steps" "steps" "$MESHLM" bench --steps 5
-expect_error "unknown command" "unknown command 'plan'" "$MESHLM" plan --help
+expect_error "unknown command" "unknown command 'planner'" "$MESHLM" planner --help
 
 # ---- data on-ramps ----
 /usr/bin/python3 - "$WORK/small.txt" "$WORK/docs.jsonl" <<'PY'
