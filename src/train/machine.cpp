@@ -80,7 +80,7 @@ std::string matmul_key(DType dt, bool backward, bool out_in) {
 // operands rotating through 96 MB instead, small micro-batches of GPT-2 124M were predicted
 // 20-44% slow (BENCHMARKS.md).
 void calibrate_matmul(Backend& be, Communicator& world, DType dt, MachineProfile& p, std::ostream& log, bool quick) {
-  const std::vector<int64_t> rows = quick ? std::vector<int64_t>{128, 2048} : std::vector<int64_t>{128, 512, 2048, 8192};
+  const std::vector<int64_t> rows = quick ? std::vector<int64_t>{128, 2048} : std::vector<int64_t>{32, 128, 512, 2048, 8192};
   const std::vector<int64_t> feats = quick ? std::vector<int64_t>{64, 1024} : std::vector<int64_t>{64, 256, 1024, 4096};
   const std::vector<int64_t> outs = quick ? std::vector<int64_t>{64, 1024} : std::vector<int64_t>{64, 256, 1024, 4096, 16384};
   const int64_t pool = (quick ? 4 : 24) << 20;  // elements per operand buffer (48-96 MB; quick: 8-16 MB)
@@ -212,7 +212,8 @@ double MachineProfile::collective_seconds(const std::string& what, int group, do
 
 nlohmann::json MachineProfile::to_json() const {
   nlohmann::json j = {{"threads_per_rank", threads_per_rank}, {"memory_gbs", memory_gbs}, {"adamw_ns", adamw_ns},
-                      {"crossentropy_ns", crossentropy_ns}};
+                      {"crossentropy_ns", crossentropy_ns}, {"matmul_call_s", matmul_call_s},
+                      {"kernel_call_s", kernel_call_s}};
   for (const auto& [key, rows] : matmul) j["matmul"][key] = rows;
   for (const auto& [dt, rows] : attention) j["attention"][dt] = rows;
   for (const auto& [what, groups] : collectives)
@@ -226,6 +227,8 @@ MachineProfile MachineProfile::from_json(const nlohmann::json& j, int ranks) {
   p.threads_per_rank = j.value("threads_per_rank", 1);
   p.memory_gbs = j.value("memory_gbs", 10.0);
   p.adamw_ns = j.value("adamw_ns", 2.0);
+  p.matmul_call_s = j.value("matmul_call_s", 0.0);
+  p.kernel_call_s = j.value("kernel_call_s", 0.0);
   for (const auto& [key, rows] : j.at("matmul").items()) p.matmul[key] = rows.get<std::vector<std::array<double, 4>>>();
   if (j.contains("crossentropy_ns")) p.crossentropy_ns = j["crossentropy_ns"].get<std::map<std::string, double>>();
   for (const auto& [dt, rows] : j.at("attention").items())
@@ -254,13 +257,27 @@ MachineProfile calibrate_machine(Backend& be, Mesh& mesh, std::ostream& log, boo
     const double s = timed(world, 5, [&] { be.accumulate(DType::fp32, a.data(), b.data(), n); });
     p.memory_gbs = 3.0 * double(n) * 4 / s / 1e9;
   }
+  {  // the fixed cost of a call: a Linear of 8 x 16 -> 16, a layernorm of 64 rows of 64
+    Tensor a({4096}, DType::fp32, be), b({4096}, DType::fp32, be), c({4096}, DType::fp32, be);
+    Tensor st({64}, DType::fp32, be), st2({64}, DType::fp32, be);
+    const int calls = 500;
+    p.matmul_call_s = timed(world, 3, [&] {
+                        for (int i = 0; i < calls; i++)
+                          be.matmul_forward(DType::fp32, c.data(), a.data(), b.data(), nullptr, 8, 16, 16, WeightLayout::in_out);
+                      }) / calls;
+    p.kernel_call_s = timed(world, 3, [&] {
+                        for (int i = 0; i < calls; i++)
+                          be.layernorm_forward(DType::fp32, c.data(), st.data(), st2.data(), a.data(), b.data(), b.data(), 64, 64);
+                      }) / calls;
+  }
   {  // AdamW over 8M fp32 elements (quick: 1M)
     const int64_t n = quick ? 1 << 20 : 8 << 20;
     Tensor w({n}, DType::fp32, be), g({n}, DType::fp32, be), m({n}, DType::fp32, be), v({n}, DType::fp32, be);
     const double s = timed(world, 3, [&] { be.adamw_update(DType::fp32, w.data(), g.data(), m.data(), v.data(), n, AdamWArgs{}); });
     p.adamw_ns = s / double(n) * 1e9;
   }
-  log << "  memory " << p.memory_gbs << " GB/s, AdamW " << p.adamw_ns << " ns/element\n";
+  log << "  memory " << p.memory_gbs << " GB/s, AdamW " << p.adamw_ns << " ns/element, a call " << p.matmul_call_s * 1e6
+      << " us (matmul), " << p.kernel_call_s * 1e6 << " us (other kernels)\n";
   calibrate_collectives(be, world, p, quick);
   return p;
 }

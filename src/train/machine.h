@@ -13,6 +13,7 @@
 //   "memory_gbs": 18.5,                                             a streaming kernel's read + write
 //   "adamw_ns": 1.3,                                                per element (fp32 masters)
 //   "crossentropy_ns": {"fp32": 0.9},                               per logit, forward + backward
+//   "matmul_call_s": 1e-5, "kernel_call_s": 5e-6,                   the fixed cost of a call
 //   "collectives": {"all_reduce": {"2": [latency_s, bytes_per_s]}, ...}  per group size
 // }}}
 #pragma once
@@ -42,6 +43,9 @@ struct MachineProfile {
   // (T, HS, GFLOP/s) per dtype name: causal attention forward and backward, FLOPs as the layers count them
   std::map<std::string, std::vector<std::array<double, 3>>> attention;
   double memory_gbs = 10, adamw_ns = 2;
+  // the fixed cost of one call (threads forked and joined, a primitive looked up): of a Linear's
+  // kernel and of a memory-bound one, measured at the smallest shapes
+  double matmul_call_s = 0, kernel_call_s = 0;
   std::map<std::string, double> crossentropy_ns;  // per dtype name
   // collective name -> group size -> cost; "send_recv" for pipeline boundaries
   std::map<std::string, std::map<int, LinkCost>> collectives;

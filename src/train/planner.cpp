@@ -16,8 +16,8 @@ namespace {
 bool is_block(const std::string& unit) { return unit.rfind("h.", 0) == 0 || unit.rfind("layers.", 0) == 0; }
 bool is_attention_core(const Cost& c) { return c.what.rfind("attention", 0) == 0; }
 
-// Seconds of one cost record on this machine (tp collectives over `tp` ranks).
-double record_seconds(const Cost& c, const MachineProfile& m, int tp) {
+// Seconds of one cost record's work on this machine (tp collectives over `tp` ranks).
+double work_seconds(const Cost& c, const MachineProfile& m, int tp) {
   switch (c.kind) {
     case Cost::Kind::gemm:
       if (is_attention_core(c)) return c.flops() / (m.attention_gflops(c.dt, double(c.n), double(c.k)) * 1e9);
@@ -33,6 +33,16 @@ double record_seconds(const Cost& c, const MachineProfile& m, int tp) {
     case Cost::Kind::saved: return 0;
   }
   return 0;
+}
+
+// Its work plus the fixed cost of the kernel call (a Linear's product, a memory-bound kernel;
+// a Linear's backward is one call for its two products, charged on the input gradient).
+double record_seconds(const Cost& c, const MachineProfile& m, int tp) {
+  double call = 0;
+  if (c.kind == Cost::Kind::gemm && c.rows > 0 && c.what.find("weight gradient") == std::string::npos) call = m.matmul_call_s;
+  if (c.kind == Cost::Kind::gemm && c.rows == 0) call = m.kernel_call_s / (c.backward ? 4 : 2);  // attention: one call per direction
+  if (c.kind == Cost::Kind::memory) call = m.kernel_call_s;
+  return call + work_seconds(c, m, tp);
 }
 
 // One micro-batch through one stage: forward + backward seconds (with what recompute reruns),
