@@ -35,9 +35,7 @@ void add_bench(CLI::App& app) {
   cmd->add_flag("--breakdown", opt->breakdown, "also time every kernel: where a step's time goes");
   cmd->add_flag("--json", *json_out, "print one JSON object (tokens_per_s, ms_per_step, mfu, peak_rss_mib, ...)");
   // Train-only keys bench would ignore are not its flags (an unknown flag is an error).
-  flags.add_to(cmd, {"steps", "eval_every", "eval_batches", "save_every", "keep_last", "checkpoints", "save_every_minutes",
-                     "out", "numerics_report", "profile", "log_every", "tensorboard", "plots", "sample_every",
-                     "sample_tokens", "sample_prompt", "allow_data_change", "inject_inf_at_step"});
+  flags.add_to(cmd, ConfigFlags::train_only_keys());
   cmd->callback([=]() {
     TrainConfig cfg;
     if (!config_file->empty()) apply_toml_file(cfg, *config_file);

@@ -77,6 +77,12 @@ bool run_on_mesh(TrainConfig& cfg, bool dp_from_world, const std::function<void(
 }
 
 
+std::set<std::string> ConfigFlags::train_only_keys() {
+  return {"steps", "eval_every", "eval_batches", "save_every", "keep_last", "checkpoints", "save_every_minutes", "out",
+          "numerics_report", "profile", "log_every", "tensorboard", "plots", "sample_every", "sample_tokens",
+          "sample_prompt", "allow_data_change", "inject_inf_at_step"};
+}
+
 void apply_auto_layout(TrainConfig& cfg, int ranks, bool lead) {
   const MachineProfile m = load_machine_profile(cfg.machine, ranks);
   const Prediction p = choose_layout(cfg, ranks, m, memory_available().bytes);

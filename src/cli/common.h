@@ -24,6 +24,9 @@ struct ConfigFlags {
   std::shared_ptr<std::map<std::string, CLI::Option*>> options = std::make_shared<std::map<std::string, CLI::Option*>>();
   // Every key but those in `skip`, grouped in --help (model, data, ...) with types and defaults.
   void add_to(CLI::App* cmd, const std::set<std::string>& skip = {});
+  // The keys only a training run uses (steps, logging, checkpoints, ...): not flags of the
+  // commands that time or plan steps (bench, plan).
+  static std::set<std::string> train_only_keys();
   void apply(TrainConfig& cfg) const;
   bool given(const std::string& key) const;  // the flag is on the command line
 };

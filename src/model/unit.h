@@ -34,6 +34,9 @@ class Unit {
   std::string name_;
 };
 
+// Whether a unit's name is a block's ("h.<l>": every family's blocks are named so).
+inline bool is_block_unit(const std::string& name) { return name.rfind("h.", 0) == 0; }
+
 class EmbeddingUnit : public Unit {
  public:
   using Unit::Unit;

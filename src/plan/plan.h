@@ -10,6 +10,7 @@
 // "transformer.wte.weight" rows (the vocabulary: rank 1 holds rows [Vp/2, Vp)), and every other
 // parameter (layernorms, the projections' biases, wpe) is replicated.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -96,6 +97,8 @@ struct Plan {
   ShardRule shard_of(const std::string& name) const;
   StageLayers stage(int pp_rank) const;
   int zero_stage() const;  // 0 (none, buckets), 1, 2, 3
+  // fp32 elements in bucket_mb: a gradient bucket, or a round of ZeRO's chunked reduce-scatter
+  int64_t bucket_elems() const { return std::max<int64_t>(1, int64_t(bucket_mb * 1e6 / 4)); }
   // Throws a one-line error naming the inconsistency (sequence parallel without tp, a split
   // that does not match pp, ZeRO-1 without dp, ZeRO-3 with a pipeline, ...).
   void validate() const;

@@ -31,7 +31,7 @@ class BucketSync final : public GradSync {
       : plan_(plan),
         total_(model.table().total()),
         tied_end_(tied_end),
-        buckets_(mesh.dp(), model.backend(), total_, std::max<int64_t>(1, int64_t(plan.bucket_mb * 1e6 / 4)),
+        buckets_(mesh.dp(), model.backend(), total_, plan.bucket_elems(),
                  plan.grad_reduce) {}
   Zero1Shard shard() const override { return {0, total_}; }
   bool overlapped() const override { return plan_.overlap; }
@@ -65,7 +65,7 @@ class Zero1Sync final : public GradSync {
       : dp_(mesh.dp()),
         be_(model.backend()),
         total_(model.table().total()),
-        chunk_(std::max<int64_t>(1, int64_t(plan.bucket_mb * 1e6 / 4))),
+        chunk_(plan.bucket_elems()),
         shard_(Zero1Shard::of(total_, mesh.dp_rank(), mesh.shape().dp)) {}
   Zero1Shard shard() const override { return shard_; }
   // Each rank receives the sum of its own shard, chunk by chunk (bucket_mb each).
@@ -79,17 +79,7 @@ class Zero1Sync final : public GradSync {
   // and they exchange that (half the bytes), leaving the masters outside a shard stale.
   double refresh_weights(Model& model, const WeightRounding& rounding) override {
     const auto t0 = Clock::now();
-    const std::vector<int64_t> counts = zero1_counts(total_, dp_.size());
-    if (model.dtype() != DType::fp32) {
-      model.update_compute_weights(rounding, shard_.begin, shard_.end);
-      auto* w = model.compute_weights().as<uint16_t>();
-      dp_.all_gather(w + shard_.begin, w, counts, model.dtype());
-      stale_ = true;
-    } else {
-      float* p = model.params().as<float>();
-      dp_.all_gather(p + shard_.begin, p, counts, DType::fp32);
-      model.update_compute_weights(rounding);
-    }
+    stale_ = all_gather_updated_weights(dp_, model, shard_, rounding);
     return since(t0);
   }
   void gather_masters(Model& model) override {
@@ -111,6 +101,19 @@ class Zero1Sync final : public GradSync {
 };
 
 }  // namespace
+
+bool all_gather_updated_weights(Communicator& dp, Model& model, const Zero1Shard& shard, const WeightRounding& rounding) {
+  const std::vector<int64_t> counts = zero1_counts(model.table().total(), dp.size());
+  if (model.dtype() == DType::fp32) {
+    float* p = model.params().as<float>();
+    dp.all_gather(p + shard.begin, p, counts, DType::fp32);
+    return false;
+  }
+  model.update_compute_weights(rounding, shard.begin, shard.end);
+  auto* w = model.compute_weights().as<uint16_t>();
+  dp.all_gather(w + shard.begin, w, counts, model.dtype());
+  return !model.residency().shard_masters;
+}
 
 double GradSync::refresh_weights(Model& model, const WeightRounding& rounding) {
   model.update_compute_weights(rounding);

@@ -53,4 +53,10 @@ class GradSync : public UnitHooks {
   virtual std::string describe() const = 0;
 };
 
+// ZeRO-1/2's weight refresh: each rank rounds its shard of the updated masters into the 16-bit
+// copy and the ranks all-gather that (half the bytes), or, in fp32, all-gather the masters
+// themselves. Returns whether the masters outside the shard are now stale (16-bit compute with
+// whole masters: ZeRO-1).
+bool all_gather_updated_weights(Communicator& dp, Model& model, const Zero1Shard& shard, const WeightRounding& rounding);
+
 }  // namespace meshlm

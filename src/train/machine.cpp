@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -183,6 +184,23 @@ void calibrate_collectives(Backend& be, Communicator& world, MachineProfile& p, 
   }
 }
 
+// JSON indented, except that an array of numbers is written on one line (a table row).
+std::string dump_rows(const nlohmann::json& j) {
+  const std::string in = j.dump(1);
+  std::string out;
+  for (size_t i = 0; i < in.size(); i++) {
+    const size_t end = in[i] == '[' ? in.find(']', i) : std::string::npos;
+    if (end != std::string::npos && in.find_first_of("[{\"", i + 1) > end) {  // numbers only
+      for (size_t k = i; k <= end; k++)
+        if (!std::isspace(static_cast<unsigned char>(in[k]))) out += in[k];
+      i = end;
+    } else {
+      out += in[i];
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 double MachineProfile::matmul_gflops(DType dt, bool backward, bool out_in, double N, double C, double OC) const {
@@ -312,7 +330,7 @@ void save_machine_profile(const std::string& path, const MachineProfile& p) {
   }
   if (!p.cpu.empty()) j["cpu"] = p.cpu;
   j["profiles"][std::to_string(p.ranks)] = p.to_json();
-  write_file_atomic(path, j.dump(1) + "\n");
+  write_file_atomic(path, dump_rows(j) + "\n");
 }
 
 }  // namespace meshlm

@@ -55,8 +55,7 @@ std::pair<double, double> largest_unit(const ParamTable& table, const ModelConfi
     if (e.name != tied) units[e.group] += double(e.numel());
   double big = 0;
   for (const auto& [name, n] : units) {
-    const bool block = name.rfind("h.", 0) == 0 || name.rfind("layers.", 0) == 0;
-    big = std::max(big, block ? n * double(fsdp_unit) : n);
+    big = std::max(big, is_block_unit(name) ? n * double(fsdp_unit) : n);
   }
   return {big, tied_n};
 }

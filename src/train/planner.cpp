@@ -13,7 +13,6 @@ namespace meshlm {
 
 namespace {
 
-bool is_block(const std::string& unit) { return unit.rfind("h.", 0) == 0 || unit.rfind("layers.", 0) == 0; }
 bool is_attention_core(const Cost& c) { return c.what.rfind("attention", 0) == 0; }
 
 // Seconds of one cost record's work on this machine (tp collectives over `tp` ranks).
@@ -70,7 +69,7 @@ StageTime stage_time(const TrainConfig& cfg, const Plan& plan, int stage, DType 
       const double s = record_seconds(c, m, plan.mesh.tp);
       // recomputation reruns in backward: a block's whole forward (full), or its attention
       // core and activation function (selective)
-      const bool rerun = !c.backward && is_block(u.unit) &&
+      const bool rerun = !c.backward && is_block_unit(u.unit) &&
                          (rc == Recompute::full ||
                           (rc == Recompute::selective && (is_attention_core(c) || c.what.find("gelu") != std::string::npos ||
                                                           c.what.find("swiglu") != std::string::npos)));

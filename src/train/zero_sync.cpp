@@ -25,7 +25,6 @@ class WindowPool {
     if (best == free_.end()) {
       Tensor t({std::max<int64_t>(n, 1)}, dt, be_);
       bytes_ += int64_t(t.nbytes());
-      peak_ = std::max(peak_, bytes_);
       return t;
     }
     Tensor t = std::move(*best);
@@ -40,7 +39,7 @@ class WindowPool {
  private:
   Backend& be_;
   std::vector<Tensor> free_;
-  int64_t bytes_ = 0, peak_ = 0;
+  int64_t bytes_ = 0;
 };
 
 // A range of the flat buffers gathered and reduced as one: the tied parameter, or the
@@ -131,7 +130,7 @@ class ShardedSync final : public GradSync {
   void finish(float* grads) override {
     if (w_.residency().window_grads) return drain();
     // whole gradients held: ZeRO-1's reduce-scatter, chunk by chunk, into the shard in place
-    reduce_wait_ += reduce_scatter_in_chunks(dp_, be_, grads, total_, std::max<int64_t>(1, int64_t(plan_.bucket_mb * 1e6 / 4)));
+    reduce_wait_ += reduce_scatter_in_chunks(dp_, be_, grads, total_, plan_.bucket_elems());
   }
 
   double refresh_weights(Model& model, const WeightRounding& rounding) override {
@@ -141,15 +140,7 @@ class ShardedSync final : public GradSync {
       for (size_t k = 0; k < segs_.size(); k++) release(k);
       return 0;
     }
-    const std::vector<int64_t> counts = zero1_counts(total_, dp_.size());
-    if (model.dtype() != DType::fp32) {  // masters are the shard: round it, gather the 16-bit copy
-      model.update_compute_weights(rounding);
-      auto* w = model.compute_weights().as<uint16_t>();
-      dp_.all_gather(w + shard_.begin, w, counts, model.dtype());
-    } else {
-      float* p = model.params().as<float>();
-      dp_.all_gather(p + shard_.begin, p, counts, DType::fp32);
-    }
+    all_gather_updated_weights(dp_, model, shard_, rounding);  // the masters are the shard: none stale
     return since(t0);
   }
 
@@ -218,7 +209,7 @@ void ShardedSync::build_segments() {
   }
   int64_t blocks_in_unit = 0;
   for (const Model::UnitSpan& u : model_.unit_spans()) {
-    const bool block = u.name.rfind("h.", 0) == 0 || u.name.rfind("layers.", 0) == 0;
+    const bool block = is_block_unit(u.name);
     const bool join = block && blocks_in_unit > 0 && blocks_in_unit < plan_.fsdp_unit && !segs_.back().tied;
     if (join) {
       segs_.back().hi = u.hi;
