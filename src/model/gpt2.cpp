@@ -44,13 +44,13 @@ DecoderUnits gpt2_units(const ModelConfig& cfg, const StageLayers& stage, int tp
   MESHLM_CHECK(cfg.padded_vocab_size() % tp == 0, "tensor parallelism: the padded vocabulary (" +
                                                       std::to_string(cfg.padded_vocab_size()) +
                                                       ") must split into tp (" + std::to_string(tp) + ") equal parts");
-  const int64_t l0 = stage.first_layer, l1 = stage.n_layers < 0 ? cfg.n_layer : l0 + stage.n_layers;
-  MESHLM_CHECK(l0 >= 0 && l0 <= l1 && l1 <= cfg.n_layer, "the stage's layers are outside the model");
+  const std::vector<int64_t> layers = stage.layers(cfg.n_layer);  // every chunk's, in forward order
+  for (int64_t l : layers) MESHLM_CHECK(l >= 0 && l < cfg.n_layer, "the stage's layers are outside the model");
   DecoderUnits u;
   if (stage.first)
     u.embedding = std::make_unique<Embedding>("transformer.wte.weight", cfg.vocab_size, cfg.padded_vocab_size(),
                                               cfg.n_embd, cfg.max_seq_len);
-  for (int64_t l = l0; l < l1; l++) u.blocks.push_back(gpt2_block(cfg, l));
+  for (int64_t l : layers) u.blocks.push_back(gpt2_block(cfg, l));
   if (stage.last) {  // ln_f, then the LM head tied to wte
     const int64_t C = cfg.n_embd, V = cfg.vocab_size, Vp = cfg.padded_vocab_size();
     u.head = std::make_unique<NormHead<LayerNorm>>(

@@ -18,8 +18,8 @@ namespace meshlm {
 // the (tied) token embedding vocabulary-parallel by rows; everything else replicated.
 std::vector<ShardRule> gpt2_sharding();
 
-// The units of one pipeline stage of GPT-2: the embedding (first stage), blocks
-// [first_layer, first_layer + n_layers), ln_f with the LM head (last stage). Throws naming the
+// The units of one pipeline stage of GPT-2: the embedding (first stage), the blocks of its
+// chunks in forward order, ln_f with the LM head (last stage). Throws naming the
 // problem when the model does not split over tp ranks (heads, the padded vocabulary).
 DecoderUnits gpt2_units(const ModelConfig& cfg, const StageLayers& stage, int tp);
 

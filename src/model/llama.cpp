@@ -59,13 +59,13 @@ std::vector<ShardRule> llama_sharding(const ModelConfig& cfg, int tp) {
 DecoderUnits llama_units(const ModelConfig& cfg, const StageLayers& stage, int tp) {
   cfg.validate();
   check_tp(cfg, tp);
-  const int64_t l0 = stage.first_layer, l1 = stage.n_layers < 0 ? cfg.n_layer : l0 + stage.n_layers;
-  MESHLM_CHECK(l0 >= 0 && l0 <= l1 && l1 <= cfg.n_layer, "the stage's layers are outside the model");
+  const std::vector<int64_t> layers = stage.layers(cfg.n_layer);  // every chunk's, in forward order
+  for (int64_t l : layers) MESHLM_CHECK(l >= 0 && l < cfg.n_layer, "the stage's layers are outside the model");
   const int64_t C = cfg.n_embd, V = cfg.vocab_size, Vp = cfg.padded_vocab_size();
   const std::string wte = "model.embed_tokens.weight";
   DecoderUnits u;
   if (stage.first) u.embedding = std::make_unique<Embedding>(wte, V, Vp, C, 0);
-  for (int64_t l = l0; l < l1; l++) u.blocks.push_back(llama_block(cfg, l));
+  for (int64_t l : layers) u.blocks.push_back(llama_block(cfg, l));
   if (stage.last) {
     const bool tied = cfg.tied();
     const ParamDecl w = tied ? Embedding::wte_decl(wte, V, Vp, C, true, "embedding")

@@ -53,7 +53,8 @@ Model::Model(const ModelConfig& cfg, Backend& backend, DType compute, const Plan
       tp_(tp, backend, compute),
       units_(decoder_units(cfg, stage_, plan_.mesh.tp)),
       w_(ParamTable(declarations(units_), plan_, tp ? tp->rank() : 0), backend, compute, residency) {
-  if (stage_.n_layers < 0) stage_.n_layers = cfg.n_layer - stage_.first_layer;
+  stage_.chunks = stage_.resolved(cfg.n_layer);
+  for (const LayerRange& r : stage_.chunks) chunk_end_.push_back(size_t(r.n) + (chunk_end_.empty() ? 0 : chunk_end_.back()));
   for (Unit* u : units()) u->bind(w_.table());
 }
 
@@ -186,7 +187,9 @@ void Model::ensure_activations(int64_t B, int64_t T) {
   // Every unit lays out its buffers for (B, T); a shape within the capacity reuses the memory.
   d_ = dims(B, T);
   ActivationPlanner p(plan_.recompute);
-  x0_ = p.saved(d_.Ns * cfg_.n_embd);  // (Ns, C): the embedding's output, or the previous stage's
+  x0_.clear();
+  for (int k = 0; k < chunks(); k++)  // (Ns, C): the embedding's output, or the previous stage's
+    x0_.push_back(p.saved(d_.Ns * cfg_.n_embd));
   for (Unit* u : units()) u->plan(p, d_, plan_.sequence_parallel);
   dres_ = p.scratch("grad.residual", d_.Ns * cfg_.n_embd);  // (Ns, C)
   if (B * T <= B_cap_ * T_cap_ && T <= T_cap_) return acts_.relayout(p);
@@ -195,12 +198,12 @@ void Model::ensure_activations(int64_t B, int64_t T) {
   acts_ = Activations(p, slots_, be_, dt_, master_dtype());
   if (units_.embedding) units_.embedding->set_token_slots(be_, slots_, d_.N);
   targets_ = Buffer(size_t(d_.N) * sizeof(int32_t), be_);
-  has_grad_.assign(size_t(slots_), 0);
+  has_grad_.assign(size_t(slots_ * chunks()), 0);
 }
 
 double Model::forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float dloss_scale) {
-  MESHLM_CHECK(stage_.first && stage_.last, "forward: this model is one pipeline stage (use forward_micro)");
-  return forward_micro(0, tokens, nullptr, targets, B, T, dloss_scale);
+  MESHLM_CHECK(stage_.first && stage_.last && chunks() == 1, "forward: this model is one pipeline stage (use forward_micro)");
+  return forward_micro(0, 0, tokens, nullptr, targets, B, T, dloss_scale);
 }
 
 void Model::check_targets(const int32_t* targets, int64_t N) const {
@@ -210,16 +213,18 @@ void Model::check_targets(const int32_t* targets, int64_t N) const {
                      std::to_string(cfg_.vocab_size) + ")");
 }
 
-double Model::forward_micro(int slot, const int32_t* tokens, const void* input, const int32_t* targets, int64_t B,
-                            int64_t T, float dloss_scale) {
-  MESHLM_CHECK(slot >= 0 && slot < slots_, "forward_micro: slot " + std::to_string(slot) + " of " +
-                                               std::to_string(slots_));
+double Model::forward_micro(int chunk, int slot, const int32_t* tokens, const void* input, const int32_t* targets,
+                            int64_t B, int64_t T, float dloss_scale) {
+  MESHLM_CHECK(slot >= 0 && slot < slots_ && chunk >= 0 && chunk < chunks(),
+               "forward_micro: chunk " + std::to_string(chunk) + " slot " + std::to_string(slot) + " of " +
+                   std::to_string(chunks()) + " x " + std::to_string(slots_));
   ensure_activations(B, T);
   acts_.set_slot(slot);
-  has_grad_[size_t(slot)] = 0;
+  char& has_grad = has_grad_[size_t(chunk * slots_ + slot)];
+  has_grad = 0;
   Ctx c = ctx(dloss_scale != 0.0f);  // only training steps feed the fp8 amax histories
-  void* x0 = acts_.at(x0_);
-  if (units_.embedding) {
+  void* x0 = acts_.at(x0_[size_t(chunk)]);
+  if (model_first(chunk)) {
     MESHLM_CHECK(tokens, "forward: the first stage needs tokens");
     before_forward(*units_.embedding);
     units_.embedding->forward(c, tokens, x0);
@@ -228,19 +233,19 @@ double Model::forward_micro(int slot, const int32_t* tokens, const void* input, 
     be_.copy(x0, input, size_t(d_.Ns * cfg_.n_embd) * c.esz());
   }
   const void* x = x0;  // (Ns, C) the residual stream
-  for (const auto& b : units_.blocks) {
-    before_forward(*b);
-    b->forward(c, x, true);
-    x = acts_.at(b->output());
+  for (size_t i = chunk_begin(chunk); i < chunk_end_[size_t(chunk)]; i++) {
+    before_forward(*units_.blocks[i]);
+    units_.blocks[i]->forward(c, x, true);
+    x = acts_.at(units_.blocks[i]->output());
   }
-  if (!units_.head) {
-    has_grad_[size_t(slot)] = dloss_scale != 0.0f;
+  if (!model_last(chunk)) {
+    has_grad = dloss_scale != 0.0f;
     return 0.0;
   }
   before_forward(*units_.head);
   if (!targets) return units_.head->forward(c, x, nullptr, 0.0f);
   check_targets(targets, d_.N);
-  has_grad_[size_t(slot)] = dloss_scale != 0.0f;
+  has_grad = dloss_scale != 0.0f;
   be_.upload(targets_.data(), targets, size_t(d_.N) * sizeof(int32_t));
   return units_.head->forward(c, x, targets_.as<int32_t>(), dloss_scale);
 }
@@ -270,7 +275,7 @@ std::vector<float> Model::generate_step(const int32_t* tokens, int64_t T, KvCach
   Ctx c = ctx(false);
   c.d.pos0 = cache.length();
   c.kv = &cache;
-  void* x0 = acts_.at(x0_);
+  void* x0 = acts_.at(x0_[0]);
   units_.embedding->forward(c, tokens, x0);
   const void* x = x0;  // (T, C) the new positions' residual stream
   for (size_t i = 0; i < units_.blocks.size(); i++) {
@@ -283,24 +288,26 @@ std::vector<float> Model::generate_step(const int32_t* tokens, int64_t T, KvCach
   return logits_at(0, T - 1);
 }
 
-void Model::backward_micro(int slot, const void* doutput) {
-  MESHLM_CHECK(slot >= 0 && slot < slots_ && d_.N > 0 && has_grad_[size_t(slot)],
+void Model::backward_micro(int chunk, int slot, const void* doutput) {
+  MESHLM_CHECK(slot >= 0 && slot < slots_ && chunk >= 0 && chunk < chunks() && d_.N > 0 &&
+                   has_grad_[size_t(chunk * slots_ + slot)],
                "backward() needs a forward() with targets and a dloss_scale");
-  has_grad_[size_t(slot)] = 0;
+  has_grad_[size_t(chunk * slots_ + slot)] = 0;
   acts_.set_slot(slot);
   Ctx c = ctx(true);
   void* dres = acts_.at(dres_);  // (Ns, C) the gradient of the residual stream
   const auto& blocks = units_.blocks;
-  auto input_of = [&](size_t i) { return i > 0 ? acts_.at(blocks[i - 1]->output()) : acts_.at(x0_); };
-  if (units_.head) {
+  const size_t b0 = chunk_begin(chunk), b1 = chunk_end_[size_t(chunk)];
+  auto input_of = [&](size_t i) { return i > b0 ? acts_.at(blocks[i - 1]->output()) : acts_.at(x0_[size_t(chunk)]); };
+  if (model_last(chunk)) {
     before_backward(*units_.head);
-    units_.head->backward(c, input_of(blocks.size()), dres);
+    units_.head->backward(c, input_of(b1), dres);
     grads_final_from(first_offset(*units_.head));
   } else {
     MESHLM_CHECK(doutput, "backward: a stage before the last needs the gradient of its output");
     be_.copy(dres, doutput, size_t(d_.Ns * cfg_.n_embd) * c.esz());
   }
-  for (size_t i = blocks.size(); i-- > 0;) {
+  for (size_t i = b1; i-- > b0;) {
     BlockUnit& b = *blocks[i];
     before_backward(b);
     // Recomputation: what the block's forward did not keep, rebuilt from what it did.
@@ -309,16 +316,19 @@ void Model::backward_micro(int slot, const void* doutput) {
     b.backward(c, input_of(i), dres);
     grads_final_from(first_offset(b));
   }
-  if (units_.embedding) {
+  if (model_first(chunk)) {
     before_backward(*units_.embedding);
     units_.embedding->backward(c, dres);
   }
-  grads_final_from(0);  // a later stage: dres holds the gradient of its input
+  // A later stage: dres holds the gradient of its input. Chunk 0's is the stage's last backward
+  // of a micro-batch; every parameter of the stage is final from its start.
+  if (chunk == 0) grads_final_from(0);
 }
 
-const void* Model::output(int slot) const {
-  MESHLM_CHECK(slot >= 0 && slot < slots_ && d_.N > 0, "output: no such slot");
-  return acts_.at_slot(units_.blocks.empty() ? x0_ : units_.blocks.back()->output(), slot);
+const void* Model::output(int chunk, int slot) const {
+  MESHLM_CHECK(slot >= 0 && slot < slots_ && chunk >= 0 && chunk < chunks() && d_.N > 0, "output: no such slot");
+  const size_t end = chunk_end_[size_t(chunk)];
+  return acts_.at_slot(end == chunk_begin(chunk) ? x0_[size_t(chunk)] : units_.blocks[end - 1]->output(), slot);
 }
 
 const void* Model::input_grad() const { return acts_.at(dres_); }
@@ -378,7 +388,7 @@ std::vector<Model::TensorSpan> Model::tensor_spans() const {
                      static_cast<const char*>(grads().data()) + size_t(e.offset) * esz, e.numel()});
   }
   if (d_.N == 0) return spans;  // no forward yet
-  if (units_.embedding) spans.push_back({"embedding", "activations", "input", dt_, acts_.at(x0_), x0_.n});
+  if (units_.embedding) spans.push_back({"embedding", "activations", "input", dt_, acts_.at(x0_[0]), x0_[0].n});
   for (Unit* u : units()) {
     std::vector<std::pair<std::string, Act>> acts;
     u->activations(acts);

@@ -135,25 +135,31 @@ class Model {
   // gathers its weights there; ZeRO-2/3 open and reduce gradient windows).
   void set_residency_hooks(UnitHooks* hooks) { residency_hooks_ = hooks; }
 
-  // Forward of micro-batch `slot` through this stage. The first stage reads tokens (B, T) on
-  // the host; any other reads `input`, the previous stage's output (Ns, C) in the compute
-  // dtype. The last stage reads targets (B, T, host) and returns the mean loss (else 0); with
+  // The stage's model chunks (model/plan.h: one, or v with interleaved 1F1B), each run on its own:
+  // chunk c's forward reads the previous virtual stage's output and feeds the next.
+  int chunks() const { return int(chunk_end_.size()); }
+
+  // Forward of micro-batch `slot` through chunk `chunk` of this stage. The model's first chunk
+  // (the first stage's chunk 0) reads tokens (B, T) on the host; any other reads `input`, the
+  // previous virtual stage's output (Ns, C) in the compute dtype. The model's last chunk (the
+  // last stage's last chunk) reads targets (B, T, host) and returns the mean loss (else 0); with
   // dloss_scale != 0 the logits are replaced by the gradient of dloss_scale * mean loss, ready
-  // for backward (use 1/accumulation_steps when accumulating). Other stages leave their
-  // output in output(slot).
-  double forward_micro(int slot, const int32_t* tokens, const void* input, const int32_t* targets, int64_t B,
-                       int64_t T, float dloss_scale);
-  // Backward of micro-batch `slot` (the += convention on the gradients): the last stage starts
-  // from its loss, any other from `doutput`, the gradient of output(slot). A stage other than
-  // the first leaves the gradient of its input in input_grad() (valid until the next backward).
-  void backward_micro(int slot, const void* doutput);
-  const void* output(int slot) const;  // (Ns, C), compute dtype
-  const void* input_grad() const;      // (Ns, C), compute dtype
+  // for backward (use 1/accumulation_steps when accumulating). Other chunks leave their output
+  // in output(chunk, slot).
+  double forward_micro(int chunk, int slot, const int32_t* tokens, const void* input, const int32_t* targets,
+                       int64_t B, int64_t T, float dloss_scale);
+  // Backward of micro-batch `slot` through chunk `chunk` (the += convention on the gradients):
+  // the model's last chunk starts from its loss, any other from `doutput`, the gradient of
+  // output(chunk, slot). A chunk other than the model's first leaves the gradient of its input in
+  // input_grad() (valid until the next backward).
+  void backward_micro(int chunk, int slot, const void* doutput);
+  const void* output(int chunk, int slot) const;  // (Ns, C), compute dtype
+  const void* input_grad() const;                 // (Ns, C), compute dtype
   int64_t boundary_elems(int64_t B, int64_t T) const;  // Ns * C: what passes between stages
 
   // The whole model on one stage: forward (slot 0) and backward.
   double forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float dloss_scale = 0.0f);
-  void backward() { backward_micro(0, nullptr); }
+  void backward() { backward_micro(0, 0, nullptr); }
 
   // Bytes of activations (every slot's saved part plus the shared scratch), and what one
   // micro-batch keeps from its forward to its backward.
@@ -211,9 +217,14 @@ class Model {
   Dims d_;                                // of the last forward
   int64_t B_cap_ = 0, T_cap_ = 0;         // the activations' capacity
   int slots_ = 1;
-  Act x0_, dres_;     // the stage's input (Ns, C) per slot; the residual stream's gradient
+  std::vector<size_t> chunk_end_;  // per chunk: one past its last block in units_.blocks
+  std::vector<Act> x0_;  // per chunk: its input (Ns, C) per slot
+  Act dres_;             // the residual stream's gradient (Ns, C)
   Buffer targets_;    // (B, T) int32 of the last forward with targets
-  std::vector<char> has_grad_;  // per slot: whether its forward left a loss gradient
+  std::vector<char> has_grad_;  // per (chunk, slot): whether its forward left a loss gradient
+  size_t chunk_begin(int chunk) const { return chunk > 0 ? chunk_end_[size_t(chunk - 1)] : 0; }
+  bool model_first(int chunk) const { return chunk == 0 && units_.embedding; }
+  bool model_last(int chunk) const { return chunk == chunks() - 1 && units_.head; }
   UnitHooks* hooks_ = nullptr;
   UnitHooks* residency_hooks_ = nullptr;
   void before_forward(const Unit& u);

@@ -9,11 +9,12 @@ namespace meshlm {
 PipelineSchedule pipeline_schedule_from_name(const std::string& name) {
   if (name == "1f1b") return PipelineSchedule::one_f_one_b;
   if (name == "gpipe") return PipelineSchedule::gpipe;
-  throw Error("pp_schedule must be 1f1b or gpipe, not '" + name + "'");
+  if (name == "interleaved") return PipelineSchedule::interleaved;
+  throw Error("pp_schedule must be 1f1b, gpipe or interleaved, not '" + name + "'");
 }
 
 const char* pipeline_schedule_name(PipelineSchedule s) {
-  return s == PipelineSchedule::gpipe ? "gpipe" : "1f1b";
+  return s == PipelineSchedule::gpipe ? "gpipe" : s == PipelineSchedule::interleaved ? "interleaved" : "1f1b";
 }
 
 const char* pipe_action_name(PipeAction::Kind k) {
@@ -28,46 +29,70 @@ const char* pipe_action_name(PipeAction::Kind k) {
   return "?";
 }
 
-std::vector<PipeAction> pipeline_actions(PipelineSchedule s, int stage, int pp, int m) {
+namespace {
+
+// The k-th chunk-forward (or chunk-backward) of stage `stage` in the interleaved schedule:
+// groups of pp micro-batches per chunk, the chunks in order for forwards and reversed for
+// backwards, so each chunk still sees its micro-batches in order.
+PipeAction interleaved_item(PipeAction::Kind kind, int k, int pp, int v) {
+  const int group = k / (pp * v), within = k % (pp * v);
+  const int chunk = kind == PipeAction::forward ? within / pp : v - 1 - within / pp;
+  return {kind, group * pp + within % pp, chunk};
+}
+
+}  // namespace
+
+std::vector<PipeAction> pipeline_actions(PipelineSchedule s, int stage, int pp, int m, int v) {
   MESHLM_CHECK(pp >= 1 && stage >= 0 && stage < pp && m >= 1, "pipeline_actions: bad stage or micro-batch count");
-  const bool first = stage == 0, last = stage == pp - 1;
+  MESHLM_CHECK((s == PipelineSchedule::interleaved) == (v > 1) && v >= 1,
+               "pipeline_actions: the interleaved schedule and only it runs v >= 2 chunks per stage");
+  MESHLM_CHECK(v == 1 || m % pp == 0, "interleaved 1F1B needs the micro-batches per step (" + std::to_string(m) +
+                                          ") to be a multiple of pp (" + std::to_string(pp) + ")");
   std::vector<PipeAction> a;
-  auto fwd = [&](int i) {
-    if (!first) a.push_back({PipeAction::recv_activation, i});
-    a.push_back({PipeAction::forward, i});
-    if (!last) a.push_back({PipeAction::send_activation, i});
+  // Virtual stage c pp + stage: the first receives no activation, the last sends none.
+  auto first = [&](int c) { return c == 0 && stage == 0; };
+  auto last = [&](int c) { return c == v - 1 && stage == pp - 1; };
+  auto fwd = [&](PipeAction f) {
+    if (!first(f.chunk)) a.push_back({PipeAction::recv_activation, f.micro_batch, f.chunk});
+    a.push_back(f);
+    if (!last(f.chunk)) a.push_back({PipeAction::send_activation, f.micro_batch, f.chunk});
   };
-  auto bwd = [&](int i) {
-    if (!last) a.push_back({PipeAction::recv_grad, i});
-    a.push_back({PipeAction::backward, i});
-    if (!first) a.push_back({PipeAction::send_grad, i});
+  auto bwd = [&](PipeAction b) {
+    if (!last(b.chunk)) a.push_back({PipeAction::recv_grad, b.micro_batch, b.chunk});
+    a.push_back(b);
+    if (!first(b.chunk)) a.push_back({PipeAction::send_grad, b.micro_batch, b.chunk});
   };
-  // Backwards run in micro-batch order in both schedules, so every stage accumulates its
-  // gradients in the same order as one rank accumulating m micro-batches.
+  auto F = [&](int k) { return interleaved_item(PipeAction::forward, k, pp, v); };
+  auto B = [&](int k) { return interleaved_item(PipeAction::backward, k, pp, v); };
+  // Backwards run in micro-batch order (per chunk) in every schedule, so every parameter
+  // accumulates its gradients in the same order as one rank accumulating m micro-batches.
+  const int total = m * v;
   if (s == PipelineSchedule::gpipe) {
-    for (int i = 0; i < m; i++) fwd(i);
-    for (int i = 0; i < m; i++) bwd(i);
+    for (int i = 0; i < m; i++) fwd({PipeAction::forward, i});
+    for (int i = 0; i < m; i++) bwd({PipeAction::backward, i});
     return a;
   }
-  const int warmup = std::min(pp - stage - 1, m);
-  for (int i = 0; i < warmup; i++) fwd(i);
-  for (int i = warmup; i < m; i++) {  // steady state: forward i, backward i - warmup
-    fwd(i);
-    bwd(i - warmup);
+  const int warmup = s == PipelineSchedule::interleaved ? std::min(2 * (pp - stage - 1) + (v - 1) * pp, total)
+                                                        : std::min(pp - stage - 1, m);
+  for (int k = 0; k < warmup; k++) fwd(F(k));
+  for (int k = warmup; k < total; k++) {  // steady state: forward k, backward k - warmup
+    fwd(F(k));
+    bwd(B(k - warmup));
   }
-  for (int i = m - warmup; i < m; i++) bwd(i);  // cool-down
+  for (int k = total - warmup; k < total; k++) bwd(B(k));  // cool-down
   return a;
 }
 
-int max_in_flight(const std::vector<PipeAction>& actions) {
+int max_in_flight(const std::vector<PipeAction>& actions, int chunk) {
   int now = 0, most = 0;
   for (const PipeAction& x : actions) {
+    if (chunk >= 0 && x.chunk != chunk) continue;
     if (x.kind == PipeAction::forward) most = std::max(most, ++now);
     if (x.kind == PipeAction::backward) now--;
   }
   return most;
 }
 
-double predicted_bubble(int pp, int m) { return double(pp - 1) / double(m + pp - 1); }
+double predicted_bubble(int pp, int m, int v) { return double(pp - 1) / double(v * m + pp - 1); }
 
 }  // namespace meshlm

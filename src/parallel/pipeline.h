@@ -11,32 +11,46 @@
 // pp - s micro-batches are in flight on stage s, whatever m is. Both idle each stage for the
 // same bubble: (pp - 1) / (m + pp - 1) of the step when every forward and backward takes the
 // same time on every stage.
+// Interleaved 1F1B (Narayanan et al. 2021, Megatron's virtual pipeline): each rank holds v model
+// chunks, rank s chunk c being virtual stage c pp + s, so a micro-batch loops v times around the
+// ranks (the last rank's chunk c feeds the first rank's chunk c + 1). A rank runs its m v
+// chunk-forwards in groups of pp micro-batches per chunk (pp forwards of chunk 0, then pp of chunk
+// 1, ...), 2 (pp - s - 1) + (v - 1) pp of them as warm-up, then alternates, backwards visiting the
+// chunks in reverse. Each chunk does 1/v of the stage's work, so the bubble shrinks v-fold:
+// (pp - 1) / (v m + pp - 1), for more micro-batches in flight (stage 0 holds about
+// (1 + (pp - 1) / (v pp)) times 1F1B's activations) and v times the point-to-point messages.
+// It needs m a multiple of pp.
 #pragma once
 #include <string>
 #include <vector>
 
 namespace meshlm {
 
-enum class PipelineSchedule { gpipe, one_f_one_b };
-PipelineSchedule pipeline_schedule_from_name(const std::string& name);  // "gpipe" | "1f1b"
+enum class PipelineSchedule { gpipe, one_f_one_b, interleaved };
+// "gpipe" | "1f1b" | "interleaved"
+PipelineSchedule pipeline_schedule_from_name(const std::string& name);
 const char* pipeline_schedule_name(PipelineSchedule s);
 
 struct PipeAction {
   enum Kind { recv_activation, forward, send_activation, recv_grad, backward, send_grad };
   Kind kind;
   int micro_batch;
+  int chunk = 0;  // which of the rank's model chunks (interleaved; else 0)
   bool operator==(const PipeAction&) const = default;
 };
 const char* pipe_action_name(PipeAction::Kind k);
 
-// Stage `stage` (0 .. pp-1) of pp, with m >= 1 micro-batches.
-std::vector<PipeAction> pipeline_actions(PipelineSchedule s, int stage, int pp, int m);
+// Stage `stage` (0 .. pp-1) of pp, with m >= 1 micro-batches; v model chunks per stage (the
+// interleaved schedule: v >= 2, m a multiple of pp; the others: v = 1).
+std::vector<PipeAction> pipeline_actions(PipelineSchedule s, int stage, int pp, int m, int v = 1);
 
-// Micro-batches whose forward has run and whose backward has not, at most, over the list.
-int max_in_flight(const std::vector<PipeAction>& actions);
+// Micro-batches whose forward has run and whose backward has not, at most, over the list: of
+// one chunk (chunk >= 0) or of all of them together (chunk < 0).
+int max_in_flight(const std::vector<PipeAction>& actions, int chunk = -1);
 
-// The idle fraction of every stage when each forward and backward takes one time unit:
-// (pp - 1) / (m + pp - 1) for both schedules. The log prints it next to the measured one.
-double predicted_bubble(int pp, int m);
+// The idle fraction of every stage when each forward and backward of a whole stage takes one time
+// unit (a chunk's 1/v): (pp - 1) / (v m + pp - 1) for every schedule. The log prints it next to
+// the measured one.
+double predicted_bubble(int pp, int m, int v = 1);
 
 }  // namespace meshlm

@@ -96,14 +96,35 @@ std::vector<int64_t> balanced_pipeline_split(int64_t L, int pp, double block, do
   return split;
 }
 
-StageLayers stage_layers(const std::vector<int64_t>& split, int stage) {
-  MESHLM_CHECK(stage >= 0 && stage < int(split.size()), "stage_layers: no such stage");
+StageLayers stage_layers(const std::vector<int64_t>& split, int stage, int v) {
+  const int n = int(split.size());
+  MESHLM_CHECK(v >= 1 && n % v == 0 && stage >= 0 && stage < n / v, "stage_layers: no such stage");
+  const int pp = n / v;
+  std::vector<int64_t> start(size_t(n) + 1, 0);
+  for (int i = 0; i < n; i++) start[size_t(i) + 1] = start[size_t(i)] + split[size_t(i)];
   StageLayers s;
-  for (int i = 0; i < stage; i++) s.first_layer += split[size_t(i)];
-  s.n_layers = split[size_t(stage)];
+  for (int c = 0; c < v; c++) s.chunks.push_back({start[size_t(c * pp + stage)], split[size_t(c * pp + stage)]});
   s.first = stage == 0;
-  s.last = stage == int(split.size()) - 1;
+  s.last = stage == pp - 1;
   return s;
+}
+
+std::vector<LayerRange> StageLayers::resolved(int64_t n_layer) const {
+  return chunks.empty() ? std::vector<LayerRange>{{0, n_layer}} : chunks;
+}
+
+int StageLayers::chunk_of(int64_t layer) const {
+  if (chunks.empty()) return 0;
+  for (size_t c = 0; c < chunks.size(); c++)
+    if (layer >= chunks[c].first && layer < chunks[c].first + chunks[c].n) return int(c);
+  return -1;
+}
+
+std::vector<int64_t> StageLayers::layers(int64_t n_layer) const {
+  std::vector<int64_t> v;
+  for (const LayerRange& r : resolved(n_layer))
+    for (int64_t l = r.first; l < r.first + r.n; l++) v.push_back(l);
+  return v;
 }
 
 ShardRule Plan::shard_of(const std::string& name) const {
@@ -118,15 +139,21 @@ StageLayers Plan::stage(int pp_rank) const {
     MESHLM_CHECK(pp_rank == 0, "plan: no pipeline split, so no stage " + std::to_string(pp_rank));
     return {};
   }
-  return stage_layers(pp_split, pp_rank);
+  return stage_layers(pp_split, pp_rank, pp_virtual);
 }
 
 void Plan::validate() const {
   MESHLM_CHECK(mesh.dp >= 1 && mesh.tp >= 1 && mesh.pp >= 1, "dp, tp and pp must be >= 1");
   MESHLM_CHECK(!sequence_parallel || mesh.tp > 1, "sequence parallelism needs tensor parallelism (tp > 1)");
-  MESHLM_CHECK(pp_split.empty() ? mesh.pp == 1 : int(pp_split.size()) == mesh.pp,
-               "plan: the pipeline split names " + std::to_string(pp_split.size()) + " stages but pp is " +
-                   std::to_string(mesh.pp));
+  MESHLM_CHECK(pp_virtual >= 1, "pp_virtual must be >= 1");
+  MESHLM_CHECK(pp_split.empty() ? mesh.pp == 1 && pp_virtual == 1 : int(pp_split.size()) == mesh.pp * pp_virtual,
+               "plan: the pipeline split names " + std::to_string(pp_split.size()) + " stages but pp x pp_virtual is " +
+                   std::to_string(mesh.pp * pp_virtual));
+  MESHLM_CHECK((pp_schedule == PipelineSchedule::interleaved) == (pp_virtual > 1),
+               (pp_virtual > 1 ? "several model chunks per pipeline rank (pp_virtual " + std::to_string(pp_virtual) +
+                                     ") need the interleaved schedule (--pp-schedule interleaved)"
+                               : std::string("the interleaved schedule needs pp_virtual >= 2 model chunks per rank")));
+  MESHLM_CHECK(pp_virtual == 1 || mesh.pp > 1, "interleaved 1F1B needs a pipeline (pp > 1)");
   MESHLM_CHECK((grad_sync == GradSyncKind::none) == (mesh.dp == 1),
                std::string("plan: gradient synchronisation '") + grad_sync_name(grad_sync) + "' with dp " +
                    std::to_string(mesh.dp));
@@ -149,6 +176,7 @@ std::string Plan::describe() const {
   if (sequence_parallel) s += ", sequence parallel";
   s += std::string(", recompute ") + recompute_name(recompute);
   if (mesh.pp > 1) s += std::string(", pipeline ") + pipeline_schedule_name(pp_schedule);
+  if (pp_virtual > 1) s += " x" + std::to_string(pp_virtual) + " chunks";
   return s;
 }
 

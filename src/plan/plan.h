@@ -55,33 +55,49 @@ const char* recompute_name(Recompute r);
 enum class GradSyncKind { none, buckets, zero1, zero2, zero3 };
 const char* grad_sync_name(GradSyncKind k);
 
-// The part of the model one pipeline stage holds: blocks [first_layer, first_layer + n_layers),
-// the embeddings when `first`, the final norm and the LM head when `last`. With a tied LM head
-// the first and the last stage each hold a copy of the embedding and sum its gradient
-// (docs/parallel.md). The default is the whole model.
+// Consecutive layers [first, first + n) of the model.
+struct LayerRange {
+  int64_t first = 0, n = 0;
+};
+
+// The part of the model one pipeline rank holds: its model chunks in forward order, each a run of
+// consecutive blocks (one chunk, or v with interleaved 1F1B: rank s holds virtual stages s,
+// s + pp, ..., s + (v - 1) pp), the embeddings in front of the first chunk when `first`, the final
+// norm and the LM head after the last when `last`. With a tied LM head the first and the last
+// stage each hold a copy of the embedding and sum its gradient (docs/parallel.md). The default
+// (no chunks) is the whole model.
 struct StageLayers {
-  int64_t first_layer = 0, n_layers = -1;  // -1: every layer
+  std::vector<LayerRange> chunks;  // empty: every layer, one chunk
   bool first = true, last = true;
+  // The chunks with the default spelled out: {[0, n_layer)}.
+  std::vector<LayerRange> resolved(int64_t n_layer) const;
+  // Every layer held, in forward order.
+  std::vector<int64_t> layers(int64_t n_layer) const;
+  // The chunk holding `layer` (0 for the default whole model; -1: not held here).
+  int chunk_of(int64_t layer) const;
 };
 
 // Layers per pipeline stage: the explicit split `spec` ("3,3,2": one positive count per stage,
 // summing to n_layer) or, when empty, an even split (n_layer a multiple of pp). Anything else
-// throws naming the problem: layers are never silently dropped.
+// throws naming the problem: layers are never silently dropped. With interleaving, `pp` here is
+// the number of virtual stages (pp x v), the split's entries in virtual-stage order.
 std::vector<int64_t> pipeline_split(int64_t n_layer, int pp, const std::string& spec = "");
 // The split that makes the most expensive stage as cheap as possible, given the cost of one
 // block and the extra cost of the last stage (the LM head): a dynamic program over the
 // contiguous splits. (`--pp-layers balanced`; the costs come from the layers, model/model.h.)
 std::vector<int64_t> balanced_pipeline_split(int64_t n_layer, int pp, double block_cost, double head_cost);
-// Stage `stage` of the split.
-StageLayers stage_layers(const std::vector<int64_t>& split, int stage);
+// Pipeline rank `stage` of the split into split.size() = pp x v virtual stages: virtual stages
+// stage, stage + pp, ..., as its v chunks.
+StageLayers stage_layers(const std::vector<int64_t>& split, int stage, int virtual_stages = 1);
 
 struct Plan {
   MeshShape mesh;
   std::vector<ShardRule> sharding;  // used when mesh.tp > 1
   bool sequence_parallel = false;   // layernorm/residual regions split along the sequence (tp > 1)
   Recompute recompute = Recompute::none;
-  std::vector<int64_t> pp_split;    // layers per stage (empty: the whole model on one stage)
+  std::vector<int64_t> pp_split;    // layers per virtual stage, pp x pp_virtual (empty: one stage)
   PipelineSchedule pp_schedule = PipelineSchedule::one_f_one_b;
+  int pp_virtual = 1;               // model chunks per pipeline rank (interleaved 1F1B: >= 2)
   GradSyncKind grad_sync = GradSyncKind::none;
   double bucket_mb = 25;     // buckets: size in MB of fp32 gradients
   bool overlap = true;       // buckets: reduce during backward (else one reduction after it)

@@ -67,10 +67,11 @@ uint16_t* grown(Tensor& t, int64_t n, Backend& be) {
 Fp8Recipe::Fp8Recipe(Model& model, const Fp8ScalingConfig& cfg) : model_(model) {
   MESHLM_CHECK(model.dtype() == DType::bf16, "fp8 needs the bf16 compute dtype");
   const std::vector<Linear*> mine = model.block_linears();
-  const int64_t per_block = int64_t(mine.size()) / std::max<int64_t>(1, model.stage().n_layers);
+  const std::vector<int64_t> layers = model.stage().layers(model.config().n_layer);  // of mine, in order
+  const int64_t per_block = int64_t(mine.size()) / std::max<int64_t>(1, int64_t(layers.size()));
   for (int64_t i = 0; i < per_block * model.config().n_layer; i++) sites_.push_back(std::make_unique<Site>(*this, cfg));
-  const int64_t first = model.stage().first_layer * per_block;
-  for (size_t i = 0; i < mine.size(); i++) mine[i]->set_quantizer(sites_[size_t(first) + i].get());
+  for (size_t i = 0; i < mine.size(); i++)  // the sites are numbered by global layer
+    mine[i]->set_quantizer(sites_[size_t(layers[i / size_t(per_block)] * per_block) + i % size_t(per_block)].get());
 }
 
 Fp8Recipe::~Fp8Recipe() {

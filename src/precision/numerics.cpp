@@ -37,10 +37,10 @@ AppendFile NumericsReport::make_file(const std::string& path, bool append, int64
   return AppendFile(path, true);
 }
 
-std::vector<std::string> numerics_layers(const StageLayers& stage) {
+std::vector<std::string> numerics_layers(const StageLayers& stage, int64_t n_layer) {
   std::vector<std::string> layers;
   if (stage.first) layers.push_back("embedding");
-  for (int64_t l = stage.first_layer; l < stage.first_layer + stage.n_layers; l++) layers.push_back("h." + std::to_string(l));
+  for (int64_t l : stage.layers(n_layer)) layers.push_back("h." + std::to_string(l));
   if (stage.last) layers.push_back("final");
   return layers;
 }
@@ -51,7 +51,7 @@ DType report_format(const Model& model) { return model.dtype() == DType::fp64 ? 
 
 std::vector<NumericsEntry> collect_numerics(const Model& model) {
   std::vector<NumericsEntry> entries;
-  for (const std::string& layer : numerics_layers(model.stage()))
+  for (const std::string& layer : numerics_layers(model.stage(), model.config().n_layer))
     for (const char* kind : {"weights", "activations", "grads"}) entries.push_back({layer, kind, {}});
   auto find = [&](const std::string& layer, const std::string& kind) -> NumericsEntry* {
     for (NumericsEntry& e : entries)
@@ -82,7 +82,7 @@ std::vector<NumericsEntry> gather_numerics(const Model& stage, Communicator& pp,
   }
   for (int s = 1; s < pp.size(); s++) {
     std::vector<NumericsEntry> theirs;
-    for (const std::string& layer : numerics_layers(plan.stage(s)))
+    for (const std::string& layer : numerics_layers(plan.stage(s), stage.config().n_layer))
       for (const char* kind : {"weights", "activations", "grads"}) theirs.push_back({layer, kind, {}});
     std::vector<double> v(theirs.size() * 6);
     pp.recv(v.data(), int64_t(v.size()), DType::fp64, s, tags::kNumerics);

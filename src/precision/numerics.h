@@ -29,7 +29,7 @@ struct NumericsEntry {
 };
 // The layers a model (or pipeline stage) reports, in model order: "embedding" (first stage),
 // "h.<l>" for its blocks, "final" (last stage).
-std::vector<std::string> numerics_layers(const StageLayers& stage);
+std::vector<std::string> numerics_layers(const StageLayers& stage, int64_t n_layer);
 // Every (layer, kind) of the model in report order: numerics_layers(model.stage()) x
 // (weights, activations, grads), measured against the model's compute format.
 std::vector<NumericsEntry> collect_numerics(const Model& model);

@@ -28,6 +28,8 @@ Plan unsharded_stages(const Plan& plan) {
   Plan p;
   p.mesh.pp = plan.mesh.pp;
   p.pp_split = plan.pp_split;
+  p.pp_schedule = plan.pp_schedule;
+  p.pp_virtual = plan.pp_virtual;
   return p;
 }
 

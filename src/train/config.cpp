@@ -66,7 +66,7 @@ void TrainConfig::set_model(const ModelConfig& m) {
 void TrainConfig::reset_layout() {
   const TrainConfig d;
   dp = d.dp, tp = d.tp, pp = d.pp;
-  pp_layers = d.pp_layers, pp_schedule = d.pp_schedule, micro_batch_size = d.micro_batch_size;
+  pp_layers = d.pp_layers, pp_schedule = d.pp_schedule, pp_virtual = d.pp_virtual, micro_batch_size = d.micro_batch_size;
   sequence_parallel = d.sequence_parallel, zero = d.zero, bucket_mb = d.bucket_mb, overlap = d.overlap;
   fsdp_unit = d.fsdp_unit, zero_accumulate = d.zero_accumulate, layout = d.layout, machine = d.machine;
   grad_reduce = d.grad_reduce, recompute = d.recompute, threads = d.threads, backend = d.backend;
@@ -77,7 +77,8 @@ LrSchedule TrainConfig::schedule() const {
 }
 
 std::vector<int64_t> TrainConfig::pp_split() const {
-  if (pp_layers != "balanced") return pipeline_split(n_layer, int(pp), pp_layers);
+  const int stages = int(pp * virtual_stages());
+  if (pp_layers != "balanced") return pipeline_split(n_layer, stages, pp_layers);
   // Per token, forward: a block's GEMMs (24 C^2 + 4 T C for GPT-2) against the LM head's
   // (2 C Vp; at GPT-2 124M and T 256 the head costs 5.2 blocks: two stages balance at 9 + 3).
   double block = 0, head = 0;
@@ -85,7 +86,7 @@ std::vector<int64_t> TrainConfig::pp_split() const {
     if (u.unit == "h.0") block = u.forward_flops() / double(seq_len);
     if (u.unit == "final") head = u.forward_flops() / double(seq_len);
   }
-  return balanced_pipeline_split(n_layer, int(pp), block, head);
+  return balanced_pipeline_split(n_layer, stages, block, head);
 }
 
 Plan TrainConfig::plan() const {
@@ -96,6 +97,7 @@ Plan TrainConfig::plan() const {
   p.recompute = recompute_from_name(recompute);
   p.pp_split = pp_split();
   p.pp_schedule = pipeline_schedule_from_name(pp_schedule);
+  p.pp_virtual = int(virtual_stages());
   static const GradSyncKind stages[] = {GradSyncKind::buckets, GradSyncKind::zero1, GradSyncKind::zero2,
                                         GradSyncKind::zero3};
   p.grad_sync = dp == 1 ? GradSyncKind::none : stages[std::clamp<int64_t>(zero, 0, 3)];
@@ -122,8 +124,12 @@ void TrainConfig::validate() const {
   positive(steps, "steps");
   MESHLM_CHECK(micro_batch_size >= 0, "micro_batch_size must be >= 0");
   MESHLM_CHECK(dp >= 1 && tp >= 1 && pp >= 1, "dp, tp and pp must be >= 1");
-  pp_split();  // throws unless the layers split into pp stages
   pipeline_schedule_from_name(pp_schedule);
+  MESHLM_CHECK(pp_virtual >= 0 && (pp_virtual <= 1 || pp_schedule == "interleaved"),
+               "pp_virtual " + std::to_string(pp_virtual) + " (model chunks per pipeline rank) needs --pp-schedule interleaved");
+  MESHLM_CHECK(pp_schedule != "interleaved" || (pp > 1 && virtual_stages() >= 2),
+               "the interleaved schedule needs a pipeline (pp > 1) and pp_virtual >= 2 chunks per rank");
+  pp_split();  // throws unless the layers split into pp (x pp_virtual) stages
   recompute_from_name(recompute);
   MESHLM_CHECK(n_head % tp == 0, "n_head (" + std::to_string(n_head) + ") must be a multiple of tp (" +
                                      std::to_string(tp) + "): each tensor-parallel rank holds whole heads");
@@ -133,6 +139,9 @@ void TrainConfig::validate() const {
   MESHLM_CHECK(micro_batch() > 0 && batch_size % (dp * micro_batch()) == 0,
                "batch_size (" + std::to_string(batch_size) + ") is not dp (" + std::to_string(dp) +
                    ") x micro_batch_size (" + std::to_string(micro_batch()) + ") x an accumulation count");
+  MESHLM_CHECK(pp_schedule != "interleaved" || accumulation_steps() % pp == 0,
+               "the interleaved schedule needs the micro-batches per step (" + std::to_string(accumulation_steps()) +
+                   " = batch_size / (dp x micro_batch_size)) to be a multiple of pp (" + std::to_string(pp) + ")");
   MESHLM_CHECK(zero >= 0 && zero <= 3, "zero must be 0, 1, 2 or 3");
   MESHLM_CHECK(layout.empty() || layout == "auto", "layout must be auto or empty (got '" + layout + "')");
   MESHLM_CHECK(fsdp_unit == "layer" || (!fsdp_unit.empty() && fsdp_unit.find_first_not_of("0123456789") == std::string::npos &&
@@ -331,11 +340,12 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(numerics_report, "every N steps append per-layer amax / underflow / overflow statistics to <out>/numerics.jsonl; 0: off"),
       INT_KEY(dp, "data-parallel ranks (launch with mpirun -np dp*tp*pp); batch_size is the global batch"),
       INT_KEY(tp, "tensor-parallel ranks: each holds n_head/tp heads and 1/tp of the MLP (Megatron-style)"),
-      INT_KEY(pp, "pipeline stages, contiguous blocks each; the accumulation steps are the pipeline's micro-batches"),
+      INT_KEY(pp, "pipeline stages, contiguous blocks each (pp_virtual chunks each, interleaved); the accumulation steps are the pipeline's micro-batches"),
       TEXT_KEY(pp_layers, "layers per pipeline stage, e.g. 3,3,2; balanced: fewer on the last stage, by the LM head's FLOPs; empty: an even split (n_layer must divide by pp)"),
       TEXT_KEY(layout, "auto: the planner picks dp, tp, pp, micro_batch_size, zero, recompute, sequence_parallel and pp_schedule for the job's ranks from --machine's profile (meshlm plan); empty: as given"),
       TEXT_KEY(machine, "the machine profile --layout auto and meshlm plan read (written by mpirun -np N meshlm plan --calibrate)"),
-      TEXT_KEY(pp_schedule, "pipeline schedule: 1f1b (at most pp micro-batches in flight) or gpipe (all forwards, then all backwards)"),
+      TEXT_KEY(pp_schedule, "pipeline schedule: 1f1b (at most pp micro-batches in flight), gpipe (all forwards, then all backwards) or interleaved (1F1B over pp_virtual model chunks per rank: a pp_virtual times smaller bubble, more messages and in-flight activations; the micro-batches per step a multiple of pp)"),
+      INT_KEY(pp_virtual, "interleaved schedule: model chunks per pipeline rank (rank s holds virtual stages s, s + pp, ...; pp_layers then lists pp x pp_virtual counts); 0: 2"),
       TEXT_KEY(recompute, "activation recomputation: none, selective (recompute attention core and GELU) or full (keep only block inputs)"),
       BOOL_KEY(sequence_parallel, "1 (tp > 1): split the layernorm/residual activations along the sequence across the tp ranks"),
       INT_KEY(zero, "ZeRO stage over the dp ranks: 0 none; 1 Adam moments sharded (reduce-scatter, step a shard, all-gather); 2 also gradients and fp32 masters (reduce-scattered unit by unit during backward); 3 also the weights (gathered unit by unit before forward and backward, prefetched, released)"),
@@ -398,7 +408,7 @@ bool is_model_key(const std::string& key) {
 }
 
 bool is_layout_key(const std::string& key) {
-  static const std::set<std::string> keys = {"dp", "tp", "pp", "pp_layers", "pp_schedule", "micro_batch_size",
+  static const std::set<std::string> keys = {"dp", "tp", "pp", "pp_layers", "pp_schedule", "pp_virtual", "micro_batch_size",
                                              "sequence_parallel", "layout", "machine", "zero", "fsdp_unit", "zero_accumulate", "bucket_mb", "overlap", "grad_reduce",
                                              "recompute", "threads", "backend"};
   return keys.count(key) > 0;

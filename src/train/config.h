@@ -72,8 +72,9 @@ struct TrainConfig {
   double watchdog = 300;           // seconds without progress before a rank ends the job; 0: off
   // parallel layout (docs/parallel.md)
   int64_t dp = 1, tp = 1, pp = 1;
-  std::string pp_layers;             // "3,3,2": layers per stage; "": even
-  std::string pp_schedule = "1f1b";  // 1f1b | gpipe
+  std::string pp_layers;             // "3,3,2": layers per (virtual) stage; "": even
+  std::string pp_schedule = "1f1b";  // 1f1b | gpipe | interleaved
+  int64_t pp_virtual = 0;            // interleaved: model chunks per pipeline rank (0: 2)
   std::string layout;       // "auto": dp, tp, pp, micro-batch, ZeRO, recompute chosen by the planner
   std::string machine = "meshlm_machine.json";  // the planner's machine profile (meshlm plan --calibrate)
   std::string recompute = "none";    // none | selective | full
@@ -95,7 +96,10 @@ struct TrainConfig {
   // The global batch is dp x micro_batch x accumulation_steps.
   int64_t micro_batch() const { return micro_batch_size > 0 ? micro_batch_size : batch_size / dp; }
   int64_t accumulation_steps() const { return batch_size / (dp * micro_batch()); }
-  // Layers per pipeline stage: pp_layers ("3,3,2", empty: even), or "balanced": the split that
+  // Model chunks per pipeline rank: pp_virtual (at least 2) with the interleaved schedule, else 1.
+  int64_t virtual_stages() const { return pp_schedule == "interleaved" ? (pp_virtual > 0 ? pp_virtual : 2) : 1; }
+  // Layers per pipeline stage (per virtual stage, pp x virtual_stages() of them, with
+  // interleaving): pp_layers ("3,3,2", empty: even), or "balanced": the split that
   // makes the most expensive stage cheapest by the layers' forward FLOPs (model/model.h
   // unit_costs), the LM head's counted on the last stage.
   std::vector<int64_t> pp_split() const;

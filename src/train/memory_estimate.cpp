@@ -12,6 +12,8 @@
 #include "core/error.h"
 #include "model/family.h"
 #include "model/model.h"
+#include "model/unit.h"
+#include "parallel/pipeline.h"
 
 namespace meshlm {
 
@@ -97,17 +99,23 @@ MemoryEstimate estimate_memory(const TrainConfig& cfg, int pp_rank) {
               " + 4" + (window_grads ? d : "") + " + 8" + (zero >= 1 ? d : "") + " = " +
               bytes_text(double(int((e.masters + e.compute + e.grads + e.moments) / P * 100 + 0.5)) / 100) +
               " bytes/parameter";
-  // Activations kept from forward to backward, per micro-batch in flight (a pipeline holds up
-  // to pp of them under 1F1B, every one under GPipe), and the logits and their gradient.
+  // Activations kept from forward to backward, per micro-batch in flight in each model chunk (the
+  // schedule's own count: a pipeline holds up to pp - s of them under 1F1B, every one under
+  // GPipe, per chunk under interleaving), and the logits and their gradient.
   const DType dt = lowp ? DType::bf16 : DType::fp32;
-  double saved = 0;
-  for (const UnitCost& u : unit_costs(m, plan, pp_rank, dt, cfg.micro_batch(), cfg.seq_len))
-    for (const Cost& c : u.ops)
-      if (c.kind == Cost::Kind::saved) saved += double(c.bytes);
-  const int64_t accum = cfg.accumulation_steps();
-  const double in_flight = cfg.pp == 1 ? 1.0 : double(cfg.pp_schedule == "gpipe" ? accum : std::min<int64_t>(accum, cfg.pp));
-  const double logits = double(cfg.micro_batch() * cfg.seq_len) * double(m.vocab_size) / double(cfg.tp) * 4 * 2;
-  e.activations = saved * in_flight + logits;
+  const StageLayers stage = plan.stage(pp_rank);
+  std::vector<double> saved(size_t(plan.pp_virtual), 0.0);  // per chunk
+  for (const UnitCost& u : unit_costs(m, plan, pp_rank, dt, cfg.micro_batch(), cfg.seq_len)) {
+    const size_t c = is_block_unit(u.unit) ? size_t(stage.chunk_of(std::stoll(u.unit.substr(2))))
+                     : u.unit == "embedding" ? 0 : saved.size() - 1;
+    for (const Cost& r : u.ops)
+      if (r.kind == Cost::Kind::saved) saved[c] += double(r.bytes);
+  }
+  const std::vector<PipeAction> actions =
+      cfg.pp == 1 ? std::vector<PipeAction>{{PipeAction::forward, 0}}
+                  : pipeline_actions(plan.pp_schedule, pp_rank, int(cfg.pp), int(cfg.accumulation_steps()), plan.pp_virtual);
+  for (size_t c = 0; c < saved.size(); c++) e.activations += saved[c] * double(max_in_flight(actions, int(c)));
+  e.activations += double(cfg.micro_batch() * cfg.seq_len) * double(m.vocab_size) / double(cfg.tp) * 4 * 2;  // logits
   return e;
 }
 

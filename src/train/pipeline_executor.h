@@ -1,9 +1,10 @@
 // Runs one pipeline stage's schedule (parallel/pipeline.h) for a training step: the model is this
 // rank's stage, `pp` the pipeline communicator (stage s talks to s - 1 and s + 1 of the same
-// data- and tensor-parallel coordinates). Every receive of the step is posted at its start
-// (non-blocking, one buffer per micro-batch and direction) and waited for where the schedule
-// needs it; sends are non-blocking and complete by the end of the step. Activations and their
-// gradients travel in the compute dtype, (Ns, C) per micro-batch.
+// data- and tensor-parallel coordinates; with interleaving also the last stage to the first, whose
+// next chunk continues the stack). Every receive of the step is posted at its start
+// (non-blocking, one buffer per micro-batch, chunk and direction) and waited for where the
+// schedule needs it; sends are non-blocking and complete by the end of the step. Activations and
+// their gradients travel in the compute dtype, (Ns, C) per micro-batch.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -23,7 +24,7 @@ struct PipelineStepTimes {
 class PipelineExecutor {
  public:
   // m micro-batches per step; sets the model's activation slots (m for GPipe, at most pp - s
-  // for 1F1B).
+  // for 1F1B, per chunk for interleaved 1F1B: the model's chunks are the plan's pp_virtual).
   PipelineExecutor(Model& model, Communicator& pp, PipelineSchedule schedule, int m);
   const std::vector<PipeAction>& actions() const { return actions_; }
 
@@ -44,7 +45,8 @@ class PipelineExecutor {
   Communicator& pp_;
   int m_;
   std::vector<PipeAction> actions_;
-  std::vector<Buffer> act_in_, act_out_, grad_in_, grad_out_;  // (m) x (Ns, C), compute dtype
+  int v_;  // model chunks per stage
+  std::vector<Buffer> act_in_, act_out_, grad_in_, grad_out_;  // (v m) x (Ns, C), compute dtype, [c m + i]
   Buffer eval_buf_;
   size_t buffer_bytes_ = 0;  // of each buffer above
   PipelineStepTimes times_;

@@ -776,11 +776,13 @@ void Trainer::Impl::describe_layout() {
       if (!layers.empty()) layers += ",";
       layers += std::to_string(n);
     }
+    const int v = plan_.pp_virtual;
     out << "; pipeline " << pipeline_schedule_name(plan_.pp_schedule) << ", " << accum_ << " micro-batch"
-        << (accum_ > 1 ? "es" : "") << ", layers " << layers << " per stage";
+        << (accum_ > 1 ? "es" : "") << ", layers " << layers << " per " << (v > 1 ? "virtual " : "") << "stage";
+    if (v > 1) out << " (" << v << " chunks per rank: rank s holds virtual stages s, s + " << m.pp << ", ...)";
     if (accum_ < 2 * m.pp)
       out << "\nnote    " << accum_ << " micro-batch" << (accum_ > 1 ? "es" : "") << " for " << m.pp
-          << " stages: each stage idles about " << fmt("%.0f", 100.0 * predicted_bubble(m.pp, int(accum_)))
+          << " stages: each stage idles about " << fmt("%.0f", 100.0 * predicted_bubble(m.pp, int(accum_), v))
           << "% of a step; a smaller --micro-batch-size gives more micro-batches and a smaller bubble";
   }
   out << "\n";
@@ -837,9 +839,10 @@ void Trainer::Impl::summarize() {
       res_.pp_idle.push_back(idle_sum_[size_t(k)] / n);
       out << (k ? ", " : " ") << "stage " << k << " " << fmt("%.1f", 100.0 * res_.pp_idle.back()) << "%";
     }
-    out << "; predicted " << fmt("%.1f", 100.0 * predicted_bubble(pp, int(accum_))) << "% = (pp - 1) / (m + pp - 1)\n";
+    out << "; predicted " << fmt("%.1f", 100.0 * predicted_bubble(pp, int(accum_), plan_.pp_virtual))
+        << (plan_.pp_virtual > 1 ? "% = (pp - 1) / (v m + pp - 1)\n" : "% = (pp - 1) / (m + pp - 1)\n");
   }
-  res_.pp_idle_predicted = pipeline_ ? predicted_bubble(pp, int(accum_)) : 0.0;
+  res_.pp_idle_predicted = pipeline_ ? predicted_bubble(pp, int(accum_), plan_.pp_virtual) : 0.0;
   res_.steps = st_.step;
   res_.fp8_simulated = prec_.fp8;
   res_.peak_gflops = peak_;

@@ -30,14 +30,16 @@ using namespace meshlm;
 namespace {
 
 // Runs every stage's action list together: a receive waits for the matching send; sends never
-// wait. Forward and backward take one time unit each, communication none. Returns each
-// stage's finishing time; throws on a mismatch or a deadlock.
-std::vector<double> simulate(PipelineSchedule s, int pp, int m, double* makespan) {
+// wait. A chunk's forward and backward take one time unit each (a whole stage's v units),
+// communication none. Virtual stage c pp + s is stage s's chunk c: its activation goes to the
+// next virtual stage (the next stage's chunk c, or the first stage's chunk c + 1), its input
+// gradient back. Returns each stage's finishing time; throws on a mismatch or a deadlock.
+std::vector<double> simulate(PipelineSchedule s, int pp, int m, int v, double* makespan) {
   std::vector<std::vector<PipeAction>> lists;
-  for (int st = 0; st < pp; st++) lists.push_back(pipeline_actions(s, st, pp, m));
+  for (int st = 0; st < pp; st++) lists.push_back(pipeline_actions(s, st, pp, m, v));
   std::vector<size_t> pc(size_t(pp), 0);
   std::vector<double> clock(size_t(pp), 0.0);
-  // (kind of message, micro-batch, to stage) -> time it was sent
+  // (kind of message, micro-batch, to virtual stage) -> time it was sent
   std::map<std::tuple<int, int, int>, double> sent;
   bool progress = true;
   while (progress) {
@@ -45,21 +47,23 @@ std::vector<double> simulate(PipelineSchedule s, int pp, int m, double* makespan
     for (int st = 0; st < pp; st++) {
       while (pc[size_t(st)] < lists[size_t(st)].size()) {
         const PipeAction& a = lists[size_t(st)][pc[size_t(st)]];
+        const int vs = a.chunk * pp + st;
+        if (a.chunk < 0 || a.chunk >= v) throw Error("no such chunk");
         double& t = clock[size_t(st)];
         if (a.kind == PipeAction::recv_activation || a.kind == PipeAction::recv_grad) {
           const int kind = a.kind == PipeAction::recv_activation ? 0 : 1;
-          auto it = sent.find({kind, a.micro_batch, st});
+          auto it = sent.find({kind, a.micro_batch, vs});
           if (it == sent.end()) break;  // blocked until the peer sends
           t = std::max(t, it->second);
           sent.erase(it);
         } else if (a.kind == PipeAction::send_activation) {
-          if (st + 1 >= pp) throw Error("the last stage sends an activation");
-          sent[{0, a.micro_batch, st + 1}] = t;
+          if (vs + 1 >= pp * v) throw Error("the last virtual stage sends an activation");
+          sent[{0, a.micro_batch, vs + 1}] = t;
         } else if (a.kind == PipeAction::send_grad) {
-          if (st == 0) throw Error("the first stage sends a gradient");
-          sent[{1, a.micro_batch, st - 1}] = t;
+          if (vs == 0) throw Error("the first virtual stage sends a gradient");
+          sent[{1, a.micro_batch, vs - 1}] = t;
         } else {
-          t += 1.0;  // forward or backward
+          t += 1.0;  // forward or backward of one chunk
         }
         pc[size_t(st)]++;
         progress = true;
@@ -73,6 +77,51 @@ std::vector<double> simulate(PipelineSchedule s, int pp, int m, double* makespan
   *makespan = 0;
   for (double t : clock) *makespan = std::max(*makespan, t);
   return clock;
+}
+
+// Every (chunk, micro-batch) forwarded and backwarded once, its receive just before and its send
+// just after, backward after forward; each virtual stage's sends in the order the next receives.
+void check_actions(PipelineSchedule s, int pp, int m, int v, const std::string& what) {
+  auto list = [&](int st) { return pipeline_actions(s, st, pp, m, v); };
+  // Virtual stage -> the micro-batches it sends (activations, gradients) and receives, in order.
+  std::map<int, std::vector<int>> sent_a, recv_a, sent_g, recv_g;
+  for (int st = 0; st < pp; st++) {
+    const auto a = list(st);
+    std::vector<int> fwd(size_t(m * v), 0), bwd(size_t(m * v), 0);
+    for (size_t k = 0; k < a.size(); k++) {
+      const int i = a[k].micro_batch, c = a[k].chunk, vs = c * pp + st;
+      ASSERT_TRUE(i >= 0 && i < m && c >= 0 && c < v) << what;
+      const size_t id = size_t(c * m + i);
+      const bool first = vs == 0, last = vs == pp * v - 1;
+      if (a[k].kind == PipeAction::forward) {
+        fwd[id]++;
+        if (!first) { EXPECT_EQ(a[k - 1], (PipeAction{PipeAction::recv_activation, i, c})) << what; }
+        if (!last) { EXPECT_EQ(a[k + 1], (PipeAction{PipeAction::send_activation, i, c})) << what; }
+      }
+      if (a[k].kind == PipeAction::backward) {
+        EXPECT_EQ(fwd[id], 1) << what << ": backward " << i << " before its forward";
+        bwd[id]++;
+        if (!last) { EXPECT_EQ(a[k - 1], (PipeAction{PipeAction::recv_grad, i, c})) << what; }
+        if (!first) { EXPECT_EQ(a[k + 1], (PipeAction{PipeAction::send_grad, i, c})) << what; }
+      }
+      if (a[k].kind == PipeAction::send_activation) sent_a[vs].push_back(i);
+      if (a[k].kind == PipeAction::recv_activation) recv_a[vs].push_back(i);
+      if (a[k].kind == PipeAction::send_grad) sent_g[vs].push_back(i);
+      if (a[k].kind == PipeAction::recv_grad) recv_g[vs].push_back(i);
+    }
+    for (size_t id = 0; id < fwd.size(); id++)
+      EXPECT_TRUE(fwd[id] == 1 && bwd[id] == 1) << what << " chunk " << id / size_t(m) << " mb " << id % size_t(m);
+    // Each chunk's backwards in micro-batch order: gradients accumulate as on one rank.
+    for (int c = 0; c < v; c++) {
+      int next = 0;
+      for (const auto& x : a)
+        if (x.kind == PipeAction::backward && x.chunk == c) EXPECT_EQ(x.micro_batch, next++) << what;
+    }
+  }
+  for (int vs = 0; vs + 1 < pp * v; vs++) {
+    EXPECT_EQ(sent_a[vs], recv_a[vs + 1]) << what << " virtual stage " << vs;
+    EXPECT_EQ(sent_g[vs + 1], recv_g[vs]) << what << " virtual stage " << vs;
+  }
 }
 
 ModelConfig config(int64_t layers) { return test::sharded_model(layers); }
@@ -139,47 +188,50 @@ TEST(PipelineSchedule, EveryMicroBatchOnceSendsMatchReceivesNoDeadlock) {
       for (int m = 1; m <= 9; m++) {
         const std::string what = std::string(pipeline_schedule_name(s)) + " pp " + std::to_string(pp) +
                                  " m " + std::to_string(m);
+        check_actions(s, pp, m, 1, what);
         for (int st = 0; st < pp; st++) {
-          const auto a = pipeline_actions(s, st, pp, m);
-          std::vector<int> fwd(size_t(m), 0), bwd(size_t(m), 0);
-          for (size_t k = 0; k < a.size(); k++) {
-            const int i = a[k].micro_batch;
-            ASSERT_TRUE(i >= 0 && i < m) << what;
-            if (a[k].kind == PipeAction::forward) {
-              fwd[size_t(i)]++;
-              // its input was received just before (stage > 0), its output sent just after
-              if (st > 0) { EXPECT_EQ(a[k - 1], (PipeAction{PipeAction::recv_activation, i})) << what; }
-              if (st < pp - 1) { EXPECT_EQ(a[k + 1], (PipeAction{PipeAction::send_activation, i})) << what; }
-            }
-            if (a[k].kind == PipeAction::backward) {
-              EXPECT_EQ(fwd[size_t(i)], 1) << what << ": backward " << i << " before its forward";
-              bwd[size_t(i)]++;
-              if (st < pp - 1) { EXPECT_EQ(a[k - 1], (PipeAction{PipeAction::recv_grad, i})) << what; }
-              if (st > 0) { EXPECT_EQ(a[k + 1], (PipeAction{PipeAction::send_grad, i})) << what; }
-            }
-          }
-          for (int i = 0; i < m; i++) EXPECT_TRUE(fwd[size_t(i)] == 1 && bwd[size_t(i)] == 1) << what << " mb " << i;
-          const int inflight = max_in_flight(a);
+          const int inflight = max_in_flight(pipeline_actions(s, st, pp, m));
           if (s == PipelineSchedule::one_f_one_b) EXPECT_LE(inflight, pp - st) << what;
           else EXPECT_EQ(inflight, m) << what;
-          // sends to the next stage in the order it receives them (and gradients back)
-          if (st + 1 < pp) {
-            const auto b = pipeline_actions(s, st + 1, pp, m);
-            std::vector<int> sent_a, recv_a, sent_g, recv_g;
-            for (const auto& x : a) if (x.kind == PipeAction::send_activation) sent_a.push_back(x.micro_batch);
-            for (const auto& x : b) if (x.kind == PipeAction::recv_activation) recv_a.push_back(x.micro_batch);
-            for (const auto& x : b) if (x.kind == PipeAction::send_grad) sent_g.push_back(x.micro_batch);
-            for (const auto& x : a) if (x.kind == PipeAction::recv_grad) recv_g.push_back(x.micro_batch);
-            EXPECT_EQ(sent_a, recv_a) << what;
-            EXPECT_EQ(sent_g, recv_g) << what;
-          }
         }
         double makespan = 0;
-        ASSERT_NO_THROW(simulate(s, pp, m, &makespan)) << what;
+        ASSERT_NO_THROW(simulate(s, pp, m, 1, &makespan)) << what;
         // Unit-time forwards and backwards: each stage is busy 2m of the 2 (m + pp - 1) units.
         EXPECT_DOUBLE_EQ(makespan, 2.0 * (m + pp - 1)) << what;
         EXPECT_NEAR(1.0 - 2.0 * m / makespan, predicted_bubble(pp, m), 1e-12) << what;
       }
+}
+
+TEST(PipelineSchedule, InterleavedEveryChunkOnceNoDeadlockBubbleShrinks) {
+  for (int pp = 2; pp <= 5; pp++)
+    for (int v = 2; v <= 4; v++)
+      for (int m = pp; m <= 3 * pp; m += pp) {
+        const std::string what = "interleaved pp " + std::to_string(pp) + " v " + std::to_string(v) + " m " +
+                                 std::to_string(m);
+        check_actions(PipelineSchedule::interleaved, pp, m, v, what);
+        double makespan = 0;
+        ASSERT_NO_THROW(simulate(PipelineSchedule::interleaved, pp, m, v, &makespan)) << what;
+        // Chunk-time units: each stage is busy 2 v m of the 2 (v m + pp - 1) units, so the idle
+        // share is (pp - 1) / (v m + pp - 1), v times smaller than 1F1B's in stage-time.
+        EXPECT_DOUBLE_EQ(makespan, 2.0 * (v * m + pp - 1)) << what;
+        EXPECT_NEAR(1.0 - 2.0 * v * m / makespan, predicted_bubble(pp, m, v), 1e-12) << what;
+        // Stage 0 holds the most: 2 (pp - 1) + (v - 1) pp + 1 chunk-micro-batches at once.
+        EXPECT_EQ(max_in_flight(pipeline_actions(PipelineSchedule::interleaved, 0, pp, m, v)),
+                  std::min(m * v, 2 * (pp - 1) + (v - 1) * pp + 1)) << what;
+      }
+  EXPECT_THROW(pipeline_actions(PipelineSchedule::interleaved, 0, 2, 3, 2), Error);  // m not a multiple of pp
+  EXPECT_THROW(pipeline_actions(PipelineSchedule::interleaved, 0, 2, 4, 1), Error);  // one chunk
+  EXPECT_THROW(pipeline_actions(PipelineSchedule::one_f_one_b, 0, 2, 4, 2), Error);
+}
+
+TEST(PipelineSchedule, InterleavedShape) {
+  // pp 2, v 2, m 4, stage 0: 2 (2 - 0 - 1) + (2 - 1) 2 = 4 warm-up chunk-forwards (micro-batches
+  // 0, 1 of chunk 0, then of chunk 1), steady pairs whose backwards start at chunk 1, cool-down.
+  std::string got;
+  for (const auto& a : pipeline_actions(PipelineSchedule::interleaved, 0, 2, 4, 2))
+    if (a.kind == PipeAction::forward || a.kind == PipeAction::backward)
+      got += (a.kind == PipeAction::forward ? "F" : "B") + std::to_string(a.micro_batch) + "." + std::to_string(a.chunk) + " ";
+  EXPECT_EQ(got, "F0.0 F1.0 F0.1 F1.1 F2.0 B0.1 F3.0 B1.1 F2.1 B0.0 F3.1 B1.0 B2.1 B3.1 B2.0 B3.0 ");
 }
 
 TEST(PipelineSchedule, OneFOneBShape) {
@@ -197,7 +249,15 @@ TEST(PipelineSplit, EvenExplicitAndErrors) {
   EXPECT_EQ(pipeline_split(8, 4), (std::vector<int64_t>{2, 2, 2, 2}));
   EXPECT_EQ(pipeline_split(8, 3, "3,3,2"), (std::vector<int64_t>{3, 3, 2}));
   const StageLayers s = stage_layers(pipeline_split(8, 3, "3,3,2"), 2);
-  EXPECT_TRUE(s.first_layer == 6 && s.n_layers == 2 && !s.first && s.last);
+  EXPECT_TRUE(s.chunks.size() == 1 && s.chunks[0].first == 6 && s.chunks[0].n == 2 && !s.first && s.last);
+  // Interleaved: 2 ranks x 2 chunks over 6 layers "1,2,2,1": rank 0 holds virtual stages 0 and 2
+  // (layers 0 and 3-4), rank 1 stages 1 and 3 (layers 1-2 and 5).
+  const std::vector<int64_t> v = pipeline_split(6, 4, "1,2,2,1");
+  EXPECT_EQ(stage_layers(v, 0, 2).layers(6), (std::vector<int64_t>{0, 3, 4}));
+  EXPECT_EQ(stage_layers(v, 1, 2).layers(6), (std::vector<int64_t>{1, 2, 5}));
+  EXPECT_TRUE(stage_layers(v, 0, 2).first && !stage_layers(v, 0, 2).last && stage_layers(v, 1, 2).last);
+  EXPECT_EQ(stage_layers(v, 1, 2).chunk_of(5), 1);
+  EXPECT_EQ(stage_layers(v, 1, 2).chunk_of(0), -1);
   auto message = [](auto f) {
     try {
       f();
@@ -246,23 +306,31 @@ TEST(PipelineSplit, BalancedCountsTheHead) {
 }
 
 TEST(PipelineParallel, StagesEqualTheWholeModel) {
-  const int64_t B = 2, T = 16, m = 4;
+  const int64_t B = 2, T = 16;
   struct Case {
     int64_t layers;
     int pp;
-    std::string split;
+    std::string split;  // per virtual stage
     PipelineSchedule sched;
     Recompute rc;
+    int64_t m = 4;
+    int v = 1;
   };
+  const PipelineSchedule interleaved = PipelineSchedule::interleaved;
   const std::vector<Case> cases = {
       {4, 2, "", PipelineSchedule::one_f_one_b, Recompute::none},
       {4, 2, "", PipelineSchedule::gpipe, Recompute::none},
       {4, 2, "1,3", PipelineSchedule::one_f_one_b, Recompute::selective},
       {4, 4, "", PipelineSchedule::one_f_one_b, Recompute::full},
       {4, 3, "2,1,1", PipelineSchedule::gpipe, Recompute::full},
+      {4, 2, "", interleaved, Recompute::none, 4, 2},               // rank 0: layers 0, 2; rank 1: 1, 3
+      {6, 2, "1,2,2,1", interleaved, Recompute::selective, 2, 2},  // uneven chunks, m = pp
+      {6, 3, "", interleaved, Recompute::full, 6, 2},
+      {6, 2, "", interleaved, Recompute::none, 4, 3},
   };
   for (const Case& k : cases) {
     const ModelConfig c = config(k.layers);
+    const int64_t m = k.m;
     const MicroBatches mb(m, B * T, c.vocab_size, 10);
     // The whole model accumulating the m micro-batches, one thread (as each stage runs).
     auto be = make_cpu_backend();
@@ -272,13 +340,17 @@ TEST(PipelineParallel, StagesEqualTheWholeModel) {
       whole.init(5);
       loss = accumulate(whole, mb, B, T);
     });
-    const std::string what = std::string(pipeline_schedule_name(k.sched)) + " pp " + std::to_string(k.pp) +
-                             " split '" + k.split + "' recompute " + recompute_name(k.rc);
+    const std::string what = std::string(pipeline_schedule_name(k.sched)) + " pp " + std::to_string(k.pp) + " v " +
+                             std::to_string(k.v) + " split '" + k.split + "' recompute " + recompute_name(k.rc);
     test::on_local_group(k.pp, [&](Communicator& world) {
       Mesh mesh(world, {1, 1, k.pp});
       auto rbe = make_cpu_backend();
-      Model stage(c, *rbe, DType::fp32, test::model_plan(1, false, k.rc, pipeline_split(c.n_layer, k.pp, k.split)),
-                  nullptr, mesh.pp_rank());
+      Plan plan = test::model_plan(1, false, k.rc, pipeline_split(c.n_layer, k.pp * k.v, k.split));
+      plan.mesh.pp = k.pp;
+      plan.pp_schedule = k.sched;
+      plan.pp_virtual = k.v;
+      Model stage(c, *rbe, DType::fp32, plan, nullptr, mesh.pp_rank());
+      if (stage.chunks() != k.v) throw Error(what + ": " + std::to_string(stage.chunks()) + " chunks");
       stage.init(5);
       stage.zero_grad();
       PipelineExecutor exec(stage, mesh.pp(), k.sched, int(m));
