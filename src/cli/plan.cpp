@@ -24,11 +24,11 @@ struct PlanOptions {
 };
 
 void print_predictions(const std::vector<Prediction>& ps, int top, int64_t tokens) {
-  std::printf("%-4s %-44s %10s %10s %10s  %s\n", "rank", "layout (dp x tp x pp, micro-batch, ZeRO, recompute)",
+  std::printf("%-4s %-50s %10s %10s %10s  %s\n", "rank", "layout (dp x tp x pp, micro-batch, ZeRO, recompute)",
               "step ms", "tokens/s", "MiB/rank", "dominant costs");
   for (int i = 0; i < std::min<int>(top, int(ps.size())); i++) {
     const Prediction& p = ps[size_t(i)];
-    std::printf("%-4d %-44s %10.1f %10.0f %10.0f  %s%s\n", i + 1, p.layout().c_str(), p.step_s * 1e3,
+    std::printf("%-4d %-50s %10.1f %10.0f %10.0f  %s%s\n", i + 1, p.layout().c_str(), p.step_s * 1e3,
                 double(tokens) / p.step_s, p.memory_bytes / double(1 << 20), p.dominant().c_str(),
                 p.fits ? "" : " (does not fit)");
   }
@@ -60,7 +60,7 @@ void measure(Communicator& world, const std::vector<Prediction>& ps, const PlanO
       if (world.rank() == 0) std::fprintf(stderr, "\rmeasured %zu of %zu", round * idx.size() + j + 1, idx.size() * size_t(o.repeats));
     }
   if (world.rank() != 0) return;
-  std::printf("\n%-4s %-44s %12s %12s %10s %8s\n", "rank", "layout", "predicted ms", "measured ms", "spread", "error");
+  std::printf("\n%-4s %-50s %12s %12s %10s %8s\n", "rank", "layout", "predicted ms", "measured ms", "spread", "error");
   double sum = 0, worst = 0, fastest = 1e30, first = 0;
   for (size_t j = 0; j < idx.size(); j++) {
     std::vector<double> v = ms[j];
@@ -70,7 +70,7 @@ void measure(Communicator& world, const std::vector<Prediction>& ps, const PlanO
     sum += std::fabs(err);
     worst = std::max(worst, std::fabs(err));
     fastest = std::min(fastest, med);
-    std::printf("%-4zu %-44s %12.1f %12.1f %9.1f%% %+7.1f%%\n", idx[j] + 1, ps[idx[j]].layout().c_str(), pred, med,
+    std::printf("%-4zu %-50s %12.1f %12.1f %9.1f%% %+7.1f%%\n", idx[j] + 1, ps[idx[j]].layout().c_str(), pred, med,
                 100.0 * (v.back() - v.front()) / med, 100.0 * err);
   }
   std::printf("step time error: mean %.1f%%, max %.1f%% over %zu layouts; the planner's first choice measured %.1f%% "
@@ -85,7 +85,7 @@ void add_plan(CLI::App& app) {
   cmd->footer(
       "Takes the model and training flags of `meshlm train` (--config, --n-layer ..., --batch-size, --seq-len,\n"
       "--precision); the layout keys (--dp --tp --pp --micro-batch-size --zero --recompute --sequence-parallel\n"
-      "--pp-schedule) are what it searches. Every layout of --ranks ranks is predicted from the layers'\n"
+      "--pp-schedule --pp-virtual --pp-layers) are what it searches. Every layout of --ranks ranks is predicted from the layers'\n"
       "cost records and a machine profile, and the fastest that fit in memory are printed with their\n"
       "dominant costs. The profile is measured on this machine by\n"
       "  mpirun -np N meshlm plan --calibrate --machine FILE   (GEMMs over a grid of shapes, attention,\n"
@@ -106,7 +106,7 @@ void add_plan(CLI::App& app) {
   cmd->add_flag("--quick", o->quick, "with --calibrate: a coarse grid, in seconds (a first look; tests)");
   // and the layout keys, which it searches (machine is its own --machine)
   std::set<std::string> skip = ConfigFlags::train_only_keys();
-  skip.insert({"dp", "tp", "pp", "micro_batch_size", "zero", "recompute", "sequence_parallel", "pp_schedule", "pp_layers",
+  skip.insert({"dp", "tp", "pp", "micro_batch_size", "zero", "recompute", "sequence_parallel", "pp_schedule", "pp_virtual", "pp_layers",
                "layout", "machine", "fsdp_unit", "zero_accumulate"});
   flags.add_to(cmd, skip);
   cmd->callback([=]() {

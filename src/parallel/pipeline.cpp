@@ -1,6 +1,8 @@
 #include "parallel/pipeline.h"
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 
 #include "core/error.h"
 
@@ -94,5 +96,43 @@ int max_in_flight(const std::vector<PipeAction>& actions, int chunk) {
 }
 
 double predicted_bubble(int pp, int m, int v) { return double(pp - 1) / double(v * m + pp - 1); }
+
+PipeSimulation simulate_pipeline(PipelineSchedule s, int pp, int m, int v, const PipeTimes& t) {
+  std::vector<std::vector<PipeAction>> lists;
+  for (int st = 0; st < pp; st++) lists.push_back(pipeline_actions(s, st, pp, m, v));
+  std::vector<size_t> pc(size_t(pp), 0);
+  PipeSimulation sim;
+  std::vector<double> clock(size_t(pp), 0.0);
+  sim.busy.assign(size_t(pp), 0.0);
+  std::map<std::tuple<int, int, int>, double> arrives;  // (gradient?, micro-batch, to virtual stage) -> time
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int st = 0; st < pp; st++)
+      for (; pc[size_t(st)] < lists[size_t(st)].size(); pc[size_t(st)]++, progress = true) {
+        const PipeAction& a = lists[size_t(st)][pc[size_t(st)]];
+        const int vs = a.chunk * pp + st;
+        double& now = clock[size_t(st)];
+        if (a.kind == PipeAction::recv_activation || a.kind == PipeAction::recv_grad) {
+          auto it = arrives.find({a.kind == PipeAction::recv_grad, a.micro_batch, vs});
+          if (it == arrives.end()) break;  // waits for the peer
+          now = std::max(now, it->second);
+          arrives.erase(it);
+        } else if (a.kind == PipeAction::send_activation || a.kind == PipeAction::send_grad) {
+          now += t.send;
+          const bool grad = a.kind == PipeAction::send_grad;
+          arrives[{grad, a.micro_batch, grad ? vs - 1 : vs + 1}] = now;
+        } else {
+          const double d = (a.kind == PipeAction::forward ? t.fwd : t.bwd)[size_t(st)][size_t(a.chunk)];
+          now += d;
+          sim.busy[size_t(st)] += d;
+        }
+      }
+  }
+  for (int st = 0; st < pp; st++) {
+    MESHLM_CHECK(pc[size_t(st)] == lists[size_t(st)].size(), "simulate_pipeline: the schedule deadlocks");
+    sim.makespan = std::max(sim.makespan, clock[size_t(st)]);
+  }
+  return sim;
+}
 
 }  // namespace meshlm

@@ -53,4 +53,19 @@ int max_in_flight(const std::vector<PipeAction>& actions, int chunk = -1);
 // the measured one.
 double predicted_bubble(int pp, int m, int v = 1);
 
+// The step of a pipeline whose forward and backward of one micro-batch take fwd[s][c] and
+// bwd[s][c] seconds on stage s's chunk c, and whose boundary transfer keeps the sender `send`
+// seconds (the receiver gets it when the send ends; a receive waits for it): every stage's
+// action list run together, as a planner predicts a schedule with uneven stages
+// (train/planner.h). Throws on a deadlock.
+struct PipeTimes {
+  std::vector<std::vector<double>> fwd, bwd;  // [stage][chunk]
+  double send = 0;
+};
+struct PipeSimulation {
+  double makespan = 0;        // the step, until the last stage finishes
+  std::vector<double> busy;   // per stage: inside forwards and backwards
+};
+PipeSimulation simulate_pipeline(PipelineSchedule s, int pp, int m, int v, const PipeTimes& t);
+
 }  // namespace meshlm

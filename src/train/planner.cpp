@@ -45,9 +45,11 @@ double record_seconds(const Cost& c, const MachineProfile& m, int tp) {
 }
 
 // One micro-batch through one stage: forward + backward seconds (with what recompute reruns),
-// split into compute and tensor-parallel communication.
+// split into compute and tensor-parallel communication, and per model chunk into its forward and
+// its backward (what the pipeline simulation runs).
 struct StageTime {
   double compute = 0, tp = 0;
+  std::vector<double> fwd, bwd;         // per chunk, seconds per micro-batch
   std::map<std::string, double> kinds;  // per micro-batch
   double total() const { return compute + tp; }
 };
@@ -63,20 +65,29 @@ std::string kind_of(const Cost& c) {
 }
 StageTime stage_time(const TrainConfig& cfg, const Plan& plan, int stage, DType dt, const MachineProfile& m) {
   StageTime t;
+  t.fwd.assign(size_t(plan.pp_virtual), 0.0);
+  t.bwd.assign(size_t(plan.pp_virtual), 0.0);
   const Recompute rc = plan.recompute;
-  for (const UnitCost& u : unit_costs(cfg.model(), plan, stage, dt, cfg.micro_batch(), cfg.seq_len))
+  const StageLayers layers = plan.stage(stage);
+  for (const UnitCost& u : unit_costs(cfg.model(), plan, stage, dt, cfg.micro_batch(), cfg.seq_len)) {
+    const bool block = is_block_unit(u.unit);
+    const size_t chunk = block ? size_t(layers.chunk_of(std::stoll(u.unit.substr(2))))
+                         : u.unit == "embedding" ? 0 : t.fwd.size() - 1;
     for (const Cost& c : u.ops) {
       const double s = record_seconds(c, m, plan.mesh.tp);
       // recomputation reruns in backward: a block's whole forward (full), or its attention
       // core and activation function (selective)
-      const bool rerun = !c.backward && is_block_unit(u.unit) &&
+      const bool rerun = !c.backward && block &&
                          (rc == Recompute::full ||
                           (rc == Recompute::selective && (is_attention_core(c) || c.what.find("gelu") != std::string::npos ||
                                                           c.what.find("swiglu") != std::string::npos)));
       const double k = rerun ? 2.0 : 1.0;
       (c.kind == Cost::Kind::collective ? t.tp : t.compute) += k * s;
+      (c.backward ? t.bwd : t.fwd)[chunk] += s;
+      if (rerun) t.bwd[chunk] += s;
       if (c.kind != Cost::Kind::saved) t.kinds[kind_of(c)] += k * s;
     }
+  }
   return t;
 }
 
@@ -104,7 +115,8 @@ std::string Prediction::layout() const {
   std::string s = std::to_string(cfg.dp) + "x" + std::to_string(cfg.tp) + "x" + std::to_string(cfg.pp) + " mb " +
                   std::to_string(cfg.micro_batch()) + " zero " + std::to_string(cfg.zero) + " rc " + cfg.recompute;
   if (cfg.sequence_parallel) s += " sp";
-  if (cfg.pp > 1) s += " " + cfg.pp_schedule;
+  if (cfg.pp > 1) s += " " + cfg.pp_schedule + (cfg.virtual_stages() > 1 ? "x" + std::to_string(cfg.virtual_stages()) : "");
+  if (cfg.pp_layers == "balanced") s += " balanced";
   return s;
 }
 
@@ -132,8 +144,11 @@ Prediction predict_step(const TrainConfig& cfg, const MachineProfile& m) {
   const int pp = plan.mesh.pp;
   const double micro = double(cfg.accumulation_steps());
   double slowest = 0, P_max = 0;
+  PipeTimes pipe;  // per stage and chunk, for the schedule's simulation
   for (int s = 0; s < pp; s++) {
     const StageTime t = stage_time(cfg, plan, s, dt, m);
+    pipe.fwd.push_back(t.fwd);
+    pipe.bwd.push_back(t.bwd);
     if (t.total() > slowest) {
       slowest = t.total();
       p.tp_s = t.tp;
@@ -143,17 +158,15 @@ Prediction predict_step(const TrainConfig& cfg, const MachineProfile& m) {
     P_max = std::max(P_max, double(param_table(cfg.model(), plan, s, 0).total()));
     p.memory_bytes = std::max(p.memory_bytes, estimate_memory(cfg, s).total());
   }
-  if (pp == 1) {
-    p.compute_s = micro * (slowest - p.tp_s);
-    p.tp_s *= micro;
-  } else {  // 1F1B and GPipe: (m + pp - 1) slots of the slowest stage; two boundary transfers per slot
-    const double slots = micro + double(pp - 1);
+  p.compute_s = micro * (slowest - p.tp_s);
+  p.tp_s *= micro;
+  if (pp > 1) {  // the schedule run with these stage times: its bubble, the stages' imbalance, the sends
     const double boundary = double(cfg.micro_batch() * cfg.seq_len * cfg.n_embd) / (plan.sequence_parallel ? plan.mesh.tp : 1) *
                             double(dtype_size(dt));
-    p.compute_s = micro * (slowest - p.tp_s);
-    p.tp_s *= micro;
-    p.pp_s = (slots - micro) * slowest + slots * 2.0 * m.collective_seconds("send_recv", 2, boundary);
-    p.bubble = predicted_bubble(pp, int(micro));
+    pipe.send = m.collective_seconds("send_recv", 2, boundary);
+    const PipeSimulation sim = simulate_pipeline(plan.pp_schedule, pp, int(micro), plan.pp_virtual, pipe);
+    p.pp_s = std::max(0.0, sim.makespan - micro * slowest);
+    p.bubble = predicted_bubble(pp, int(micro), plan.pp_virtual);
   }
   p.dp_s = dp_seconds(cfg, plan, P_max, dt, m);
   const double shard = P_max / (plan.zero_stage() >= 1 ? plan.mesh.dp : 1);
@@ -164,6 +177,17 @@ Prediction predict_step(const TrainConfig& cfg, const MachineProfile& m) {
     if (v > 0) p.breakdown[k] = v;
   return p;
 }
+
+namespace {
+// The schedules a pipeline of pp stages may run, with their model chunks per rank: 1F1B, GPipe,
+// and interleaved 1F1B with each v for which the layers still give every virtual stage one.
+std::vector<std::pair<std::string, int64_t>> schedules(int64_t n_layer, int pp) {
+  if (pp == 1) return {{"1f1b", 0}};
+  std::vector<std::pair<std::string, int64_t>> s = {{"1f1b", 0}, {"gpipe", 0}};
+  for (int64_t v = 2; v <= 4 && pp * v <= n_layer; v++) s.push_back({"interleaved", v});
+  return s;
+}
+}  // namespace
 
 std::vector<Prediction> plan_layouts(const TrainConfig& base, int ranks, const MachineProfile& m, double memory_limit) {
   std::vector<Prediction> out;
@@ -177,21 +201,26 @@ std::vector<Prediction> plan_layouts(const TrainConfig& base, int ranks, const M
         for (const char* rc : {"none", "selective", "full"})
           for (int zero = 0; zero <= (dp > 1 ? 3 : 0); zero++)
             for (int sp = 0; sp <= (tp > 1 ? 1 : 0); sp++)
-              for (const char* sched : {"1f1b", "gpipe"}) {
-                if (pp == 1 && std::string(sched) == "gpipe") continue;
-                TrainConfig c = base;
-                c.dp = dp, c.tp = tp, c.pp = pp, c.micro_batch_size = mb, c.recompute = rc, c.zero = zero;
-                c.sequence_parallel = sp, c.pp_schedule = sched, c.pp_layers = "";
-                c.zero_accumulate = "auto";
-                try {
-                  c.validate();
-                } catch (const Error&) {
-                  continue;  // not a layout of this model (heads over tp, layers over pp, ...)
+              for (const auto& [sched, v] : schedules(base.n_layer, pp))
+                for (const char* split : {"", "balanced"}) {
+                  if (pp == 1 && *split) continue;
+                  TrainConfig c = base;
+                  c.dp = dp, c.tp = tp, c.pp = pp, c.micro_batch_size = mb, c.recompute = rc, c.zero = zero;
+                  c.sequence_parallel = sp, c.pp_schedule = sched, c.pp_virtual = v, c.pp_layers = split;
+                  c.zero_accumulate = "auto";
+                  try {
+                    c.validate();
+                    // balanced: only where it differs from the even split
+                    if (*split && (base.n_layer % (pp * c.virtual_stages()) == 0) &&
+                        c.pp_split() == pipeline_split(base.n_layer, int(pp * c.virtual_stages())))
+                      continue;
+                  } catch (const Error&) {
+                    continue;  // not a layout of this model (heads over tp, layers over pp, ...)
+                  }
+                  Prediction p = predict_step(c, m);
+                  p.fits = memory_limit <= 0 || p.memory_bytes <= memory_limit;
+                  out.push_back(std::move(p));
                 }
-                Prediction p = predict_step(c, m);
-                p.fits = memory_limit <= 0 || p.memory_bytes <= memory_limit;
-                out.push_back(std::move(p));
-              }
       }
     }
   std::stable_sort(out.begin(), out.end(), [](const Prediction& a, const Prediction& b) {
@@ -208,6 +237,7 @@ Prediction choose_layout(TrainConfig& cfg, int ranks, const MachineProfile& m, d
   const TrainConfig& c = ps[0].cfg;
   cfg.dp = c.dp, cfg.tp = c.tp, cfg.pp = c.pp, cfg.micro_batch_size = c.micro_batch_size, cfg.zero = c.zero;
   cfg.recompute = c.recompute, cfg.sequence_parallel = c.sequence_parallel, cfg.pp_schedule = c.pp_schedule;
+  cfg.pp_virtual = c.pp_virtual;
   cfg.pp_layers = c.pp_layers, cfg.zero_accumulate = c.zero_accumulate;
   cfg.layout.clear();  // chosen: a checkpoint records the layout, not the request
   return ps[0];

@@ -115,7 +115,9 @@ void check_actions(PipelineSchedule s, int pp, int m, int v, const std::string& 
     for (int c = 0; c < v; c++) {
       int next = 0;
       for (const auto& x : a)
-        if (x.kind == PipeAction::backward && x.chunk == c) EXPECT_EQ(x.micro_batch, next++) << what;
+        if (x.kind == PipeAction::backward && x.chunk == c) {
+          EXPECT_EQ(x.micro_batch, next++) << what;
+        }
     }
   }
   for (int vs = 0; vs + 1 < pp * v; vs++) {
@@ -215,6 +217,13 @@ TEST(PipelineSchedule, InterleavedEveryChunkOnceNoDeadlockBubbleShrinks) {
         // share is (pp - 1) / (v m + pp - 1), v times smaller than 1F1B's in stage-time.
         EXPECT_DOUBLE_EQ(makespan, 2.0 * (v * m + pp - 1)) << what;
         EXPECT_NEAR(1.0 - 2.0 * v * m / makespan, predicted_bubble(pp, m, v), 1e-12) << what;
+        // The planner's simulation (parallel/pipeline.h) agrees at unit times; a transfer time
+        // only lengthens the step.
+        PipeTimes t{std::vector<std::vector<double>>(size_t(pp), std::vector<double>(size_t(v), 1.0)),
+                    std::vector<std::vector<double>>(size_t(pp), std::vector<double>(size_t(v), 1.0)), 0.0};
+        EXPECT_DOUBLE_EQ(simulate_pipeline(PipelineSchedule::interleaved, pp, m, v, t).makespan, makespan) << what;
+        t.send = 0.1;
+        EXPECT_GT(simulate_pipeline(PipelineSchedule::interleaved, pp, m, v, t).makespan, makespan) << what;
         // Stage 0 holds the most: 2 (pp - 1) + (v - 1) pp + 1 chunk-micro-batches at once.
         EXPECT_EQ(max_in_flight(pipeline_actions(PipelineSchedule::interleaved, 0, pp, m, v)),
                   std::min(m * v, 2 * (pp - 1) + (v - 1) * pp + 1)) << what;

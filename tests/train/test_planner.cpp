@@ -1,7 +1,8 @@
 // The layout planner (train/planner.h) on a synthetic machine whose every rate is a constant,
 // so each prediction has a closed form computed here independently from the layers' FLOP and
 // byte counts: the one-rank step is the sum of its records at those rates; tensor parallelism
-// adds its collectives, a pipeline its bubble (m + pp - 1 slots of the slowest stage), ZeRO-3
+// adds its collectives, a pipeline its bubble (1F1B at pp 2 with the slower last stage: the first
+// stage's forward and backward, plus every boundary transfer on the critical path), ZeRO-3
 // its gathers; recompute reruns forward work; the search keeps only valid layouts and ranks
 // them; --layout auto takes the first that fits. And the profile's interpolation and file.
 #include <gtest/gtest.h>
@@ -81,8 +82,19 @@ TEST(Planner, PipelineSlotsAndDataParallelTraffic) {
   const Prediction p = predict_step(c, m);
   const double slowest = std::max(records_seconds(c, 0), records_seconds(c, 1));
   EXPECT_NEAR(p.compute_s, 4 * slowest, 1e-6 * slowest + 1e-12);
-  EXPECT_GT(p.pp_s, 1 * slowest);  // one bubble slot, plus the boundary sends
+  // Stage 1 (the LM head) is the slower: it starts after stage 0's first forward and a transfer,
+  // then runs m (forward, backward, gradient send); stage 0 ends with the last backward:
+  // makespan = stage 0 + transfer + m (stage 1 + transfer), so beyond m x stage 1 the pipeline
+  // adds stage 0's forward and backward and m + 1 transfers of the (2, 64, 64) fp32 boundary.
+  ASSERT_GT(records_seconds(c, 1), records_seconds(c, 0));
+  const double send = 2.0 * 64 * 64 * 4 / 1e9;
+  EXPECT_NEAR(p.pp_s, records_seconds(c, 0) + 5 * send, 1e-6 * slowest);
   EXPECT_NEAR(p.bubble, 1.0 / 5.0, 1e-12);
+  // Interleaved over 2 chunks per rank: a smaller bubble, more transfers.
+  c.n_layer = 4, c.pp_schedule = "interleaved";
+  const Prediction q = predict_step(c, m);
+  EXPECT_NEAR(q.compute_s, p.compute_s, 1e-9);
+  EXPECT_NEAR(q.bubble, 1.0 / 9.0, 1e-12);
   TrainConfig d = small_config();
   d.dp = 2;
   const double P = double(param_table(d.model(), d.plan(), 0, 0).total());
