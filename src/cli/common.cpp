@@ -12,6 +12,7 @@
 #include "train/checkpoint.h"
 #include "train/hf_import.h"
 #include "train/memory_estimate.h"
+#include "train/cluster.h"
 #include "train/planner.h"
 #include "train/trainer.h"
 
@@ -84,8 +85,8 @@ std::set<std::string> ConfigFlags::train_only_keys() {
 }
 
 void apply_auto_layout(TrainConfig& cfg, int ranks, bool lead) {
-  const MachineProfile m = load_machine_profile(cfg.machine, ranks);
-  const Prediction p = choose_layout(cfg, ranks, m, memory_available().bytes);
+  const MachineProfile m = load_machine(cfg.machine, ranks);
+  const Prediction p = choose_layout(cfg, ranks, m, m.device_memory_bytes > 0 ? m.device_memory_bytes : memory_available().bytes);
   if (lead)
     std::printf("layout  auto: %s, predicted %.1f ms/step (%s; %s) from %s\n", p.layout().c_str(), p.step_s * 1e3,
                 p.dominant().c_str(), m.cpu.empty() ? "this machine" : m.cpu.c_str(), cfg.machine.c_str());

@@ -9,6 +9,9 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "train/bench.h"
+#include "model/model.h"
+#include "model/unit.h"
+#include "train/cluster.h"
 #include "train/memory_estimate.h"
 #include "train/planner.h"
 
@@ -20,8 +23,27 @@ struct PlanOptions {
   std::string machine = "meshlm_machine.json";
   int ranks = 0;  // 0: the job's
   int top = 10, measure = 0, repeats = 2, explain = 0;
-  bool calibrate = false, quick = false;
+  bool calibrate = false, quick = false, predict = false;
 };
+
+// --predict: the given layout's prediction, its breakdown and memory, one line each; and what
+// one block keeps per micro-batch (to compare with published activation formulas).
+void print_one(const Prediction& p, int64_t tokens) {
+  double block = 0;
+  const TrainConfig& c = p.cfg;
+  for (const UnitCost& u : unit_costs(c.model(), c.plan(), 0, c.precision == "fp32" ? DType::fp32 : DType::bf16,
+                                      c.micro_batch(), c.seq_len))
+    if (block == 0 && is_block_unit(u.unit))
+      for (const Cost& r : u.ops)
+        if (r.kind == Cost::Kind::saved) block += double(r.bytes);
+  std::printf("saved per block per micro-batch: %.1f MiB\n", block / double(1 << 20));
+  std::printf("predicted %s: %.1f ms per step, %.0f tokens/s, %.0f MiB per rank (activations %.0f MiB), bubble %.1f%%; %s\n",
+              p.layout().c_str(), p.step_s * 1e3, double(tokens) / p.step_s, p.memory_bytes / double(1 << 20),
+              p.activation_bytes / double(1 << 20), 100.0 * p.bubble, p.dominant().c_str());
+  std::printf("predicted ms per step:");
+  for (const auto& [kind, s] : p.breakdown) std::printf(" %s %.1f;", kind.c_str(), s * 1e3);
+  std::printf("\n");
+}
 
 void print_predictions(const std::vector<Prediction>& ps, int top, int64_t tokens) {
   std::printf("%-4s %-50s %10s %10s %10s  %s\n", "rank", "layout (dp x tp x pp, micro-batch, ZeRO, recompute)",
@@ -91,12 +113,16 @@ void add_plan(CLI::App& app) {
       "  mpirun -np N meshlm plan --calibrate --machine FILE   (GEMMs over a grid of shapes, attention,\n"
       "memory bandwidth, AdamW, and each collective per group size, on all N ranks at once), one entry\n"
       "per rank count. --measure K then runs the top K layouts and K others through `meshlm bench`\n"
-      "(under mpirun with --ranks ranks), alternated --repeats times, and prints predicted against measured.");
+      "(under mpirun with --ranks ranks), alternated --repeats times, and prints predicted against measured.\n"
+      "--machine may instead name a cluster: a TOML description (devices per node, peak rates, memory,\n"
+      "links; docs/parallel.md) or a preset: a100-80gb, h100-80gb, h200 (8-GPU nodes with InfiniBand).\n"
+      "--predict prices only the layout the layout flags give.");
   auto config_file = std::make_shared<std::string>();
   auto o = std::make_shared<PlanOptions>();
   ConfigFlags flags;
   cmd->add_option("--config", *config_file, "TOML config file (keys as the flags, with _)");
-  cmd->add_option("--machine", o->machine, "machine profile file [default: meshlm_machine.json]");
+  cmd->add_option("--machine", o->machine,
+                  "machine profile file, cluster .toml or preset (a100-80gb, h100-80gb, h200) [default: meshlm_machine.json]");
   cmd->add_option("--ranks", o->ranks, "ranks to plan for [default: the job's]");
   cmd->add_option("--top", o->top, "layouts to print [default: 10]");
   cmd->add_option("--measure", o->measure, "measure the top K layouts and K others [default: 0]");
@@ -104,19 +130,21 @@ void add_plan(CLI::App& app) {
   cmd->add_option("--explain", o->explain, "print the predicted time per kind of the layout ranked N (1: the first)");
   cmd->add_flag("--calibrate", o->calibrate, "measure this machine on the job's ranks into --machine");
   cmd->add_flag("--quick", o->quick, "with --calibrate: a coarse grid, in seconds (a first look; tests)");
-  // and the layout keys, which it searches (machine is its own --machine)
+  cmd->add_flag("--predict", o->predict, "predict the layout the layout flags give (--dp --tp --pp ...) instead of searching");
+  // the layout keys are what it searches (or, with --predict, prices); machine is its own --machine
   std::set<std::string> skip = ConfigFlags::train_only_keys();
-  skip.insert({"dp", "tp", "pp", "micro_batch_size", "zero", "recompute", "sequence_parallel", "pp_schedule", "pp_virtual", "pp_layers",
-               "layout", "machine", "fsdp_unit", "zero_accumulate"});
+  skip.insert({"layout", "machine"});
   flags.add_to(cmd, skip);
   cmd->callback([=]() {
     TrainConfig cfg;
     if (!config_file->empty()) apply_toml_file(cfg, *config_file);
     flags.apply(cfg);
-    cfg.dp = cfg.tp = cfg.pp = 1;
-    cfg.micro_batch_size = 0;
     auto world = make_world_communicator();
-    const int ranks = o->ranks > 0 ? o->ranks : world->size();
+    const int ranks = o->predict ? int(cfg.dp * cfg.tp * cfg.pp) : o->ranks > 0 ? o->ranks : world->size();
+    if (!o->predict) {
+      cfg.dp = cfg.tp = cfg.pp = 1;
+      cfg.micro_batch_size = 0;
+    }
     try {
       if (o->calibrate) {
         std::unique_ptr<Backend> be = make_backend(cfg.backend);
@@ -127,8 +155,19 @@ void add_plan(CLI::App& app) {
         if (world->rank() == 0) save_machine_profile(o->machine, p);
         if (world->rank() == 0) std::cout << "wrote the profile for " << p.ranks << " rank(s) to " << o->machine << "\n";
       } else {
-        const MachineProfile m = load_machine_profile(o->machine, ranks);
-        const double limit = memory_available().bytes * double(world->size()) / double(ranks);
+        const MachineProfile m = load_machine(o->machine, ranks);
+        const double limit = m.device_memory_bytes > 0 ? m.device_memory_bytes
+                                                       : memory_available().bytes * double(world->size()) / double(ranks);
+        if (o->predict) {
+          cfg.validate();
+          Prediction p = predict_step(cfg, m);
+          if (world->rank() == 0) print_one(p, cfg.batch_size * cfg.seq_len);
+          if (world->rank() == 0 && p.memory_bytes > limit)
+            std::printf("note    it does not fit: %.0f MiB per rank of %.0f\n", p.memory_bytes / double(1 << 20), limit / double(1 << 20));
+          world.reset();
+          finalize_world();
+          return;
+        }
         const std::vector<Prediction> ps = plan_layouts(cfg, ranks, m, limit);
         MESHLM_CHECK(!ps.empty(), "no valid layout of " + std::to_string(ranks) + " ranks for this model and batch");
         if (world->rank() == 0) {

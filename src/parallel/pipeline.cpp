@@ -1,8 +1,6 @@
 #include "parallel/pipeline.h"
 
 #include <algorithm>
-#include <map>
-#include <tuple>
 
 #include "core/error.h"
 
@@ -104,7 +102,8 @@ PipeSimulation simulate_pipeline(PipelineSchedule s, int pp, int m, int v, const
   PipeSimulation sim;
   std::vector<double> clock(size_t(pp), 0.0);
   sim.busy.assign(size_t(pp), 0.0);
-  std::map<std::tuple<int, int, int>, double> arrives;  // (gradient?, micro-batch, to virtual stage) -> time
+  // When micro-batch i's activation (gradient) reaches virtual stage vs: [vs m + i]; < 0 not yet.
+  std::vector<double> act(size_t(pp * v * m), -1.0), grad(size_t(pp * v * m), -1.0);
   for (bool progress = true; progress;) {
     progress = false;
     for (int st = 0; st < pp; st++)
@@ -113,14 +112,13 @@ PipeSimulation simulate_pipeline(PipelineSchedule s, int pp, int m, int v, const
         const int vs = a.chunk * pp + st;
         double& now = clock[size_t(st)];
         if (a.kind == PipeAction::recv_activation || a.kind == PipeAction::recv_grad) {
-          auto it = arrives.find({a.kind == PipeAction::recv_grad, a.micro_batch, vs});
-          if (it == arrives.end()) break;  // waits for the peer
-          now = std::max(now, it->second);
-          arrives.erase(it);
+          const double at = (a.kind == PipeAction::recv_grad ? grad : act)[size_t(vs * m + a.micro_batch)];
+          if (at < 0) break;  // waits for the peer
+          now = std::max(now, at);
         } else if (a.kind == PipeAction::send_activation || a.kind == PipeAction::send_grad) {
           now += t.send;
-          const bool grad = a.kind == PipeAction::send_grad;
-          arrives[{grad, a.micro_batch, grad ? vs - 1 : vs + 1}] = now;
+          if (a.kind == PipeAction::send_grad) grad[size_t((vs - 1) * m + a.micro_batch)] = now;
+          else act[size_t((vs + 1) * m + a.micro_batch)] = now;
         } else {
           const double d = (a.kind == PipeAction::forward ? t.fwd : t.bwd)[size_t(st)][size_t(a.chunk)];
           now += d;

@@ -82,7 +82,9 @@ std::vector<int64_t> TrainConfig::pp_split() const {
   // Per token, forward: a block's GEMMs (24 C^2 + 4 T C for GPT-2) against the LM head's
   // (2 C Vp; at GPT-2 124M and T 256 the head costs 5.2 blocks: two stages balance at 9 + 3).
   double block = 0, head = 0;
-  for (const UnitCost& u : unit_costs(model(), Plan{}, 0, DType::fp32, 1, seq_len)) {
+  ModelConfig one = model();  // every block costs the same: one of them and the head
+  one.n_layer = 1;
+  for (const UnitCost& u : unit_costs(one, Plan{}, 0, DType::fp32, 1, seq_len)) {
     if (u.unit == "h.0") block = u.forward_flops() / double(seq_len);
     if (u.unit == "final") head = u.forward_flops() / double(seq_len);
   }

@@ -203,7 +203,26 @@ std::string dump_rows(const nlohmann::json& j) {
 
 }  // namespace
 
+namespace {
+// A product of `flops` over `bytes` of operands on the device's roofline; `a`, `b` the output's
+// dimensions (the tiles), with its peak for dt.
+double device_gflops(const DeviceModel& d, DType dt, double flops, double bytes, double a, double b, double memory_gbs) {
+  auto it = d.peak_gflops.find(dtype_name(dt));
+  if (it == d.peak_gflops.end()) it = d.peak_gflops.find("fp32");
+  MESHLM_CHECK(it != d.peak_gflops.end(), std::string("machine: the device has no peak rate for ") + dtype_name(dt));
+  auto used = [&](double x) { return x / (std::ceil(x / d.tile) * d.tile); };  // the part of the last tile used
+  const double rate = it->second * 1e9 * d.efficiency * used(a) * used(b);
+  const double seconds = std::max(flops / rate, bytes / (memory_gbs * 1e9));
+  return flops / seconds / 1e9;
+}
+}  // namespace
+
 double MachineProfile::matmul_gflops(DType dt, bool backward, bool out_in, double N, double C, double OC) const {
+  if (has_device) {  // forward: x (N, C) w (C, OC) -> (N, OC); backward: both products, twice the traffic
+    const double esz = double(dtype_size(dt)), k = backward ? 2.0 : 1.0;
+    return device_gflops(device, dt, k * 2 * N * C * OC, k * esz * (N * C + C * OC + N * OC), N, std::min(C, OC),
+                         memory_gbs);
+  }
   auto it = matmul.find(matmul_key(dt, backward, out_in));
   if (it == matmul.end()) it = matmul.find(matmul_key(DType::fp32, backward, out_in));
   MESHLM_CHECK(it != matmul.end(), "machine profile: no matmul table (" + matmul_key(dt, backward, out_in) + ")");
@@ -211,14 +230,27 @@ double MachineProfile::matmul_gflops(DType dt, bool backward, bool out_in, doubl
 }
 
 double MachineProfile::attention_gflops(DType dt, double T, double HS) const {
+  if (has_device) {  // per (batch, head): 12 T^2 HS FLOPs forward and backward, T^2 x passes elements
+    const double esz = double(dtype_size(dt));
+    return device_gflops(device, dt, 12 * T * T * HS, (device.score_passes * T * T + 8 * T * HS) * esz, T, HS, memory_gbs);
+  }
   auto it = attention.find(dtype_name(dt));
   if (it == attention.end()) it = attention.find("fp32");
   MESHLM_CHECK(it != attention.end(), "machine profile: no attention table");
   return interpolate<2>(it->second, {T, HS});
 }
 
-double MachineProfile::collective_seconds(const std::string& what, int group, double bytes) const {
+double MachineProfile::collective_seconds(const std::string& what, int group, double bytes, int stride) const {
   if (group <= 1 || bytes <= 0) return 0;
+  if (ranks_per_node > 0 && int64_t(group - 1) * stride >= ranks_per_node) {
+    // Across nodes: a ring over the NICs of the group's ranks in each node, the bus bandwidth
+    // k x one NIC's for k of them per node; the per-rank traffic of a ring: 2 (g-1)/g of the data
+    // for an all-reduce, (g-1)/g for an all-gather or a reduce-scatter, all of it for a send.
+    const double per_node = std::max(1, std::min(group, ranks_per_node / std::max(1, stride)));
+    const double g = group, traffic = what == "all_reduce" ? 2 * (g - 1) / g : what == "send_recv" ? 1.0 : (g - 1) / g;
+    const double steps = what == "send_recv" ? 1.0 : std::ceil(std::log2(g)) * (what == "all_reduce" ? 2 : 1);
+    return nic.latency_s * steps + bytes * traffic / (per_node * nic.bytes_per_s);
+  }
   auto it = collectives.find(what);
   MESHLM_CHECK(it != collectives.end() && !it->second.empty(), "machine profile: no " + what + " measurement");
   auto g = it->second.upper_bound(group);  // the largest measured group <= group (else the smallest)

@@ -34,6 +34,16 @@ struct LinkCost {
   double seconds(double bytes) const { return bytes > 0 ? latency_s + bytes / bytes_per_s : 0; }
 };
 
+// A device known from its datasheet rather than measured (a cluster description,
+// train/cluster.h): a product runs at the roofline of its FLOPs at `efficiency` x the dtype's
+// peak (less the tiles it wastes on a dimension that is not a multiple of `tile`) and its
+// operands' bytes at the memory bandwidth; attention adds `score_passes` reads or writes of its
+// (T, T) score matrix per (batch, head) over forward and backward (0: a fused, flash-style kernel).
+struct DeviceModel {
+  std::map<std::string, double> peak_gflops;  // per dtype name ("fp32", "bf16")
+  double efficiency = 0.8, tile = 128, score_passes = 0;
+};
+
 struct MachineProfile {
   std::string cpu;
   int ranks = 1, threads_per_rank = 1;
@@ -49,13 +59,23 @@ struct MachineProfile {
   std::map<std::string, double> crossentropy_ns;  // per dtype name
   // collective name -> group size -> cost; "send_recv" for pipeline boundaries
   std::map<std::string, std::map<int, LinkCost>> collectives;
+  // A cluster (train/cluster.h), else measured grids and a one-node machine:
+  bool has_device = false;
+  DeviceModel device;
+  // ranks_per_node > 0: a group whose ranks span nodes moves its data over the network, each
+  // device through its own NIC: `nic` is one device's latency and bandwidth, so a group holding
+  // k ranks of every node reaches k x that bandwidth.
+  int ranks_per_node = 0;
+  LinkCost nic;
+  double device_memory_bytes = 0;  // > 0: the memory one rank may use (else the host's)
 
   // GFLOP/s of a Linear's forward or backward over (N, C) -> (N, OC) in dt: interpolated in log
   // space between the grid's nearest shapes (clamped to the grid's range).
   double matmul_gflops(DType dt, bool backward, bool out_in, double N, double C, double OC) const;
   double attention_gflops(DType dt, double T, double HS) const;
-  // Seconds of one collective moving `bytes` per rank in a group of `group` ranks (0 for 1 rank).
-  double collective_seconds(const std::string& what, int group, double bytes) const;
+  // Seconds of one collective moving `bytes` per rank in a group of `group` ranks (0 for 1 rank)
+  // whose members are `stride` ranks apart (tp 1, dp tp, pp tp x dp: the mesh's rank order).
+  double collective_seconds(const std::string& what, int group, double bytes, int stride = 1) const;
 
   nlohmann::json to_json() const;
   static MachineProfile from_json(const nlohmann::json& j, int ranks);

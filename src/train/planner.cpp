@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <map>
 
 #include "core/error.h"
@@ -97,15 +98,16 @@ double dp_seconds(const TrainConfig& cfg, const Plan& plan, double P, DType dt, 
   if (dp == 1) return 0;
   const double grad = P * double(dtype_size(plan.grad_reduce)), weights = P * double(dtype_size(dt));
   const double micro = double(cfg.accumulation_steps());
+  const int st = plan.mesh.tp;  // a dp group's ranks are tp apart (parallel/mesh.h)
   switch (plan.zero_stage()) {
-    case 0: return m.collective_seconds("all_reduce", dp, grad);
-    case 1: return m.collective_seconds("reduce_scatter", dp, grad) + m.collective_seconds("all_gather", dp, weights);
+    case 0: return m.collective_seconds("all_reduce", dp, grad, st);
+    case 1: return m.collective_seconds("reduce_scatter", dp, grad, st) + m.collective_seconds("all_gather", dp, weights, st);
     case 2:
-      return (plan.hold_whole_grads ? 1.0 : micro) * m.collective_seconds("reduce_scatter", dp, grad) +
-             m.collective_seconds("all_gather", dp, weights);
+      return (plan.hold_whole_grads ? 1.0 : micro) * m.collective_seconds("reduce_scatter", dp, grad, st) +
+             m.collective_seconds("all_gather", dp, weights, st);
     default:
-      return (plan.hold_whole_grads ? 1.0 : micro) * m.collective_seconds("reduce_scatter", dp, grad) +
-             2.0 * micro * m.collective_seconds("all_gather", dp, weights);
+      return (plan.hold_whole_grads ? 1.0 : micro) * m.collective_seconds("reduce_scatter", dp, grad, st) +
+             2.0 * micro * m.collective_seconds("all_gather", dp, weights, st);
   }
 }
 
@@ -136,6 +138,13 @@ std::string Prediction::dominant() const {
   return out;
 }
 
+void predict_memory(const TrainConfig& cfg, Prediction& p) {
+  for (int s : {0, int(cfg.pp) - 1}) {  // the most loaded: the first (most in flight) or the last (the LM head)
+    const MemoryEstimate e = estimate_memory(cfg, s);
+    if (e.total() > p.memory_bytes) p.memory_bytes = e.total(), p.activation_bytes = e.activations;
+  }
+}
+
 Prediction predict_step(const TrainConfig& cfg, const MachineProfile& m) {
   Prediction p;
   p.cfg = cfg;
@@ -145,8 +154,18 @@ Prediction predict_step(const TrainConfig& cfg, const MachineProfile& m) {
   const double micro = double(cfg.accumulation_steps());
   double slowest = 0, P_max = 0;
   PipeTimes pipe;  // per stage and chunk, for the schedule's simulation
+  // Stages of the same shape (chunk sizes, ends held) cost the same: priced once (a deep
+  // pipeline's middle stages). Memory depends on the stage's place in the schedule too.
+  std::map<std::vector<int64_t>, std::pair<StageTime, double>> priced;
   for (int s = 0; s < pp; s++) {
-    const StageTime t = stage_time(cfg, plan, s, dt, m);
+    const StageLayers st = plan.stage(s);
+    std::vector<int64_t> shape = {st.first, st.last};
+    for (const LayerRange& r : st.resolved(cfg.n_layer)) shape.push_back(r.n);
+    auto it = priced.find(shape);
+    if (it == priced.end())
+      it = priced.emplace(shape, std::make_pair(stage_time(cfg, plan, s, dt, m),
+                                                double(param_table(cfg.model(), plan, s, 0).total()))).first;
+    const StageTime& t = it->second.first;
     pipe.fwd.push_back(t.fwd);
     pipe.bwd.push_back(t.bwd);
     if (t.total() > slowest) {
@@ -155,15 +174,15 @@ Prediction predict_step(const TrainConfig& cfg, const MachineProfile& m) {
       p.breakdown.clear();
       for (const auto& [k, v] : t.kinds) p.breakdown[k] = v * micro;
     }
-    P_max = std::max(P_max, double(param_table(cfg.model(), plan, s, 0).total()));
-    p.memory_bytes = std::max(p.memory_bytes, estimate_memory(cfg, s).total());
+    P_max = std::max(P_max, it->second.second);
   }
+  predict_memory(cfg, p);
   p.compute_s = micro * (slowest - p.tp_s);
   p.tp_s *= micro;
   if (pp > 1) {  // the schedule run with these stage times: its bubble, the stages' imbalance, the sends
     const double boundary = double(cfg.micro_batch() * cfg.seq_len * cfg.n_embd) / (plan.sequence_parallel ? plan.mesh.tp : 1) *
                             double(dtype_size(dt));
-    pipe.send = m.collective_seconds("send_recv", 2, boundary);
+    pipe.send = m.collective_seconds("send_recv", 2, boundary, plan.mesh.tp * plan.mesh.dp);
     const PipeSimulation sim = simulate_pipeline(plan.pp_schedule, pp, int(micro), plan.pp_virtual, pipe);
     p.pp_s = std::max(0.0, sim.makespan - micro * slowest);
     p.bubble = predicted_bubble(pp, int(micro), plan.pp_virtual);
@@ -217,8 +236,12 @@ std::vector<Prediction> plan_layouts(const TrainConfig& base, int ranks, const M
                   } catch (const Error&) {
                     continue;  // not a layout of this model (heads over tp, layers over pp, ...)
                   }
-                  Prediction p = predict_step(c, m);
+                  Prediction p;  // what does not fit is kept, unpriced (a cluster's search is large)
+                  p.cfg = c;
+                  predict_memory(c, p);
                   p.fits = memory_limit <= 0 || p.memory_bytes <= memory_limit;
+                  if (p.fits) p = predict_step(c, m);
+                  else p.step_s = std::numeric_limits<double>::infinity();
                   out.push_back(std::move(p));
                 }
       }

@@ -28,6 +28,7 @@ struct Prediction {
   TrainConfig cfg;  // the layout (dp, tp, pp, micro_batch_size, recompute, zero, sequence_parallel, pp_schedule)
   double step_s = 0, compute_s = 0, tp_s = 0, dp_s = 0, pp_s = 0, optimizer_s = 0, bubble = 0;
   double memory_bytes = 0;  // the most loaded rank's, by the stage's formula
+  double activation_bytes = 0;  // of that rank: what its micro-batches in flight keep
   // seconds per step by kind, named as the profiler names kernels where they match
   // ("matmul.forward", "matmul.backward", "attention.forward", "attention.backward",
   // "memory-bound", "tp comm", "dp comm", "pipeline", "optimizer"); the slowest stage's
@@ -39,10 +40,12 @@ struct Prediction {
 
 // The prediction for cfg's layout (cfg validated by the caller).
 Prediction predict_step(const TrainConfig& cfg, const MachineProfile& m);
+// Only its memory per rank (memory_bytes, activation_bytes): the most loaded stage's.
+void predict_memory(const TrainConfig& cfg, Prediction& p);
 
 // Every valid layout of `ranks` ranks for cfg's model, global batch and sequence length (cfg's
 // layout keys are ignored), predicted and sorted fastest first; those over `memory_limit` bytes
-// per rank are kept but marked as not fitting.
+// per rank are kept, marked as not fitting and not priced (step_s infinite), after the others.
 std::vector<Prediction> plan_layouts(const TrainConfig& cfg, int ranks, const MachineProfile& m, double memory_limit);
 
 // --layout auto: sets cfg's layout keys to the fastest layout of `ranks` that fits, and returns
