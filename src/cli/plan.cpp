@@ -66,10 +66,13 @@ std::vector<size_t> measured_set(size_t n, int k) {
 }
 
 // Runs each chosen layout through `meshlm bench`, alternated over `repeats` rounds, and prints
-// predicted against measured (median of the rounds, with their spread).
+// predicted against measured: the step (median of the rounds, with their spread) and rank 0's
+// memory (the buffers the trainer holds against the formula; resident memory needs a process
+// per layout: bench/plan_memory.sh).
 void measure(Communicator& world, const std::vector<Prediction>& ps, const PlanOptions& o) {
   const std::vector<size_t> idx = measured_set(ps.size(), o.measure);
   std::vector<std::vector<double>> ms(idx.size());
+  std::vector<double> held(idx.size(), 0.0);
   BenchOptions bo;
   bo.warmup = 1;
   bo.steps = 3;
@@ -78,26 +81,31 @@ void measure(Communicator& world, const std::vector<Prediction>& ps, const PlanO
       TrainConfig c = ps[idx[j]].cfg;
       Mesh mesh(world, MeshShape{int(c.dp), int(c.tp), int(c.pp)});
       std::ostringstream quiet;
-      ms[j].push_back(bench(c, bo, quiet, &mesh).ms_per_step);
+      const BenchResult r = bench(c, bo, quiet, &mesh);
+      ms[j].push_back(r.ms_per_step);
+      held[j] = r.held_mib;
       if (world.rank() == 0) std::fprintf(stderr, "\rmeasured %zu of %zu", round * idx.size() + j + 1, idx.size() * size_t(o.repeats));
     }
   if (world.rank() != 0) return;
-  std::printf("\n%-4s %-50s %12s %12s %10s %8s\n", "rank", "layout", "predicted ms", "measured ms", "spread", "error");
-  double sum = 0, worst = 0, fastest = 1e30, first = 0;
+  std::printf("\n%-4s %-50s %12s %12s %10s %8s %10s %10s %8s\n", "rank", "layout", "predicted ms", "measured ms", "spread",
+              "error", "pred. MiB", "held MiB", "error");
+  double sum = 0, worst = 0, fastest = 1e30, first = 0, mem_worst = 0;
   for (size_t j = 0; j < idx.size(); j++) {
     std::vector<double> v = ms[j];
     std::sort(v.begin(), v.end());
     const double med = v[v.size() / 2], pred = ps[idx[j]].step_s * 1e3, err = (pred - med) / med;
+    const double pmib = ps[idx[j]].memory_bytes / double(1 << 20), merr = (pmib - held[j]) / held[j];
     if (j == 0) first = med;
     sum += std::fabs(err);
     worst = std::max(worst, std::fabs(err));
+    mem_worst = std::max(mem_worst, std::fabs(merr));
     fastest = std::min(fastest, med);
-    std::printf("%-4zu %-50s %12.1f %12.1f %9.1f%% %+7.1f%%\n", idx[j] + 1, ps[idx[j]].layout().c_str(), pred, med,
-                100.0 * (v.back() - v.front()) / med, 100.0 * err);
+    std::printf("%-4zu %-50s %12.1f %12.1f %9.1f%% %+7.1f%% %10.1f %10.1f %+7.1f%%\n", idx[j] + 1, ps[idx[j]].layout().c_str(),
+                pred, med, 100.0 * (v.back() - v.front()) / med, 100.0 * err, pmib, held[j], 100.0 * merr);
   }
   std::printf("step time error: mean %.1f%%, max %.1f%% over %zu layouts; the planner's first choice measured %.1f%% "
-              "from the fastest measured\n",
-              100.0 * sum / double(idx.size()), 100.0 * worst, idx.size(), 100.0 * (first / fastest - 1));
+              "from the fastest measured; memory (held against predicted, rank 0) within %.1f%%\n",
+              100.0 * sum / double(idx.size()), 100.0 * worst, idx.size(), 100.0 * (first / fastest - 1), 100.0 * mem_worst);
 }
 
 }  // namespace
@@ -151,6 +159,7 @@ void add_plan(CLI::App& app) {
         Mesh mesh(*world, MeshShape{world->size(), 1, 1});
         std::ostringstream quiet;
         MachineProfile p = calibrate_machine(*be, mesh, world->rank() == 0 ? std::cout : quiet, o->quick);
+        calibrate_trainer(p, *world, world->rank() == 0 ? std::cout : quiet);
         p.cpu = cpu_summary();
         if (world->rank() == 0) save_machine_profile(o->machine, p);
         if (world->rank() == 0) std::cout << "wrote the profile for " << p.ranks << " rank(s) to " << o->machine << "\n";

@@ -348,6 +348,32 @@ ParamTable param_table(const ModelConfig& cfg, const Plan& plan, int pp_rank, in
   return ParamTable(declarations(decoder_units(cfg, plan.stage(pp_rank), plan.mesh.tp)), plan, tp_rank);
 }
 
+ActivationLayoutBytes activation_layout(const ModelConfig& cfg, const Plan& plan, int pp_rank, DType dt, int64_t B,
+                                        int64_t T) {
+  plan.validate();
+  const StageLayers stage = plan.stage(pp_rank);
+  DecoderUnits u = decoder_units(cfg, stage, plan.mesh.tp);
+  const ParamTable table(declarations(u), plan, 0);
+  const int64_t N = B * T, Ns = plan.sequence_parallel ? N / plan.mesh.tp : N;
+  const Dims d{B, T, N, Ns};
+  // As Model::ensure_activations lays them out: each chunk's input, the units, the residual
+  // stream's gradient.
+  ActivationPlanner p(plan.recompute);
+  for (size_t c = 0; c < stage.resolved(cfg.n_layer).size(); c++) p.saved(Ns * cfg.n_embd);
+  std::vector<Unit*> units;
+  if (u.embedding) units.push_back(u.embedding.get());
+  for (auto& b : u.blocks) units.push_back(b.get());
+  if (u.head) units.push_back(u.head.get());
+  for (Unit* unit : units) {
+    unit->bind(table);
+    unit->plan(p, d, plan.sequence_parallel);
+  }
+  p.scratch("grad.residual", Ns * cfg.n_embd);
+  const int64_t esz = int64_t(dtype_size(dt)), stat = int64_t(dtype_size(master_of(dt)));
+  return {int64_t(p.saved_elems(false)) * esz + int64_t(p.saved_elems(true)) * stat,
+          int64_t(p.scratch_elems(false)) * esz + int64_t(p.scratch_elems(true)) * stat};
+}
+
 double UnitCost::forward_flops() const {
   double f = 0;
   for (const Cost& c : ops)

@@ -62,6 +62,16 @@ struct UnitCost {
 std::vector<UnitCost> unit_costs(const ModelConfig& cfg, const Plan& plan, int pp_rank, DType dt, int64_t B,
                                  int64_t T);
 
+// The activation memory stage `pp_rank` of the plan lays out for micro-batches of (B, T) in dt
+// (tensor-parallel rank 0), without building a model: what one slot keeps from forward to
+// backward and the scratch all slots share, in bytes. Model::activation_bytes() is
+// slots x saved + scratch.
+struct ActivationLayoutBytes {
+  int64_t saved = 0, scratch = 0;
+};
+ActivationLayoutBytes activation_layout(const ModelConfig& cfg, const Plan& plan, int pp_rank, DType dt, int64_t B,
+                                        int64_t T);
+
 // The parameter table of stage `pp_rank` of the plan on tensor-parallel rank tp_rank (no
 // weights allocated).
 ParamTable param_table(const ModelConfig& cfg, const Plan& plan, int pp_rank, int tp_rank);

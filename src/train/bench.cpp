@@ -53,10 +53,12 @@ nlohmann::ordered_json BenchResult::to_json(const TrainConfig& cfg) const {
                  {"parameters", cfg.model().num_parameters()}}},
       {"layout", {{"dp", cfg.dp}, {"tp", cfg.tp}, {"pp", cfg.pp}, {"zero", cfg.zero},
                   {"sequence_parallel", cfg.sequence_parallel}, {"pp_schedule", cfg.pp_schedule},
+                  {"pp_virtual", cfg.virtual_stages()},
                   {"micro_batches", cfg.accumulation_steps()}}},
       {"recompute", cfg.recompute},
       {"activation_mib", activation_mib},
       {"saved_activation_mib_per_micro_batch", saved_activation_mib},
+      {"held_mib", held_mib},
       {"threads_per_rank", omp_get_max_threads()}};
   if (!kernel_ms.empty()) j["breakdown_ms_per_step"] = kernel_ms;
   if (!pp_idle.empty()) {
@@ -95,6 +97,7 @@ BenchResult bench(TrainConfig cfg, const BenchOptions& opt, std::ostream& log, M
   b.kernel_ms = r.kernel_ms;
   b.activation_mib = r.activation_mib;
   b.saved_activation_mib = r.saved_activation_mib;
+  b.held_mib = r.held_mib;
   b.pp_idle = r.pp_idle;
   b.pp_idle_predicted = r.pp_idle_predicted;
   if (mesh && mesh->rank() != 0) return b;  // only rank 0 wrote metrics

@@ -28,7 +28,7 @@ struct BenchResult {
   double ms_per_step = 0, tokens_per_s = 0, gflops = 0, mfu = 0, peak_gflops = 0, peak_rss_mib = 0;
   int64_t steps = 0;
   std::map<std::string, double> kernel_ms;  // with breakdown: ms per step per kernel
-  double activation_mib = 0, saved_activation_mib = 0;  // rank 0's (TrainResult)
+  double activation_mib = 0, saved_activation_mib = 0, held_mib = 0;  // rank 0's (TrainResult)
   std::vector<double> pp_idle;  // pipeline: each stage's mean idle fraction
   double pp_idle_predicted = 0;
   nlohmann::ordered_json to_json(const TrainConfig& cfg) const;

@@ -136,6 +136,9 @@ void TrainConfig::validate() const {
   MESHLM_CHECK(n_head % tp == 0, "n_head (" + std::to_string(n_head) + ") must be a multiple of tp (" +
                                      std::to_string(tp) + "): each tensor-parallel rank holds whole heads");
   sharding_rules(model(), int(tp));  // throws when the model does not split over tp (kv heads, ffn, vocabulary)
+  MESHLM_CHECK(model().padded_vocab_size() % tp == 0, "tensor parallelism: the padded vocabulary (" +
+                                                         std::to_string(model().padded_vocab_size()) +
+                                                         ") must split into tp (" + std::to_string(tp) + ") equal parts");
   MESHLM_CHECK(batch_size % dp == 0, "batch_size (" + std::to_string(batch_size) +
                                          ") must be a multiple of dp (" + std::to_string(dp) + ")");
   MESHLM_CHECK(micro_batch() > 0 && batch_size % (dp * micro_batch()) == 0,

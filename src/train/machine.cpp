@@ -263,7 +263,8 @@ double MachineProfile::collective_seconds(const std::string& what, int group, do
 nlohmann::json MachineProfile::to_json() const {
   nlohmann::json j = {{"threads_per_rank", threads_per_rank}, {"memory_gbs", memory_gbs}, {"adamw_ns", adamw_ns},
                       {"crossentropy_ns", crossentropy_ns}, {"matmul_call_s", matmul_call_s},
-                      {"kernel_call_s", kernel_call_s}};
+                      {"kernel_call_s", kernel_call_s}, {"micro_batch_s", micro_batch_s}, {"block_s", block_s},
+                      {"step_overhead_s", step_overhead_s}};
   for (const auto& [key, rows] : matmul) j["matmul"][key] = rows;
   for (const auto& [dt, rows] : attention) j["attention"][dt] = rows;
   for (const auto& [what, groups] : collectives)
@@ -279,6 +280,9 @@ MachineProfile MachineProfile::from_json(const nlohmann::json& j, int ranks) {
   p.adamw_ns = j.value("adamw_ns", 2.0);
   p.matmul_call_s = j.value("matmul_call_s", 0.0);
   p.kernel_call_s = j.value("kernel_call_s", 0.0);
+  p.micro_batch_s = j.value("micro_batch_s", 0.0);
+  p.block_s = j.value("block_s", 0.0);
+  p.step_overhead_s = j.value("step_overhead_s", 0.0);
   for (const auto& [key, rows] : j.at("matmul").items()) p.matmul[key] = rows.get<std::vector<std::array<double, 4>>>();
   if (j.contains("crossentropy_ns")) p.crossentropy_ns = j["crossentropy_ns"].get<std::map<std::string, double>>();
   for (const auto& [dt, rows] : j.at("attention").items())

@@ -14,6 +14,7 @@
 //   "adamw_ns": 1.3,                                                per element (fp32 masters)
 //   "crossentropy_ns": {"fp32": 0.9},                               per logit, forward + backward
 //   "matmul_call_s": 1e-5, "kernel_call_s": 5e-6,                   the fixed cost of a call
+//   "micro_batch_s": 1e-4, "block_s": 2e-5, "step_overhead_s": 1e-3,  the trainer outside kernels
 //   "collectives": {"all_reduce": {"2": [latency_s, bytes_per_s]}, ...}  per group size
 // }}}
 #pragma once
@@ -56,6 +57,10 @@ struct MachineProfile {
   // the fixed cost of one call (threads forked and joined, a primitive looked up): of a Linear's
   // kernel and of a memory-bound one, measured at the smallest shapes
   double matmul_call_s = 0, kernel_call_s = 0;
+  // What the trainer spends outside the kernels (train/planner.h calibrate_trainer): per
+  // micro-batch (reading it, its targets, hooks), per block per micro-batch (the kernel calls as
+  // the trainer strings them together, beyond the calls' own cost), and per step.
+  double micro_batch_s = 0, block_s = 0, step_overhead_s = 0;
   std::map<std::string, double> crossentropy_ns;  // per dtype name
   // collective name -> group size -> cost; "send_recv" for pipeline boundaries
   std::map<std::string, std::map<int, LinkCost>> collectives;

@@ -12,7 +12,6 @@
 #include "core/error.h"
 #include "model/family.h"
 #include "model/model.h"
-#include "model/unit.h"
 #include "parallel/pipeline.h"
 
 namespace meshlm {
@@ -99,23 +98,20 @@ MemoryEstimate estimate_memory(const TrainConfig& cfg, int pp_rank) {
               " + 4" + (window_grads ? d : "") + " + 8" + (zero >= 1 ? d : "") + " = " +
               bytes_text(double(int((e.masters + e.compute + e.grads + e.moments) / P * 100 + 0.5)) / 100) +
               " bytes/parameter";
-  // Activations kept from forward to backward, per micro-batch in flight in each model chunk (the
-  // schedule's own count: a pipeline holds up to pp - s of them under 1F1B, every one under
-  // GPipe, per chunk under interleaving), and the logits and their gradient.
+  // Activations as the stage lays them out (model/model.h activation_layout): a slot per
+  // micro-batch in flight (the schedule's own count: 1 without a pipeline, up to pp - s under
+  // 1F1B, every one under GPipe, the most of any chunk under interleaving), each holding every
+  // chunk's saved buffers, and the scratch they share (backward's buffers, what recomputation
+  // rebuilds, the logits and their gradient).
   const DType dt = lowp ? DType::bf16 : DType::fp32;
-  const StageLayers stage = plan.stage(pp_rank);
-  std::vector<double> saved(size_t(plan.pp_virtual), 0.0);  // per chunk
-  for (const UnitCost& u : unit_costs(m, plan, pp_rank, dt, cfg.micro_batch(), cfg.seq_len)) {
-    const size_t c = is_block_unit(u.unit) ? size_t(stage.chunk_of(std::stoll(u.unit.substr(2))))
-                     : u.unit == "embedding" ? 0 : saved.size() - 1;
-    for (const Cost& r : u.ops)
-      if (r.kind == Cost::Kind::saved) saved[c] += double(r.bytes);
+  const ActivationLayoutBytes a = activation_layout(m, plan, pp_rank, dt, cfg.micro_batch(), cfg.seq_len);
+  int slots = 1;
+  if (cfg.pp > 1) {
+    const std::vector<PipeAction> actions =
+        pipeline_actions(plan.pp_schedule, pp_rank, int(cfg.pp), int(cfg.accumulation_steps()), plan.pp_virtual);
+    for (int c = 0; c < plan.pp_virtual; c++) slots = std::max(slots, max_in_flight(actions, c));
   }
-  const std::vector<PipeAction> actions =
-      cfg.pp == 1 ? std::vector<PipeAction>{{PipeAction::forward, 0}}
-                  : pipeline_actions(plan.pp_schedule, pp_rank, int(cfg.pp), int(cfg.accumulation_steps()), plan.pp_virtual);
-  for (size_t c = 0; c < saved.size(); c++) e.activations += saved[c] * double(max_in_flight(actions, int(c)));
-  e.activations += double(cfg.micro_batch() * cfg.seq_len) * double(m.vocab_size) / double(cfg.tp) * 4 * 2;  // logits
+  e.activations = double(slots) * double(a.saved) + double(a.scratch);
   return e;
 }
 

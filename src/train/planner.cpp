@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <sstream>
 #include <limits>
 #include <map>
 
 #include "core/error.h"
 #include "model/model.h"
 #include "parallel/pipeline.h"
+#include "train/bench.h"
 #include "train/memory_estimate.h"
 
 namespace meshlm {
@@ -70,10 +72,19 @@ StageTime stage_time(const TrainConfig& cfg, const Plan& plan, int stage, DType 
   t.bwd.assign(size_t(plan.pp_virtual), 0.0);
   const Recompute rc = plan.recompute;
   const StageLayers layers = plan.stage(stage);
+  // the trainer outside the kernels: per micro-batch (a third forward), per block (likewise)
+  auto overhead = [&](size_t chunk, double s) {
+    t.compute += s;
+    t.fwd[chunk] += s / 3;
+    t.bwd[chunk] += 2 * s / 3;
+    t.kinds["outside kernels"] += s;
+  };
+  overhead(0, m.micro_batch_s);
   for (const UnitCost& u : unit_costs(cfg.model(), plan, stage, dt, cfg.micro_batch(), cfg.seq_len)) {
     const bool block = is_block_unit(u.unit);
     const size_t chunk = block ? size_t(layers.chunk_of(std::stoll(u.unit.substr(2))))
                          : u.unit == "embedding" ? 0 : t.fwd.size() - 1;
+    if (block) overhead(chunk, m.block_s);
     for (const Cost& c : u.ops) {
       const double s = record_seconds(c, m, plan.mesh.tp);
       // recomputation reruns in backward: a block's whole forward (full), or its attention
@@ -191,6 +202,7 @@ Prediction predict_step(const TrainConfig& cfg, const MachineProfile& m) {
   const double shard = P_max / (plan.zero_stage() >= 1 ? plan.mesh.dp : 1);
   // AdamW over the shard; the 16-bit refresh (read 4, write 2), zeroing and the norm (4 each)
   p.optimizer_s = shard * m.adamw_ns * 1e-9 + (P_max * (dt == DType::fp32 ? 8.0 : 14.0)) / (m.memory_gbs * 1e9);
+  p.optimizer_s += m.step_overhead_s;  // the step's own work outside the kernels (norms, metrics)
   p.step_s = p.compute_s + p.tp_s + p.dp_s + p.pp_s + p.optimizer_s;
   for (const auto& [k, v] : {std::pair<const char*, double>{"dp comm", p.dp_s}, {"pipeline", p.pp_s}, {"optimizer", p.optimizer_s}})
     if (v > 0) p.breakdown[k] = v;
@@ -250,6 +262,34 @@ std::vector<Prediction> plan_layouts(const TrainConfig& base, int ranks, const M
     return a.fits != b.fits ? a.fits : a.step_s < b.step_s;
   });
   return out;
+}
+
+void calibrate_trainer(MachineProfile& m, Communicator& world, std::ostream& log) {
+  m.micro_batch_s = m.block_s = m.step_overhead_s = 0;
+  auto residual = [&](int64_t layers, int64_t micro) {  // measured - predicted seconds per step
+    TrainConfig c;
+    c.n_layer = layers, c.n_head = 2, c.n_embd = 32, c.vocab_size = 256, c.seq_len = 16, c.max_seq_len = 16;
+    c.dp = world.size(), c.micro_batch_size = 1, c.batch_size = micro * c.dp;
+    c.eval_every = 0, c.checkpoints = 0, c.peak_gflops = 100;
+    Mesh mesh(world, MeshShape{world.size(), 1, 1});
+    BenchOptions bo;
+    bo.warmup = 3, bo.steps = 20;
+    std::ostringstream quiet;
+    std::vector<double> ms;
+    for (int round = 0; round < 3; round++) ms.push_back(bench(c, bo, quiet, &mesh).ms_per_step);
+    std::sort(ms.begin(), ms.end());
+    double r = ms[1] * 1e-3 - predict_step(c, m).step_s;
+    world.all_reduce(&r, 1, DType::fp64);  // rank 0's figure, on every rank
+    return r / world.size();
+  };
+  const double a = residual(1, 2), b = residual(1, 16), c = residual(4, 16);
+  // r = step + micro x (per micro-batch + blocks x per block)
+  const double block = std::max(0.0, (c - b) / (3 * 16)), micro = std::max(0.0, (b - a) / 14 - block);
+  m.block_s = block;
+  m.micro_batch_s = micro;
+  m.step_overhead_s = std::max(0.0, a - 2 * (micro + block));
+  log << "  the trainer outside kernels: " << micro * 1e6 << " us per micro-batch, " << block * 1e6
+      << " us per block per micro-batch, " << m.step_overhead_s * 1e6 << " us per step\n";
 }
 
 Prediction choose_layout(TrainConfig& cfg, int ranks, const MachineProfile& m, double memory_limit) {

@@ -48,6 +48,12 @@ void predict_memory(const TrainConfig& cfg, Prediction& p);
 // per rank are kept, marked as not fitting and not priced (step_s infinite), after the others.
 std::vector<Prediction> plan_layouts(const TrainConfig& cfg, int ranks, const MachineProfile& m, double memory_limit);
 
+// The trainer's time outside the kernels, measured: three tiny models (1 and 4 blocks of C 32,
+// 2 and 16 micro-batches of one 16-token sequence per rank) run through `bench` on every rank of
+// `world` (data parallel), their measured steps less what `m` predicts give m.micro_batch_s,
+// m.block_s and m.step_overhead_s (none of the layouts a user plans).
+void calibrate_trainer(MachineProfile& m, Communicator& world, std::ostream& log);
+
 // --layout auto: sets cfg's layout keys to the fastest layout of `ranks` that fits, and returns
 // its prediction (throws when none fits).
 Prediction choose_layout(TrainConfig& cfg, int ranks, const MachineProfile& m, double memory_limit);

@@ -803,6 +803,9 @@ void Trainer::Impl::describe_activations() {
   const double mib = 1.0 / double(1 << 20);
   res_.activation_mib = double(model_.activation_bytes()) * mib;
   res_.saved_activation_mib = double(model_.saved_activation_bytes()) * mib;
+  const double copy = prec_.compute != DType::fp32 ? double(model_.compute_weights().nbytes()) : 0;
+  res_.held_mib = (double(model_.params().nbytes() + model_.grads().nbytes() + opt_.m().nbytes() + opt_.v().nbytes()) +
+                   copy + double(model_.activation_bytes()) + double(sync_->working_set_bytes())) * mib;
   if (sync_->working_set_bytes() > 0)
     log_.line("memory  ZeRO windows per rank: " + fmt("%.1f", double(sync_->working_set_bytes()) * mib) +
               " MiB allocated by the first step (gathered weights and gradient windows)\n");

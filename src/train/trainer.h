@@ -33,6 +33,9 @@ struct TrainResult {
   int64_t skipped_steps = 0;   // fp16 overflows in this run (optimizer steps skipped)
   double activation_mib = 0;   // rank 0's activation memory: every slot's saved part + scratch
   double saved_activation_mib = 0;  // of which one micro-batch keeps from forward to backward
+  // rank 0's buffers: masters, the 16-bit copy, gradients, Adam moments, activations and ZeRO's
+  // windows (what the planner's memory formula predicts, train/memory_estimate.h)
+  double held_mib = 0;
   std::vector<double> pp_idle;      // pipeline: each stage's mean idle fraction (steps after the first)
   double pp_idle_predicted = 0;     // (pp - 1) / (m + pp - 1)
 };

@@ -6,7 +6,9 @@
 #     with the calibration command for a rank count the profile lacks;
 #   - train --layout auto on 1 rank and under mpirun on 2 ranks runs the planner's first choice
 #     and says so; that choice is the first row of `meshlm plan` for the same job;
-#   - --calibrate --quick writes a profile that plan then reads (on 1 rank, seconds).
+#   - --calibrate --quick writes a profile that plan then reads (on 1 rank, seconds);
+#   - a cluster preset and a cluster TOML: --predict prices one layout, the search ranks layouts
+#     of 64 GPUs; a TOML missing a key is a one-line error naming it.
 # Usage: plan_test.sh path/to/meshlm repo_root [mpirun]
 set -uo pipefail
 MESHLM="$1"
@@ -40,6 +42,35 @@ fi
 
 expect_ok "calibrate on 1 rank" "$MESHLM" plan --calibrate --quick --machine "$WORK/m.json"
 expect_ok "plan reads the fresh profile" "$MESHLM" plan "${model[@]}" --ranks 1 --machine "$WORK/m.json" --top 3
+
+gpt3=(--n-layer 96 --n-head 96 --n-embd 12288 --vocab-size 51200 --max-seq-len 2048 --seq-len 2048 --batch-size 64 --precision bf16)
+expect_ok "plan --predict on the a100-80gb preset" "$MESHLM" plan "${gpt3[@]}" --machine a100-80gb --predict \
+  --tp 8 --pp 8 --micro-batch-size 1 --recompute selective --sequence-parallel 1
+grep -q "^predicted 1x8x8 mb 1 zero 0 rc selective sp 1f1b: [0-9.]* ms per step" "$WORK/out" && grep -q "tp comm" "$WORK/out" && ok ||
+  { fail "the --predict line"; cat "$WORK/out"; }
+cat > "$WORK/cluster.toml" <<'TOML'
+name = "test cluster: 4 x 2 devices"
+devices_per_node = 2
+[device]
+peak_tflops = { fp32 = 10.0, bf16 = 100.0 }
+gemm_efficiency = 0.7
+tile = 64
+memory_gib = 16
+memory_gbs = 800
+attention_score_passes = 0
+[node]
+bus_gbs = 100
+latency_us = 5
+[network]
+nic_gbs = 10
+latency_us = 10
+TOML
+expect_ok "plan on a cluster TOML" "$MESHLM" plan "${model[@]}" --ranks 8 --machine "$WORK/cluster.toml" --top 3
+grep -q "layouts of 8 ranks.*test cluster: 4 x 2 devices" "$WORK/out" && grep -q "^1 " "$WORK/out" && ok ||
+  { fail "the cluster's table"; cat "$WORK/out"; }
+grep -v "gemm_efficiency" "$WORK/cluster.toml" > "$WORK/bad.toml"
+expect_error "a cluster TOML without a key" "cluster key device.gemm_efficiency (a number) is missing" \
+  "$MESHLM" plan "${model[@]}" --ranks 8 --machine "$WORK/bad.toml"
 
 echo "plan_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -4,7 +4,8 @@
 // adds its collectives, a pipeline its bubble (1F1B at pp 2 with the slower last stage: the first
 // stage's forward and backward, plus every boundary transfer on the critical path), ZeRO-3
 // its gathers; recompute reruns forward work; the search keeps only valid layouts and ranks
-// them; --layout auto takes the first that fits. And the profile's interpolation and file.
+// them; --layout auto takes the first that fits. And the profile's interpolation and file, and a
+// cluster's datasheet model: GEMMs on the roofline, collectives by where their ranks sit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +14,7 @@
 
 #include "core/error.h"
 #include "model/model.h"
+#include "train/cluster.h"
 #include "train/planner.h"
 
 using namespace meshlm;
@@ -140,6 +142,50 @@ TEST(Planner, ProfileInterpolatesAndRoundTrips) {
   EXPECT_NEAR(back.collective_seconds("all_reduce", 4, 1e9), 1.5, 1e-9);  // a ring's (g-1)/g from 2 to 4 ranks
   EXPECT_THROW(load_machine_profile(path, 4), Error);  // no profile for 4 ranks: says how to calibrate
   std::filesystem::remove(path);
+}
+
+TEST(Planner, ClusterRooflineAndTopology) {
+  const ClusterSpec a100 = load_cluster("a100-80gb");
+  EXPECT_EQ(a100.devices_per_node, 8);
+  EXPECT_DOUBLE_EQ(a100.peak_tflops.at("bf16"), 312);
+  const MachineProfile m = cluster_profile(a100, 64);
+  // A large product runs at 80% of the bf16 peak; a skinny one (one row) at its bytes' bandwidth.
+  EXPECT_NEAR(m.matmul_gflops(DType::bf16, false, false, 4096, 4096, 4096), 0.8 * 312e3, 1e-6);
+  const double flops = 2.0 * 1 * 4096 * 4096, bytes = 2.0 * (4096 + 4096 * 4096 + 4096);
+  EXPECT_NEAR(m.matmul_gflops(DType::bf16, false, false, 1, 4096, 4096), flops / (bytes / 1750e9) / 1e9, 1e-6);
+  // 1000 output columns use 1000/1024 of their eight tiles.
+  EXPECT_NEAR(m.matmul_gflops(DType::bf16, false, false, 8192, 4096, 1000), 0.8 * 312e3 * 1000 / 1024, 1e-6);
+  // In a node: the fabric's 230 GB/s bus bandwidth, a ring's 2 (g-1)/g of the data per rank.
+  EXPECT_NEAR(m.collective_seconds("all_reduce", 8, 1e9, 1), 10e-6 + 1e9 * 2 * 7 / 8 / 230e9, 1e-12);
+  // Across 4 nodes, one rank in each (a dp group of tp 8): one NIC's 23 GB/s, log2(4) x 2 steps.
+  EXPECT_NEAR(m.collective_seconds("all_reduce", 4, 1e9, 8), 4 * 8e-6 + 1e9 * 2 * 3 / 4 / 23e9, 1e-12);
+  // Across 4 nodes with 8 ranks in each (dp 32 of tp 1): eight NICs at once.
+  EXPECT_NEAR(m.collective_seconds("all_reduce", 32, 1e9, 1), 10 * 8e-6 + 1e9 * 2 * 31 / 32 / (8 * 23e9), 1e-12);
+  EXPECT_NEAR(m.collective_seconds("send_recv", 2, 1e9, 8), 8e-6 + 1e9 / 23e9, 1e-12);  // the next node's stage
+  EXPECT_NEAR(m.device_memory_bytes, 76.0 * (1 << 30), 1);
+  EXPECT_TRUE(is_cluster("a100-80gb") && is_cluster("my.toml") && !is_cluster("meshlm_machine.json"));
+  EXPECT_THROW(load_cluster("b200"), Error);
+  try {
+    parse_cluster("devices_per_node = 8\n[device]\npeak_tflops = { bf16 = 100 }\n", "test.toml");
+    ADD_FAILURE() << "a cluster without gemm_efficiency";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("device.gemm_efficiency"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Planner, PredictsTheKorthikantiRunsWithinTenPercent) {
+  // Korthikanti et al. 2022, 175B (GPT-3 shape) on 64 A100s, t 8 x p 8, sequence parallel +
+  // selective recompute, batch 64: 13.75 s per iteration (51.4% MFU). The preset was fixed from
+  // datasheets and published GEMM / NCCL rates, not from this run (bench/plan_papers.sh has all
+  // rows and BENCHMARKS.md the table).
+  TrainConfig c;
+  c.n_layer = 96, c.n_head = 96, c.n_embd = 12288, c.vocab_size = 51200, c.max_seq_len = 2048;
+  c.seq_len = 2048, c.batch_size = 64, c.precision = "bf16", c.grad_reduce = "bf16";
+  c.tp = 8, c.pp = 8, c.micro_batch_size = 1, c.recompute = "selective", c.sequence_parallel = 1;
+  c.validate();
+  const Prediction p = predict_step(c, cluster_profile(load_cluster("a100-80gb"), 64));
+  EXPECT_NEAR(p.step_s, 13.75, 0.1 * 13.75);
+  EXPECT_LT(p.memory_bytes, 76.0 * (1 << 30));
 }
 
 }  // namespace
