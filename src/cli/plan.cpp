@@ -37,9 +37,11 @@ void print_one(const Prediction& p, int64_t tokens) {
       for (const Cost& r : u.ops)
         if (r.kind == Cost::Kind::saved) block += double(r.bytes);
   std::printf("saved per block per micro-batch: %.1f MiB\n", block / double(1 << 20));
-  std::printf("predicted %s: %.1f ms per step, %.0f tokens/s, %.0f MiB per rank (activations %.0f MiB), bubble %.1f%%; %s\n",
+  std::printf("predicted %s: %.1f ms per step, %.0f tokens/s, %.0f MiB per rank (activations %.0f MiB; rank 0 %.0f MiB), "
+              "bubble %.1f%%; %s\n",
               p.layout().c_str(), p.step_s * 1e3, double(tokens) / p.step_s, p.memory_bytes / double(1 << 20),
-              p.activation_bytes / double(1 << 20), 100.0 * p.bubble, p.dominant().c_str());
+              p.activation_bytes / double(1 << 20), p.first_stage_bytes / double(1 << 20), 100.0 * p.bubble,
+              p.dominant().c_str());
   std::printf("predicted ms per step:");
   for (const auto& [kind, s] : p.breakdown) std::printf(" %s %.1f;", kind.c_str(), s * 1e3);
   std::printf("\n");
@@ -88,13 +90,13 @@ void measure(Communicator& world, const std::vector<Prediction>& ps, const PlanO
     }
   if (world.rank() != 0) return;
   std::printf("\n%-4s %-50s %12s %12s %10s %8s %10s %10s %8s\n", "rank", "layout", "predicted ms", "measured ms", "spread",
-              "error", "pred. MiB", "held MiB", "error");
+              "error", "rank 0 MiB", "held MiB", "error");
   double sum = 0, worst = 0, fastest = 1e30, first = 0, mem_worst = 0;
   for (size_t j = 0; j < idx.size(); j++) {
     std::vector<double> v = ms[j];
     std::sort(v.begin(), v.end());
     const double med = v[v.size() / 2], pred = ps[idx[j]].step_s * 1e3, err = (pred - med) / med;
-    const double pmib = ps[idx[j]].memory_bytes / double(1 << 20), merr = (pmib - held[j]) / held[j];
+    const double pmib = ps[idx[j]].first_stage_bytes / double(1 << 20), merr = (pmib - held[j]) / held[j];
     if (j == 0) first = med;
     sum += std::fabs(err);
     worst = std::max(worst, std::fabs(err));

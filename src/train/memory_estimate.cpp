@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "model/family.h"
 #include "model/model.h"
+#include "model/unit.h"
 #include "parallel/pipeline.h"
 
 namespace meshlm {

@@ -152,6 +152,7 @@ std::string Prediction::dominant() const {
 void predict_memory(const TrainConfig& cfg, Prediction& p) {
   for (int s : {0, int(cfg.pp) - 1}) {  // the most loaded: the first (most in flight) or the last (the LM head)
     const MemoryEstimate e = estimate_memory(cfg, s);
+    if (s == 0) p.first_stage_bytes = e.total();
     if (e.total() > p.memory_bytes) p.memory_bytes = e.total(), p.activation_bytes = e.activations;
   }
 }

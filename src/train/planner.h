@@ -29,6 +29,7 @@ struct Prediction {
   double step_s = 0, compute_s = 0, tp_s = 0, dp_s = 0, pp_s = 0, optimizer_s = 0, bubble = 0;
   double memory_bytes = 0;  // the most loaded rank's, by the stage's formula
   double activation_bytes = 0;  // of that rank: what its micro-batches in flight keep
+  double first_stage_bytes = 0;  // rank 0's (the first stage's), to compare with a run's rank 0
   // seconds per step by kind, named as the profiler names kernels where they match
   // ("matmul.forward", "matmul.backward", "attention.forward", "attention.backward",
   // "memory-bound", "tp comm", "dp comm", "pipeline", "optimizer"); the slowest stage's
