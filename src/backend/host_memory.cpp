@@ -5,19 +5,12 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/tensor.h"
 
 namespace meshlm {
 
-void* HostMemory::allocate(size_t bytes) {
-  if (bytes == 0) return nullptr;
-  const size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded);
-  MESHLM_CHECK(p, "out of memory allocating " + std::to_string(bytes) + " bytes");
-  std::memset(p, 0, rounded);
-  return p;
-}
-
-void HostMemory::deallocate(void* p, size_t) { std::free(p); }
+void* HostMemory::allocate(size_t bytes) { return host_allocate(bytes); }
+void HostMemory::deallocate(void* p, size_t bytes) { host_free(p, bytes); }
 void HostMemory::copy(void* dst, const void* src, size_t bytes) {
   if (bytes) std::memcpy(dst, src, bytes);
 }

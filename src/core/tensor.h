@@ -26,7 +26,14 @@ class Allocator {
   virtual void deallocate(void* p, size_t bytes) = 0;
 };
 
-// Frees memory through its allocator (null: host memory, std::free).
+// Host memory, zero-filled and 64-byte aligned. Blocks of 1 MiB or more are pages of their own
+// (mmap), given back to the system when freed: through malloc a freed block can stay resident
+// (glibc's mmap threshold rises with each large free), so a run's start-up transients would
+// count in its resident memory for the rest of the run.
+void* host_allocate(size_t bytes);
+void host_free(void* p, size_t bytes);
+
+// Frees memory through its allocator (null: host memory, host_free).
 struct AllocatorFree {
   Allocator* allocator;
   size_t bytes;

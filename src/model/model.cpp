@@ -81,10 +81,19 @@ int64_t Model::first_offset(const Unit& u) const {
   return lo;
 }
 
+// Drawn on the host a slice at a time and uploaded (the stored part): a staging buffer the size
+// of the whole would double the masters' memory at the start of the run.
 void Model::init(uint64_t seed) {
-  Tensor host({params().numel()}, master_dtype());  // drawn on the host (the stored part), then uploaded
-  init_params(w_.table(), seed, host.view(), w_.master_begin());
-  be_.upload(params().data(), host.data(), host.nbytes());
+  const int64_t n = params().numel(), chunk = std::min<int64_t>(n, int64_t(1) << 22);
+  Tensor host({chunk}, master_dtype());  // [chunk]
+  for (int64_t at = 0; at < n; at += chunk) {
+    const int64_t len = std::min(chunk, n - at);
+    TensorView part = host.view();
+    part.shape = {len};
+    const int64_t off = w_.master_begin() + at;
+    init_params(w_.table(), seed, part, off);
+    be_.upload(w_.master_at(off), host.data(), size_t(len) * dtype_size(master_dtype()));
+  }
   update_compute_weights();
 }
 

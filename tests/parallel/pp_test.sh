@@ -13,7 +13,7 @@
 #   - the log reports each stage's idle fraction next to the prediction, and recomputation
 #     reports less activation memory;
 #   - interleaved 1F1B (2 chunks per rank, non-contiguous stages): pp 2 (each recompute
-#     setting), tp 2 x pp 2 and dp 2 x pp 2 + ZeRO-1 equal the 1-rank curve (<= 1e-5); its
+#     setting), tp 2 x pp 2 and dp 2 x pp 2 + ZeRO-1 and ZeRO-2 equal the 1-rank curve (<= 1e-5); its
 #     checkpoints (whole and parts) resume on 1 rank and at 1F1B, a 1-rank one resumes
 #     interleaved; a micro-batch count that is not a multiple of pp is a one-line error.
 # Usage: pp_test.sh path/to/meshlm path/to/mpirun repo_root
@@ -102,6 +102,8 @@ run 4 il_tp2 --dp 1 --tp 2 --pp 2 --pp-schedule interleaved --sequence-parallel 
   check "tp 2 x pp 2 interleaved + sequence parallel vs 1 rank" one il_tp2 1e-5 || fail "tp2 pp2 interleaved: $(tail -1 "$WORK/il_tp2.log")"
 run 4 il_dp2 --dp 2 --pp 2 --pp-schedule interleaved --zero 1 --micro-batch-size 1 &&
   check "dp 2 x pp 2 interleaved + ZeRO-1 vs 1 rank" one il_dp2 1e-5 || fail "dp2 pp2 interleaved: $(tail -1 "$WORK/il_dp2.log")"
+run 4 il_z2 --dp 2 --pp 2 --pp-schedule interleaved --zero 2 --micro-batch-size 1 &&
+  check "dp 2 x pp 2 interleaved + ZeRO-2 vs 1 rank" one il_z2 1e-5 || fail "dp2 pp2 interleaved ZeRO-2: $(tail -1 "$WORK/il_z2.log")"
 grep -q "pipeline interleaved, 4 micro-batches, layers 1,1,1,1 per virtual stage (2 chunks per rank" "$WORK/il_none.log" &&
   grep -q "predicted 11.1% = (pp - 1) / (v m + pp - 1)" "$WORK/il_none.log" && ok ||
   fail "the layout line names the chunks and the log the interleaved bubble"
