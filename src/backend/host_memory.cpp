@@ -1,10 +1,7 @@
 #include "backend/host_memory.h"
 
-#include <cstdlib>
 #include <cstring>
-#include <string>
 
-#include "core/error.h"
 #include "core/tensor.h"
 
 namespace meshlm {

@@ -75,8 +75,8 @@ std::string bytes_text(double b) {
 //   3: 4/dp + 2/dp + 4/dp + 8/dp   (= 16/dp in fp32 ... 18/dp in 16 bits)
 // plus, at stage 2 and 3, the windows: gradient windows of the tied parameter and up to three
 // units (the one in backward, two reducing) in fp32 with the receive buffers of those reducing,
-// and at stage 3 the gathered weights of the
-// tied parameter and two units (the one computing, the next prefetched) in the compute dtype.
+// and at stage 3 the gathered weights of the tied parameter and two units (the one computing,
+// the next prefetched) in the compute dtype.
 MemoryEstimate estimate_memory(const TrainConfig& cfg, int pp_rank) {
   const Plan plan = cfg.plan();
   const ModelConfig m = cfg.model();
@@ -97,8 +97,11 @@ MemoryEstimate estimate_memory(const TrainConfig& cfg, int pp_rank) {
   // receive buffers of the reduce-scatters in flight: a window lies in one rank's shard (the
   // shards are contiguous), so that rank receives all of it; rank 0's shard holds the tied one.
   // Reduced in 16 bits: the windows' 16-bit copies too, and the fp32 of the largest received.
-  const double g = double(dtype_size(plan.grad_reduce));
-  if (window_grads) e.working += (tied + 3 * unit) * 4 + (tied + 2 * unit) * g + (g < 4 ? (tied + 2 * unit) * g + tied * 4 : 0);
+  if (window_grads) {
+    const double g = double(dtype_size(plan.grad_reduce)), reducing = tied + 2 * unit;
+    e.working += (tied + 3 * unit) * 4 + reducing * g;
+    if (g < 4) e.working += reducing * g + tied * 4;
+  }
   if (zero == 3) e.working += (tied + 2 * unit) * (lowp ? 2 : 4);
   const std::string d = "/" + std::to_string(cfg.dp);
   e.formula = "4" + std::string(shard_masters ? d : "") + (lowp ? " + 2" + std::string(zero == 3 ? d : "") : "") +

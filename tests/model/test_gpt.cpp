@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "model/model.h"
+#include "model/params.h"
 #include "precision/fp8_recipe.h"
 #include "support/fixtures.h"
 #include "support/support.h"
@@ -82,6 +83,22 @@ TEST(Gpt, InitIsDeterministicAndFollowsGpt2) {
   // Element i of a parameter depends only on (seed, name, i): the value a shard would compute.
   const auto& w = a.table().at("transformer.h.0.mlp.c_fc.weight");
   EXPECT_EQ(p[w.offset + 100], float(0.02 * normal01(7, hash_name(w.name), 100)));
+}
+
+// Model::init draws 2^22 elements at a time: a model of several slices (7.4M parameters) holds
+// what init_params draws into one buffer of the whole table.
+TEST(Gpt, InitInSlicesEqualsTheWholeDraw) {
+  ModelConfig c = tiny_config();
+  c.n_layer = 1;
+  c.n_embd = 512;
+  c.vocab_size = 8192;
+  auto be = make_cpu_backend();
+  Model m(c, *be);
+  ASSERT_GT(m.params().numel(), int64_t(1) << 22);  // two slices
+  m.init(11);
+  Tensor whole({m.table().total()}, DType::fp32);  // [P]
+  init_params(m.table(), 11, whole.view());
+  EXPECT_EQ(0, std::memcmp(m.params().data(), whole.data(), whole.nbytes()));
 }
 
 TEST(Gpt, InitialLossIsNearLogV) {
