@@ -4,7 +4,9 @@
 # (micro-batches, recompute, ZeRO stages, tp, pp, interleaving, fp32 and bf16). For each, one
 # process per layout: `meshlm plan --predict` (the predicted MiB of rank 0),
 # `meshlm bench --json` (rank 0's held buffers and peak RSS), and an empty process's RSS (the
-# same bench on a model of one tiny block) subtracted from the RSS.
+# same bench on a model of one tiny block) subtracted from the RSS. Every run is given its peak
+# (--peak-gflops) so that none measures it: that measurement's transient 2048^3 GEMM buffers
+# (~100 MiB) would be the empty process's peak RSS and not a baseline.
 # Usage: bench/plan_memory.sh [build-dir]
 set -euo pipefail
 BUILD="${1:-build}"
@@ -23,7 +25,7 @@ layouts=(
 )
 empty() {  # np: an empty process's resident MiB (one tiny block, same runtime)
   on_ranks "$1" 1 bench --n-layer 1 --n-head 1 --n-embd 8 --vocab-size 256 --seq-len 8 --batch-size "$1" --dp "$1" \
-    --warmup 1 --timed-steps 1 --json | tail -1
+    --warmup 1 --timed-steps 1 --peak-gflops 100 --json | tail -1
 }
 empty 1 > "$OUT/empty1.json"
 empty 2 > "$OUT/empty2.json"
@@ -33,7 +35,7 @@ for entry in "${layouts[@]}"; do
   # shellcheck disable=SC2086
   "$BUILD/meshlm" plan $MODEL $flags --predict --machine tests/data/machine_profile.json | sed -n 2p > "$OUT/pred$i.txt"
   # shellcheck disable=SC2086
-  on_ranks "$np" $((3 - np)) bench $MODEL $flags --warmup 1 --timed-steps 1 --json | tail -1 > "$OUT/run$i.json"
+  on_ranks "$np" $((3 - np)) bench $MODEL $flags --warmup 1 --timed-steps 1 --peak-gflops 100 --json | tail -1 > "$OUT/run$i.json"
   echo "$np|$flags" > "$OUT/what$i.txt"
   i=$((i + 1))
 done

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "core/formats.h"
 #include "core/tensor.h"
 
 namespace meshlm {

@@ -118,7 +118,7 @@ void add_train(CLI::App& app) {
       return;
     std::cout << "done    " << r.steps << " steps, last loss " << r.last_loss;
     if (r.val_loss >= 0) std::cout << ", val_loss " << r.val_loss;
-    std::cout << ", " << int64_t(r.tokens_per_s) << " tok/s" << (r.fp8_simulated ? " (fp8 simulated)" : "") << ", peak RSS " << int64_t(r.peak_rss_mib)
+    std::cout << ", " << int64_t(r.tokens_per_s) << " tok/s" << (r.fp8_simulated ? " (fp8 simulated)" : r.quantization_simulated ? " (quantization simulated)" : "") << ", peak RSS " << int64_t(r.peak_rss_mib)
               << " MiB";
     if (r.skipped_steps > 0) std::cout << ", " << r.skipped_steps << " steps skipped (fp16 overflow)";
     std::cout << "\n";

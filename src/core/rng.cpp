@@ -32,6 +32,8 @@ double normal01(uint64_t seed, uint64_t stream, uint64_t index) {
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
 }
 
+uint64_t random_base(uint64_t seed, uint64_t stream) { return mix64(mix64(seed) ^ stream); }
+
 uint32_t random_u32(uint64_t seed, uint64_t stream, uint64_t index) {
   return uint32_t(bits64(seed, stream, index) >> 32);
 }

@@ -17,6 +17,15 @@ double uniform01(uint64_t seed, uint64_t stream, uint64_t index);
 double normal01(uint64_t seed, uint64_t stream, uint64_t index);
 // 32 random bits, e.g. for stochastic rounding.
 uint32_t random_u32(uint64_t seed, uint64_t stream, uint64_t index);
+// The same bits in two halves, for loops over an index: random_u32(seed, stream, i) ==
+// random_bits(random_base(seed, stream), i); inline so that a loop over i vectorizes.
+uint64_t random_base(uint64_t seed, uint64_t stream);
+inline uint32_t random_bits(uint64_t base, uint64_t index) {
+  uint64_t x = (base ^ index) + 0x9E3779B97F4A7C15ull;  // mix64, inline
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return uint32_t((x ^ (x >> 31)) >> 32);
+}
 
 // A sequential generator whose whole state is (seed, counter): checkpoint both to resume.
 struct Rng {

@@ -127,6 +127,7 @@ class NormHead final : public HeadUnit {
     dln_ = p.scratch("grad.ln", d.Ns * C_);
   }
   Act logits() const override { return head_.logits(); }
+  std::vector<Linear*> linears() override { return {&head_.linear()}; }
   double forward(Ctx& c, const void* x, const int32_t* targets, float dloss_scale) override {
     norm_.forward(c, x);
     return head_.forward(c, c.at(norm_.output()), targets, dloss_scale);

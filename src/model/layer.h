@@ -226,14 +226,23 @@ struct CostContext {
 // What a Linear's GEMM operands pass through before the product (the fp8 simulation,
 // precision/fp8.h; the block-scaled formats later). The pointers given are replaced by those
 // of the (quantized) operands to use; they stay valid until the next call.
+// The products of one Linear: out (N, OC) = x (N, C) @ W, W stored per `layout`.
+struct GemmShape {
+  int64_t N = 0, C = 0, OC = 0;
+  WeightLayout layout = WeightLayout::in_out;
+};
 class GemmQuantizer {
  public:
   virtual ~GemmQuantizer() = default;
-  // forward: x (N, C) and w (C, OC); `training`: a training step's forward.
-  virtual void forward(Backend& be, const void*& x, int64_t nx, const void*& w, int64_t nw, bool training) = 0;
-  // backward: w, the output gradient g (N, OC) and x.
-  virtual void backward(Backend& be, const void*& w, int64_t nw, const void*& g, int64_t ng, const void*& x,
-                        int64_t nx) = 0;
+  // forward: x (N, C) and w replaced by what the product reads; `training`: a training step's.
+  virtual void forward(Backend& be, const GemmShape& g, const void*& x, const void*& w, bool training) = 0;
+  // The operands backward's products read: dinp += dout_d @ w_d^T, dweight += x_w^T @ dout_w
+  // (block scales run along each product's own reduction axis, so the output gradient and x
+  // may be quantized differently for each).
+  struct Backward {
+    const void *dout_d, *w_d, *dout_w, *x_w;
+  };
+  virtual Backward backward(Backend& be, const GemmShape& g, const void* dout, const void* x, const void* w) = 0;
 };
 
 }  // namespace meshlm

@@ -71,16 +71,29 @@ const void* Linear::entry_forward(Ctx& c, const void* inp) {
 
 void Linear::product_forward(Ctx& c, void* out, const void* x, const void* bias) {
   const void* w = c.w.weight(*w_);
-  if (quantizer_) quantizer_->forward(c.be, x, c.d.N * in_l_, w, in_l_ * out_l_, c.training);
+  if (quantizer_) quantizer_->forward(c.be, {c.d.N, in_l_, out_l_, spec_.layout}, x, w, c.training);
   c.be.matmul_forward(c.dt, out, x, w, bias, c.d.N, in_l_, out_l_, spec_.layout);
 }
 
+// With a quantizer, the bias gradient comes from the unquantized output gradient, and the
+// input and weight gradients from the operands it hands back: one call when both products
+// read the same output gradient, else one each.
 void Linear::product_backward(Ctx& c, void* dinp, const void* dout, const void* x) {
   const void* w = c.w.weight(*w_);
-  if (quantizer_) quantizer_->backward(c.be, w, in_l_ * out_l_, dout, c.d.N * out_l_, x, c.d.N * in_l_);
-  if (shared_) return shared_backward(c, dinp, dout, x, w);
-  c.be.matmul_backward(c.dt, dinp, c.w.grad(*w_), b_ ? c.w.grad(*b_) : nullptr, dout, x, w, c.d.N, in_l_, out_l_,
-                       spec_.layout);
+  void* dbias = b_ ? c.w.grad(*b_) : nullptr;
+  GemmQuantizer::Backward o{dout, w, dout, x};
+  if (quantizer_) {
+    if (dbias) c.be.matmul_backward(c.dt, nullptr, nullptr, dbias, dout, x, w, c.d.N, in_l_, out_l_, spec_.layout);
+    dbias = nullptr;
+    o = quantizer_->backward(c.be, {c.d.N, in_l_, out_l_, spec_.layout}, dout, x, w);
+  }
+  auto weight_grad = [&](void* di, const void* d, const void* wd) {
+    if (shared_) return shared_backward(c, di, d, o.x_w, wd);
+    c.be.matmul_backward(c.dt, di, c.w.grad(*w_), dbias, d, o.x_w, wd, c.d.N, in_l_, out_l_, spec_.layout);
+  };
+  if (o.dout_d == o.dout_w) return weight_grad(dinp, o.dout_d, o.w_d);
+  if (dinp) c.be.matmul_backward(c.dt, dinp, nullptr, nullptr, o.dout_d, o.x_w, o.w_d, c.d.N, in_l_, out_l_, spec_.layout);
+  weight_grad(nullptr, o.dout_w, w);
 }
 
 void Linear::forward(Ctx& c, const void* inp) {

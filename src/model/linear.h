@@ -42,6 +42,7 @@ class Linear {
  public:
   explicit Linear(LinearSpec spec);
   const std::string& name() const { return spec_.name; }
+  const LinearSpec& spec() const { return spec_; }
   void declare(std::vector<ParamDecl>& out, const std::string& group) const;
   // Resolves the parameters and reads this rank's shard of W: the parallel variant.
   void bind(const ParamTable& table);

@@ -20,6 +20,7 @@ class LmHead {
   void bind(const ParamTable& table) { linear_.bind(table); }
   void plan(ActivationPlanner& p, const Dims& d, bool sequence_parallel);
   Act logits() const { return linear_.output(); }
+  Linear& linear() { return linear_; }
   // Logits of x (Ns, C), then with targets the mean loss (and with dloss_scale its gradient).
   double forward(Ctx& c, const void* x, const int32_t* targets, float dloss_scale);
   // dx += the gradient of x from the logits' gradient the forward left.

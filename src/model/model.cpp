@@ -172,6 +172,12 @@ std::vector<Linear*> Model::block_linears() {
   return v;
 }
 
+Linear* Model::head_linear() {
+  if (!units_.head) return nullptr;
+  const std::vector<Linear*> v = units_.head->linears();
+  return v.empty() ? nullptr : v.front();
+}
+
 void Model::set_slots(int slots) {
   MESHLM_CHECK(slots >= 1, "set_slots: at least one slot");
   if (slots == slots_) return;

@@ -132,8 +132,10 @@ class Model {
   // is untied or this stage holds neither end.
   int64_t tied_elems() const;
 
-  // The Linears of the blocks (in forward order), whose GEMMs a precision transform may take.
+  // The Linears of the blocks (in forward order), whose GEMMs a precision transform may take,
+  // and the LM head's (null when this stage does not hold it).
   std::vector<Linear*> block_linears();
+  Linear* head_linear();
 
   // Micro-batches in flight (pipelining): `slots` sets of saved activations (scratch shared).
   void set_slots(int slots);

@@ -181,3 +181,112 @@ std::string Plan::describe() const {
 }
 
 }  // namespace meshlm
+
+namespace meshlm {
+
+namespace {
+
+std::string trimmed(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+std::vector<std::string> split_on(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (size_t i = 0; i <= s.size(); i++)
+    if (i == s.size() || s[i] == sep) {
+      out.push_back(trimmed(s.substr(start, i - start)));
+      start = i + 1;
+    }
+  return out;
+}
+
+// A selector's parts: which blocks ("layers.i", "layers.i-j", none: all) and which role.
+struct Selector {
+  bool head = false, any_layer = true;
+  int64_t lo = 0, hi = 0;  // as written (negative: from the end)
+  std::string role;        // "", "attn", "mlp"
+};
+
+int64_t parse_index(const std::string& s, const std::string& sel) {
+  try {
+    size_t used = 0;
+    const long long v = std::stoll(s, &used);
+    if (used == s.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error("precision plan: '" + sel + "': '" + s + "' is not a layer index");
+}
+
+Selector parse_selector(const std::string& sel) {
+  Selector s;
+  if (sel == "*") return s;
+  if (sel == "head") {
+    s.head = true;
+    return s;
+  }
+  std::vector<std::string> parts = split_on(sel, '.');
+  if (parts.back() == "attn" || parts.back() == "mlp") {
+    s.role = parts.back();
+    parts.pop_back();
+  }
+  if (parts.empty()) return s;
+  if (parts.size() != 2 || parts[0] != "layers")
+    throw Error("precision plan: unknown selector '" + sel +
+                "' (expected *, head, attn, mlp, layers.i, layers.i-j, layers.i.attn, layers.i.mlp)");
+  s.any_layer = false;
+  const size_t dash = parts[1].find('-', 1);  // not the sign of the first index
+  s.lo = parse_index(parts[1].substr(0, dash), sel);
+  s.hi = dash == std::string::npos ? s.lo : parse_index(parts[1].substr(dash + 1), sel);
+  return s;
+}
+
+bool matches(const Selector& s, int64_t layer, const std::string& role, int64_t n_layer) {
+  if (layer < 0 || s.head) return layer < 0 && s.head;
+  if (!s.role.empty() && s.role != role) return false;
+  if (s.any_layer) return true;
+  const int64_t lo = s.lo < 0 ? n_layer + s.lo : s.lo, hi = s.hi < 0 ? n_layer + s.hi : s.hi;
+  return layer >= lo && layer <= hi;
+}
+
+}  // namespace
+
+PrecisionPlan PrecisionPlan::parse(const std::string& text) {
+  PrecisionPlan p;
+  if (trimmed(text).empty()) return p;
+  for (const std::string& rule : split_on(text, ';')) {
+    if (rule.empty()) continue;
+    const size_t colon = rule.find(':');
+    MESHLM_CHECK(colon != std::string::npos, "precision plan: rule '" + rule + "' has no ':' (selectors: format)");
+    PrecisionRule r;
+    r.format = trimmed(rule.substr(colon + 1));
+    MESHLM_CHECK(!r.format.empty(), "precision plan: rule '" + rule + "' names no format");
+    for (const std::string& sel : split_on(rule.substr(0, colon), ',')) {
+      MESHLM_CHECK(!sel.empty(), "precision plan: rule '" + rule + "' has an empty selector");
+      parse_selector(sel);  // throws on a bad one
+      r.selectors.push_back(sel);
+    }
+    p.rules.push_back(r);
+  }
+  return p;
+}
+
+std::string PrecisionPlan::format_of(int64_t layer, const std::string& role, int64_t n_layer) const {
+  for (const PrecisionRule& r : rules)
+    for (const std::string& sel : r.selectors)
+      if (matches(parse_selector(sel), layer, role, n_layer)) return r.format;
+  return "";
+}
+
+std::string PrecisionPlan::describe() const {
+  std::string s;
+  for (const PrecisionRule& r : rules) {
+    if (!s.empty()) s += "; ";
+    for (size_t i = 0; i < r.selectors.size(); i++) s += (i ? "," : "") + r.selectors[i];
+    s += ": " + r.format;
+  }
+  return s;
+}
+
+}  // namespace meshlm

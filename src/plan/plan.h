@@ -90,6 +90,42 @@ std::vector<int64_t> balanced_pipeline_split(int64_t n_layer, int pp, double blo
 // stage, stage + pp, ..., as its v chunks.
 StageLayers stage_layers(const std::vector<int64_t>& split, int stage, int virtual_stages = 1);
 
+// Which GEMM format each Linear runs in (the names of precision/gemm_formats.h; the plan only
+// keeps them): rules "selector,selector: format" separated by ';', the first rule with a
+// selector matching a Linear wins; a Linear no rule matches runs in the compute dtype.
+// Selectors, so that one plan reads the same for every model family:
+//   *              every Linear of the blocks (not the LM head)
+//   layers.i       block i's Linears (i < 0 counts from the end: layers.-1 is the last block)
+//   layers.i-j     blocks i to j, both included
+//   attn, mlp      the attention (q, k, v, output) or the MLP Linears of every block
+//   layers.i.attn  (or .mlp, or layers.i-j.attn) both at once
+//   head           the LM head (quantized only where a rule names it)
+// Example: "layers.0,layers.-1: bf16; *: mxfp4". Promotions made by the trainer's stability
+// rules (train/stability.h) override the rules for their site; the plan's version counts them,
+// and checkpoints keep them, so a resumed run continues with the formats it had.
+struct PrecisionRule {
+  std::vector<std::string> selectors;
+  std::string format;
+};
+struct PrecisionPromotion {
+  int64_t step = 0;    // the step after which it took effect
+  int64_t site = 0;    // precision site (the Linears in model order, the LM head last)
+  std::string format;  // the site's format from then on
+  std::string reason;
+};
+struct PrecisionPlan {
+  std::vector<PrecisionRule> rules;
+  std::vector<PrecisionPromotion> promotions;
+  // Parses the rule text (empty: no rules); throws a one-line error naming the bad rule.
+  static PrecisionPlan parse(const std::string& text);
+  // The format of a Linear of block `layer` (-1: the LM head) whose role is "attn" or "mlp",
+  // before promotions; "" when no rule matches.
+  std::string format_of(int64_t layer, const std::string& role, int64_t n_layer) const;
+  int version() const { return int(promotions.size()); }
+  bool empty() const { return rules.empty(); }
+  std::string describe() const;  // the rules as text, normalised
+};
+
 struct Plan {
   MeshShape mesh;
   std::vector<ShardRule> sharding;  // used when mesh.tp > 1
@@ -108,6 +144,7 @@ struct Plan {
   // micro-batch and reduce-scatters once (ZeRO-1's traffic, whole gradients' memory). A
   // pipeline holds them whole (its micro-batches' backwards interleave with forwards).
   bool hold_whole_grads = false;
+  PrecisionPlan precision;  // GEMM formats per Linear (empty: every GEMM in the compute dtype)
 
   // The rule for a parameter (replicated when tp is 1 or no rule matches), with its groups.
   ShardRule shard_of(const std::string& name) const;

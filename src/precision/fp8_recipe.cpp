@@ -12,7 +12,8 @@ class Fp8Recipe::Site final : public GemmQuantizer {
   Site(Fp8Recipe& r, const Fp8ScalingConfig& cfg)
       : r_(r), x(DType::fp8_e4m3, cfg), w(DType::fp8_e4m3, cfg), g(DType::fp8_e5m2, cfg) {}
 
-  void forward(Backend& be, const void*& xp, int64_t nx, const void*& wp, int64_t nw, bool training) override {
+  void forward(Backend& be, const GemmShape& s, const void*& xp, const void*& wp, bool training) override {
+    const int64_t nx = s.N * s.C, nw = s.C * s.OC;
     uint16_t* xq = r_.scratch(r_.a_, nx, be);  // (N, C)
     uint16_t* wq = r_.scratch(r_.b_, nw, be);  // (C, OC)
     const float ax = be.fake_quantize(DType::fp8_e4m3, xq, xp, nx, scale(be, x, xp, nx));
@@ -25,16 +26,14 @@ class Fp8Recipe::Site final : public GemmQuantizer {
     wp = wq;
   }
   // The operands as forward saw them (the same scales until end_step), dout in e5m2.
-  void backward(Backend& be, const void*& wp, int64_t nw, const void*& gp, int64_t ng, const void*& xp,
-                int64_t nx) override {
+  Backward backward(Backend& be, const GemmShape& s, const void* gp, const void* xp, const void* wp) override {
+    const int64_t nx = s.N * s.C, nw = s.C * s.OC, ng = s.N * s.OC;
     uint16_t* wq = r_.scratch(r_.b_, nw + nx, be);  // (C, OC), then x (N, C)
     uint16_t* gq = r_.scratch(r_.a_, ng, be);       // (N, OC)
     be.fake_quantize(DType::fp8_e4m3, wq, wp, nw, scale(be, w, wp, nw));
     g_amax = std::max(g_amax, be.fake_quantize(DType::fp8_e5m2, gq, gp, ng, scale(be, g, gp, ng)));
     be.fake_quantize(DType::fp8_e4m3, wq + nw, xp, nx, scale(be, x, xp, nx));
-    wp = wq;
-    gp = gq;
-    xp = wq + nw;
+    return {gq, wq, gq, wq + nw};
   }
   void end_step() {
     auto record = [](Fp8Scale& s, float& amax) {

@@ -8,6 +8,8 @@
 //   fp16-pure  fp16: the weights themselves     fp16            none (or static if given)
 //   fp8        bf16, GEMM operands through      fp32            none (per-tensor delayed
 //              e4m3 (grads e5m2)                                scales instead)
+//   mxfp4 ...  bf16, GEMM operands through      fp32            none (block scales, current)
+//              the GEMM format (gemm_formats.h)
 #pragma once
 #include <cstdint>
 #include <string>
@@ -23,6 +25,7 @@ struct Precision {
   bool dynamic_scaling = false;  // fp16 without a static loss_scale
   double static_scale = 1.0;     // the loss scale when not dynamic
   bool fp16_pure = false, fp8 = false;
+  std::string gemm;  // a GEMM format of the ladder (precision/gemm_formats.h) for every block Linear, or ""
   bool master_weights = true;       // false: bf16 weights only, updated with stochastic rounding
   bool stochastic_rounding = false;  // of the compute copy
   uint64_t seed = 0;                 // of the stochastic rounding
@@ -36,5 +39,7 @@ struct Precision {
   }
   std::string describe() const;  // one line for the run's header
 };
+
+bool is_gemm_format(const std::string& base);  // a base name of gemm_format_names()
 
 }  // namespace meshlm

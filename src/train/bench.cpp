@@ -48,6 +48,7 @@ nlohmann::ordered_json BenchResult::to_json(const TrainConfig& cfg) const {
       {"peak_rss_mib", peak_rss_mib}, {"model_gflops", gflops}, {"peak_gflops", peak_gflops},
       {"steps", steps},               {"precision", cfg.precision},
       {"fp8_simulated", cfg.precision == "fp8"},
+      {"quantization_simulated", cfg.precision != "fp32" && cfg.precision != "bf16" && cfg.precision.rfind("fp16", 0) != 0},
       {"model", {{"n_layer", cfg.n_layer}, {"n_head", cfg.n_head}, {"n_embd", cfg.n_embd},
                  {"vocab_size", cfg.vocab_size}, {"seq_len", cfg.seq_len}, {"batch_size", cfg.batch_size},
                  {"parameters", cfg.model().num_parameters()}}},

@@ -18,6 +18,8 @@
 #include "model/model.h"
 #include "model/params.h"
 #include "parallel/pipeline.h"
+#include "precision/gemm_formats.h"
+#include "precision/policy.h"
 
 namespace meshlm {
 
@@ -108,6 +110,7 @@ Plan TrainConfig::plan() const {
   p.bucket_mb = bucket_mb;
   p.overlap = overlap == 1;
   p.grad_reduce = dtype_from_name(grad_reduce);
+  p.precision = PrecisionPlan::parse(precision_plan);
   p.validate();
   return p;
 }
@@ -190,15 +193,18 @@ void TrainConfig::validate() const {
   MESHLM_CHECK(eps > 0, "eps must be positive");
   MESHLM_CHECK(shuffle == 0 || shuffle == 1, "shuffle must be 0 or 1");
   MESHLM_CHECK(weight_decay >= 0 && grad_clip >= 0, "weight_decay and grad_clip must be >= 0");
-  static const char* kPrecisions[] = {"fp32", "bf16", "fp16", "fp16-pure", "fp8"};
-  MESHLM_CHECK(std::find(std::begin(kPrecisions), std::end(kPrecisions), precision) != std::end(kPrecisions),
-               "precision must be fp32, bf16, fp16, fp16-pure or fp8, got '" + precision + "'");
+  Precision(precision, false, true, 0, 0);  // throws naming the modes
+  const PrecisionPlan pplan = PrecisionPlan::parse(precision_plan);
+  for (const PrecisionRule& r : pplan.rules) gemm_format(r.format);  // throws naming the formats
+  MESHLM_CHECK(pplan.empty() || precision == "bf16" || !Precision(precision, false, true, 0, 0).gemm.empty(),
+               "precision_plan needs --precision bf16 or a GEMM format (the plan's GEMMs run on bf16 operands), got '" +
+                   precision + "'");
   MESHLM_CHECK(stochastic_rounding == 0 || stochastic_rounding == 1, "stochastic_rounding must be 0 or 1");
   MESHLM_CHECK(master_weights == 0 || master_weights == 1, "master_weights must be 0 or 1");
   MESHLM_CHECK(master_weights == 1 || precision == "bf16",
                "master_weights = 0 is a bf16 mode (weights kept in bf16, stochastic rounding)");
-  MESHLM_CHECK(stochastic_rounding == 0 || precision == "bf16" || precision == "fp16" || precision == "fp8",
-               "stochastic_rounding needs a 16-bit compute copy (bf16, fp16 or fp8)");
+  MESHLM_CHECK(stochastic_rounding == 0 || (precision != "fp32" && precision != "fp16-pure"),
+               "stochastic_rounding needs a 16-bit compute copy (bf16, fp16, fp8 or a GEMM format)");
   MESHLM_CHECK(loss_scale >= 0, "loss_scale must be >= 0");
   MESHLM_CHECK(profile == 0 || profile == 1, "profile must be 0 or 1");
   MESHLM_CHECK(checkpoints == 0 || checkpoints == 1, "checkpoints must be 0 or 1");
@@ -333,7 +339,8 @@ const std::vector<ConfigKey>& config_keys() {
       TEXT_KEY(tokenizer, "the data's tokenizer (bytes, gpt2 or a file), for sampling and per-byte loss; empty: from <data>/manifest.json"),
       TEXT_KEY(init_from, "start from these weights: a Hugging Face model directory (config.json + model.safetensors; its config sets the model keys) or a bare model.safetensors (shapes checked against the model keys); fresh optimizer, step 0"),
       BOOL_KEY(vocab_resize, "1: --init-from's vocabulary may differ from vocab_size: rows past it are cut, new rows keep their initialization"),
-      TEXT_KEY(precision, "fp32 | bf16 | fp16 (mixed, fp32 master weights; fp16 with dynamic loss scaling) | fp16-pure (the naive recipe: everything fp16) | fp8 (simulated e4m3/e5m2 GEMM operands, delayed scaling)"),
+      TEXT_KEY(precision, "fp32 | bf16 | fp16 (mixed, fp32 master weights; fp16 with dynamic loss scaling) | fp16-pure (the naive recipe: everything fp16) | fp8 (simulated e4m3/e5m2 GEMM operands, delayed scaling) | a GEMM format of the precision ladder for every block Linear, simulated: fp8-current, fp8-rowwise, mxfp8, mxfp8-e5m2, mxfp6, mxfp4, nvfp4, with options +sr +rht +2d +ocp +recipe (docs/numerics.md)"),
+      TEXT_KEY(precision_plan, "GEMM formats per Linear, e.g. \"layers.0,layers.-1: bf16; *: mxfp4\": rules 'selectors: format' (*, head, attn, mlp, layers.i, layers.i-j, layers.i.attn), the first match wins; unmatched Linears run in --precision"),
       BOOL_KEY(stochastic_rounding, "1: round the 16-bit compute weights stochastically (seeded by parameter, element, step)"),
       BOOL_KEY(master_weights, "0 (bf16 only): no fp32 master weights; weights live in bf16 and each update is rounded stochastically (as llm.c)"),
       REAL_KEY(loss_scale, "fp16 and fp16-pure: a static loss scale; 0: dynamic for fp16, none for fp16-pure"),
@@ -434,7 +441,7 @@ std::string config_group(const std::string& key) {
       {"precision", "precision"}, {"stochastic_rounding", "precision"}, {"master_weights", "precision"},
       {"loss_scale", "precision"}, {"loss_scale_hysteresis", "precision"},
       {"loss_scale_growth_interval", "precision"}, {"fp8_history", "precision"}, {"fp8_margin", "precision"},
-      {"fp8_algorithm", "precision"}};
+      {"fp8_algorithm", "precision"}, {"precision_plan", "precision"}};
   if (is_model_key(key)) return "model";
   if (is_layout_key(key)) return "parallel layout";
   auto it = groups.find(key);

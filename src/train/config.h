@@ -62,6 +62,7 @@ struct TrainConfig {
   int64_t loss_scale_hysteresis = 2, loss_scale_growth_interval = 2000;
   int64_t fp8_history = 16, fp8_margin = 0;
   std::string fp8_algorithm = "max";
+  std::string precision_plan;      // GEMM formats per Linear (plan/plan.h PrecisionPlan)
   int64_t numerics_report = 0;     // every N steps; 0: off
   int64_t inject_inf_at_step = 0;  // testing aid
   int64_t profile = 0;             // 1: per-kernel time breakdown

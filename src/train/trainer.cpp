@@ -28,6 +28,7 @@
 #include "model/model.h"
 #include "optim/adamw.h"
 #include "precision/fp8_recipe.h"
+#include "precision/quant_recipe.h"
 #include "precision/loss_scaler.h"
 #include "precision/numerics.h"
 #include "precision/policy.h"
@@ -115,24 +116,29 @@ class FaultHooks final : public UnitHooks {
   std::function<void()> plant_;
 };
 
-// What a checkpoint records of the precision mode: the mode, the loss scaler, fp8's scales.
-nlohmann::json precision_state(const Precision& prec, const Fp8Recipe* fp8, const LossScaler& scaler) {
+// What a checkpoint records of the precision mode: the mode, the loss scaler, fp8's scales,
+// the precision plan's promotions.
+nlohmann::json precision_state(const Precision& prec, const Fp8Recipe* fp8, const QuantRecipe* quant,
+                               const LossScaler& scaler) {
   nlohmann::json j = {{"mode", prec.mode}};
   if (prec.dynamic_scaling) j["loss_scaler"] = scaler.to_json();
   if (fp8) j["fp8"] = fp8->state();
+  if (quant) j["promotions"] = promotions_to_json(quant->promotions());
   return j;
 }
 
 // Restores that state when the mode has it; a checkpoint of another mode starts this mode
 // fresh (weights are stored as fp32 masters, so any mode can start from any checkpoint).
 void restore_precision_state(const nlohmann::json& trainer, const Precision& prec, Fp8Recipe* fp8,
-                             LossScaler& scaler, std::ostream& out) {
+                             QuantRecipe* quant, LossScaler& scaler, std::ostream& out) {
   const nlohmann::json p = trainer.value("precision", nlohmann::json::object());
   const std::string saved = p.value("mode", std::string("fp32"));
   if (saved != prec.mode)
     out << "precision: the checkpoint was trained in " << saved << ", continuing in " << prec.mode << "\n";
   if (prec.dynamic_scaling && p.contains("loss_scaler")) scaler.from_json(p["loss_scaler"]);
   if (fp8 && p.contains("fp8")) fp8->set_state(p["fp8"]);
+  if (quant && p.contains("promotions"))
+    for (const PrecisionPromotion& pr : promotions_from_json(p["promotions"])) quant->promote(pr);
 }
 
 }  // namespace
@@ -214,6 +220,7 @@ class Trainer::Impl {
   const bool tied_copy_;
   const int64_t tied_end_;
   std::unique_ptr<Fp8Recipe> fp8_;
+  std::unique_ptr<QuantRecipe> quant_;  // the GEMM formats of the precision ladder
   std::unique_ptr<GradSync> sync_;
   AdamW opt_;
   LossScaler scaler_;
@@ -284,6 +291,8 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
   if (plan_.mesh.pp > 1)
     pipeline_ = std::make_unique<PipelineExecutor>(model_, mesh_.pp(), plan_.pp_schedule, int(accum_));
   if (prec_.fp8) fp8_ = std::make_unique<Fp8Recipe>(model_, cfg.fp8_scaling());
+  if (!prec_.gemm.empty() || !plan_.precision.empty())
+    quant_ = std::make_unique<QuantRecipe>(model_, plan_.precision, prec_.gemm, uint64_t(cfg.seed));
   restore_or_init();
   log_.open(cfg.out, !resume_dir.empty(), st_.step, overwrite, cfg.tensorboard == 1);
   const DType peak_dtype = backend_->supports(Op::gemm, prec_.compute) ? prec_.compute : DType::fp32;
@@ -343,7 +352,7 @@ void Trainer::Impl::restore_or_init() {
     st_.step = trainer.at("step").get<int64_t>();
     st_.loader.sequences = trainer.at("loader").at("sequences").get<int64_t>();
     st_.rng = {trainer["rng"]["seed"].get<uint64_t>(), trainer["rng"]["counter"].get<uint64_t>()};
-    restore_precision_state(trainer, prec_, fp8_.get(), scaler_, log_.out());
+    restore_precision_state(trainer, prec_, fp8_.get(), quant_.get(), scaler_, log_.out());
     check_resume_data(trainer);
     warn_schedule_change(trainer);
     log_.out() << "resumed from " << resume_dir_ << " at step " << st_.step << "\n";
@@ -444,6 +453,7 @@ StepOutcome Trainer::Impl::train_step() {
   const auto t0 = Clock::now();
   StepOutcome o;
   model_.zero_grad();
+  if (quant_) quant_->begin_step(st_.step);
   // The loss is multiplied by the loss scale before backward (fp16), so the gradients hold
   // scale * gradient until the optimizer divides it back out.
   o.scale = prec_.dynamic_scaling ? scaler_.scale() : prec_.static_scale;
@@ -639,7 +649,7 @@ nlohmann::ordered_json Trainer::Impl::metrics_line(const StepOutcome& o, const s
   line["mfu"] = flops_per_step_ / o.secs / (peak_all_ * 1e9);
   if (prec_.dynamic_scaling || prec_.static_scale != 1.0) line["loss_scale"] = o.scale;
   if (o.skipped) line["skipped"] = true;
-  if (prec_.fp8) line["fp8_simulated"] = true;  // the speed figures are not fp8 hardware's
+  if (prec_.fp8 || quant_) line["quantization_simulated"] = true;  // the speed figures are not fp8/fp4 hardware's
   line["rss_mib"] = current_rss_mib();  // this rank's resident memory now (rank 0's line)
   if (pipeline_) line["pp_idle"] = idle;  // per stage, fraction of the step
   if (plan_.mesh.tp > 1) {  // tensor-parallel payload of this step (formula: ((16 L + 8) N C + 12 N) bytes x accum)
@@ -658,7 +668,7 @@ std::string Trainer::Impl::step_line(const StepOutcome& o, const std::vector<dou
                   fmt("%.4f", o.loss) + " | lr " + fmt("%.2e", o.lr) + " | norm " + fmt("%.3f", o.norm);
   if (prec_.dynamic_scaling) s += " | scale " + fmt("%g", o.scale);
   s += " | " + fmt("%.0f", o.secs * 1e3) + " ms | " + fmt("%.0f", tps) + " tok/s | MFU " + fmt("%.1f", mfu * 100) + "%";
-  if (prec_.fp8) s += " (fp8 simulated)";
+  if (prec_.fp8 || quant_) s += prec_.fp8 ? " (fp8 simulated)" : " (quantization simulated)";
   if (pipeline_) s += " | idle " + fmt("%.0f", 100.0 * *std::max_element(idle.begin(), idle.end())) + "%";
   return s + "\n";
 }
@@ -717,7 +727,7 @@ void Trainer::Impl::save(const char* why) {
   long_wait_ = true;
   last_save_ = Clock::now();
   const std::string dir = (fs::path(cfg_.out) / checkpoint_dir_name(st_.step)).string();
-  st_.precision = precision_state(prec_, fp8_.get(), scaler_);
+  st_.precision = precision_state(prec_, fp8_.get(), quant_.get(), scaler_);
   const auto t0 = Clock::now();
   if (cfg_.checkpoint_format == "parts") {  // every rank its own slices; nothing gathered
     save_checkpoint_parts(dir, mesh_, model_, opt_, tied_copy_ && !model_.stage().first, st_, cfg_json_, tokenizer_file_);
@@ -745,8 +755,10 @@ void Trainer::Impl::describe_run() {
       << ", peak "
       << fmt("%.0f", peak_) << " GFLOP/s ("
       << (cfg_.peak_gflops > 0 ? std::string("given") : std::string("measured, ") + dtype_name(peak_dtype) + " 2048^3 GEMM")
-      << (prec_.fp8 ? "; fp8 is simulated: its speed is bf16 arithmetic plus quantization" : "") << ")\n"
+      << (prec_.fp8 || quant_ ? "; quantization is simulated: its speed is bf16 arithmetic plus quantization" : "")
+      << ")\n"
       << "numerics " << prec_.describe() << "\n"
+      << (quant_ ? "formats " + quant_->describe() + "\n" : std::string())
       << "data    " << cfg_.data << " ("
       << (tokenizer_ ? "tokenizer " + tokenizer_spec_ + ", " + std::to_string(tokenizer_->vocab_size()) + " tokens"
                      : std::string("tokenizer unknown: no manifest.json and no --tokenizer; no per-byte loss"))
@@ -848,6 +860,7 @@ void Trainer::Impl::summarize() {
   res_.pp_idle_predicted = pipeline_ ? predicted_bubble(pp, int(accum_), plan_.pp_virtual) : 0.0;
   res_.steps = st_.step;
   res_.fp8_simulated = prec_.fp8;
+  res_.quantization_simulated = prec_.fp8 || quant_;
   res_.peak_gflops = peak_;
   res_.tokens_per_s = time_sum_ > 0 ? tok_sum_ / time_sum_ : 0;
   struct rusage ru {};

@@ -30,6 +30,7 @@ struct TrainResult {
   double peak_gflops = 0;      // the MFU denominator used
   std::map<std::string, double> kernel_ms;  // --profile 1: ms per step per kernel (after the first step)
   bool fp8_simulated = false;  // the speed figures are bf16 arithmetic plus fp8 rounding
+  bool quantization_simulated = false;  // fp8 or a GEMM format of the ladder: the same
   int64_t skipped_steps = 0;   // fp16 overflows in this run (optimizer steps skipped)
   double activation_mib = 0;   // rank 0's activation memory: every slot's saved part + scratch
   double saved_activation_mib = 0;  // of which one micro-batch keeps from forward to backward

@@ -63,11 +63,12 @@ struct Mode {
   std::string precision;
   int64_t stochastic_rounding = 0, master_weights = 1;
   std::string arch = "gpt2";  // llama: 2 query heads over 1 kv head, SwiGLU 64
+  std::string plan;           // precision_plan
   std::string name() const {
     std::string n = precision + (stochastic_rounding ? "_sr" : "") + (master_weights ? "" : "_no_master") +
-                    (arch == "gpt2" ? "" : "_" + arch);
+                    (arch == "gpt2" ? "" : "_" + arch) + (plan.empty() ? "" : "_plan");
     for (char& ch : n)
-      if (ch == '-') ch = '_';
+      if (ch == '-' || ch == '+') ch = '_';
     return n;
   }
 };
@@ -87,6 +88,7 @@ TEST_P(PrecisionModes, ResumeIsBitIdentical) {
   a.stochastic_rounding = mode.stochastic_rounding;
   a.master_weights = mode.master_weights;
   a.arch = mode.arch;
+  a.precision_plan = mode.plan;
   if (mode.arch == "llama") {
     a.n_kv_head = 1;
     a.ffn_hidden = 64;
@@ -123,7 +125,10 @@ INSTANTIATE_TEST_SUITE_P(All, PrecisionModes,
                                            Mode{"bf16", 1, 1}, Mode{"bf16", 1, 0}, Mode{"fp32", 0, 1, "llama"},
                                            Mode{"bf16", 0, 1, "llama"}, Mode{"fp16", 0, 1, "llama"},
                                            Mode{"fp16-pure", 0, 1, "llama"}, Mode{"fp8", 0, 1, "llama"},
-                                           Mode{"bf16", 1, 0, "llama"}),
+                                           Mode{"bf16", 1, 0, "llama"}, Mode{"fp8-current"}, Mode{"fp8-rowwise"},
+                                           Mode{"mxfp8"}, Mode{"mxfp6"}, Mode{"mxfp4"}, Mode{"nvfp4+recipe"},
+                                           Mode{"nvfp4+recipe", 0, 1, "llama"},
+                                           Mode{"bf16", 0, 1, "gpt2", "layers.0,head: mxfp8; attn: nvfp4+sr; *: mxfp4+2d"}),
                          [](const auto& info) { return info.param.name(); });
 
 // Weights are stored as fp32 masters, so a checkpoint of any mode starts a run in any other.
@@ -190,7 +195,7 @@ TEST(Precision, ClearErrors) {
     train(c, "", log, true);
     FAIL() << "fp64 is not a precision mode";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("precision must be fp32, bf16, fp16, fp16-pure or fp8"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("precision must be fp32, bf16, fp16, fp16-pure, fp8 or a GEMM format"), std::string::npos);
   }
   c.precision = "fp16";
   c.master_weights = 0;

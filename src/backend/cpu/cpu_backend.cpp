@@ -71,6 +71,9 @@ struct CpuKernels : HostMemory {
   float fake_quantize(DType format, void* y, const void* x, int64_t n, float scale) {
     return cpu::fake_quantize_bf16(format, H_(y), CH_(x), n, scale);
   }
+  TensorStats quantize_blocks(const QuantSpec& q, void* y, const void* x, int64_t rows, int64_t cols) {
+    return cpu::quantize_blocks_bf16(q, H_(y), CH_(x), rows, cols);
+  }
 
   void gemm(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
             const void* A, int64_t lda, const void* B, int64_t ldb, float beta, void* C,
@@ -118,8 +121,8 @@ struct CpuKernels : HostMemory {
         gemm_.run(d_inp, f, wf, dxf);
         lowp::add_from_f32(dt, H_(dinp), dxf, N * C);
       }
-      if (in_out) gemm_.run(d_w, xf, f, dw);
-      else gemm_.run(d_w, f, xf, dw);
+      if (dw && in_out) gemm_.run(d_w, xf, f, dw);
+      else if (dw) gemm_.run(d_w, f, xf, dw);
       if (dbias) cpu::bias_backward(F_(dbias), f, N, OC);
       return;
     }
@@ -127,9 +130,9 @@ struct CpuKernels : HostMemory {
       d_inp.c_dtype = dt;
       gemm_.run(d_inp, dout, w, dinp);
     }
-    if (in_out)  // dW (C, OC) += inp^T (C, N) @ dout (N, OC); fp32 for any dt
+    if (dw && in_out)  // dW (C, OC) += inp^T (C, N) @ dout (N, OC); fp32 for any dt
       gemm_.run(d_w, inp, dout, dw);
-    else  // dW (OC, C) += dout^T (OC, N) @ inp (N, C)
+    else if (dw)  // dW (OC, C) += dout^T (OC, N) @ inp (N, C)
       gemm_.run(d_w, dout, inp, dw);
     if (dbias) {
       if (dt == DType::fp32) cpu::bias_backward(F_(dbias), CF_(dout), N, OC);

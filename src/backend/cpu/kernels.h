@@ -94,6 +94,7 @@ double sum(const float* x, int64_t n);
 TensorStats tensor_stats(DType format, DType stored, const void* x, int64_t n);
 float amax_bf16(const uint16_t* x, int64_t n);
 float fake_quantize_bf16(DType format, uint16_t* y, const uint16_t* x, int64_t n, float scale);
+TensorStats quantize_blocks_bf16(const QuantSpec& q, uint16_t* y, const uint16_t* x, int64_t rows, int64_t cols);
 void crossentropy_partials(DType dt, float* sumexp, float* target_logit, int32_t* local_targets, const float* lse,
                            const float* row_max, const void* logits, const int32_t* targets, int64_t N, int64_t v0,
                            int64_t Vl);

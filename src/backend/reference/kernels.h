@@ -56,7 +56,7 @@ void matmul_backward(T* dinp, T* dw, T* dbias, const T* dout, const T* inp, cons
       for (int64_t c = 0; c < C; c++) {
         if (dinp) dinp[n * C + c] += d * weight_at(w, c, o, C, OC, layout);
         int64_t wi = layout == WeightLayout::in_out ? c * OC + o : o * C + c;
-        dw[wi] += d * inp[n * C + c];
+        if (dw) dw[wi] += d * inp[n * C + c];
       }
     }
 }
@@ -472,6 +472,10 @@ inline float fake_quantize_bf16(DType format, uint16_t* y, const uint16_t* x, in
   }
   return amax;
 }
+// quantize_blocks (ops.inc) spelled out (reference/quantize.cpp), and the element nearest v by
+// the format's table of values, ties to the even code, saturating (non-finite v: as is).
+TensorStats quantize_blocks_bf16(const QuantSpec& q, uint16_t* y, const uint16_t* x, int64_t rows, int64_t cols);
+float round_elem_by_table(Elem e, float v);
 // The vocabulary-parallel cross-entropy's row pieces (ops.inc).
 template <class T>
 void crossentropy_partials(DType dt, T* sumexp, T* target_logit, int32_t* local_targets, const T* lse,

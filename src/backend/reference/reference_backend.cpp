@@ -61,6 +61,9 @@ struct ReferenceKernels : HostMemory {
   float fake_quantize(DType format, void* y, const void* x, int64_t n, float scale) {
     return reference::fake_quantize_bf16(format, M_(uint16_t, y), C_(uint16_t, x), n, scale);
   }
+  TensorStats quantize_blocks(const QuantSpec& q, void* y, const void* x, int64_t rows, int64_t cols) {
+    return reference::quantize_blocks_bf16(q, M_(uint16_t, y), C_(uint16_t, x), rows, cols);
+  }
   void crossentropy_partials(DType dt, void* sumexp, void* target_logit, int32_t* local_targets, const void* lse,
                              const void* row_max, const void* logits, const int32_t* targets, int64_t N, int64_t v0,
                              int64_t Vl) {
