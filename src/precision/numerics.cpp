@@ -124,6 +124,8 @@ void NumericsReport::write(int64_t step, const std::vector<NumericsEntry>& entri
   out_.write(text);
 }
 
+void NumericsReport::write_event(const nlohmann::json& e) { out_.write(e.dump() + "\n"); }
+
 namespace {
 
 std::string pct(double f) {
@@ -210,6 +212,21 @@ void render_numerics_report(const std::string& jsonl_path, const std::string& sv
       throw Error(jsonl_path + ":" + std::to_string(lineno) + ": not a JSON line");
     }
   }
+  std::vector<nlohmann::json> events;  // the stability rules' lines, listed at the end
+  for (auto it = rows.begin(); it != rows.end();)
+    if (it->contains("event")) {
+      events.push_back(*it);
+      it = rows.erase(it);
+    } else {
+      ++it;
+    }
+  auto list_events = [&] {
+    out << "instability events: " << events.size() << "\n";
+    for (const auto& e : events)
+      out << "  step " << e.at("step").get<int64_t>() << ": " << e.value("what", e.value("event", "")) << " -> "
+          << e.value("done", "") << "\n";
+  };
+  if (rows.empty() && !events.empty()) return list_events();
   MESHLM_CHECK(!rows.empty(), jsonl_path + ": no records");
   const int64_t last = rows.back().at("step").get<int64_t>();
   std::vector<std::string> layers;
@@ -273,6 +290,7 @@ void render_numerics_report(const std::string& jsonl_path, const std::string& sv
         << "'/><text x='" << lx + 16 << "' y='" << ly << "' font-size='12'>" << layers[i] << "</text>\n";
   }
   svg << "</svg>\n";
+  if (!events.empty()) list_events();
   std::ofstream f(svg_path);
   MESHLM_CHECK(bool(f), svg_path + ": cannot write");
   f << svg.str();

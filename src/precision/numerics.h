@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "backend/backend.h"
 #include "core/files.h"
 #include "core/dtype.h"
@@ -47,6 +49,8 @@ class NumericsReport {
   void write(int64_t step, const Model& model, double loss_scale);
   // Entries from several pipeline stages, concatenated in stage order; empty ones are skipped.
   void write(int64_t step, const std::vector<NumericsEntry>& entries, DType format, double loss_scale);
+  // An event of the stability rules (train/stability.h): a line with "step" and "event".
+  void write_event(const nlohmann::json& e);
 
  private:
   static AppendFile make_file(const std::string& path, bool append, int64_t step);

@@ -194,6 +194,7 @@ void TrainConfig::validate() const {
   MESHLM_CHECK(shuffle == 0 || shuffle == 1, "shuffle must be 0 or 1");
   MESHLM_CHECK(weight_decay >= 0 && grad_clip >= 0, "weight_decay and grad_clip must be >= 0");
   Precision(precision, false, true, 0, 0);  // throws naming the modes
+  stability().validate();
   const PrecisionPlan pplan = PrecisionPlan::parse(precision_plan);
   for (const PrecisionRule& r : pplan.rules) gemm_format(r.format);  // throws naming the formats
   MESHLM_CHECK(pplan.empty() || precision == "bf16" || !Precision(precision, false, true, 0, 0).gemm.empty(),
@@ -222,6 +223,14 @@ LossScalerConfig TrainConfig::loss_scaler() const {
   c.hysteresis = loss_scale_hysteresis;
   c.growth_interval = loss_scale_growth_interval;
   return c;
+}
+
+StabilityConfig TrainConfig::stability() const {
+  StabilityConfig s;
+  s.action = instability_action_from_name(on_instability);
+  s.z = instability_z, s.window = instability_window, s.warmup = instability_warmup;
+  s.overflow_rate = instability_overflow, s.underflow_rate = instability_underflow;
+  return s;
 }
 
 Fp8ScalingConfig TrainConfig::fp8_scaling() const {
@@ -344,6 +353,12 @@ const std::vector<ConfigKey>& config_keys() {
       BOOL_KEY(stochastic_rounding, "1: round the 16-bit compute weights stochastically (seeded by parameter, element, step)"),
       BOOL_KEY(master_weights, "0 (bf16 only): no fp32 master weights; weights live in bf16 and each update is rounded stochastically (as llm.c)"),
       REAL_KEY(loss_scale, "fp16 and fp16-pure: a static loss scale; 0: dynamic for fp16, none for fp16-pure"),
+      TEXT_KEY(on_instability, "what a detected instability (non-finite gradient, loss or grad-norm spike, a GEMM site saturating or flushing too much) does: warn (log it), skip (no update), rescale (skip, halve the fp16 loss scale), promote (the site moves up the ladder: mxfp4 -> mxfp6 -> mxfp8 -> bf16), stop (save, end naming the layer)"),
+      REAL_KEY(instability_z, "spike threshold: standard deviations above the mean of the recent applied steps"),
+      INT_KEY(instability_window, "applied steps the spike statistics cover"),
+      INT_KEY(instability_warmup, "applied steps before spikes are judged"),
+      REAL_KEY(instability_overflow, "a GEMM site saturating more than this fraction of an operand's values is an instability"),
+      REAL_KEY(instability_underflow, "a GEMM site flushing more than this fraction of an operand's values to zero is an instability"),
       INT_KEY(loss_scale_hysteresis, "fp16 dynamic scaling: overflows tolerated before the scale halves"),
       INT_KEY(loss_scale_growth_interval, "fp16 dynamic scaling: clean steps before the scale doubles"),
       INT_KEY(fp8_history, "fp8: amax history length of the delayed scaling"),
@@ -441,7 +456,9 @@ std::string config_group(const std::string& key) {
       {"precision", "precision"}, {"stochastic_rounding", "precision"}, {"master_weights", "precision"},
       {"loss_scale", "precision"}, {"loss_scale_hysteresis", "precision"},
       {"loss_scale_growth_interval", "precision"}, {"fp8_history", "precision"}, {"fp8_margin", "precision"},
-      {"fp8_algorithm", "precision"}, {"precision_plan", "precision"}};
+      {"fp8_algorithm", "precision"}, {"precision_plan", "precision"}, {"on_instability", "precision"},
+      {"instability_z", "precision"}, {"instability_window", "precision"}, {"instability_warmup", "precision"},
+      {"instability_overflow", "precision"}, {"instability_underflow", "precision"}};
   if (is_model_key(key)) return "model";
   if (is_layout_key(key)) return "parallel layout";
   auto it = groups.find(key);

@@ -18,6 +18,7 @@
 #include "precision/fp8.h"
 #include "precision/loss_scaler.h"
 #include "train/config_file.h"
+#include "train/stability.h"
 
 namespace meshlm {
 
@@ -63,6 +64,10 @@ struct TrainConfig {
   int64_t fp8_history = 16, fp8_margin = 0;
   std::string fp8_algorithm = "max";
   std::string precision_plan;      // GEMM formats per Linear (plan/plan.h PrecisionPlan)
+  // the stability rules (train/stability.h)
+  std::string on_instability = "warn";  // warn | skip | rescale | promote | stop
+  double instability_z = 6, instability_overflow = 1e-3, instability_underflow = 0.25;
+  int64_t instability_window = 100, instability_warmup = 20;
   int64_t numerics_report = 0;     // every N steps; 0: off
   int64_t inject_inf_at_step = 0;  // testing aid
   int64_t profile = 0;             // 1: per-kernel time breakdown
@@ -94,6 +99,7 @@ struct TrainConfig {
   AdamWConfig adamw() const;
   LossScalerConfig loss_scaler() const;
   Fp8ScalingConfig fp8_scaling() const;
+  StabilityConfig stability() const;
   // The global batch is dp x micro_batch x accumulation_steps.
   int64_t micro_batch() const { return micro_batch_size > 0 ? micro_batch_size : batch_size / dp; }
   int64_t accumulation_steps() const { return batch_size / (dp * micro_batch()); }

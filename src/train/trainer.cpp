@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <optional>
 
 #include "backend/profiling.h"
@@ -33,6 +34,7 @@
 #include "precision/numerics.h"
 #include "precision/policy.h"
 #include "train/checkpoint.h"
+#include "train/stability.h"
 #include "train/checkpointer.h"
 #include "train/checkpoint_parts.h"
 #include "train/eval.h"
@@ -118,19 +120,22 @@ class FaultHooks final : public UnitHooks {
 
 // What a checkpoint records of the precision mode: the mode, the loss scaler, fp8's scales,
 // the precision plan's promotions.
+// the precision plan's promotions, the stability rules' history and a rescaled static loss scale.
 nlohmann::json precision_state(const Precision& prec, const Fp8Recipe* fp8, const QuantRecipe* quant,
-                               const LossScaler& scaler) {
-  nlohmann::json j = {{"mode", prec.mode}};
+                               const LossScaler& scaler, const StabilityGuard& guard, double static_scale) {
+  nlohmann::json j = {{"mode", prec.mode}, {"stability", guard.state()}};
   if (prec.dynamic_scaling) j["loss_scaler"] = scaler.to_json();
   if (fp8) j["fp8"] = fp8->state();
   if (quant) j["promotions"] = promotions_to_json(quant->promotions());
+  if (static_scale != prec.static_scale) j["static_scale"] = static_scale;
   return j;
 }
 
 // Restores that state when the mode has it; a checkpoint of another mode starts this mode
 // fresh (weights are stored as fp32 masters, so any mode can start from any checkpoint).
 void restore_precision_state(const nlohmann::json& trainer, const Precision& prec, Fp8Recipe* fp8,
-                             QuantRecipe* quant, LossScaler& scaler, std::ostream& out) {
+                             QuantRecipe* quant, LossScaler& scaler, StabilityGuard& guard, double& static_scale,
+                             std::ostream& out) {
   const nlohmann::json p = trainer.value("precision", nlohmann::json::object());
   const std::string saved = p.value("mode", std::string("fp32"));
   if (saved != prec.mode)
@@ -139,6 +144,8 @@ void restore_precision_state(const nlohmann::json& trainer, const Precision& pre
   if (fp8 && p.contains("fp8")) fp8->set_state(p["fp8"]);
   if (quant && p.contains("promotions"))
     for (const PrecisionPromotion& pr : promotions_from_json(p["promotions"])) quant->promote(pr);
+  if (p.contains("stability")) guard.set_state(p["stability"]);
+  if (saved == prec.mode && p.contains("static_scale")) static_scale = p["static_scale"].get<double>();
 }
 
 }  // namespace
@@ -157,6 +164,8 @@ struct StepOutcome {
   double loss = 0, lr = 0, norm = 0, scale = 1, secs = 0, comm_secs = 0;
   bool overflow = false, skipped = false;
   double stage_times[2] = {0, 0};  // pipeline: this stage's busy and total seconds of the schedule
+  std::vector<std::string> instabilities;  // the stability rules' findings (train/stability.h)
+  std::string instability_action;
 };
 
 class Trainer::Impl {
@@ -172,6 +181,13 @@ class Trainer::Impl {
   void write_numerics(double scale);
   double optimizer_step(double lr, double norm, double scale);
   void end_fp8_step();
+  void judge_stability(StepOutcome& o);
+  std::string act_on_instability(const std::vector<Instability>& found, const std::vector<std::string>& what,
+                                 StepOutcome& o);
+  std::string promote_sites(const std::vector<Instability>& found);
+  std::string nonfinite_gradients();
+  void record_instability(const std::vector<Instability>& found, const std::vector<std::string>& what,
+                          const std::string& done);
   void record(const StepOutcome& o);
   std::vector<double> pipeline_idle(const StepOutcome& o);
   nlohmann::ordered_json metrics_line(const StepOutcome& o, const std::vector<double>& idle);
@@ -221,6 +237,8 @@ class Trainer::Impl {
   const int64_t tied_end_;
   std::unique_ptr<Fp8Recipe> fp8_;
   std::unique_ptr<QuantRecipe> quant_;  // the GEMM formats of the precision ladder
+  StabilityGuard guard_;
+  double static_scale_ = 1;  // the static loss scale, halved by --on-instability rescale
   std::unique_ptr<GradSync> sync_;
   AdamW opt_;
   LossScaler scaler_;
@@ -269,6 +287,7 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
       sync_(GradSync::make(plan_, mesh_, model_, tied_end_)),
       opt_(*backend_, model_.table(), DType::fp32, cfg.adamw(), sync_->shard().begin, sync_->shard().end),
       scaler_(cfg.loss_scaler()),
+      guard_(cfg.stability()),
       sched_(cfg.schedule()),
       checkpointer_(mesh_, model_, opt_),
       idle_sum_(size_t(plan_.mesh.pp), 0.0) {
@@ -293,6 +312,7 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
   if (prec_.fp8) fp8_ = std::make_unique<Fp8Recipe>(model_, cfg.fp8_scaling());
   if (!prec_.gemm.empty() || !plan_.precision.empty())
     quant_ = std::make_unique<QuantRecipe>(model_, plan_.precision, prec_.gemm, uint64_t(cfg.seed));
+  static_scale_ = prec_.static_scale;
   restore_or_init();
   log_.open(cfg.out, !resume_dir.empty(), st_.step, overwrite, cfg.tensorboard == 1);
   const DType peak_dtype = backend_->supports(Op::gemm, prec_.compute) ? prec_.compute : DType::fp32;
@@ -352,7 +372,7 @@ void Trainer::Impl::restore_or_init() {
     st_.step = trainer.at("step").get<int64_t>();
     st_.loader.sequences = trainer.at("loader").at("sequences").get<int64_t>();
     st_.rng = {trainer["rng"]["seed"].get<uint64_t>(), trainer["rng"]["counter"].get<uint64_t>()};
-    restore_precision_state(trainer, prec_, fp8_.get(), quant_.get(), scaler_, log_.out());
+    restore_precision_state(trainer, prec_, fp8_.get(), quant_.get(), scaler_, guard_, static_scale_, log_.out());
     check_resume_data(trainer);
     warn_schedule_change(trainer);
     log_.out() << "resumed from " << resume_dir_ << " at step " << st_.step << "\n";
@@ -456,7 +476,7 @@ StepOutcome Trainer::Impl::train_step() {
   if (quant_) quant_->begin_step(st_.step);
   // The loss is multiplied by the loss scale before backward (fp16), so the gradients hold
   // scale * gradient until the optimizer divides it back out.
-  o.scale = prec_.dynamic_scaling ? scaler_.scale() : prec_.static_scale;
+  o.scale = prec_.dynamic_scaling ? scaler_.scale() : static_scale_;
   mark("forward and backward");
   o.loss = forward_backward(o.scale, o);
   mark("the gradient reduction");
@@ -470,9 +490,11 @@ StepOutcome Trainer::Impl::train_step() {
   o.overflow = !std::isfinite(sumsq);
   o.norm = std::sqrt(sumsq) / o.scale;
   if (cfg_.numerics_report > 0 && (st_.step + 1) % cfg_.numerics_report == 0) write_numerics(o.scale);
-  if (prec_.dynamic_scaling) o.skipped = !scaler_.update(o.overflow);  // throws below the minimum scale
+  judge_stability(o);  // may skip the step, halve a static loss scale, promote sites, or stop the run
+  if (prec_.dynamic_scaling) o.skipped = !scaler_.update(o.overflow) || o.skipped;  // throws below the minimum scale
   o.lr = sched_.at(st_.step);
   if (!o.skipped) o.comm_secs += optimizer_step(o.lr, o.norm, o.scale);
+  if (!o.skipped) guard_.accept(o.loss, o.norm);
   end_fp8_step();
   st_.step++;
   st_.loader.sequences += batches_.global_batch();
@@ -597,6 +619,123 @@ void Trainer::Impl::end_fp8_step() {
   fp8_->end_step();
 }
 
+// ---- the stability rules (train/stability.h) ----
+
+// What is wrong with this step, judged on numbers every rank holds alike (the loss and norm are
+// reduced; the sites' counts are summed here), so every rank acts the same. Under dynamic loss
+// scaling a non-finite gradient is the scaler's to handle (it skips and halves), not a finding.
+void Trainer::Impl::judge_stability(StepOutcome& o) {
+  if (quant_) {
+    std::vector<double> c = quant_->step_counts();
+    if (mesh_.world().size() > 1) mesh_.world().all_reduce(c.data(), int64_t(c.size()), DType::fp64);
+    quant_->set_step_counts(c);
+  }
+  const std::vector<Instability> found =
+      guard_.check(o.loss, o.norm, o.overflow && !prec_.dynamic_scaling, quant_.get());
+  if (found.empty()) return;
+  std::vector<std::string> what;  // described before any promotion changes the sites
+  for (const Instability& i : found) what.push_back(i.describe(quant_.get()));
+  const std::string done = act_on_instability(found, what, o);
+  for (const Instability& i : found) o.instabilities.push_back(i.kind);
+  o.instability_action = instability_action_name(guard_.config().action);
+  record_instability(found, what, done);
+}
+
+// The action of --on-instability; returns what it did, for the log. stop throws after saving.
+std::string Trainer::Impl::act_on_instability(const std::vector<Instability>& found,
+                                              const std::vector<std::string>& what, StepOutcome& o) {
+  const bool step_wide = std::any_of(found.begin(), found.end(), [](const Instability& i) { return i.step_wide(); });
+  switch (guard_.config().action) {
+    case InstabilityAction::warn: return "warned only (--on-instability warn)";
+    case InstabilityAction::skip: o.skipped = true; return "skipped the update";
+    case InstabilityAction::rescale:
+      o.skipped = true;
+      if (prec_.compute == DType::fp16 && !prec_.dynamic_scaling) {
+        static_scale_ /= 2;
+        return "skipped the update, loss scale halved to " + fmt("%g", static_scale_);
+      }
+      return prec_.dynamic_scaling ? "skipped the update (the dynamic loss scale adapts by itself)"
+                                   : "skipped the update (no loss scale to rescale in " + prec_.mode + ")";
+    case InstabilityAction::promote: {
+      if (step_wide) o.skipped = true;
+      const std::string p = promote_sites(found);
+      return (step_wide ? "skipped the update; " : "") + p;
+    }
+    case InstabilityAction::stop: {
+      std::string where;
+      for (const Instability& i : found)
+        if (!i.step_wide()) where = quant_->sites()[size_t(i.site)].name;
+      if (where.empty() && o.overflow) where = nonfinite_gradients();
+      record_instability(found, what, "stopped");
+      if (cfg_.checkpoints) save("instability");
+      throw Error("instability at step " + std::to_string(st_.step + 1) + ": " + what.front() +
+                  (where.empty() ? "" : "; at " + where) + " (--on-instability stop; the last checkpoint holds the state before this step)");
+    }
+  }
+  return "";
+}
+
+// Promotes each site a finding names, or for a step-wide finding the site that saturated most,
+// one rung up the ladder (its +options kept where the new format takes them).
+std::string Trainer::Impl::promote_sites(const std::vector<Instability>& found) {
+  if (!quant_) return "nothing to promote: no GEMM formats (" + prec_.mode + ")";
+  std::vector<int64_t> sites;
+  for (const Instability& i : found) {
+    const int64_t s = i.step_wide() ? StabilityGuard::worst_site(*quant_) : i.site;
+    if (s >= 0 && std::find(sites.begin(), sites.end(), s) == sites.end()) sites.push_back(s);
+  }
+  std::map<std::string, std::vector<std::string>> moves;  // "from -> to": the sites
+  for (int64_t s : sites) {
+    const std::string from = quant_->sites()[size_t(s)].format.name, base = quant_->sites()[size_t(s)].format.base;
+    const std::string up = promoted_format(base);
+    if (up.empty()) continue;
+    const std::string next = up == "bf16" ? up : up + from.substr(base.size());  // the +options kept
+    quant_->promote({st_.step + 1, s, next, found.front().kind});
+    moves[from + " -> " + next].push_back(quant_->sites()[size_t(s)].name);
+  }
+  if (moves.empty()) return "nothing to promote (the sites are bf16 already)";
+  std::string done;
+  for (const auto& [move, names] : moves) {
+    done += (done.empty() ? "promoted " : "; ") + std::to_string(names.size()) + " site" + (names.size() > 1 ? "s " : " ") +
+            move + " (";
+    for (size_t i = 0; i < std::min<size_t>(3, names.size()); i++) done += (i ? ", " : "") + names[i];
+    done += names.size() > 3 ? ", ...)" : ")";
+  }
+  return done + ", precision plan version " + std::to_string(quant_->promotions().size());
+}
+
+// The parameters of this rank whose gradients are not finite, nearest the loss first.
+std::string Trainer::Impl::nonfinite_gradients() {
+  const Zero1Shard shard = sync_->shard();
+  std::vector<std::string> bad;
+  for (const ParamEntry& e : model_.table().entries()) {
+    const int64_t lo = std::max(e.offset, shard.begin), hi = std::min(e.offset + e.numel(), shard.end);
+    if (lo < hi && !std::isfinite(backend_->sum_squares(DType::fp32, model_.grad_at(lo), hi - lo))) bad.push_back(e.name);
+  }
+  if (bad.empty()) return "";
+  std::string s = "gradients not finite in " + std::to_string(bad.size()) + " parameters, nearest the loss: ";
+  for (size_t i = 0; i < std::min<size_t>(3, bad.size()); i++) s += (i ? ", " : "") + bad[bad.size() - 1 - i];
+  return s;
+}
+
+// The log line and the numerics report's event lines (numerics.jsonl, opened on the first).
+void Trainer::Impl::record_instability(const std::vector<Instability>& found, const std::vector<std::string>& what,
+                                       const std::string& done) {
+  if (mesh_.rank() != 0) return;
+  std::string line = "instability step " + std::to_string(st_.step + 1) + " | " + what.front();
+  if (found.size() > 1) line += " (and " + std::to_string(found.size() - 1) + " more: numerics.jsonl)";
+  log_.line(line + " -> " + done + "\n");
+  if (!numerics_)
+    numerics_ = std::make_unique<NumericsReport>((fs::path(cfg_.out) / "numerics.jsonl").string(), !resume_dir_.empty(),
+                                                 st_.step);
+  for (size_t k = 0; k < found.size(); k++) {
+    nlohmann::json e = {{"step", st_.step + 1}, {"event", found[k].kind},
+                        {"action", instability_action_name(guard_.config().action)}, {"done", done}, {"what", what[k]}};
+    if (!found[k].step_wide()) e["site"] = quant_->sites()[size_t(found[k].site)].name;
+    numerics_->write_event(e);
+  }
+}
+
 // The step's record: metrics.jsonl, the console line, the profile, the pipeline's bubble.
 void Trainer::Impl::record(const StepOutcome& o) {
   tok_sum_ += double(cfg_.batch_size * T_);
@@ -647,8 +786,12 @@ nlohmann::ordered_json Trainer::Impl::metrics_line(const StepOutcome& o, const s
   line["ms_per_step"] = o.secs * 1e3;
   line["tokens_per_s"] = tps;
   line["mfu"] = flops_per_step_ / o.secs / (peak_all_ * 1e9);
-  if (prec_.dynamic_scaling || prec_.static_scale != 1.0) line["loss_scale"] = o.scale;
+  if (prec_.dynamic_scaling || static_scale_ != 1.0) line["loss_scale"] = o.scale;
   if (o.skipped) line["skipped"] = true;
+  if (!o.instabilities.empty()) {
+    line["instability"] = o.instabilities;
+    line["instability_action"] = o.instability_action;
+  }
   if (prec_.fp8 || quant_) line["quantization_simulated"] = true;  // the speed figures are not fp8/fp4 hardware's
   line["rss_mib"] = current_rss_mib();  // this rank's resident memory now (rank 0's line)
   if (pipeline_) line["pp_idle"] = idle;  // per stage, fraction of the step
@@ -727,7 +870,7 @@ void Trainer::Impl::save(const char* why) {
   long_wait_ = true;
   last_save_ = Clock::now();
   const std::string dir = (fs::path(cfg_.out) / checkpoint_dir_name(st_.step)).string();
-  st_.precision = precision_state(prec_, fp8_.get(), quant_.get(), scaler_);
+  st_.precision = precision_state(prec_, fp8_.get(), quant_.get(), scaler_, guard_, static_scale_);
   const auto t0 = Clock::now();
   if (cfg_.checkpoint_format == "parts") {  // every rank its own slices; nothing gathered
     save_checkpoint_parts(dir, mesh_, model_, opt_, tied_copy_ && !model_.stage().first, st_, cfg_json_, tokenizer_file_);
