@@ -47,11 +47,11 @@ void add_bench(CLI::App& app) {
       std::cout << r.to_json(cfg).dump() << "\n";
       return;
     }
-    const bool sim = cfg.precision == "fp8";
+    const bool sim = cfg.precision != "fp32" && cfg.precision != "bf16" && cfg.precision.rfind("fp16", 0) != 0;
     std::printf("bench   %s, %lld timed steps after %lld warm-up: median %.1f ms/step, %.0f tokens/s%s\n"
                 "        %.1f model GFLOP/s, MFU %.1f%% of %.0f GFLOP/s, peak RSS %.0f MiB\n",
                 cfg.precision.c_str(), (long long)r.steps, (long long)opt->warmup, r.ms_per_step, r.tokens_per_s,
-                sim ? " (fp8 simulated)" : "", r.gflops, 100 * r.mfu, r.peak_gflops, r.peak_rss_mib);
+                sim ? (cfg.precision == "fp8" ? " (fp8 simulated)" : " (quantization simulated)") : "", r.gflops, 100 * r.mfu, r.peak_gflops, r.peak_rss_mib);
   });
 }
 

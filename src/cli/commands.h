@@ -18,5 +18,6 @@ void add_tokenizer(CLI::App& app);
 void add_export(CLI::App& app);  // and import
 void add_plot(CLI::App& app);
 void add_plan(CLI::App& app);
+void add_ladder(CLI::App& app);
 
 }  // namespace meshlm::cli

@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   meshlm::cli::add_export(app);
   meshlm::cli::add_plot(app);
   meshlm::cli::add_plan(app);
+  meshlm::cli::add_ladder(app);
   // An unknown command is one line, not the top-level help (CLI11 would take it for an argument).
   if (argc > 1 && argv[1][0] != '-') {
     std::string known;

@@ -181,6 +181,7 @@ class Trainer::Impl {
   void write_numerics(double scale);
   double optimizer_step(double lr, double norm, double scale);
   void end_fp8_step();
+  double fp8_gemm_bits();
   void judge_stability(StepOutcome& o);
   std::string act_on_instability(const std::vector<Instability>& found, const std::vector<std::string>& what,
                                  StepOutcome& o);
@@ -619,6 +620,16 @@ void Trainer::Impl::end_fp8_step() {
   fp8_->end_step();
 }
 
+// fp8's bits per GEMM operand, by FLOPs: 8 in the blocks' Linears, 16 in the LM head.
+double Trainer::Impl::fp8_gemm_bits() {
+  double blocks = 0;
+  for (Linear* l : model_.block_linears()) blocks += double(l->spec().in) * double(l->spec().out);
+  const int64_t held = int64_t(model_.stage().layers(mcfg_.n_layer).size());
+  blocks *= double(mcfg_.n_layer) / double(std::max<int64_t>(1, held));
+  const double head = double(mcfg_.n_embd) * double(mcfg_.vocab_size);
+  return (8 * blocks + 16 * head) / (blocks + head);
+}
+
 // ---- the stability rules (train/stability.h) ----
 
 // What is wrong with this step, judged on numbers every rank holds alike (the loss and norm are
@@ -754,8 +765,9 @@ void Trainer::Impl::record(const StepOutcome& o) {
                                           (prec_.fp16_pure ? "the pure-fp16 recipe diverged" : "lr too high?") +
                                           "); stopping");
   log_.metrics(metrics_line(o, idle));
-  if (o.skipped) {
-    res_.skipped_steps++;
+  if (!o.instabilities.empty()) res_.instability_steps++;
+  if (o.skipped) res_.skipped_steps++;
+  if (o.skipped && prec_.dynamic_scaling) {
     log_.line("overflow at step " + std::to_string(st_.step) + ": inf/NaN in the gradients, step skipped, loss scale " +
               fmt("%g", o.scale) + " -> " + fmt("%g", scaler_.scale()) + "\n");
   }
@@ -1003,6 +1015,13 @@ void Trainer::Impl::summarize() {
   res_.pp_idle_predicted = pipeline_ ? predicted_bubble(pp, int(accum_), plan_.pp_virtual) : 0.0;
   res_.steps = st_.step;
   res_.fp8_simulated = prec_.fp8;
+  if (quant_) {
+    res_.gemm_bits = quant_->mean_bits();
+    res_.low_bit_flops_share = quant_->flops_share_at_most(4.5);
+    res_.promotions = int64_t(quant_->promotions().size());
+  } else {
+    res_.gemm_bits = prec_.compute == DType::fp32 ? 32 : prec_.fp8 ? fp8_gemm_bits() : 16;
+  }
   res_.quantization_simulated = prec_.fp8 || quant_;
   res_.peak_gflops = peak_;
   res_.tokens_per_s = time_sum_ > 0 ? tok_sum_ / time_sum_ : 0;

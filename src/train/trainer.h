@@ -32,6 +32,11 @@ struct TrainResult {
   bool fp8_simulated = false;  // the speed figures are bf16 arithmetic plus fp8 rounding
   bool quantization_simulated = false;  // fp8 or a GEMM format of the ladder: the same
   int64_t skipped_steps = 0;   // fp16 overflows in this run (optimizer steps skipped)
+  int64_t instability_steps = 0;  // steps with findings of the stability rules (train/stability.h)
+  int64_t promotions = 0;      // GEMM sites promoted up the ladder (in total, resumed runs included)
+  // The GEMMs' bits per forward operand (x and W averaged, block scales counted), averaged
+  // over the model's GEMM FLOPs, and the share of those FLOPs at 4.5 bits or fewer.
+  double gemm_bits = 32, low_bit_flops_share = 0;
   double activation_mib = 0;   // rank 0's activation memory: every slot's saved part + scratch
   double saved_activation_mib = 0;  // of which one micro-batch keeps from forward to backward
   // rank 0's buffers: masters, the 16-bit copy, gradients, Adam moments, activations and ZeRO's

@@ -7,7 +7,7 @@ MESHLM="$1"
 ROOT="$2"
 source "$(dirname "$0")/helpers.sh" cli
 
-for sub in train eval sample prepare bench report info; do
+for sub in train eval sample prepare bench report info ladder; do
   expect_ok "help $sub" "$MESHLM" "$sub" --help
 done
 # (help text into a file first: `grep -q` closing the pipe early would SIGPIPE the writer and
@@ -144,7 +144,21 @@ expect_ok report "$MESHLM" report "$WORK/bf16"
 grep -q "numerics at step 4 (format bf16" "$WORK/out" && ok || fail "report names the step and format"
 [ -s "$WORK/bf16/numerics.svg" ] && ok || fail "report writes the SVG"
 grep -q -- "--precision" "$WORK/train_help.txt" && ok || fail "train --help lists --precision"
-expect_error "unknown precision" "precision must be fp32, bf16, fp16, fp16-pure or fp8" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad8" --precision fp4
+expect_error "unknown precision" "precision must be fp32, bf16, fp16, fp16-pure, fp8 or a GEMM format" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad8" --precision fp4
+expect_error "unknown format option" "unknown option '+fast'" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad8b" --precision mxfp4+fast
+expect_error "bad plan selector" "unknown selector 'blocks.0'" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad8c" --precision bf16 --precision-plan "blocks.0: mxfp4"
+expect_error "plan needs bf16" "precision_plan needs --precision bf16" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad8d" --precision fp32 --precision-plan "*: mxfp4"
+expect_error "bad instability action" "on_instability must be warn, skip, rescale, promote or stop" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad8e" --on-instability panic
+expect_ok "train with a precision plan" "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/plan" --steps 3 --precision bf16 --precision-plan "layers.0: mxfp8; *: nvfp4+recipe"
+grep -q "formats .*mxfp8 on .*nvfp4+recipe on" "$WORK/out" && ok || fail "train names its GEMM formats"
+grep -q "quantization simulated" "$WORK/out" && ok || fail "a GEMM format's speed is labelled simulated"
+# the ladder, two entries, then continued: the finished entries are not run again
+printf 'f32 | fp32\nfour | mxfp4 | | promote\n' > "$WORK/entries.txt"
+expect_ok "ladder" "$MESHLM" ladder --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/ladder" --steps 3 --eval-batches 2 --entries "$WORK/entries.txt"
+grep -q "| four | mxfp4 |" "$WORK/ladder/ladder.md" && [ -f "$WORK/ladder/ladder.svg" ] && [ -f "$WORK/ladder/curves.png" ] && ok || fail "ladder writes its table and plots"
+expect_ok "ladder again" "$MESHLM" ladder --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/ladder" --steps 3 --eval-batches 2 --entries "$WORK/entries.txt"
+grep -q "four: done before" "$WORK/out" && ok || fail "a finished ladder entry is not run again"
+expect_error "ladder bad entries" "ladder entries: none" "$MESHLM" ladder --data "$WORK/data" --out "$WORK/ladder2" --entries /dev/null
 expect_error "master weights need bf16" "master_weights = 0 is a bf16 mode" "$MESHLM" train --data "$WORK/data" --out "$WORK/bad9" --precision fp16 --master-weights 0
 expect_error "fp16-pure diverges" "pure-fp16 recipe diverged" "$MESHLM" train --config "$WORK/tiny.toml" --data "$WORK/data" --out "$WORK/bad10" --steps 4 --precision fp16-pure
 expect_error "report without numerics" "numerics-report" "$MESHLM" report "$WORK/run"
