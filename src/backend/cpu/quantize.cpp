@@ -221,15 +221,93 @@ void hadamard_bf16(const QuantSpec& q, uint16_t* y, const uint16_t* x, int64_t r
   }
 }
 
+// One quantize_blocks call: the operand, its format, and the tensor-wide figures.
+struct Call {
+  const QuantSpec& q;
+  const ElemInfo& f;
+  uint16_t* y;
+  const uint16_t* x;
+  int64_t rows, cols;
+  float amax, tensor_scale, tensor_m;  // the tensor's finite amax, NVFP4's S, the per-tensor multiplier
+  bool nonfinite;                      // the tensor holds an inf or NaN
+};
+
+// One scale per row (a vector along axis 1).
+void quantize_per_row(const Call& c, Counts& k) {
+#pragma omp for schedule(static)
+  for (int64_t r = 0; r < c.rows; r++) {
+    bool nf = false;
+    const float a = run_amax(c.x + r * c.cols, c.cols, 1, nf);  // before nf is read
+    const float m = block_multiplier(c.q, a, nf, c.tensor_scale);
+    quantize_run(c.q, c.f, c.y + r * c.cols, c.x + r * c.cols, c.cols, &m, 0, nf, r * c.cols, k);
+  }
+}
+
+// One scale per `block` of a row: a chunk of kPanel values (a multiple of the block) at a
+// time, its blocks' multipliers spread per element so that one long run quantizes the chunk.
+void quantize_row_blocks(const Call& c, Counts& k) {
+  const int64_t chunk = kPanel % c.q.block == 0 ? kPanel : c.q.block;
+#pragma omp for schedule(static)
+  for (int64_t r = 0; r < c.rows; r++)
+    for (int64_t c0 = 0; c0 < c.cols; c0 += chunk) {
+      const int64_t len = std::min(chunk, c.cols - c0), i0 = r * c.cols + c0;
+      float m[kPanel];
+      bool any = false;
+      for (int64_t b0 = 0; b0 < len; b0 += c.q.block) {
+        const int64_t bl = std::min(c.q.block, len - b0);
+        bool nf = false;
+        const float a = run_amax(c.x + i0 + b0, bl, 1, nf);
+        std::fill(m + b0, m + b0 + bl, block_multiplier(c.q, a, nf, c.tensor_scale));
+        any = any || nf;
+      }
+      quantize_run(c.q, c.f, c.y + i0, c.x + i0, len, m, 1, any, i0, k);
+    }
+}
+
+// Scales along a column (per block of rows, or per whole column) and 2-D tiles: panels of
+// `height` rows x `width` columns, each column's amax walked row by row, the multipliers per
+// column (a tile's shared by its `block` columns).
+void quantize_panels(const Call& c, Counts& k) {
+  const QuantSpec& q = c.q;
+  MESHLM_CHECK(q.granularity != Granularity::tile || q.block <= kPanel, "quantize_blocks: tiles of at most 256");
+  const int64_t height = q.granularity == Granularity::vector ? c.rows : q.block;
+  const int64_t width = q.granularity != Granularity::tile || kPanel % q.block == 0 ? kPanel : q.block;
+  const int64_t row_groups = (c.rows + height - 1) / height, col_groups = (c.cols + width - 1) / width;
+#pragma omp for schedule(static)
+  for (int64_t p = 0; p < row_groups * col_groups; p++) {
+    const int64_t r0 = (p / col_groups) * height, c0 = (p % col_groups) * width;
+    const int64_t h = std::min(height, c.rows - r0), w = std::min(width, c.cols - c0);
+    float m[kPanel] = {};
+    bool nf[kPanel] = {};
+    column_amax(c.x + r0 * c.cols + c0, h, w, c.cols, m, nf);
+    const bool any = std::find(nf, nf + w, true) != nf + w;
+    if (q.granularity == Granularity::tile) {
+      for (int64_t t0 = 0; t0 < w; t0 += q.block) {
+        const int64_t tw = std::min(q.block, w - t0);
+        const float a = *std::max_element(m + t0, m + t0 + tw);
+        const bool tile_nf = std::find(nf + t0, nf + t0 + tw, true) != nf + t0 + tw;
+        std::fill(m + t0, m + t0 + tw, block_multiplier(q, a, tile_nf, c.tensor_scale));
+      }
+    } else {
+      for (int64_t col = 0; col < w; col++) m[col] = block_multiplier(q, m[col], nf[col], c.tensor_scale);
+    }
+    for (int64_t r = r0; r < r0 + h; r++) {
+      const int64_t i0 = r * c.cols + c0;
+      quantize_run(q, c.f, c.y + i0, c.x + i0, w, m, 1, any, i0, k);
+    }
+  }
+}
+
 }  // namespace
 
 TensorStats quantize_blocks_bf16(const QuantSpec& q, uint16_t* y, const uint16_t* x, int64_t rows, int64_t cols) {
+  const bool blocked = q.granularity == Granularity::block || q.granularity == Granularity::tile;
+  MESHLM_CHECK(!blocked || q.block >= 1, "quantize_blocks: a block of at least one element");
   if (q.hadamard) {
     hadamard_bf16(q, y, x, rows, cols);
     x = y;
   }
   const ElemInfo& f = elem_info(q.elem);
-  const int64_t n = rows * cols;
   float amax = 0;
   bool any_nonfinite = false;
 #pragma omp parallel for reduction(max : amax) reduction(|| : any_nonfinite) schedule(static)
@@ -239,73 +317,22 @@ TensorStats quantize_blocks_bf16(const QuantSpec& q, uint16_t* y, const uint16_t
     any_nonfinite = any_nonfinite || nf;
   }
   const float tensor_scale = q.scale == ScaleKind::e4m3 ? e4m3_tensor_scale(f, amax) : 1.0f;
-  const float tensor_m = block_multiplier(q, amax, any_nonfinite, tensor_scale);
-  const bool along_rows = q.axis == 1 && (q.granularity == Granularity::vector || q.granularity == Granularity::block);
-  // Scales along a row: chunks of `chunk` elements of a row, a multiple of the block (a whole
-  // row for one scale per vector). Scales along a column and tiles: panels of `height` rows x
-  // `width` columns.
-  const bool blocked = q.granularity == Granularity::block || q.granularity == Granularity::tile;
-  MESHLM_CHECK(!blocked || q.block >= 1, "quantize_blocks: a block of at least one element");
-  const int64_t chunk = !blocked ? cols : kPanel % q.block == 0 ? kPanel : q.block;
-  const int64_t height = q.granularity == Granularity::vector ? rows : q.granularity == Granularity::tensor ? 1 : q.block;
-  const int64_t width = q.granularity != Granularity::tile || kPanel % q.block == 0 ? kPanel : q.block;  // (tile: block >= 1)
-  MESHLM_CHECK(q.granularity != Granularity::tile || q.block <= kPanel, "quantize_blocks: tiles of at most 256");
-  const int64_t row_groups = (rows + height - 1) / height, col_groups = (cols + width - 1) / width;
+  const Call c{q, f, y, x, rows, cols, amax, tensor_scale, block_multiplier(q, amax, any_nonfinite, tensor_scale),
+               any_nonfinite};
   Counts total;
 #pragma omp parallel
   {
     Counts k;
     if (q.granularity == Granularity::tensor) {
 #pragma omp for schedule(static)
-      for (int64_t r = 0; r < rows; r++) quantize_run(q, f, y + r * cols, x + r * cols, cols, &tensor_m, 0, any_nonfinite, r * cols, k);
-    } else if (along_rows && q.granularity == Granularity::vector) {  // one scale per row
-#pragma omp for schedule(static)
-      for (int64_t r = 0; r < rows; r++) {
-        bool nf = false;
-        const float a = run_amax(x + r * cols, cols, 1, nf);  // before nf is read
-        const float m = block_multiplier(q, a, nf, tensor_scale);
-        quantize_run(q, f, y + r * cols, x + r * cols, cols, &m, 0, nf, r * cols, k);
-      }
-    } else if (along_rows) {  // one scale per `block` of a row: a chunk's scales spread per element
-#pragma omp for schedule(static)
       for (int64_t r = 0; r < rows; r++)
-        for (int64_t c0 = 0; c0 < cols; c0 += chunk) {
-          const int64_t len = std::min(chunk, cols - c0), i0 = r * cols + c0;
-          float m[kPanel];
-          bool any = false;
-          for (int64_t b0 = 0; b0 < len; b0 += q.block) {
-            const int64_t bl = std::min(q.block, len - b0);
-            bool nf = false;
-            const float a = run_amax(x + i0 + b0, bl, 1, nf);
-            std::fill(m + b0, m + b0 + bl, block_multiplier(q, a, nf, tensor_scale));
-            any = any || nf;
-          }
-          quantize_run(q, f, y + i0, x + i0, len, m, 1, any, i0, k);
-        }
-    } else {  // a panel: per column along it (axis 0), or per tile of `block` columns
-#pragma omp for schedule(static)
-      for (int64_t p = 0; p < row_groups * col_groups; p++) {
-        const int64_t r0 = (p / col_groups) * height, c0 = (p % col_groups) * width;
-        const int64_t h = std::min(height, rows - r0), w = std::min(width, cols - c0);
-        float m[kPanel] = {};
-        bool nf[kPanel] = {};
-        column_amax(x + r0 * cols + c0, h, w, cols, m, nf);
-        const bool any = std::find(nf, nf + w, true) != nf + w;
-        if (q.granularity == Granularity::tile) {
-          for (int64_t t0 = 0; t0 < w; t0 += q.block) {
-            const int64_t tw = std::min(q.block, w - t0);
-            const float a = *std::max_element(m + t0, m + t0 + tw);
-            const bool tile_nf = std::find(nf + t0, nf + t0 + tw, true) != nf + t0 + tw;
-            std::fill(m + t0, m + t0 + tw, block_multiplier(q, a, tile_nf, tensor_scale));
-          }
-        } else {
-          for (int64_t c = 0; c < w; c++) m[c] = block_multiplier(q, m[c], nf[c], tensor_scale);
-        }
-        for (int64_t r = r0; r < r0 + h; r++) {
-          const int64_t i0 = r * cols + c0;
-          quantize_run(q, f, y + i0, x + i0, w, m, 1, any, i0, k);
-        }
-      }
+        quantize_run(q, f, y + r * cols, x + r * cols, cols, &c.tensor_m, 0, any_nonfinite, r * cols, k);
+    } else if (q.axis == 1 && q.granularity == Granularity::vector) {
+      quantize_per_row(c, k);
+    } else if (q.axis == 1 && q.granularity == Granularity::block) {
+      quantize_row_blocks(c, k);
+    } else {
+      quantize_panels(c, k);
     }
 #pragma omp critical
     {
@@ -313,7 +340,7 @@ TensorStats quantize_blocks_bf16(const QuantSpec& q, uint16_t* y, const uint16_t
     }
   }
   TensorStats s;
-  s.n = n, s.amax = amax, s.zero = total.zero, s.underflow = total.underflow, s.subnormal = total.subnormal,
+  s.n = rows * cols, s.amax = amax, s.zero = total.zero, s.underflow = total.underflow, s.subnormal = total.subnormal,
   s.overflow = total.overflow;
   return s;
 }
