@@ -228,8 +228,7 @@ struct Call {
   uint16_t* y;
   const uint16_t* x;
   int64_t rows, cols;
-  float amax, tensor_scale, tensor_m;  // the tensor's finite amax, NVFP4's S, the per-tensor multiplier
-  bool nonfinite;                      // the tensor holds an inf or NaN
+  float tensor_scale;  // NVFP4's S (1 for other scales)
 };
 
 // One scale per row (a vector along axis 1).
@@ -317,8 +316,8 @@ TensorStats quantize_blocks_bf16(const QuantSpec& q, uint16_t* y, const uint16_t
     any_nonfinite = any_nonfinite || nf;
   }
   const float tensor_scale = q.scale == ScaleKind::e4m3 ? e4m3_tensor_scale(f, amax) : 1.0f;
-  const Call c{q, f, y, x, rows, cols, amax, tensor_scale, block_multiplier(q, amax, any_nonfinite, tensor_scale),
-               any_nonfinite};
+  const Call c{q, f, y, x, rows, cols, tensor_scale};
+  const float tensor_m = block_multiplier(q, amax, any_nonfinite, tensor_scale);
   Counts total;
 #pragma omp parallel
   {
@@ -326,7 +325,7 @@ TensorStats quantize_blocks_bf16(const QuantSpec& q, uint16_t* y, const uint16_t
     if (q.granularity == Granularity::tensor) {
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < rows; r++)
-        quantize_run(q, f, y + r * cols, x + r * cols, cols, &c.tensor_m, 0, any_nonfinite, r * cols, k);
+        quantize_run(q, f, y + r * cols, x + r * cols, cols, &tensor_m, 0, any_nonfinite, r * cols, k);
     } else if (q.axis == 1 && q.granularity == Granularity::vector) {
       quantize_per_row(c, k);
     } else if (q.axis == 1 && q.granularity == Granularity::block) {
