@@ -9,7 +9,10 @@
 #include <filesystem>
 #include <sstream>
 
+#include "backend/backend.h"
 #include "core/error.h"
+#include "model/model.h"
+#include "precision/quant_recipe.h"
 #include "support/fixtures.h"
 #include "train/stability.h"
 #include "train/trainer.h"
@@ -88,6 +91,35 @@ TEST(StabilityGuard, SpikesByZScoreAfterTheWarmup) {
   EXPECT_EQ(h.check(3.5, 1.0, false, nullptr).size(), 1u);
   g.accept(NAN, 1.0);  // a non-finite step never joins the history
   EXPECT_EQ(g.state()["losses"].size(), 10u);
+}
+
+// Site rules on made-up counts (n, overflow, underflow for x, w and g per site): saturation is
+// judged on every operand, flushing to zero on the input and the weight only.
+TEST(StabilityGuard, SiteRatesJudgeOverflowEverywhereAndUnderflowOnForwardOperands) {
+  auto be = make_cpu_backend();
+  Model m(test::tiny_model(256), *be, DType::bf16);
+  QuantRecipe q(m, PrecisionPlan{}, "mxfp4", 1);
+  ASSERT_GE(q.sites().size(), 3u);
+  std::vector<double> c(q.sites().size() * QuantRecipe::kCounts, 0.0);
+  auto set = [&](size_t site, int op, double n, double over, double under) {
+    c[site * QuantRecipe::kCounts + 3 * size_t(op)] = n;
+    c[site * QuantRecipe::kCounts + 3 * size_t(op) + 1] = over;
+    c[site * QuantRecipe::kCounts + 3 * size_t(op) + 2] = under;
+  };
+  set(0, 0, 1000, 0, 300);  // 30% of x flushed: an underflow finding
+  set(1, 2, 1000, 0, 900);  // 90% of g flushed: not judged
+  set(2, 1, 1000, 5, 0);    // 0.5% of w saturated: an overflow finding
+  set(2, 2, 1000, 2, 0);    // 0.2% of g saturated: another
+  q.set_step_counts(c);
+  StabilityGuard g(config());
+  const auto f = g.check(3.0, 1.0, false, &q);
+  ASSERT_EQ(f.size(), 3u);
+  EXPECT_EQ(f[0].kind, "underflow");
+  EXPECT_EQ(f[0].site, 0);
+  EXPECT_EQ(f[1].kind, "overflow");
+  EXPECT_EQ(f[1].site, 2);
+  EXPECT_EQ(f[2].operand, std::string("g"));
+  EXPECT_EQ(StabilityGuard::worst_site(q), 2);
 }
 
 TEST(StabilityGuard, ActionNamesAndLimits) {
