@@ -7,27 +7,28 @@ embedding, vocabulary padded to a multiple of 128, no dropout. Init: normal(0, 0
 projections 0.02 / sqrt(2 L), biases 0, LayerNorm 1/0. AdamW(betas 0.9/0.95, eps 1e-8, weight
 decay 0.1 on matrices only), global gradient-norm clipping at 1.0. A step is forward + backward
 + clip + optimizer step, timed like meshlm (wall clock per step, median after warm-up), on
-random tokens. --precision bf16 runs forward and loss under torch.autocast(cpu, bfloat16).
-Prints one JSON object: tokens_per_s, ms_per_step, peak_rss_mib, ...
+random tokens (bench/pytorch_common.py). --precision bf16 runs forward and loss under
+torch.autocast(cpu, bfloat16); --compile runs the model through torch.compile; attention is
+F.scaled_dot_product_attention where the PyTorch has it. Prints one JSON object: tokens_per_s,
+ms_per_step, peak_rss_mib, ...
 
-Run with Debian's /usr/bin/python3 and python3-torch (bench/compare.sh installs it).
+Runs with Debian's /usr/bin/python3 and python3-torch (1.13) and with bench/compare.sh's venv
+of the current PyTorch from PyPI.
 """
 import argparse
-import json
 import math
-import resource
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pytorch_common import add_run_args, causal_attention, time_training, use_sdpa
+
 
 class Block(nn.Module):
-    def __init__(self, C, NH, T):
+    def __init__(self, C, NH, T, sdpa):
         super().__init__()
-        self.NH = NH
+        self.NH, self.sdpa = NH, sdpa
         self.ln_1 = nn.LayerNorm(C)
         self.c_attn = nn.Linear(C, 3 * C)
         self.c_proj = nn.Linear(C, C)
@@ -42,10 +43,7 @@ class Block(nn.Module):
         q = q.view(B, T, self.NH, C // self.NH).transpose(1, 2)
         k = k.view(B, T, self.NH, C // self.NH).transpose(1, 2)
         v = v.view(B, T, self.NH, C // self.NH).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-        att = att.masked_fill(~self.mask[:, :, :T, :T], float("-inf"))
-        att = F.softmax(att, dim=-1)
-        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        y = causal_attention(q, k, v, self.mask[:, :, :T, :T], self.sdpa).transpose(1, 2).contiguous().view(B, T, C)
         return self.c_proj(y)
 
     def forward(self, x):
@@ -54,12 +52,12 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, L, NH, C, V, T):
+    def __init__(self, L, NH, C, V, T, sdpa):
         super().__init__()
         Vp = (V + 127) // 128 * 128
         self.wte = nn.Embedding(Vp, C)
         self.wpe = nn.Embedding(T, C)
-        self.h = nn.ModuleList(Block(C, NH, T) for _ in range(L))
+        self.h = nn.ModuleList(Block(C, NH, T, sdpa) for _ in range(L))
         self.ln_f = nn.LayerNorm(C)
         for name, p in self.named_parameters():
             if name.endswith("bias"):
@@ -90,42 +88,14 @@ def main():
     ap.add_argument("--vocab-size", type=int, default=4096)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--timed-steps", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2)
+    add_run_args(ap)
     a = ap.parse_args()
     torch.manual_seed(1337)
     torch.set_num_threads(a.threads)
-    model = GPT(a.n_layer, a.n_head, a.n_embd, a.vocab_size, a.seq_len)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=6e-4, betas=(0.9, 0.95), eps=1e-8)
-    g = torch.Generator().manual_seed(7)
-    times = []
-    for step in range(a.warmup + a.timed_steps):
-        x = torch.randint(0, a.vocab_size, (a.batch_size, a.seq_len), generator=g)
-        y = torch.randint(0, a.vocab_size, (a.batch_size, a.seq_len), generator=g)
-        t0 = time.perf_counter()
-        with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
-            loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step >= a.warmup:
-            times.append(time.perf_counter() - t0)
-    ms = statistics.median(times) * 1e3
-    tokens = a.batch_size * a.seq_len
+    sdpa = use_sdpa(a.attention)
+    model = GPT(a.n_layer, a.n_head, a.n_embd, a.vocab_size, a.seq_len, sdpa)
     n_params = sum(p.numel() for p in model.parameters())
-    flops_per_token = 6 * n_params + 12 * a.n_layer * a.n_embd * a.seq_len
-    print(json.dumps({
-        "tokens_per_s": tokens / (ms / 1e3), "ms_per_step": ms,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "model_gflops": flops_per_token * tokens / (ms / 1e3) / 1e9, "steps": len(times),
-        "precision": a.precision, "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "final_loss": float(loss)}))
+    time_training(model, a, a.vocab_size, 6 * n_params + 12 * a.n_layer * a.n_embd * a.seq_len, sdpa)
 
 
 if __name__ == "__main__":

@@ -8,18 +8,18 @@ vocabulary padded to a multiple of 128, no dropout. Init: normal(0, 0.02) for ev
 RMSNorm weights 1 (as meshlm and HF's _init_weights). AdamW(betas 0.9/0.95, eps 1e-8, weight
 decay 0.1 on matrices only), global gradient-norm clipping at 1.0. A step is forward + backward
 + clip + optimizer step, timed like meshlm (wall clock per step, median after warm-up), on
-random tokens. --precision bf16 runs forward and loss under torch.autocast(cpu, bfloat16).
-Runs on PyTorch 1.13 (Debian) and 2.x. Prints one JSON object: tokens_per_s, ms_per_step, ...
+random tokens (bench/pytorch_common.py). --precision bf16 runs forward and loss under
+torch.autocast(cpu, bfloat16); --compile runs the model through torch.compile; attention is
+F.scaled_dot_product_attention where the PyTorch has it. Runs on PyTorch 1.13 (Debian) and 2.x.
+Prints one JSON object: tokens_per_s, ms_per_step, ...
 """
 import argparse
-import json
-import resource
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from pytorch_common import add_run_args, causal_attention, time_training, use_sdpa
 
 
 class RMSNorm(nn.Module):
@@ -39,9 +39,9 @@ def rotate_half(x):
 
 
 class Block(nn.Module):
-    def __init__(self, C, NH, NKV, H, eps):
+    def __init__(self, C, NH, NKV, H, eps, sdpa):
         super().__init__()
-        self.NH, self.NKV, self.HS = NH, NKV, C // NH
+        self.NH, self.NKV, self.HS, self.sdpa = NH, NKV, C // NH, sdpa
         self.input_layernorm = RMSNorm(C, eps)
         self.q_proj = nn.Linear(C, C, bias=False)
         self.k_proj = nn.Linear(C, NKV * self.HS, bias=False)
@@ -60,9 +60,7 @@ class Block(nn.Module):
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         k = k.repeat_interleave(self.NH // self.NKV, dim=1)  # repeat_kv
         v = v.repeat_interleave(self.NH // self.NKV, dim=1)
-        att = (q @ k.transpose(-2, -1)) * (self.HS ** -0.5)
-        att = F.softmax(att.masked_fill(~mask, float("-inf")), dim=-1)
-        return self.o_proj((att @ v).transpose(1, 2).contiguous().view(B, T, C))
+        return self.o_proj(causal_attention(q, k, v, mask, self.sdpa).transpose(1, 2).contiguous().view(B, T, C))
 
     def forward(self, x, cos, sin, mask):
         x = x + self.attention(self.input_layernorm(x), cos, sin, mask)
@@ -71,11 +69,11 @@ class Block(nn.Module):
 
 
 class Llama(nn.Module):
-    def __init__(self, L, NH, NKV, C, H, V, T, theta, eps):
+    def __init__(self, L, NH, NKV, C, H, V, T, theta, eps, sdpa):
         super().__init__()
         Vp = (V + 127) // 128 * 128
         self.embed_tokens = nn.Embedding(Vp, C)
-        self.layers = nn.ModuleList(Block(C, NH, NKV, H, eps) for _ in range(L))
+        self.layers = nn.ModuleList(Block(C, NH, NKV, H, eps, sdpa) for _ in range(L))
         self.norm = RMSNorm(C, eps)
         self.lm_head = nn.Linear(C, Vp, bias=False)
         for name, p in self.named_parameters():
@@ -111,44 +109,17 @@ def main():
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--rope-theta", type=float, default=500000.0)
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--timed-steps", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2)
+    add_run_args(ap)
     a = ap.parse_args()
     NKV = a.n_kv_head or a.n_head
     H = a.ffn_hidden or (8 * a.n_embd // 3 + a.ffn_multiple_of - 1) // a.ffn_multiple_of * a.ffn_multiple_of
     torch.manual_seed(1337)
     torch.set_num_threads(a.threads)
-    model = Llama(a.n_layer, a.n_head, NKV, a.n_embd, H, a.vocab_size, a.seq_len, a.rope_theta, 1e-5)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=6e-4, betas=(0.9, 0.95), eps=1e-8)
-    g = torch.Generator().manual_seed(7)
-    times = []
-    for step in range(a.warmup + a.timed_steps):
-        x = torch.randint(0, a.vocab_size, (a.batch_size, a.seq_len), generator=g)
-        y = torch.randint(0, a.vocab_size, (a.batch_size, a.seq_len), generator=g)
-        t0 = time.perf_counter()
-        with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
-            loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step >= a.warmup:
-            times.append(time.perf_counter() - t0)
-    ms = statistics.median(times) * 1e3
-    tokens = a.batch_size * a.seq_len
+    sdpa = use_sdpa(a.attention)
+    model = Llama(a.n_layer, a.n_head, NKV, a.n_embd, H, a.vocab_size, a.seq_len, a.rope_theta, 1e-5, sdpa)
     matrices = sum(p.numel() for n, p in model.named_parameters() if p.dim() >= 2 and "embed_tokens" not in n)
-    flops_per_token = 6 * matrices + 12 * a.n_layer * a.n_embd * a.seq_len  # as meshlm's cost records
-    print(json.dumps({
-        "tokens_per_s": tokens / (ms / 1e3), "ms_per_step": ms,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "model_gflops": flops_per_token * tokens / (ms / 1e3) / 1e9, "steps": len(times),
-        "precision": a.precision, "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "final_loss": float(loss)}))
+    # as meshlm's cost records
+    time_training(model, a, a.vocab_size, 6 * matrices + 12 * a.n_layer * a.n_embd * a.seq_len, sdpa)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ void add_bench(CLI::App& app) {
   cmd->footer(
       "Runs --warmup untimed then --timed-steps timed training steps through the real trainer, on random\n"
       "tokens unless --data is given, writing nothing (a temporary run directory is removed).\n"
-      "Prints medians over the timed steps: ms/step, tokens/s, achieved model GFLOP/s\n"
-      "(6 x parameters + 12 x L x C x T FLOPs per token), MFU against a peak measured with a\n"
-      "2048^3 GEMM in the compute dtype (or --peak-gflops), and the peak RSS; --breakdown adds\n"
+      "Prints medians over the timed steps (with the fastest and slowest step): ms/step, tokens/s,\n"
+      "achieved model GFLOP/s (6 x parameters + 12 x L x C x T FLOPs per token), MFU against a peak\n"
+      "measured once per machine with a 2048^3 GEMM in the compute dtype and kept in --peak-cache\n"
+      "(or --peak-gflops), and the peak RSS; --breakdown adds\n"
       "the time per kernel of a step (GEMMs, attention, layernorm, loss, optimizer, ...).\n"
       "Takes the flags of `meshlm train` that shape a step (--n-layer ... --precision, --dp ...; not\n"
       "--steps, --out, --save-every or the logging flags, which it has no use for); works under\n"
@@ -48,10 +49,11 @@ void add_bench(CLI::App& app) {
       return;
     }
     const bool sim = cfg.precision != "fp32" && cfg.precision != "bf16" && cfg.precision.rfind("fp16", 0) != 0;
-    std::printf("bench   %s, %lld timed steps after %lld warm-up: median %.1f ms/step, %.0f tokens/s%s\n"
-                "        %.1f model GFLOP/s, MFU %.1f%% of %.0f GFLOP/s, peak RSS %.0f MiB\n",
-                cfg.precision.c_str(), (long long)r.steps, (long long)opt->warmup, r.ms_per_step, r.tokens_per_s,
-                sim ? (cfg.precision == "fp8" ? " (fp8 simulated)" : " (quantization simulated)") : "", r.gflops, 100 * r.mfu, r.peak_gflops, r.peak_rss_mib);
+    std::printf("bench   %s, %lld timed steps after %lld warm-up: median %.1f ms/step (%.1f-%.1f), %.0f tokens/s%s\n"
+                "        %.1f model GFLOP/s, MFU %.1f%% of %.0f GFLOP/s (%s), peak RSS %.0f MiB\n",
+                cfg.precision.c_str(), (long long)r.steps, (long long)opt->warmup, r.ms_per_step, r.ms_min, r.ms_max,
+                r.tokens_per_s, sim ? (cfg.precision == "fp8" ? " (fp8 simulated)" : " (quantization simulated)") : "",
+                r.gflops, 100 * r.mfu, r.peak_gflops, r.peak_how.c_str(), r.peak_rss_mib);
   });
 }
 

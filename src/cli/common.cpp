@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "train/checkpoint.h"
 #include "train/hf_import.h"
 #include "train/memory_estimate.h"
@@ -140,11 +141,10 @@ void add_backend_option(CLI::App* cmd, std::string& backend) {
 
 std::string cpu_summary() {
   std::ifstream in("/proc/cpuinfo");
-  std::string line, model = "unknown CPU", flags;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0 && model == "unknown CPU") model = line.substr(line.find(':') + 2);
-    if (line.rfind("flags", 0) == 0 && flags.empty()) flags = line + " ";
-  }
+  std::string line, flags;
+  while (std::getline(in, line) && flags.empty())
+    if (line.rfind("flags", 0) == 0) flags = line + " ";
+  const std::string model = cpu_model_name();
   std::string have, lack;
   for (const char* f : {"avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16"}) {
     std::string& into = flags.find(std::string(" ") + f + " ") != std::string::npos ? have : lack;

@@ -24,6 +24,13 @@ int affinity_cpus() {
 
 }  // namespace
 
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
 int local_ranks() {
   const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
   return local ? std::max(1, std::atoi(local)) : 1;

@@ -9,6 +9,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace meshlm {
 
@@ -35,6 +36,8 @@ class ThreadGovernor {
   Sample last_;
 };
 
+// /proc/cpuinfo's first "model name" ("AMD EPYC 9R14 96-Core Processor"), "unknown CPU" without.
+std::string cpu_model_name();
 // The ranks of this job on this node (OpenMPI's OMPI_COMM_WORLD_LOCAL_SIZE; 1 without mpirun).
 int local_ranks();
 // The governor a command starts with: --threads, else OMP_NUM_THREADS, else adaptive (or CPUs /

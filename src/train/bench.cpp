@@ -44,8 +44,9 @@ struct TempDir {
 
 nlohmann::ordered_json BenchResult::to_json(const TrainConfig& cfg) const {
   nlohmann::ordered_json j = {
-      {"tokens_per_s", tokens_per_s}, {"ms_per_step", ms_per_step}, {"mfu", mfu},
-      {"peak_rss_mib", peak_rss_mib}, {"model_gflops", gflops}, {"peak_gflops", peak_gflops},
+      {"tokens_per_s", tokens_per_s}, {"ms_per_step", ms_per_step}, {"ms_min", ms_min}, {"ms_max", ms_max},
+      {"mfu", mfu}, {"peak_rss_mib", peak_rss_mib}, {"model_gflops", gflops}, {"peak_gflops", peak_gflops},
+      {"peak_source", peak_how},
       {"steps", steps},               {"precision", cfg.precision},
       {"fp8_simulated", cfg.precision == "fp8"},
       {"quantization_simulated", cfg.precision != "fp32" && cfg.precision != "bf16" && cfg.precision.rfind("fp16", 0) != 0},
@@ -95,6 +96,7 @@ BenchResult bench(TrainConfig cfg, const BenchOptions& opt, std::ostream& log, M
   BenchResult b;
   b.peak_rss_mib = r.peak_rss_mib;
   b.peak_gflops = r.peak_gflops;
+  b.peak_how = r.peak_how;
   b.kernel_ms = r.kernel_ms;
   b.activation_mib = r.activation_mib;
   b.saved_activation_mib = r.saved_activation_mib;
@@ -113,6 +115,8 @@ BenchResult bench(TrainConfig cfg, const BenchOptions& opt, std::ostream& log, M
   }
   b.steps = int64_t(ms.size());
   b.ms_per_step = median(ms);
+  b.ms_min = *std::min_element(ms.begin(), ms.end());
+  b.ms_max = *std::max_element(ms.begin(), ms.end());
   b.tokens_per_s = median(tps);
   b.mfu = median(mfu);
   b.gflops = cfg.model().flops_per_token(cfg.seq_len) * b.tokens_per_s / 1e9;

@@ -1,7 +1,7 @@
 // `meshlm bench`: warm-up plus N timed training steps of a model config, precision and layout,
 // through the real trainer (so what is timed is what trains), on random tokens unless a data
 // directory is given, writing nothing but a temporary run directory that is removed after.
-// Reports medians over the timed steps: ms/step, tokens/s, achieved model GFLOP/s (6N + 12LCT
+// Reports medians over the timed steps (and the fastest and slowest step): ms/step, tokens/s, achieved model GFLOP/s (6N + 12LCT
 // FLOPs per token) and MFU against a peak measured with a 2048^3 GEMM in the compute dtype (or
 // --peak-gflops), the peak RSS, and optionally the per-kernel breakdown of a step.
 #pragma once
@@ -26,6 +26,8 @@ struct BenchOptions {
 
 struct BenchResult {
   double ms_per_step = 0, tokens_per_s = 0, gflops = 0, mfu = 0, peak_gflops = 0, peak_rss_mib = 0;
+  double ms_min = 0, ms_max = 0;  // the spread of the timed steps
+  std::string peak_how;           // the MFU denominator's source (TrainResult::peak_how)
   int64_t steps = 0;
   std::map<std::string, double> kernel_ms;  // with breakdown: ms per step per kernel
   double activation_mib = 0, saved_activation_mib = 0, held_mib = 0;  // rank 0's (TrainResult)

@@ -52,6 +52,7 @@ struct TrainConfig {
   int64_t seed = 1337, threads = 0;  // threads 0: all cores (OMP_NUM_THREADS if set)
   int64_t shuffle = 0, data_seed = 0;  // shuffle the training windows each epoch
   double peak_gflops = 0;            // 0: measured by a short GEMM at start-up
+  std::string peak_cache = "auto";   // where measured peaks are kept (train/metrics.h); "off": none
   std::string data, out = "runs/default", backend = "cpu";
   std::string tokenizer;  // "": the data's (its manifest.json), else bytes
   std::string init_from;  // a Hugging Face directory or model.safetensors: the initial weights (train/hf_import.h)

@@ -1,11 +1,18 @@
 #include "train/metrics.h"
 
+#include <omp.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include "core/error.h"
+#include "core/files.h"
+#include "core/threads.h"
 
 namespace meshlm {
 
@@ -30,6 +37,46 @@ double measure_peak_gflops(Backend& be, DType dt) {
     best = std::max(best, 2.0 * n * n * n / s / 1e9);
   }
   return best;
+}
+
+double machine_peak_gflops(Backend& be, DType dt, const std::string& cache, std::string& how) {
+  namespace fs = std::filesystem;
+  if (dt != DType::fp32 && !be.supports(Op::gemm, dt)) dt = DType::fp32;
+  const std::string what = std::string(dtype_name(dt)) + " 2048^3 GEMM";
+  const std::string key = cpu_model_name() + " | " + be.describe() + " | " + dtype_name(dt) + " | " +
+                          std::to_string(omp_get_max_threads()) + " threads";
+  nlohmann::json peaks = nlohmann::json::object();
+  if (!cache.empty()) {
+    std::ifstream in(cache);
+    peaks = in ? nlohmann::json::parse(in, nullptr, false) : peaks;
+    if (!peaks.is_object()) peaks = nlohmann::json::object();  // damaged: measured over
+    const auto it = peaks.find(key);
+    if (it != peaks.end() && it->is_object() && it->value("gflops", 0.0) > 0) {
+      how = what + " measured " + it->value("measured", std::string("earlier")) + ", cached in " + cache;
+      return it->at("gflops").get<double>();
+    }
+  }
+  const double g = measure_peak_gflops(be, dt);
+  how = "measured, " + what;
+  if (cache.empty()) return g;
+  char day[16];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(day, sizeof day, "%Y-%m-%d", std::gmtime(&now));
+  peaks[key] = {{"gflops", g}, {"measured", day}};
+  try {
+    fs::create_directories(fs::path(cache).parent_path());
+    write_file_atomic(cache, peaks.dump(2) + "\n");
+  } catch (const std::exception&) {  // a read-only home: measured again next time
+  }
+  return g;
+}
+
+std::string default_peak_cache() {
+  namespace fs = std::filesystem;
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg && *xdg) return (fs::path(xdg) / "meshlm" / "peak_gflops.json").string();
+  const char* home = std::getenv("HOME");
+  return home && *home ? (fs::path(home) / ".cache" / "meshlm" / "peak_gflops.json").string() : "";
 }
 
 bool stdout_is_terminal() { return ::isatty(1) == 1; }

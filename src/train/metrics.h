@@ -28,6 +28,15 @@ class MetricsLog {
 // call): the MFU denominator. fp32 for a dtype the backend's gemm does not take (fp16 here,
 // whose products run in fp32). About half a second on 2 cores.
 double measure_peak_gflops(Backend& be, DType dt = DType::fp32);
+// The MFU denominator of this machine: the entry of `cache` (a JSON file of peaks keyed by CPU
+// model, backend, dtype and thread count, so MFU figures of different runs share one
+// denominator) or, when it has none, measure_peak_gflops, added to the file. A cache that cannot
+// be read is measured over, one that cannot be written is left alone; `cache` empty: measured
+// every time. `how`: "measured, bf16 2048^3 GEMM" or "bf16 2048^3 GEMM measured 2026-12-03,
+// cached in PATH".
+double machine_peak_gflops(Backend& be, DType dt, const std::string& cache, std::string& how);
+// $XDG_CACHE_HOME/meshlm/peak_gflops.json, else $HOME/.cache/meshlm/peak_gflops.json ("" with neither).
+std::string default_peak_cache();
 bool stdout_is_terminal();
 std::string format_duration(double seconds);  // "1m23s"
 // "[#######.............] 35%  step 70/200  eta 1m10s" (fits 80 columns)

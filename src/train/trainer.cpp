@@ -250,6 +250,7 @@ class Trainer::Impl {
   std::unique_ptr<Evaluator> evaluator_;
   std::unique_ptr<NumericsReport> numerics_;
   double peak_ = 0, peak_all_ = 0, flops_per_step_ = 0;
+  std::string peak_how_;  // "given", "measured, ...", "... cached in PATH"
   TrainResult res_;
   double tok_sum_ = 0, time_sum_ = 0;
   std::vector<double> idle_sum_;  // per stage, over the steps after the first
@@ -285,10 +286,10 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
                             mesh_.dp_rank())),
       tied_copy_(plan_.mesh.pp > 1 && model_.tied_elems() > 0),
       tied_end_(tied_copy_ ? model_.tied_elems() : 0),
+      guard_(cfg.stability()),
       sync_(GradSync::make(plan_, mesh_, model_, tied_end_)),
       opt_(*backend_, model_.table(), DType::fp32, cfg.adamw(), sync_->shard().begin, sync_->shard().end),
       scaler_(cfg.loss_scaler()),
-      guard_(cfg.stability()),
       sched_(cfg.schedule()),
       checkpointer_(mesh_, model_, opt_),
       idle_sum_(size_t(plan_.mesh.pp), 0.0) {
@@ -317,7 +318,13 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
   restore_or_init();
   log_.open(cfg.out, !resume_dir.empty(), st_.step, overwrite, cfg.tensorboard == 1);
   const DType peak_dtype = backend_->supports(Op::gemm, prec_.compute) ? prec_.compute : DType::fp32;
-  peak_ = cfg.peak_gflops > 0 ? cfg.peak_gflops : measure_peak_gflops(*backend_, peak_dtype);
+  peak_how_ = "given";
+  if (cfg.peak_gflops > 0)
+    peak_ = cfg.peak_gflops;
+  else
+    peak_ = machine_peak_gflops(*backend_, peak_dtype,
+                                cfg.peak_cache == "off" ? "" : cfg.peak_cache == "auto" ? default_peak_cache() : cfg.peak_cache,
+                                peak_how_);
   flops_per_step_ = mcfg_.flops_per_token(T_) * double(cfg.batch_size * T_);
   peak_all_ = peak_ * double(mesh_.world().size());  // MFU: the global batch against every rank's peak
   describe_run();
@@ -901,7 +908,6 @@ void Trainer::Impl::save(const char* why) {
 
 void Trainer::Impl::describe_run() {
   std::ostream& out = log_.out();
-  const DType peak_dtype = backend_->supports(Op::gemm, prec_.compute) ? prec_.compute : DType::fp32;
   out << "model   " << mcfg_.describe() << "\n"
       << "batch   " << cfg_.batch_size << " x " << T_ << " tokens (" << accum_ << " micro-batch"
       << (accum_ > 1 ? "es" : "") << " of " << mb_ << "), " << cfg_.steps << " steps\n"
@@ -909,7 +915,7 @@ void Trainer::Impl::describe_run() {
       << (threads_.adaptive() ? " (of " + std::to_string(threads_.cpus()) + " CPUs: fewer while other programs keep them busy)" : "")
       << ", peak "
       << fmt("%.0f", peak_) << " GFLOP/s ("
-      << (cfg_.peak_gflops > 0 ? std::string("given") : std::string("measured, ") + dtype_name(peak_dtype) + " 2048^3 GEMM")
+      << peak_how_
       << (prec_.fp8 || quant_ ? "; quantization is simulated: its speed is bf16 arithmetic plus quantization" : "")
       << ")\n"
       << "numerics " << prec_.describe() << "\n"
@@ -1024,6 +1030,7 @@ void Trainer::Impl::summarize() {
   }
   res_.quantization_simulated = prec_.fp8 || quant_;
   res_.peak_gflops = peak_;
+  res_.peak_how = peak_how_;
   res_.tokens_per_s = time_sum_ > 0 ? tok_sum_ / time_sum_ : 0;
   struct rusage ru {};
   ::getrusage(RUSAGE_SELF, &ru);

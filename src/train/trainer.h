@@ -28,6 +28,7 @@ struct TrainResult {
   bool interrupted = false;
   double peak_rss_mib = 0;     // of the whole process, at the end of the run
   double peak_gflops = 0;      // the MFU denominator used
+  std::string peak_how;        // where it came from: given, measured, cached
   std::map<std::string, double> kernel_ms;  // --profile 1: ms per step per kernel (after the first step)
   bool fp8_simulated = false;  // the speed figures are bf16 arithmetic plus fp8 rounding
   bool quantization_simulated = false;  // fp8 or a GEMM format of the ladder: the same

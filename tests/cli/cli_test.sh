@@ -168,10 +168,19 @@ expect_ok "bench json" "$MESHLM" bench --n-layer 1 --n-head 2 --n-embd 32 --seq-
 /usr/bin/python3 -c '
 import json, sys
 j = json.loads(open(sys.argv[1]).read())
-for k in ("tokens_per_s", "ms_per_step", "mfu", "peak_rss_mib", "model_gflops", "peak_gflops"):
+for k in ("tokens_per_s", "ms_per_step", "ms_min", "ms_max", "mfu", "peak_rss_mib", "model_gflops", "peak_gflops"):
     assert j[k] > 0, k
+assert j["ms_min"] <= j["ms_per_step"] <= j["ms_max"] and j["peak_source"], j
 assert j["steps"] == 2 and "matmul.forward" in j["breakdown_ms_per_step"], j
 ' "$WORK/out" && ok || { fail "bench --json prints the contract keys"; cat "$WORK/out"; }
+# the MFU peak: measured once, then read from --peak-cache
+expect_ok "bench peak measured" "$MESHLM" bench --n-layer 1 --n-head 2 --n-embd 32 --seq-len 16 --batch-size 2 --warmup 1 --timed-steps 2 --peak-cache "$WORK/peaks.json"
+grep -q "(measured, fp32 2048^3 GEMM)" "$WORK/out" && ok || fail "bench measures the peak without a cache entry"
+expect_ok "bench peak cached" "$MESHLM" bench --n-layer 1 --n-head 2 --n-embd 32 --seq-len 16 --batch-size 2 --warmup 1 --timed-steps 2 --peak-cache "$WORK/peaks.json"
+grep -q "cached in $WORK/peaks.json" "$WORK/out" && grep -q '"gflops"' "$WORK/peaks.json" && ok || fail "bench reads the cached peak"
+echo "not json" > "$WORK/peaks.json"
+expect_ok "bench damaged peak cache" "$MESHLM" bench --n-layer 1 --n-head 2 --n-embd 32 --seq-len 16 --batch-size 2 --warmup 1 --timed-steps 2 --peak-cache "$WORK/peaks.json"
+grep -q "(measured," "$WORK/out" && ok || fail "a damaged peak cache is measured over"
 expect_ok "bench text" "$MESHLM" bench --n-layer 1 --n-head 2 --n-embd 32 --seq-len 16 --batch-size 2 --warmup 1 --timed-steps 2 --precision fp8
 grep -q "fp8 simulated" "$WORK/out" && ok || fail "bench says fp8 is simulated"
 ls /tmp/meshlm_bench_* >/dev/null 2>&1 && fail "bench left temporary directories" || ok
