@@ -78,4 +78,4 @@ def time_training(model, a, vocab_size, flops_per_token, sdpa):
         "model_gflops": flops_per_token * tokens / (ms / 1e3) / 1e9, "steps": len(times),
         "precision": a.precision, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "compile": bool(a.compile), "attention": "sdpa" if sdpa else "manual", "optimizer": opt_kind,
-        "final_loss": float(loss)}))
+        "final_loss": float(loss.detach())}))

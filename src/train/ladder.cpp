@@ -54,6 +54,17 @@ Baseline baseline(const std::vector<LadderRow>& rows, const std::string& p) {
   return b;
 }
 
+// The plain run of precision `p` with this seed offset (nullptr: none): an entry's paired
+// baseline, same initialization and data order, so only the rounding differs.
+const LadderRow* same_seed(const std::vector<LadderRow>& rows, const std::string& p, int64_t seed_offset) {
+  for (const LadderRow& r : rows)
+    if (r.entry.precision == p && r.entry.plan.empty() && r.entry.on_instability == "warn" && r.entry.seed_offset == seed_offset)
+      return &r;
+  return nullptr;
+}
+
+std::string relative(double v, double base) { return num("%+.2f%%", 100 * (v - base) / base); }
+
 }  // namespace
 
 std::vector<LadderEntry> default_ladder(int seeds) {
@@ -161,17 +172,22 @@ std::string ladder_table(const std::vector<LadderRow>& rows, const TrainConfig& 
     t << "run-to-run scatter (half the range over seeds): fp32 " << num("%.4f", f32.half_range) << " nats/byte ("
       << num("%.2f", f32.mean > 0 ? 100 * f32.half_range / f32.mean : 0) << "%, " << f32.count << " seeds), bf16 "
       << num("%.4f", b16.half_range) << " (" << num("%.2f", b16.mean > 0 ? 100 * b16.half_range / b16.mean : 0) << "%, "
-      << b16.count << " seeds)\n\n";
-  t << "| entry | precision | plan | bits (weight, act.) | GEMM FLOPs at <= 4.5 bits | val nats/byte | vs fp32 | vs bf16 | unstable steps | promotions | tokens/s (simulated) |\n"
-    << "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      << b16.count << " seeds)\n";
+  std::string paired;  // fp32 against bf16 from the same seed: the rounding's own scatter
+  for (const LadderRow& r : rows)
+    if (const LadderRow* b = same_seed(rows, "bf16", r.entry.seed_offset); b && &r == same_seed(rows, "fp32", r.entry.seed_offset))
+      paired += (paired.empty() ? "" : ", ") + relative(r.val_loss_per_byte, b->val_loss_per_byte);
+  if (!paired.empty()) t << "fp32 against bf16 from the same seed (only the rounding differs): " << paired << "\n";
+  t << "\n| entry | precision | plan | bits (weight, act.) | GEMM FLOPs at <= 4.5 bits | val nats/byte | vs fp32 | vs bf16 | vs bf16, same seed | unstable steps | promotions | tokens/s (simulated) |\n"
+    << "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const LadderRow& r : rows) {
-    auto rel = [&](const Baseline& b) {
-      return b.count ? num("%+.2f%%", 100 * (r.val_loss_per_byte - b.mean) / b.mean) : std::string("-");
-    };
+    auto rel = [&](const Baseline& b) { return b.count ? relative(r.val_loss_per_byte, b.mean) : std::string("-"); };
+    const LadderRow* pair = same_seed(rows, "bf16", r.entry.seed_offset);
     t << "| " << r.entry.name << " | " << r.entry.precision << " | " << (r.entry.plan.empty() ? "-" : "`" + r.entry.plan + "`")
       << " | " << num("%.2f", r.bits) << " | " << num("%.0f%%", 100 * r.low_bit_share) << " | "
-      << num("%.4f", r.val_loss_per_byte) << " | " << rel(f32) << " | " << rel(b16) << " | " << r.instability_steps << " | "
-      << r.promotions << " | " << num("%.0f", r.tokens_per_s) << " |\n";
+      << num("%.4f", r.val_loss_per_byte) << " | " << rel(f32) << " | " << rel(b16) << " | "
+      << (pair && pair != &r ? relative(r.val_loss_per_byte, pair->val_loss_per_byte) : std::string("-")) << " | "
+      << r.instability_steps << " | " << r.promotions << " | " << num("%.0f", r.tokens_per_s) << " |\n";
   }
   return t.str();
 }
