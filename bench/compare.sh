@@ -37,7 +37,7 @@ if wants torch1.13 && { ! /usr/bin/python3 -c "import torch" 2>/dev/null || ! dp
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch libopenblas0-openmp >/dev/null
 fi
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); features: $(grep -m1 -ow -E 'avx2|avx512f|avx512_bf16|avx512_fp16|amx_bf16|amx_fp16' /proc/cpuinfo | sort -u | xargs)"
-wants torch2 && echo "PyTorch 2: $("$VENV/bin/python" -c 'import torch; print(torch.__version__, "oneDNN", torch.backends.mkldnn.version() if hasattr(torch.backends.mkldnn, "version") else "?")')"
+wants torch2 && echo "PyTorch 2: $("$VENV/bin/python" -c 'import re, torch; c = torch.__config__.show(); print(torch.__version__, *(m.group(0) for m in [re.search(r"MKL-DNN v[0-9.]+", c), re.search(r"Math Kernel Library Version [0-9.]+", c)] if m))')"
 OUT=$(mktemp -d /tmp/meshlm_compare.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 declare -A SHAPE=(
