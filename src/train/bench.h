@@ -1,9 +1,10 @@
 // `meshlm bench`: warm-up plus N timed training steps of a model config, precision and layout,
 // through the real trainer (so what is timed is what trains), on random tokens unless a data
 // directory is given, writing nothing but a temporary run directory that is removed after.
-// Reports medians over the timed steps (and the fastest and slowest step): ms/step, tokens/s, achieved model GFLOP/s (6N + 12LCT
-// FLOPs per token) and MFU against a peak measured with a 2048^3 GEMM in the compute dtype (or
-// --peak-gflops), the peak RSS, and optionally the per-kernel breakdown of a step.
+// Reports medians over the timed steps (and the fastest and slowest step): ms/step, tokens/s,
+// achieved model GFLOP/s (6N + 12LCT FLOPs per token) and MFU against a peak measured with a
+// 2048^3 GEMM in the compute dtype once per machine (train/metrics.h) or --peak-gflops, the
+// peak RSS, and optionally the per-kernel breakdown of a step.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -71,8 +71,10 @@ double machine_peak_gflops(Backend& be, DType dt, const std::string& cache, std:
   return g;
 }
 
-std::string default_peak_cache() {
+std::string peak_cache_path(const std::string& setting) {
   namespace fs = std::filesystem;
+  if (setting == "off") return "";
+  if (setting != "auto") return setting;
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   if (xdg && *xdg) return (fs::path(xdg) / "meshlm" / "peak_gflops.json").string();
   const char* home = std::getenv("HOME");

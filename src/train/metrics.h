@@ -35,8 +35,9 @@ double measure_peak_gflops(Backend& be, DType dt = DType::fp32);
 // every time. `how`: "measured, bf16 2048^3 GEMM" or "bf16 2048^3 GEMM measured 2026-12-03,
 // cached in PATH".
 double machine_peak_gflops(Backend& be, DType dt, const std::string& cache, std::string& how);
-// $XDG_CACHE_HOME/meshlm/peak_gflops.json, else $HOME/.cache/meshlm/peak_gflops.json ("" with neither).
-std::string default_peak_cache();
+// The file of the peak_cache setting: "auto" is $XDG_CACHE_HOME/meshlm/peak_gflops.json, else
+// $HOME/.cache/meshlm/peak_gflops.json ("" with neither); "off" is "" (no cache); else the path.
+std::string peak_cache_path(const std::string& setting);
 bool stdout_is_terminal();
 std::string format_duration(double seconds);  // "1m23s"
 // "[#######.............] 35%  step 70/200  eta 1m10s" (fits 80 columns)

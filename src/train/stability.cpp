@@ -12,6 +12,10 @@ namespace {
 const char* kActions[] = {"warn", "skip", "rescale", "promote", "stop"};
 const char* kOperands[] = {"x", "w", "g"};
 
+// Underflow is judged on the forward operands (x, w) only: gradients carry their signal in their
+// large values and lose many small ones to zero in every low-bit format while training on.
+bool judged_on_underflow(int op) { return op < 2; }
+
 std::string pct(double f) {
   char b[32];
   std::snprintf(b, sizeof b, "%.3g%%", 100 * f);
@@ -78,9 +82,7 @@ std::vector<Instability> StabilityGuard::check(double loss, double norm, bool no
       const double over = c[s * QuantRecipe::kCounts + 3 * size_t(op) + 1] / n;
       const double under = c[s * QuantRecipe::kCounts + 3 * size_t(op) + 2] / n;
       if (over > cfg_.overflow_rate) out.push_back({"overflow", int64_t(s), kOperands[op], over, 0, cfg_.overflow_rate});
-      // Underflow is judged on the forward operands only: gradients carry their signal in their
-      // large values and lose many small ones to zero in every low-bit format while training on.
-      if (op < 2 && under > cfg_.underflow_rate)
+      if (judged_on_underflow(op) && under > cfg_.underflow_rate)
         out.push_back({"underflow", int64_t(s), kOperands[op], under, 0, cfg_.underflow_rate});
     }
   return out;
@@ -102,9 +104,8 @@ int64_t StabilityGuard::worst_site(const QuantRecipe& quant) {
     double rate = 0;
     for (int op = 0; op < 3; op++) {
       const double n = c[s * QuantRecipe::kCounts + 3 * size_t(op)];
-      if (n > 0)
-        rate = std::max(rate, (c[s * QuantRecipe::kCounts + 3 * size_t(op) + 1] +
-                               1e-3 * c[s * QuantRecipe::kCounts + 3 * size_t(op) + 2]) / n);
+      const double under = judged_on_underflow(op) ? c[s * QuantRecipe::kCounts + 3 * size_t(op) + 2] : 0;
+      if (n > 0) rate = std::max(rate, (c[s * QuantRecipe::kCounts + 3 * size_t(op) + 1] + 1e-3 * under) / n);
     }
     if (rate > best_rate) best = int64_t(s), best_rate = rate;
   }

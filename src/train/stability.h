@@ -62,7 +62,7 @@ class StabilityGuard {
   std::vector<Instability> check(double loss, double norm, bool nonfinite, const QuantRecipe* quant) const;
   // An applied step's loss and norm join the history (a skipped step's do not).
   void accept(double loss, double norm);
-  // The quantized site with the highest saturation (then flush) rate this step; -1 if none.
+  // The quantized site with the highest saturation (then input / weight flush) rate this step; -1 if none.
   static int64_t worst_site(const QuantRecipe& quant);
   nlohmann::json state() const;
   void set_state(const nlohmann::json& j);

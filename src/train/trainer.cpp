@@ -322,9 +322,7 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
   if (cfg.peak_gflops > 0)
     peak_ = cfg.peak_gflops;
   else
-    peak_ = machine_peak_gflops(*backend_, peak_dtype,
-                                cfg.peak_cache == "off" ? "" : cfg.peak_cache == "auto" ? default_peak_cache() : cfg.peak_cache,
-                                peak_how_);
+    peak_ = machine_peak_gflops(*backend_, peak_dtype, peak_cache_path(cfg.peak_cache), peak_how_);
   flops_per_step_ = mcfg_.flops_per_token(T_) * double(cfg.batch_size * T_);
   peak_all_ = peak_ * double(mesh_.world().size());  // MFU: the global batch against every rank's peak
   describe_run();
