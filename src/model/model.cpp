@@ -144,7 +144,7 @@ void Model::grads_final_from(int64_t offset) {
 void Model::zero_grad() { be_.zero(grads().data(), grads().nbytes()); }
 
 void Model::update_compute_weights(const WeightRounding& r, int64_t begin, int64_t end) {
-  if (dt_ == master_dtype()) return;
+  if (dt_ == master_dtype() || r.done_by_optimizer) return;
   begin = std::max(begin, w_.master_begin());  // sharded masters: only the shard can be rounded
   end = end < 0 ? w_.master_end() : std::min(end, w_.master_end());
   if (begin >= end) return;

@@ -32,6 +32,9 @@ struct WeightRounding {
   bool stochastic = false;
   uint64_t seed = 0;
   int64_t step = 0;
+  // The optimizer already wrote the rounded copy (AdamW's fused refresh, RoundedCopy): nothing
+  // left to round, only what the data-parallel strategy exchanges.
+  bool done_by_optimizer = false;
 };
 
 // What the stack tells the data-parallel gradient synchronisation (train/grad_sync.h) as it
@@ -104,6 +107,7 @@ class Model {
   // The stored element at flat offset `off` (whole buffers, or inside the shard).
   float* master_at(int64_t off) { return static_cast<float*>(w_.master_at(off)); }
   float* grad_at(int64_t off) { return static_cast<float*>(w_.grad_at(off)); }
+  void* compute_at(int64_t off) { return w_.compute_at(off); }  // the 16-bit copy's element `off`
   // A parameter's masters from / to host memory (e.numel() fp32, this tp rank's part): the
   // elements this rank stores (all, or those inside its shard); the rest of `local` untouched.
   void set_master(const ParamEntry& e, const float* local);

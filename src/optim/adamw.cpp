@@ -27,7 +27,8 @@ void AdamW::step(Tensor& params, const Tensor& grads, float lr, float grad_scale
 }
 
 void AdamW::step(DType dt, void* params, const void* grads, float lr, float grad_scale, int64_t step,
-                 bool fp16_storage) {
+                 bool fp16_storage, RoundedCopy copy) {
+  MESHLM_CHECK(!copy.at || (dt == DType::fp32 && !fp16_storage), "AdamW: a rounded copy of fp32 parameters only");
   const size_t esz = dtype_size(dt);
   auto at = [&](auto* base, int64_t off) {  // element `off` of the flat buffers, stored from begin_
     return reinterpret_cast<decltype(base)>(reinterpret_cast<uintptr_t>(base) + (off - begin_) * esz);
@@ -45,8 +46,14 @@ void AdamW::step(DType dt, void* params, const void* grads, float lr, float grad
                                     m_.as<float>() + (lo - begin_), v_.as<float>() + (lo - begin_), hi - lo, a);
       continue;
     }
-    be_.adamw_update(dt, at(params, lo), at(grads, lo), static_cast<char*>(m_.data()) + (lo - begin_) * esz,
-                     static_cast<char*>(v_.data()) + (lo - begin_) * esz, hi - lo, a);
+    void* m = static_cast<char*>(m_.data()) + (lo - begin_) * esz;
+    void* v = static_cast<char*>(v_.data()) + (lo - begin_) * esz;
+    if (copy.at) {
+      void* c = static_cast<char*>(copy.at) + (lo - begin_) * dtype_size(copy.dt);
+      be_.adamw_update_round(dt, at(params, lo), at(grads, lo), m, v, hi - lo, a, copy.dt, c);
+    } else {
+      be_.adamw_update(dt, at(params, lo), at(grads, lo), m, v, hi - lo, a);
+    }
   }
 }
 

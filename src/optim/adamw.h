@@ -9,6 +9,14 @@
 
 namespace meshlm {
 
+// The 16-bit weight refresh fused into the update (the backend's adamw_update_round): the
+// updated parameters rounded to nearest even into `at`, which holds the same elements as the
+// parameters step() is given (at = nullptr: no copy written).
+struct RoundedCopy {
+  DType dt = DType::fp32;
+  void* at = nullptr;
+};
+
 struct AdamWConfig {
   float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f;
   float weight_decay = 0.1f;
@@ -29,7 +37,7 @@ class AdamW {
   // The same on buffers that hold only [begin, end) (sharded masters and gradients, ZeRO-2/3):
   // params and grads point at element `begin`.
   void step(DType dt, void* params, const void* grads, float lr, float grad_scale, int64_t step,
-            bool fp16_storage = false);
+            bool fp16_storage = false, RoundedCopy copy = {});
   Backend& backend() const { return be_; }
   Tensor& m() { return m_; }  // (end - begin,) first moments
   Tensor& v() { return v_; }  // (end - begin,) second moments

@@ -604,9 +604,17 @@ void Trainer::Impl::write_numerics(double scale) {
 double Trainer::Impl::optimizer_step(double lr, double norm, double scale) {
   const float clip = clip_factor(norm, cfg_.grad_clip);
   const Zero1Shard shard = sync_->shard();
+  // Round-to-nearest 16-bit weights: the refresh fused into AdamW (every strategy rounds
+  // exactly the elements this rank's optimizer updates: the whole buffer or its shard).
+  WeightRounding rounding = prec_.rounding(st_.step + 1);
+  RoundedCopy copy;
+  if (model_.dtype() != DType::fp32 && !rounding.stochastic && !prec_.fp16_pure && shard.end > shard.begin) {
+    copy = {model_.dtype(), model_.compute_at(shard.begin)};
+    rounding.done_by_optimizer = true;
+  }
   opt_.step(DType::fp32, model_.master_at(shard.begin), model_.grad_at(shard.begin), float(lr), float(clip / scale),
-            st_.step + 1 - scaler_.skipped_steps(), prec_.fp16_pure);
-  const double comm = sync_->refresh_weights(model_, prec_.rounding(st_.step + 1));
+            st_.step + 1 - scaler_.skipped_steps(), prec_.fp16_pure, copy);
+  const double comm = sync_->refresh_weights(model_, rounding);
   if (!prec_.master_weights) {  // the weights are the bf16 values: whole again everywhere
     model_.master_from_compute_weights();
     sync_->masters_refreshed();

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -743,6 +744,29 @@ TEST_P(Kernels, AdamW) {
   EXPECT_TRUE(within(pp, wp, bp)) << "param";
   EXPECT_TRUE(within(mm, wm, bm)) << "m";
   EXPECT_TRUE(within(vv, wv, bv)) << "v";
+}
+
+// The weight refresh fused into the update: the same parameter and moment bits as
+// adamw_update (checked against the oracle above), and the copy is exactly those parameters
+// rounded to nearest even - compared with the double values rounded, not with another kernel.
+TEST_P(Kernels, AdamWRoundFusesTheWeightRefresh) {
+  if (!is16()) GTEST_SKIP() << "the copy is 16-bit";
+  const int64_t n = 5001;  // more than two blocks of the cpu kernel, and a remainder
+  auto p0 = random_f32_values(n, 64), g = random_f32_values(n, 65), m0 = random_f32_values(n, 66, -0.1, 0.1),
+       v0 = random_f32_values(n, 67, 0, 0.01);
+  const AdamWArgs a{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3};
+  auto pp = to_float(p0), mm = to_float(m0), vv = to_float(v0);
+  auto fp = pp, fm = mm, fv = vv;
+  const auto gf = to_float(g);
+  be->adamw_update(DType::fp32, pp.data(), gf.data(), mm.data(), vv.data(), n, a);
+  Buf copy(dt(), size_t(n));
+  be->adamw_update_round(DType::fp32, fp.data(), gf.data(), fm.data(), fv.data(), n, a, dt(), copy.data());
+  ASSERT_EQ(0, std::memcmp(pp.data(), fp.data(), size_t(n) * 4)) << "param";
+  ASSERT_EQ(0, std::memcmp(mm.data(), fm.data(), size_t(n) * 4)) << "m";
+  ASSERT_EQ(0, std::memcmp(vv.data(), fv.data(), size_t(n) * 4)) << "v";
+  const auto got = copy.get();
+  const auto want = rounded(std::vector<double>(pp.begin(), pp.end()));
+  for (int64_t i = 0; i < n; i++) ASSERT_EQ(got[size_t(i)], want[size_t(i)]) << i;
 }
 
 TEST_P(Kernels, SumSquares) {

@@ -292,6 +292,12 @@ struct CpuKernels : HostMemory {
     check(Op::adamw, dt);
     cpu::adamw_update(F_(p), CF_(g), F_(m), F_(v), n, args);
   }
+  void adamw_update_round(DType dt, void* p, const void* g, void* m, void* v, int64_t n, const AdamWArgs& args,
+                          DType to, void* copy) {
+    check(Op::adamw, dt);
+    MESHLM_CHECK(is16(to), "adamw_update_round: a bf16 or fp16 copy");
+    cpu::adamw_update_round(F_(p), CF_(g), F_(m), F_(v), n, args, to, H_(copy));
+  }
   void adamw_update_fp16_storage(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& args) {
     // element-wise: the reference's definition, F16C rounding, over chunks on every thread
     constexpr int64_t kChunk = 1 << 14;

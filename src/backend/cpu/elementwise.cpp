@@ -1,9 +1,11 @@
 // Element-wise CPU kernels: GELU, residual add, AdamW, sum of squares, bias gradient.
 // Each is one pass over memory (this machine is bandwidth-bound at ~22 GB/s, so a pass that
 // can be fused into another should be).
+#include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/kernels.h"
+#include "core/lowp.h"
 
 namespace meshlm::cpu {
 
@@ -22,18 +24,48 @@ void residual_forward(float* out, const float* a, const float* b, int64_t n) {
   for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+namespace {
+// One AdamW update of the elements [i0, i1); element-wise, so any split gives the same bits.
+struct AdamWStep {
+  float b1, b2, c1, c2, lr, wd, eps, gs;
+  explicit AdamWStep(const AdamWArgs& a)
+      : b1(a.beta1),
+        b2(a.beta2),
+        c1(1.0f - std::pow(a.beta1, float(a.step))),
+        c2(1.0f - std::pow(a.beta2, float(a.step))),
+        lr(a.lr),
+        wd(a.weight_decay),
+        eps(a.eps),
+        gs(a.grad_scale) {}
+  void operator()(float* p, const float* g, float* m, float* v, int64_t i0, int64_t i1) const {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+      float grad = g[i] * gs;
+      float mi = b1 * m[i] + (1.0f - b1) * grad;
+      float vi = b2 * v[i] + (1.0f - b2) * grad * grad;
+      m[i] = mi;
+      v[i] = vi;
+      p[i] -= lr * ((mi / c1) / (std::sqrt(vi / c2) + eps) + wd * p[i]);
+    }
+  }
+};
+constexpr int64_t kAdamBlock = 2048;  // elements per task: p stays in L1 for the rounding
+}  // namespace
+
 void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a) {
-  const float b1 = a.beta1, b2 = a.beta2;
-  const float c1 = 1.0f - std::pow(b1, float(a.step)), c2 = 1.0f - std::pow(b2, float(a.step));
-  const float lr = a.lr, wd = a.weight_decay, eps = a.eps, gs = a.grad_scale;
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    float grad = g[i] * gs;
-    float mi = b1 * m[i] + (1.0f - b1) * grad;
-    float vi = b2 * v[i] + (1.0f - b2) * grad * grad;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] -= lr * ((mi / c1) / (std::sqrt(vi / c2) + eps) + wd * p[i]);
+  const AdamWStep step(a);
+#pragma omp parallel for schedule(static)
+  for (int64_t i0 = 0; i0 < n; i0 += kAdamBlock) step(p, g, m, v, i0, std::min(n, i0 + kAdamBlock));
+}
+
+void adamw_update_round(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a, DType to,
+                        uint16_t* copy) {
+  const AdamWStep step(a);
+#pragma omp parallel for schedule(static)
+  for (int64_t i0 = 0; i0 < n; i0 += kAdamBlock) {
+    const int64_t i1 = std::min(n, i0 + kAdamBlock);
+    step(p, g, m, v, i0, i1);
+    lowp::from_f32(to, copy + i0, p + i0, i1 - i0);
   }
 }
 

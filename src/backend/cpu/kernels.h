@@ -80,6 +80,9 @@ void logsumexp_rows(float* lse, const float* logits, int64_t N, int64_t V, int64
 void crossentropy_backward_given_lse(float* logits, const float* lse, const int32_t* targets,
                                      float dloss, int64_t N, int64_t V, int64_t Vp);
 void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a);
+// adamw_update, and copy (n) = the updated p rounded to `to` (bf16 or fp16), block by block.
+void adamw_update_round(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a, DType to,
+                        uint16_t* copy);
 double sum_squares(const float* x, int64_t n);
 // dbias (OC) += column sums of dout (N, OC).
 void bias_backward(float* dbias, const float* dout, int64_t N, int64_t OC);

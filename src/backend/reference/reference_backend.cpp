@@ -249,6 +249,14 @@ struct ReferenceKernels : HostMemory {
       reference::adamw_update<T>(M_(T, p), C_(T, g), M_(T, m), M_(T, v), n, args);
     });
   }
+  // The definition: the update, then the conversion.
+  void adamw_update_round(DType dt, void* p, const void* g, void* m, void* v, int64_t n, const AdamWArgs& args,
+                          DType to, void* copy) {
+    MESHLM_CHECK(dt == DType::fp32 && (to == DType::bf16 || to == DType::fp16),
+                 "adamw_update_round: fp32 parameters, a bf16 or fp16 copy");
+    adamw_update(dt, p, g, m, v, n, args);
+    convert(to, copy, DType::fp32, p, n);
+  }
   double sum_squares(DType dt, const void* x, int64_t n) {
     double r = 0;
     dispatch(dt, "sum_squares", [&](auto t) {
