@@ -3,7 +3,8 @@
 // GPT-2: LayerNorm, causal self-attention, the GELU MLP; Llama: RMSNorm, grouped-query attention
 // with rotary positions, the SwiGLU MLP. The layers' interface (what this template calls):
 //   Norm:  declare(out, group), bind(table), plan(p, d), output(), forward(c, x),
-//          backward(c, dinp, dout, inp), cost(c, out)
+//          forward_add(c, sum, a, b) (sum = a + b, then forward(sum)), backward(c, dinp, dout, inp),
+//          cost(c, out)
 //   Mixer, Ffn: declare, bind, plan(p, d, sp), output(), linears(), forward(c, x),
 //          recompute_selective(c), backward(c, dx, dout, x), cost, activations(out)
 #pragma once
@@ -60,8 +61,7 @@ class PreNormBlock final : public BlockUnit {
     const int64_t n = c.d.Ns * C_;
     p_.norm1.forward(c, x);
     p_.mixer.forward(c, c.at(p_.norm1.output()));
-    c.be.residual_forward(c.dt, c.at(saved_.res2), x, c.at(p_.mixer.output()), n);
-    p_.norm2.forward(c, c.at(saved_.res2));
+    p_.norm2.forward_add(c, c.at(saved_.res2), x, c.at(p_.mixer.output()));  // res2 = x + mixer, normed
     p_.ffn.forward(c, c.at(p_.norm2.output()));
     if (write_output) c.be.residual_forward(c.dt, c.at(saved_.out), c.at(saved_.res2), c.at(p_.ffn.output()), n);
   }

@@ -26,6 +26,11 @@ void LayerNorm::forward(Ctx& c, const void* inp) {
                          C_);
 }
 
+void LayerNorm::forward_add(Ctx& c, void* sum, const void* a, const void* b) {
+  c.be.residual_layernorm_forward(c.dt, sum, c.at(saved_.out), c.at(saved_.mean), c.at(saved_.rstd), a, b,
+                                  c.w.weight(*w_), c.w.weight(*b_), c.d.Ns, C_);
+}
+
 void LayerNorm::backward(Ctx& c, void* dinp, const void* dout, const void* inp) {
   if (!c.sequence_parallel) {
     c.be.layernorm_backward(c.dt, dinp, c.w.grad(*w_), c.w.grad(*b_), dout, inp, c.w.weight(*w_), c.at(saved_.mean),

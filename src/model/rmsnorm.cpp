@@ -20,6 +20,11 @@ void RmsNorm::forward(Ctx& c, const void* inp) {
   c.be.rmsnorm_forward(c.dt, c.at(saved_.out), c.at(saved_.rstd), inp, c.w.weight(*w_), c.d.Ns, C_, eps_);
 }
 
+void RmsNorm::forward_add(Ctx& c, void* sum, const void* a, const void* b) {
+  c.be.residual_forward(c.dt, sum, a, b, c.d.Ns * C_);
+  forward(c, sum);
+}
+
 void RmsNorm::backward(Ctx& c, void* dinp, const void* dout, const void* inp) {
   if (!c.sequence_parallel) {
     c.be.rmsnorm_backward(c.dt, dinp, c.w.grad(*w_), dout, inp, c.w.weight(*w_), c.at(saved_.rstd), c.d.Ns, C_);

@@ -19,6 +19,9 @@ class RmsNorm {
   void plan(ActivationPlanner& p, const Dims& d);
   Act output() const { return saved_.out; }
   void forward(Ctx& c, const void* inp);
+  // sum (Ns, C) = a + b (a residual add), then forward(sum): two backend calls (no fused
+  // residual-RMSNorm kernel yet; LayerNorm has one).
+  void forward_add(Ctx& c, void* sum, const void* a, const void* b);
   // dinp (Ns, C) += the input gradient of dout; the weight's gradient +=.
   void backward(Ctx& c, void* dinp, const void* dout, const void* inp);
   void cost(const CostContext& c, std::vector<Cost>& out) const;

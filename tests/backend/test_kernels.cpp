@@ -75,6 +75,9 @@ class Kernels : public ::testing::TestWithParam<Case> {
   }
   // Rounds doubles to the storage dtype (values the kernel reads as inputs).
   std::vector<double> rounded(const std::vector<double>& v) const { return Buf(dt(), v).get(); }
+  // The unit roundoff of an intermediate a 16-bit kernel may round to its storage dtype to use
+  // it as a product's operand (attention's P and dS); 0 for fp32.
+  double u_operand() const { return is16() ? std::ldexp(1.0, -float_format(dt()).man_bits - 1) : 0.0; }
   // The fp32 bound E of a stored result, widened by one rounding to the storage dtype.
   void widen(std::vector<double>& bound, const std::vector<double>& want) const {
     if (!is16()) return;
@@ -165,6 +168,24 @@ TEST_P(Kernels, LayerNormForward) {
   EXPECT_TRUE(within(out.get(), want, bound)) << "out";
   EXPECT_TRUE(within(mean, wm, bm)) << "mean";
   EXPECT_TRUE(within(rstd, ws, bs)) << "rstd";
+}
+
+// The fused residual add + layernorm promises the bits of residual_forward then
+// layernorm_forward (each checked against its oracle in its own test), for every dtype.
+TEST_P(Kernels, ResidualLayerNormIsTheTwoCallsFused) {
+  const int64_t N = this->N(), C = GetParam().C;
+  auto a = vals(N * C, 80, -2, 2), b = vals(N * C, 81), w = vals(C, 82), bias = vals(C, 83);
+  Buf ab(dt(), a), bb(dt(), b), wb(dt(), w), biasb(dt(), bias);
+  Buf sum1(dt(), N * C), out1(dt(), N * C), sum2(dt(), N * C), out2(dt(), N * C);
+  std::vector<float> m1(N), s1(N), m2(N), s2(N);
+  be->residual_forward(dt(), sum1.data(), ab.data(), bb.data(), N * C);
+  be->layernorm_forward(dt(), out1.data(), m1.data(), s1.data(), sum1.data(), wb.data(), biasb.data(), N, C);
+  be->residual_layernorm_forward(dt(), sum2.data(), out2.data(), m2.data(), s2.data(), ab.data(), bb.data(), wb.data(),
+                                 biasb.data(), N, C);
+  EXPECT_EQ(sum1.bytes, sum2.bytes) << "sum";
+  EXPECT_EQ(out1.bytes, out2.bytes) << "out";
+  EXPECT_EQ(0, std::memcmp(m1.data(), m2.data(), size_t(N) * 4)) << "mean";
+  EXPECT_EQ(0, std::memcmp(s1.data(), s2.data(), size_t(N) * 4)) << "rstd";
 }
 
 TEST_P(Kernels, LayerNormBackward) {
@@ -267,8 +288,11 @@ AttentionMagnitudes attention_magnitudes(const std::vector<double>& qkv, const Q
 // adds gamma_T: each probability is off by rel_p = 2 (gamma_{HS+1} smax + 6u) + gamma_T.
 // out = sum_j p_j v_j adds gamma_T of sum_j p_j |v_j|. lse = max + log(sum) is off by the
 // score error plus gamma_T + 4u, plus u |lse|.
+// u_p: the unit roundoff of the probabilities as operands of P V (0: fp32 arithmetic; a 16-bit
+// kernel may round P to its storage dtype before that product, adding u_p of the sum of |terms|).
 void attention_oracle(const std::vector<double>& qkv, const QkvLayout& L, int64_t B, int64_t T, int64_t C, int64_t NH,
-                      std::vector<double>& want, std::vector<double>& wl, std::vector<double>& bo, std::vector<double>& bl) {
+                      std::vector<double>& want, std::vector<double>& wl, std::vector<double>& bo, std::vector<double>& bl,
+                      double u_p) {
   const int64_t HS = C / NH;
   want.assign(B * T * C, 0);
   wl.assign(B * NH * T, 0);
@@ -287,7 +311,7 @@ void attention_oracle(const std::vector<double>& qkv, const QkvLayout& L, int64_
           double mag = 0;
           for (int64_t j = 0; j <= t; j++)
             mag += m.p[row * T + j] * std::fabs(qkv[L.v(b, j, h) + i]);
-          bo[(b * T + t) * C + h * HS + i] = (rel_p + gamma(T + 1)) * mag;
+          bo[(b * T + t) * C + h * HS + i] = (rel_p + gamma(T + 1) + u_p) * mag;
         }
       }
 }
@@ -303,7 +327,7 @@ TEST_P(Kernels, AttentionForward) {
   char* qb = static_cast<char*>(in.data());
   be->attention_forward(dt(), out.data(), lse.data(), qb, qb + C * esz, qb + (C + L.NKV * HS) * esz, L.shape());
   std::vector<double> want, wl, bo, bl;
-  attention_oracle(qkv, L, B, T, C, NH, want, wl, bo, bl);
+  attention_oracle(qkv, L, B, T, C, NH, want, wl, bo, bl, u_operand());
   widen(bo, want);
   EXPECT_TRUE(within(out.get(), want, bo)) << "out";
   EXPECT_TRUE(within(lse, wl, bl)) << "lse";
@@ -322,7 +346,7 @@ TEST_P(Kernels, AttentionDecode) {
   const AttentionShape s{1, 1, NH, L.NKV, HS, L.W, L.W};
   be->attention_decode(dt(), out.data(), qb + size_t((T - 1) * L.W) * esz, qb + C * esz, qb + (C + L.NKV * HS) * esz, s, T);
   std::vector<double> want, wl, bo, bl;
-  attention_oracle(qkv, L, B, T, C, NH, want, wl, bo, bl);
+  attention_oracle(qkv, L, B, T, C, NH, want, wl, bo, bl, u_operand());
   widen(bo, want);
   const std::vector<double> last(want.begin() + (T - 1) * C, want.begin() + T * C), lb(bo.begin() + (T - 1) * C, bo.begin() + T * C);
   EXPECT_TRUE(within(out.get(), last, lb)) << "out";
@@ -354,7 +378,9 @@ TEST_P(Kernels, AttentionBackward) {
   // p_j is recomputed from the score and the saved lse: relative error rel_p as in forward (the
   // lse input differs from exact by its fp32 rounding, u|lse|). dp_j = dout.v_j and D = dout.out
   // carry gamma_HS of their |terms| sums; ds_j = p_j (dp_j - D) scale. Each gradient is a sum
-  // over up to T such terms: gamma_T of the sum of |terms|, plus each term's own error.
+  // over up to T such terms: gamma_T of the sum of |terms|, plus each term's own error. A 16-bit
+  // kernel may round p_j and ds_j to its storage dtype as operands: u_p of each more.
+  const double u_p = u_operand();
   std::vector<double> bound(B * T * L.W);
   for (size_t i = 0; i < bound.size(); i++) bound[i] = u * std::fabs(want[i]);
   for (int64_t b = 0; b < B; b++)
@@ -381,14 +407,14 @@ TEST_P(Kernels, AttentionBackward) {
           }
           const double ds = pj * std::fabs(dp - D) * scale;
           const double ds_err = pj * scale * (rel_p * std::fabs(dp - D) + gamma(HS + 2) * (dpabs + Dabs)) +
-                                4 * u * ds;
+                                (4 * u + u_p) * ds;
           for (int64_t i = 0; i < HS; i++) {
             // dq_t += ds_j k_j ; dk_j += ds_j q_t ; dv_j += p_j dout_t
             // (a kv head's sums run over its group's heads too: gamma of group x T terms)
             const double gk = gamma(T * (NH / L.NKV) + 2);
             bound[L.q(b, t, h) + i] += ds_err * std::fabs(k[i]) + gamma(T + 2) * ds * std::fabs(k[i]);
             bound[L.k(b, j, h) + i] += ds_err * std::fabs(q[i]) + gk * ds * std::fabs(q[i]);
-            bound[L.v(b, j, h) + i] += (rel_p + gk) * pj * std::fabs(go[i]);
+            bound[L.v(b, j, h) + i] += (rel_p + gk + u_p) * pj * std::fabs(go[i]);
           }
         }
       }

@@ -39,9 +39,13 @@ for cfg in "1 promote_1" "2 promote_dp2 --dp 2 --micro-batch-size 4" "2 promote_
 import json, sys
 steps = [d for d in map(json.loads, open(sys.argv[1])) if "loss" in d]
 assert steps[0].get("instability_action") == "promote", steps[0]
-assert not any("instability" in d for d in steps[1:]), [d["step"] for d in steps if "instability" in d]
+# Later steps may flag a gradient-norm spike (this model's step-22 batch spikes in fp32 too, by
+# 1.7x to 12x depending on rounding), with nothing left to promote; no other rule may fire.
+later = [d for d in steps[1:] if "instability" in d]
+assert all(d["instability"] == ["grad-norm spike"] for d in later), [(d["step"], d["instability"]) for d in later]
 PY
-    grep -q "promoted 8 sites mxfp8+ocp -> bf16" "$WORK/$name.log" && ok || fail "$name: every site promoted to bf16"
+    grep -q "promoted 8 sites mxfp8+ocp -> bf16" "$WORK/$name.log" && [ "$(grep -c "promoted [0-9]* sites" "$WORK/$name.log")" = 1 ] &&
+      ok || fail "$name: every site promoted to bf16, once"
   else
     fail "$name: $(tail -1 "$WORK/$name.log")"
   fi

@@ -9,6 +9,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <memory>
 #include <vector>
 
 #include "backend/cpu/gemm_onednn.h"
@@ -148,6 +149,14 @@ struct CpuKernels : HostMemory {
                                             CH_(b), N, C, scratch(Op::layernorm, 0, 0, C, 0, 0));
     cpu::layernorm_forward(F_(out), F_(mean), F_(rstd), CF_(inp), CF_(w), CF_(b), N, C);
   }
+  void residual_layernorm_forward(DType dt, void* sum, void* out, void* mean, void* rstd, const void* a,
+                                  const void* b, const void* w, const void* bias, int64_t N, int64_t C) {
+    check(Op::layernorm, dt);
+    if (is16(dt))
+      return cpu::lowp16::residual_layernorm_forward(dt, H_(sum), H_(out), F_(mean), F_(rstd), CH_(a), CH_(b),
+                                                     CH_(w), CH_(bias), N, C, scratch(Op::layernorm, 0, 0, C, 0, 0));
+    cpu::residual_layernorm_forward(F_(sum), F_(out), F_(mean), F_(rstd), CF_(a), CF_(b), CF_(w), CF_(bias), N, C);
+  }
   void layernorm_backward(DType dt, void* dinp, void* dw, void* db, const void* dout,
                           const void* inp, const void* w, const void* mean, const void* rstd,
                           int64_t N, int64_t C) {
@@ -162,6 +171,9 @@ struct CpuKernels : HostMemory {
   void attention_forward(DType dt, void* out, void* lse, const void* q, const void* k, const void* v,
                          const AttentionShape& a) {
     check(Op::attention, dt);
+    if (bf16_products(dt))
+      return cpu::bf16attn::attention_forward(H_(out), F_(lse), CH_(q), CH_(k), CH_(v), a, bf16_attention_scratch(a),
+                                              thread_gemms());
     if (is16(dt))
       return cpu::lowp16::attention_forward(dt, H_(out), F_(lse), CH_(q), CH_(k), CH_(v), a,
                                             scratch(Op::attention, a.B, a.T, a.HS, 1, 0));
@@ -184,6 +196,9 @@ struct CpuKernels : HostMemory {
   void attention_backward(DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
                           const void* v, const void* out, const void* lse, const AttentionShape& a) {
     check(Op::attention, dt);
+    if (bf16_products(dt))
+      return cpu::bf16attn::attention_backward(H_(dq), H_(dk), H_(dv), CH_(dout), CH_(q), CH_(k), CH_(v), CH_(out),
+                                               CF_(lse), a, bf16_attention_scratch(a), thread_gemms());
     if (is16(dt))
       return cpu::lowp16::attention_backward(dt, H_(dq), H_(dk), H_(dv), CH_(dout), CH_(q), CH_(k), CH_(v), CH_(out),
                                              CF_(lse), a, scratch(Op::attention, a.B, a.T, a.HS, 1, 0));
@@ -338,7 +353,24 @@ struct CpuKernels : HostMemory {
     if (int64_t(conv_scratch_.size()) < floats) conv_scratch_.resize(size_t(floats));
     return conv_scratch_.data();
   }
+  // bf16 attention multiplies in bf16 where oneDNN has a bf16 kernel; elsewhere (and for fp16)
+  // the heads are converted to fp32 (lowp16::attention_*).
+  bool bf16_products(DType dt) const { return dt == DType::bf16 && gemm_.native_bf16(); }
+  float* bf16_attention_scratch(const AttentionShape& a) {
+    return conv_scratch(cpu::bf16attn::scratch_floats(a.T, a.HS, omp_get_max_threads()));
+  }
+  // One GEMM object (primitive cache and stream) per thread, for products inside parallel loops.
+  OneDnnGemm* thread_gemms() {
+    const int n = omp_get_max_threads();
+    if (n > n_thread_gemms_) {
+      thread_gemms_ = std::make_unique<OneDnnGemm[]>(size_t(n));
+      n_thread_gemms_ = n;
+    }
+    return thread_gemms_.get();
+  }
   OneDnnGemm gemm_;
+  std::unique_ptr<OneDnnGemm[]> thread_gemms_;
+  int n_thread_gemms_ = 0;
   std::vector<float> attn_scratch_, conv_scratch_;
 };
 

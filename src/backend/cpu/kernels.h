@@ -19,6 +19,9 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
                        const float* b, int64_t N, int64_t C);
 void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
                         const float* w, const float* mean, const float* rstd, int64_t N, int64_t C);
+// sum (N, C) = a + b, then layernorm_forward of sum, row by row (the row stays in L1).
+void residual_layernorm_forward(float* sum, float* out, float* mean, float* rstd, const float* a, const float* b,
+                                const float* w, const float* bias, int64_t N, int64_t C);
 // Attention needs a scratch of attention_scratch_floats(T) floats (two T x T matrices per thread).
 inline int64_t attention_scratch_floats(int64_t T, int threads) { return int64_t(threads) * 2 * T * T; }
 // One query row per head against `len` cached key/value rows (ld a.ldkv): generation's step.
@@ -117,6 +120,8 @@ void embedding_backward(DType dt, float* dwte, float* dwpe, const u16* dout, con
                         int64_t B, int64_t T, int64_t C);
 void layernorm_forward(DType dt, u16* out, float* mean, float* rstd, const u16* inp, const u16* w,
                        const u16* b, int64_t N, int64_t C, float* scratch);
+void residual_layernorm_forward(DType dt, u16* sum, u16* out, float* mean, float* rstd, const u16* a, const u16* b,
+                                const u16* w, const u16* bias, int64_t N, int64_t C, float* scratch);
 void layernorm_backward(DType dt, u16* dinp, float* dw, float* db, const u16* dout, const u16* inp,
                         const u16* w, const float* mean, const float* rstd, int64_t N, int64_t C,
                         float* scratch);
@@ -141,3 +146,18 @@ void logsumexp_rows(DType dt, float* lse, const u16* logits, int64_t N, int64_t 
 void crossentropy_backward_given_lse(DType dt, u16* logits, const float* lse, const int32_t* targets,
                                      float dloss, int64_t N, int64_t V, int64_t Vp, float* scratch);
 }  // namespace meshlm::cpu::lowp16
+
+// bf16 attention with bf16 products (attention_bf16.cpp), for CPUs where oneDNN multiplies bf16
+// natively: scratch_floats(T, HS, threads) floats of scratch, and one OneDnnGemm per thread.
+namespace meshlm {
+class OneDnnGemm;
+}
+namespace meshlm::cpu::bf16attn {
+using u16 = uint16_t;
+int64_t scratch_floats(int64_t T, int64_t HS, int threads);
+void attention_forward(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const AttentionShape& a,
+                       float* scratch, OneDnnGemm* gemms);
+void attention_backward(u16* dq, u16* dk, u16* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
+                        const u16* out, const float* lse, const AttentionShape& a, float* scratch,
+                        OneDnnGemm* gemms);
+}  // namespace meshlm::cpu::bf16attn

@@ -45,6 +45,17 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     layernorm_row_forward(out + n * C, mean + n, rstd + n, inp + n * C, w, b, C);  // rows (C)
 }
 
+void residual_layernorm_forward(float* sum, float* out, float* mean, float* rstd, const float* a, const float* b,
+                                const float* w, const float* bias, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; n++) {
+    float* x = sum + n * C;  // (C)
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) x[c] = a[n * C + c] + b[n * C + c];
+    layernorm_row_forward(out + n * C, mean + n, rstd + n, x, w, bias, C);
+  }
+}
+
 void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
                         const float* w, const float* mean, const float* rstd, int64_t N,
                         int64_t C) {

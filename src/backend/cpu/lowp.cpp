@@ -89,6 +89,27 @@ void layernorm_forward(DType dt, u16* out, float* mean, float* rstd, const u16* 
   }
 }
 
+// The sum is rounded to dt and read back (exact) before the norm: the stored sum is its input.
+void residual_layernorm_forward(DType dt, u16* sum, u16* out, float* mean, float* rstd, const u16* a, const u16* b,
+                                const u16* w, const u16* bias, int64_t N, int64_t C, float* scratch) {
+  float* wf = scratch;  // (C)
+  float* bf = wf + C;   // (C)
+  lowp::to_f32(dt, wf, w, C);
+  lowp::to_f32(dt, bf, bias, C);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; n++) {
+    float* x = thread_scratch(scratch + 2 * C, 3 * C);  // (C)
+    float* y = x + C;                                   // (C)
+    lowp::to_f32(dt, x, a + n * C, C);
+    lowp::to_f32(dt, y, b + n * C, C);
+    for (int64_t c = 0; c < C; c++) x[c] += y[c];
+    lowp::from_f32(dt, sum + n * C, x, C);
+    lowp::to_f32(dt, x, sum + n * C, C);
+    layernorm_row_forward(y, mean + n, rstd + n, x, wf, bf, C);
+    lowp::from_f32(dt, out + n * C, y, C);
+  }
+}
+
 void layernorm_backward(DType dt, u16* dinp, float* dw, float* db, const u16* dout, const u16* inp,
                         const u16* w, const float* mean, const float* rstd, int64_t N, int64_t C,
                         float* scratch) {

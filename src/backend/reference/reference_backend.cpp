@@ -118,6 +118,12 @@ struct ReferenceKernels : HostMemory {
                                       C_(T, w), C_(T, b), N, C);
     });
   }
+  // The definition: the two calls.
+  void residual_layernorm_forward(DType dt, void* sum, void* out, void* mean, void* rstd, const void* a,
+                                  const void* b, const void* w, const void* bias, int64_t N, int64_t C) {
+    residual_forward(dt, sum, a, b, N * C);
+    layernorm_forward(dt, out, mean, rstd, sum, w, bias, N, C);
+  }
   void layernorm_backward(DType dt, void* dinp, void* dw, void* db, const void* dout,
                           const void* inp, const void* w, const void* mean, const void* rstd,
                           int64_t N, int64_t C) {
