@@ -3,7 +3,7 @@
 // host memory (HostMemory). fp32, and 16-bit storage (bf16, fp16) for every op but adamw and
 // sum_squares (which run on the fp32 master weights and gradients). CpuKernels is the
 // per-dtype dispatch of each op of ops.inc; KernelTable makes it a Backend. bf16 products run in oneDNN on bf16 operands (AVX512-BF16 or
-// AMX) with fp32 accumulation; oneDNN 2.6 has no fp16 matmul on CPUs without AVX512-FP16 (such
+// AMX) with fp32 accumulation, attention's per-head products too (attention_bf16.cpp); oneDNN 2.6 has no fp16 matmul on CPUs without AVX512-FP16 (such
 // as this project's machine), so fp16 operands are converted to fp32 and multiplied there.
 #include <omp.h>
 
