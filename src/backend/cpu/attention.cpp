@@ -34,20 +34,7 @@ void attention_head_forward(float* o, int64_t ldo, float* lse, const float* q, c
     float* Sb = S + r0 * T;  // rows [r0, r1), columns [0, r1) used, ld T
     onednn_sgemm(false, true, m, r1, HS, scale, q + r0 * ldq, ldq, k, ldkv, 0.0f, Sb, T);  // scale Q K^T
     for (int64_t t = r0; t < r1; t++) {
-      float* row = S + t * T;
-      float mx = -INFINITY;
-      for (int64_t j = 0; j <= t; j++) mx = std::max(mx, row[j]);
-      float sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j <= t; j++) {
-        row[j] = std::exp(row[j] - mx);
-        sum += row[j];
-      }
-      const float inv = 1.0f / sum;
-#pragma omp simd
-      for (int64_t j = 0; j <= t; j++) row[j] *= inv;
-      for (int64_t j = t + 1; j < r1; j++) row[j] = 0.0f;  // causal mask inside the block
-      lse[t] = mx + std::log(sum);
+      lse[t] = causal_softmax_row(S + t * T, t, r1);
     }
     onednn_sgemm(false, false, m, HS, r1, 1.0f, Sb, T, v, ldkv, 0.0f, o + r0 * ldo, ldo);  // O = P V
   }

@@ -49,21 +49,8 @@ void head_forward(OneDnnGemm& g, u16* out, int64_t ldo, float* lse, const u16* q
     const int64_t r1 = std::min(T, r0 + kRows), m = r1 - r0;
     product(g, false, true, m, r1, HS, scale, q + r0 * ldq, ldq, k, ldkv, 0.0f, S + r0 * T, T, false);
     for (int64_t t = r0; t < r1; t++) {
-      float* row = S + t * T;
-      float mx = -INFINITY;
-      for (int64_t j = 0; j <= t; j++) mx = std::max(mx, row[j]);
-      float sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j <= t; j++) {
-        row[j] = std::exp(row[j] - mx);
-        sum += row[j];
-      }
-      const float inv = 1.0f / sum;
-#pragma omp simd
-      for (int64_t j = 0; j <= t; j++) row[j] *= inv;
-      for (int64_t j = t + 1; j < r1; j++) row[j] = 0.0f;  // causal mask inside the block
-      lowp::from_f32(bf, P16 + t * T, row, r1);
-      lse[t] = mx + std::log(sum);
+      lse[t] = causal_softmax_row(S + t * T, t, r1);
+      lowp::from_f32(bf, P16 + t * T, S + t * T, r1);
     }
     product(g, false, false, m, HS, r1, 1.0f, P16 + r0 * T, T, v, ldkv, 0.0f, out + r0 * ldo, ldo, true);
   }

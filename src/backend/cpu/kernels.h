@@ -2,6 +2,7 @@
 // vectorizer). Contracts are those of backend.h. Every reduction has a fixed order that does
 // not depend on the thread count, so a run is bit-reproducible (resume equals no resume).
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -42,6 +43,23 @@ void attention_head_backward(float* dq, float* dk, float* dv, int64_t lddq, int6
                              const float* v, int64_t ldq, int64_t ldkv, const float* lse, int64_t T,
                              int64_t HS, float* P, float* dP);
 // Llama's kernels (cpu/llama.cpp): RMSNorm rows, rotary embedding, SwiGLU.
+// Row t of a causal block of scaled scores (columns [0, r1)): softmax over [0, t], zeros in
+// (t, r1); returns the row's log-sum-exp. Shared by the fp32 and bf16 attention kernels.
+inline float causal_softmax_row(float* row, int64_t t, int64_t r1) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j <= t; j++) mx = std::max(mx, row[j]);
+  float sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j <= t; j++) {
+    row[j] = std::exp(row[j] - mx);
+    sum += row[j];
+  }
+  const float inv = 1.0f / sum;
+#pragma omp simd
+  for (int64_t j = 0; j <= t; j++) row[j] *= inv;
+  for (int64_t j = t + 1; j < r1; j++) row[j] = 0.0f;  // causal mask inside the block
+  return mx + std::log(sum);
+}
 inline float silu(float g) { return g / (1.0f + std::exp(-g)); }
 void rmsnorm_row_forward(float* y, float* rstd, const float* x, const float* w, int64_t C, float eps);
 void rmsnorm_row_backward(float* dx, const float* g, const float* x, const float* w, float r, int64_t C);
