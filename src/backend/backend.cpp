@@ -1,51 +1,18 @@
 #include "backend/backend.h"
 
-#include <algorithm>
-
 #include "backend/guarded.h"
 #include "core/error.h"
 
 namespace meshlm {
 
-const char* op_name(Op op) {
-  switch (op) {
-    case Op::memory: return "memory";
-    case Op::convert: return "convert";
-    case Op::stats: return "stats";
-    case Op::quantize: return "quantize";
-    case Op::gemm: return "gemm";
-    case Op::matmul: return "matmul";
-    case Op::layernorm: return "layernorm";
-    case Op::attention: return "attention";
-    case Op::gelu: return "gelu";
-    case Op::residual: return "residual";
-    case Op::embedding: return "embedding";
-    case Op::rmsnorm: return "rmsnorm";
-    case Op::rope: return "rope";
-    case Op::swiglu: return "swiglu";
-    case Op::crossentropy: return "crossentropy";
-    case Op::adamw: return "adamw";
-    case Op::sum_squares: return "sum_squares";
-  }
-  return "?";
-}
-
-void TensorStats::add(const TensorStats& o) {
-  n += o.n;
-  zero += o.zero;
-  underflow += o.underflow;
-  subnormal += o.subnormal;
-  overflow += o.overflow;
-  amax = std::max(amax, o.amax);
-}
-
-const char* backend_names() { return "cpu, reference, cpu-guarded, reference-guarded"; }
+const char* backend_names() { return "cpu, reference, cuda, cpu-guarded, reference-guarded"; }
 
 std::unique_ptr<Backend> make_backend(const std::string& name) {
   if (name == "cpu") return make_cpu_backend();
   if (name == "reference") return make_reference_backend();
   if (name == "cpu-guarded") return make_guarded_backend(make_cpu_backend());
   if (name == "reference-guarded") return make_guarded_backend(make_reference_backend());
+  if (name == "cuda") return make_cuda_backend();
   throw Error("unknown backend '" + name + "' (expected " + backend_names() + ")");
 }
 

@@ -4,7 +4,8 @@
 // loops, fp32 and fp64: the oracle the tests trust), "cpu" (oneDNN GEMMs + OpenMP/AVX-512
 // kernels; fp32 and 16-bit storage), and two wrappers of either: "profiling" times every call,
 // "guarded" makes its memory inaccessible outside backend calls (backend/guarded.h). "cuda"
-// comes later behind the same class: nothing above the backend touches tensor memory.
+// (backend/cuda/, docs/cuda.md) runs the same ops on an NVIDIA GPU from a library loaded at run
+// time: nothing above the backend touches tensor memory.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -98,5 +99,21 @@ std::unique_ptr<Backend> make_reference_backend();
 std::unique_ptr<Backend> make_cpu_backend();
 // The names make_backend takes, for --help and errors.
 const char* backend_names();
+
+// The CUDA backend, from libmeshlm_cuda.so (backend/cuda_loader.cpp): device -1 takes the
+// local rank's device. Throws meshlm::Error with one line when the library was not built,
+// cannot be loaded, or finds no usable GPU.
+std::unique_ptr<Backend> make_cuda_backend(int device = -1);
+// What `meshlm info` says about CUDA: whether the library was built and loads, its build line,
+// and the devices it sees (or why none is usable).
+struct CudaStatus {
+  bool built = false;   // configured with the CUDA library (MESHLM_CUDA)
+  bool loaded = false;  // the library loaded
+  int devices = 0;      // usable devices
+  std::string library;  // where it was loaded from (or looked for)
+  std::string build;    // nvcc, architectures, cuBLASLt
+  std::string detail;   // the devices, or why the library or a device is unusable
+};
+CudaStatus cuda_status();
 
 }  // namespace meshlm

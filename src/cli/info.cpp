@@ -43,6 +43,12 @@ void add_info(CLI::App& app) {
               << "cpu        " << cpu_summary() << "\n"
               << "threads    " << omp_get_max_threads() << " (OpenMP)\n"
               << "precision  fp32, bf16, fp16 (mixed, dynamic loss scaling), fp16-pure, fp8 (simulated)\n";
+    const CudaStatus cuda = cuda_status();
+    if (!cuda.loaded)
+      std::cout << "cuda       " << (cuda.built ? "built, unusable: " : "") << cuda.detail << "\n";
+    else
+      std::cout << "cuda       " << cuda.build << " (" << cuda.library << "); "
+                << (cuda.devices > 0 ? "usable: " : "") << cuda.detail << "\n";
     std::unique_ptr<Communicator> world;
     try {
       world = make_world_communicator(true);

@@ -1,0 +1,78 @@
+// The GEMMs of the cuda backend as cuBLASLt sees them, built by plain host code the CPU tests
+// check (tests/backend/test_cuda_host.cpp executes a plan with a column-major loop and compares
+// it with the reference backend's row-major gemm).
+//
+// meshlm's products are row-major: C (M, N) = alpha op(A) op(B) + beta C. cuBLASLt is column-
+// major, and a row-major (M, N) matrix is the column-major (N, M) matrix of its transpose, so
+// the plan computes C^T = op(B)^T op(A)^T: cuBLASLt's A is meshlm's B and its B is meshlm's A,
+// m = N, n = M, each transposed exactly when meshlm's is.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/dtype.h"
+
+namespace meshlm::cuda {
+
+// One row-major product as the backend asks for it.
+struct GemmCall {
+  DType ab = DType::fp32;  // operand dtype
+  DType c = DType::fp32;   // C and D (fp32 accumulation for every operand dtype)
+  bool trans_a = false, trans_b = false;
+  int64_t M = 0, N = 0, K = 0, lda = 0, ldb = 0, ldc = 0;
+  float alpha = 1.0f, beta = 0.0f;
+  bool bias = false;  // + bias (N) on every row of C (cuBLASLt's bias epilogue over its m)
+  DType bias_dtype = DType::fp32;
+};
+
+// A column-major matrix layout: rows x cols with leading dimension ld (>= rows).
+struct LtLayout {
+  DType dt;
+  int64_t rows, cols, ld;
+};
+
+// The cuBLASLt call: D = alpha op(A) op(B) + beta C with C = D in place.
+struct LtPlan {
+  bool trans_a, trans_b;  // cuBLASLt's (CUBLAS_OP_T when true)
+  int64_t m, n, k;
+  LtLayout a, b, c;
+  bool swap_operands;     // always true: cuBLASLt's A is meshlm's B
+  bool bias;
+  DType bias_dtype;
+  float alpha, beta;
+};
+
+LtPlan make_lt_plan(const GemmCall& g);
+
+// The products of matmul_forward and matmul_backward (ops.inc) as calls: out = inp @ W + bias
+// (out in dt), dinp += dout @ W^T (dt), dW += the weight gradient in W's layout (fp32).
+GemmCall matmul_forward_call(DType dt, int64_t N, int64_t C, int64_t OC, bool w_out_in, bool bias);
+GemmCall matmul_dinp_call(DType dt, int64_t N, int64_t C, int64_t OC, bool w_out_in);
+// Operands of the dW call: (inp, dout) for in_out, (dout, inp) for out_in.
+GemmCall matmul_dweight_call(DType dt, int64_t N, int64_t C, int64_t OC, bool w_out_in);
+
+// What the chosen algorithm depends on: the plan's shape, dtypes, epilogue, whether beta is 0,
+// and the operands' alignment (16, 8, 4 or 2 bytes). Algorithms are chosen once per key and
+// kept, so a shape always runs the same algorithm (reproducible results).
+struct AlgoKey {
+  bool trans_a, trans_b;
+  int64_t m, n, k, lda, ldb, ldc;
+  DType a, b, c, bias_dtype;
+  bool bias, beta_zero;
+  int align_a, align_b, align_c;
+  bool operator==(const AlgoKey&) const = default;
+};
+AlgoKey algo_key(const LtPlan& p, const void* A, const void* B, const void* C);
+struct AlgoKeyHash {
+  size_t operator()(const AlgoKey& k) const;
+};
+// The largest of 16, 8, 4, 2, 1 that divides the address.
+int alignment_of(const void* p);
+std::string describe(const AlgoKey& k);
+
+// C = alpha op(A) op(B) + beta C (+ bias over rows) by the plan, column-major, in double: the
+// meaning of a plan, for the tests. Operands are given as fp32 arrays.
+void run_plan_on_host(const LtPlan& p, const float* A, const float* B, float* C, const float* bias);
+
+}  // namespace meshlm::cuda

@@ -1,0 +1,312 @@
+// The CUDA backend's host side, on any machine: the arithmetic its kernels run (the host-device
+// functions of backend/cuda/device_math.h) against core's formats and the reference kernels,
+// the cuBLASLt plans executed column-major against the reference's row-major gemm, algorithm-
+// cache keys, launch shapes, the caching pool, device choice and NCCL's padded blocks, and the
+// loader's one-line errors. The kernels themselves run on a GPU (tests/backend/cuda_check.cpp).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/abi.h"
+#include "backend/cuda/bootstrap.h"
+#include "backend/cuda/caching_allocator.h"
+#include "backend/cuda/device_math.h"
+#include "backend/cuda/gemm_plan.h"
+#include "backend/cuda/launch.h"
+#include "backend/reference/kernels.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "support/support.h"
+
+namespace meshlm::cuda {
+namespace {
+
+std::vector<float> probe_floats() {
+  std::vector<float> v = {0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, 65520.0f, 448.0f, 464.0f, 57344.0f, 61440.0f,
+                          1e-8f, 6e-8f, 3e-8f, 1e-45f, INFINITY, -INFINITY, NAN, 3.4e38f};
+  for (uint64_t i = 0; i < 200000; i++) {
+    const uint32_t bits = random_u32(7, 1, i);
+    float x = u2f(bits);
+    if (i % 2) x = float((uniform01(7, 2, i) - 0.5) * std::ldexp(1.0, int(i % 40) - 24));
+    v.push_back(x);
+  }
+  return v;
+}
+
+bool same_bits_or_nan(float a, float b) { return (std::isnan(a) && std::isnan(b)) || f2u(a) == f2u(b); }
+
+TEST(CudaDeviceMath, FormatsMatchCoreBitForBit) {
+  const std::vector<float> xs = probe_floats();
+  for (DType dt : {DType::bf16, DType::fp16, DType::fp8_e4m3, DType::fp8_e5m2}) {
+    const Format fm = format_of(dt);
+    int bad = 0;
+    for (float x : xs)  // NaN payloads may differ (bf16 keeps them, as core's fast path does)
+      bad += std::isnan(x) ? !std::isnan(from_bits(fm, to_bits(fm, x))) : to_bits(fm, x) != reference_float_to_bits(dt, x);
+    const uint32_t codes = dtype_size(dt) == 2 ? 65536u : 256u;
+    for (uint32_t c = 0; c < codes; c++) bad += !same_bits_or_nan(from_bits(fm, uint16_t(c)), bits_to_float(dt, uint16_t(c)));
+    for (uint64_t i = 0; i < 20000; i++) {
+      const float x = xs[size_t(i % xs.size())];
+      const uint32_t r = random_u32(3, 4, i);
+      if (dt == DType::bf16 || dt == DType::fp16) bad += to_bits_stochastic(fm, x, r) != float_to_bits_stochastic(dt, x, r);
+    }
+    EXPECT_EQ(bad, 0) << dtype_name(dt);
+  }
+}
+
+TEST(CudaDeviceMath, RandomBitsAreCoresStream) {
+  const uint64_t base = random_base(11, 5);
+  for (uint64_t i = 0; i < 1000; i++) ASSERT_EQ(random_bits(base, i * 977), random_u32(11, 5, i * 977));
+}
+
+TEST(CudaDeviceMath, ElementwiseAgainstDoubleReference) {
+  const std::vector<double> xs = test::random_f32_values(5000, 3, -8.0, 8.0);
+  for (double x : xs) {
+    const float f = float(x);
+    const double tol = 64 * test::kF32Eps;  // a few fp32 roundings of O(1) factors, tanh/exp within 2 ulp
+    ASSERT_NEAR(gelu(f), reference::gelu_value(x), tol * (std::fabs(x) + 1)) << x;
+    ASSERT_NEAR(gelu_grad(f), reference::gelu_derivative(x), tol * (x * x + 1)) << x;
+    ASSERT_NEAR(silu(f), reference::silu_value(x), tol * (std::fabs(x) + 1)) << x;
+  }
+}
+
+TEST(CudaDeviceMath, AdamWIsTheReferenceBitForBit) {
+  const int64_t n = 4096;
+  std::vector<float> p = test::to_float(test::random_f32_values(n, 1)), g = test::to_float(test::random_f32_values(n, 2));
+  std::vector<float> m = test::to_float(test::random_f32_values(n, 3, -0.1, 0.1));
+  std::vector<float> v = test::to_float(test::random_f32_values(n, 4, 0.0, 0.01));
+  AdamWArgs a;
+  a.lr = 1e-3f, a.weight_decay = 0.1f, a.grad_scale = 0.5f, a.step = 7;
+  std::vector<float> rp = p, rm = m, rv = v, hp = p, hm = m, hv = v;
+  reference::adamw_update(rp.data(), g.data(), rm.data(), rv.data(), n, a);
+  const AdamWConsts k = adamw_consts(a);
+  for (int64_t i = 0; i < n; i++) adamw_element(k, hp[size_t(i)], g[size_t(i)], hm[size_t(i)], hv[size_t(i)]);
+  EXPECT_EQ(rp, hp);
+  EXPECT_EQ(rm, hm);
+  EXPECT_EQ(rv, hv);
+  rp = p, rm = m, rv = v, hp = p, hm = m, hv = v;
+  reference::adamw_update_fp16_storage(rp.data(), g.data(), rm.data(), rv.data(), n, a);
+  const SmallFormat h = small_format(DType::fp16);
+  for (int64_t i = 0; i < n; i++)
+    adamw_fp16_storage_element(k, h, hp[size_t(i)], g[size_t(i)], hm[size_t(i)], hv[size_t(i)]);
+  EXPECT_EQ(rp, hp);
+  EXPECT_EQ(rm, hm);
+  EXPECT_EQ(rv, hv);
+}
+
+// A softmax row's log-sum-exp by the running (max, sum) in chunks, merged in any grouping.
+TEST(CudaDeviceMath, SoftmaxAccumulatorsGiveTheLogSumExp) {
+  const std::vector<double> xs = test::random_f32_values(3000, 9, -30.0, 30.0);
+  double mx = -INFINITY, s = 0;
+  for (double x : xs) mx = std::max(mx, x);
+  for (double x : xs) s += std::exp(x - mx);
+  const double want = mx + std::log(s);
+  SoftmaxAcc whole, left, right;
+  for (size_t i = 0; i < xs.size(); i++) {
+    whole = softmax_push(whole, float(xs[i]));
+    (i < 1000 ? left : right) = softmax_push(i < 1000 ? left : right, float(xs[i]));
+  }
+  const double tol = test::gamma(int64_t(xs.size()) + 8) * (std::fabs(want) + 1);
+  EXPECT_NEAR(softmax_lse(whole), want, tol);
+  EXPECT_NEAR(softmax_lse(softmax_merge(left, right)), want, tol);
+  EXPECT_EQ(softmax_lse(SoftmaxAcc{}), -INFINITY);
+}
+
+// The block reduction's order is a valid sum: within gamma(n) of the exact one, and the same
+// value for every replay (the device computes exactly these additions).
+TEST(CudaDeviceMath, BlockSumOrderIsASum) {
+  for (int64_t n : {1, 31, 32, 33, 768, 5000}) {
+    const std::vector<double> x = test::random_f32_values(n, uint64_t(n));
+    double exact = 0, mag = 0;
+    for (double v : x) exact += v, mag += std::fabs(v);
+    for (int nt : {32, 256, 512}) {
+      auto f = [&](int64_t i) { return float(x[size_t(i)]); };
+      const float got = block_sum_sim(n, nt, f);
+      EXPECT_NEAR(got, exact, test::gamma(n) * mag) << n << " " << nt;
+      EXPECT_EQ(f2u(got), f2u(block_sum_sim(n, nt, f)));
+    }
+  }
+}
+
+// Layernorm's row statistics as norm.cu forms them (warp partials, two passes).
+TEST(CudaDeviceMath, LayernormRowStatistics) {
+  const int64_t C = 768;
+  const std::vector<double> x = test::random_f32_values(C, 5, -3.0, 5.0);
+  std::vector<double> out(static_cast<size_t>(C)), w(static_cast<size_t>(C), 1.0), b(static_cast<size_t>(C), 0.0);
+  double mean, rstd;
+  reference::layernorm_forward(out.data(), &mean, &rstd, x.data(), w.data(), b.data(), 1, C);
+  const float m = block_sum_sim(C, 32, [&](int64_t i) { return float(x[size_t(i)]); }) / float(C);
+  const float r = layernorm_rstd(block_sum_sim(C, 32, [&](int64_t i) {
+                                   const float d = float(x[size_t(i)]) - m;
+                                   return d * d;
+                                 }), C);
+  EXPECT_NEAR(m, mean, test::gamma(C + 2) * 5.0);
+  EXPECT_NEAR(r, rstd, test::gamma(C + 8) * rstd * 4);
+}
+
+// ---- cuBLASLt plans ----
+void check_plan(const GemmCall& g, uint64_t seed) {
+  const int64_t arows = g.trans_a ? g.K : g.M, brows = g.trans_b ? g.N : g.K;
+  const std::vector<double> A = test::random_f32_values(arows * g.lda, seed), B = test::random_f32_values(brows * g.ldb, seed + 1);
+  std::vector<double> C = test::random_f32_values(g.M * g.ldc, seed + 2), bias = test::random_f32_values(g.N, seed + 3);
+  std::vector<float> Cf = test::to_float(C);
+  std::vector<double> want = C;
+  reference::gemm<double>(g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, A.data(), g.lda, B.data(), g.ldb, g.beta,
+                          want.data(), g.ldc);
+  if (g.bias)
+    for (int64_t i = 0; i < g.M; i++)
+      for (int64_t j = 0; j < g.N; j++) want[size_t(i * g.ldc + j)] += bias[size_t(j)];
+  const LtPlan p = make_lt_plan(g);
+  // cuBLASLt's A is meshlm's B.
+  run_plan_on_host(p, test::to_float(B).data(), test::to_float(A).data(), Cf.data(), test::to_float(bias).data());
+  std::vector<double> bound(want.size(), 1e-5 * double(g.K + 2));
+  EXPECT_TRUE(test::within(Cf, want, bound)) << "M " << g.M << " N " << g.N << " K " << g.K << " ta " << g.trans_a
+                                             << " tb " << g.trans_b;
+}
+
+TEST(CudaGemmPlan, RowMajorCallsMapOntoColumnMajorCuBlasLt) {
+  uint64_t seed = 1;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const int64_t M = 7, N = 5, K = 9;
+      GemmCall g{DType::fp32, DType::fp32, ta, tb, M, N, K, (ta ? M : K) + 3, (tb ? K : N) + 2, N + 1, 0.5f, 1.0f,
+                 false, DType::fp32};
+      check_plan(g, seed += 10);
+      g.beta = 0.0f;
+      g.bias = true;
+      check_plan(g, seed += 10);
+    }
+  for (bool out_in : {false, true}) {
+    check_plan(matmul_forward_call(DType::fp32, 6, 8, 10, out_in, true), seed += 10);
+    check_plan(matmul_dinp_call(DType::fp32, 6, 8, 10, out_in), seed += 10);
+    check_plan(matmul_dweight_call(DType::fp32, 6, 8, 10, out_in), seed += 10);
+  }
+  EXPECT_THROW(make_lt_plan({DType::fp32, DType::fp32, false, false, 4, 4, 4, 2, 4, 4}), Error);
+}
+
+TEST(CudaGemmPlan, AlgorithmKeysSeparateWhatTheChoiceDependsOn) {
+  alignas(16) static char buf[64];
+  const LtPlan p = make_lt_plan(matmul_forward_call(DType::bf16, 64, 768, 2304, false, true));
+  const AlgoKey k = algo_key(p, buf, buf, buf);
+  EXPECT_EQ(k, algo_key(p, buf, buf, buf));
+  EXPECT_EQ(AlgoKeyHash{}(k), AlgoKeyHash{}(algo_key(p, buf, buf, buf)));
+  std::set<size_t> hashes = {AlgoKeyHash{}(k)};
+  std::vector<LtPlan> others(6, p);
+  others[0].m++, others[1].k++, others[2].bias = false, others[3].beta = 1.0f, others[4].c.dt = DType::fp32;
+  others[5].trans_a = !p.trans_a;
+  for (const LtPlan& o : others) {
+    EXPECT_FALSE(algo_key(o, buf, buf, buf) == k);
+    hashes.insert(AlgoKeyHash{}(algo_key(o, buf, buf, buf)));
+  }
+  EXPECT_FALSE(algo_key(p, buf + 2, buf, buf) == k);  // alignment 2 instead of 16
+  EXPECT_EQ(hashes.size(), 7u);
+  EXPECT_EQ(alignment_of(buf + 8), 8);
+  EXPECT_EQ(alignment_of(buf + 1), 1);
+}
+
+// ---- launch shapes ----
+TEST(CudaLaunch, GridStrideAndRowShapesCoverEveryElementOnce) {
+  for (int64_t n : {int64_t(0), int64_t(1), int64_t(255), int64_t(256), int64_t(257), int64_t(100000), int64_t(5000000)}) {
+    const Launch L = grid_stride(n);
+    ASSERT_GE(L.grid, 1u);
+    ASSERT_LE(L.grid, 8192u);
+    ASSERT_LE(L.block, kMaxBlock);
+    std::vector<int> seen(size_t(n), 0);
+    const int64_t threads = int64_t(L.grid) * L.block;
+    for (int64_t t = 0; t < threads; t++)
+      for (int64_t i = t; i < n; i += threads) seen[size_t(i)]++;
+    for (int64_t i = 0; i < n; i++) ASSERT_EQ(seen[size_t(i)], 1) << n;
+  }
+  for (int64_t rows : {1, 3, 4, 5, 4097}) {
+    const Launch L = warp_rows(rows);
+    EXPECT_GE(int64_t(L.grid) * (L.block / 32), rows);
+    EXPECT_LT(int64_t(L.grid - 1) * (L.block / 32), rows);
+    EXPECT_EQ(L.block % 32, 0u);
+  }
+  EXPECT_LE(attention_rows(1000).shared, kDefaultShared);
+  EXPECT_EQ(chunks(64), 2);
+  EXPECT_EQ(chunks(65), 3);
+  EXPECT_EQ(layernorm_backward_scratch(65, 10), 3 * 20);
+}
+
+// ---- the caching pool, over malloc with a limit ----
+TEST(CudaCachingPool, ReusesBlocksAndRetriesAfterReleasingTheCache) {
+  size_t live = 0, raw_frees = 0;
+  std::map<void*, size_t> sizes;
+  const size_t limit = size_t(8) << 20;
+  CachingPool pool(
+      [&](size_t b) -> void* {
+        if (live + b > limit) return nullptr;
+        live += b;
+        void* p = std::malloc(b);
+        sizes[p] = b;
+        return p;
+      },
+      [&](void* p) {
+        raw_frees++;
+        live -= sizes[p];
+        std::free(p);
+      });
+  EXPECT_EQ(CachingPool::size_class(1), 512u);
+  EXPECT_EQ(CachingPool::size_class(513), 1024u);
+  EXPECT_EQ(CachingPool::size_class((size_t(1) << 20) + 1), size_t(2) << 20);
+  void* a = pool.allocate(1000);
+  pool.deallocate(a);
+  void* b = pool.allocate(900);  // the same class: the cached block comes back
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(pool.raw_allocations(), 1u);
+  void* big = pool.allocate(size_t(6) << 20);
+  pool.deallocate(big);  // cached: 6 MiB
+  void* other = pool.allocate(size_t(4) << 20);  // does not fit beside the cache: released, retried
+  EXPECT_NE(other, nullptr);
+  EXPECT_EQ(raw_frees, 1u);
+  EXPECT_THROW(pool.allocate(size_t(16) << 20), Error);
+  EXPECT_THROW(pool.deallocate(reinterpret_cast<void*>(&live)), Error);
+  pool.deallocate(other);
+  pool.deallocate(b);
+  EXPECT_EQ(pool.in_use(), 0u);
+}
+
+// ---- device choice and NCCL's equal blocks ----
+TEST(CudaBootstrap, DeviceFromLocalRankAndPaddedBlocks) {
+  setenv("OMPI_COMM_WORLD_LOCAL_RANK", "5", 1);
+  EXPECT_EQ(local_rank_from_env(), 5);
+  EXPECT_EQ(choose_device(-1, 5, 4), 1);
+  EXPECT_EQ(choose_device(-1, -1, 2), 0);
+  EXPECT_EQ(choose_device(1, 5, 2), 1);
+  EXPECT_THROW(choose_device(2, 0, 2), Error);
+  EXPECT_THROW(choose_device(-1, 0, 0), Error);
+  unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  const PaddedBlocks p = pad_blocks({3, 5, 0});
+  EXPECT_EQ(p.block, 5);
+  EXPECT_EQ(p.offset, (std::vector<int64_t>{0, 3, 8}));
+  EXPECT_EQ(p.total(), 15);
+  EXPECT_TRUE(p.padded);
+  EXPECT_FALSE(pad_blocks({4, 4}).padded);
+}
+
+// ---- the loader ----
+TEST(CudaLoader, ReportsTheBuildAndFailsInOneLineWithoutAGpu) {
+  EXPECT_GT(count_ops(), 30);
+  const CudaStatus st = cuda_status();
+  EXPECT_FALSE(st.detail.empty());
+  EXPECT_EQ(st.detail.find('\n'), std::string::npos);
+  if (st.devices > 0) GTEST_SKIP() << "a GPU is usable here: " << st.detail;
+  try {
+    make_cuda_backend();
+    FAIL() << "a cuda backend without a device";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind("cuda backend: ", 0), 0u) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
+  EXPECT_THROW(make_backend("cuda"), Error);
+}
+
+}  // namespace
+}  // namespace meshlm::cuda
