@@ -63,6 +63,9 @@ class Backend : public Allocator {
   // One line for `meshlm info`: the backend and the libraries it runs on.
   virtual std::string describe() const { return name(); }
   virtual bool supports(Op op, DType dt) const = 0;
+  // Whether the host can read and write this backend's buffers (host memory: cpu, reference,
+  // guarded). False for device memory (cuda): the communicator then stages through the host.
+  virtual bool host_addressable() const { return true; }
 
   // A client of the backend's memory other than its kernels: the communicator, whose
   // collectives read and write tensor buffers (possibly while they progress in the

@@ -18,6 +18,10 @@ class KernelTable final : public Backend {
   const char* name() const override { return impl_.name(); }
   std::string describe() const override { return impl_.describe(); }
   bool supports(Op op, DType dt) const override { return impl_.supports(op, dt); }
+  bool host_addressable() const override {
+    if constexpr (requires(const Impl& i) { i.host_addressable(); }) return impl_.host_addressable();
+    return true;
+  }
   void* allocate(size_t bytes) override { return impl_.allocate(bytes); }
   void deallocate(void* p, size_t bytes) override { impl_.deallocate(p, bytes); }
 

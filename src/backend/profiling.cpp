@@ -14,6 +14,7 @@ class Profiler final : public ProfilingBackend {
   explicit Profiler(std::unique_ptr<Backend> inner) : in_(std::move(inner)) {}
   const char* name() const override { return in_->name(); }
   bool supports(Op op, DType dt) const override { return in_->supports(op, dt); }
+  bool host_addressable() const override { return in_->host_addressable(); }
   const std::map<std::string, KernelTime>& times() const override { return times_; }
   void reset() override { times_.clear(); }
   void set_enabled(bool on) override { enabled_ = on; }

@@ -103,6 +103,7 @@ class ClientCommunicator final : public Communicator {
 }  // namespace
 
 std::unique_ptr<Communicator> as_backend_client(Communicator& inner, Backend& be) {
+  if (!be.host_addressable()) return as_staged_client(inner, be);
   return std::make_unique<ClientCommunicator>(inner, nullptr, be);
 }
 

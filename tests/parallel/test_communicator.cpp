@@ -34,6 +34,19 @@ TEST(LocalCommunicator, CollectivesComputeWhatTheyMust) {
   }
 }
 
+// The staged communicator (device buffers through host copies) computes every collective as
+// the communicator it wraps: here over the cpu backend, whose download and upload are copies.
+TEST(StagedCommunicator, CollectivesComputeWhatTheyMust) {
+  for (int n = 1; n <= 3; n++) {
+    on_group(n, [](Communicator& c) {
+      auto be = make_cpu_backend();
+      auto staged = as_staged_client(c, *be);
+      const std::string failure = test::check_collectives(*staged);
+      if (!failure.empty()) throw Error("rank " + std::to_string(c.rank()) + ": " + failure);
+    });
+  }
+}
+
 TEST(Mesh, RankOrderIsTpFastestThenDpThenPp) {
   on_group(8, [](Communicator& world) {
     Mesh m(world, {2, 2, 2});

@@ -89,6 +89,7 @@ struct CudaKernels {
            std::to_string(dev_.props.totalGlobalMem >> 30) + " GiB; runtime " + version(rt) + ", driver " +
            version(drv) + ", " + gemm_.version() + ")";
   }
+  bool host_addressable() const { return false; }
   bool supports(Op op, DType dt) const {
     if (op == Op::memory || op == Op::convert || op == Op::stats) return true;
     if (op == Op::quantize) return dt == DType::bf16;
@@ -109,10 +110,12 @@ struct CudaKernels {
   }
   void upload(void* dst, const void* host, size_t bytes) {
     // From pageable memory the call returns once `host` has been read: the caller may reuse it.
-    if (bytes) CK(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, dev_.stream));
+    // cudaMemcpyDefault (unified addressing): `dst` may also be host memory, as the staged
+    // communicator's scalars are.
+    if (bytes) CK(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyDefault, dev_.stream));
   }
   void download(void* host, const void* src, size_t bytes) {
-    if (bytes) CK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, dev_.stream));
+    if (bytes) CK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDefault, dev_.stream));
     synchronize();
   }
   void zero(void* dst, size_t bytes) {
