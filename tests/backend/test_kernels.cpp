@@ -9,6 +9,7 @@
 // differences (test_layers_fd) and closed forms (test_gemm).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -17,6 +18,7 @@
 #include "backend/backend.h"
 #include "backend/reference/kernels.h"
 #include "core/dtype.h"
+#include "core/error.h"
 #include "support/support.h"
 
 using namespace meshlm;
@@ -42,27 +44,92 @@ struct Case {
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name(); }
 
-// A buffer of n values in dtype dt (fp32 or 16-bit), filled from and read back as doubles.
+// The backend the running test's buffers live in (set by the fixture): every pointer a test
+// passes to a kernel is that backend's buffer, as ops.inc demands (the cuda backend's device
+// memory, the cpu backend's host memory alike).
+thread_local Backend* tls_backend = nullptr;
+
+// A buffer of n values in dtype dt (fp32 or 16-bit), filled from and read back as doubles. Its
+// values live in host bytes until data() is asked for, then in a buffer of the test's backend;
+// get() and host() read them back from there.
 struct Buf {
   DType dt;
   std::vector<char> bytes;
+  Backend* be = tls_backend;
+  void* dev = nullptr;
   Buf(DType d, const std::vector<double>& v) : dt(d), bytes(v.size() * dtype_size(d)) {
     const auto f = to_float(v);
     convert_from_f32(dt, bytes.data(), f.data(), f.size());
   }
   Buf(DType d, size_t n) : dt(d), bytes(n * dtype_size(d)) {}
-  void* data() { return bytes.data(); }
-  std::vector<double> get() const {
+  Buf(Buf&& o) noexcept : dt(o.dt), bytes(std::move(o.bytes)), be(o.be), dev(o.dev) { o.dev = nullptr; }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  ~Buf() {
+    if (dev) be->deallocate(dev, bytes.size());
+  }
+  void* data() {
+    if (!dev) {
+      dev = be->allocate(std::max<size_t>(bytes.size(), 1));
+      be->upload(dev, bytes.data(), bytes.size());
+    }
+    return dev;
+  }
+  const std::vector<char>& host() {
+    if (dev) be->download(bytes.data(), dev, bytes.size());
+    return bytes;
+  }
+  std::vector<double> get() {
+    host();
     std::vector<float> f(bytes.size() / dtype_size(dt));
     convert_to_f32(dt, f.data(), bytes.data(), f.size());
     return to_double(f);
   }
 };
 
+// A host vector's values in a buffer of the test's backend for the length of one call (the
+// full expression): uploaded first, and (for a non-const vector) downloaded back after.
+template <class T>
+class DevVec {
+ public:
+  DevVec(const std::vector<T>& v, std::vector<T>* back) : back_(back), bytes_(v.size() * sizeof(T)) {
+    p_ = be_->allocate(std::max<size_t>(bytes_, 1));
+    be_->upload(p_, v.data(), bytes_);
+  }
+  ~DevVec() {
+    if (back_) be_->download(back_->data(), p_, bytes_);
+    be_->deallocate(p_, std::max<size_t>(bytes_, 1));
+  }
+  DevVec(const DevVec&) = delete;
+  template <class U>
+  operator U*() const {
+    return static_cast<U*>(p_);
+  }
+
+ private:
+  Backend* be_ = tls_backend;
+  std::vector<T>* back_;
+  size_t bytes_;
+  void* p_ = nullptr;
+};
+template <class T>
+DevVec<T> dev(std::vector<T>& v) {
+  return DevVec<T>(v, &v);
+}
+template <class T>
+DevVec<T> dev(const std::vector<T>& v) {
+  return DevVec<T>(v, nullptr);
+}
+
 class Kernels : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
-    be = make_backend(GetParam().backend);
+    try {
+      be = make_backend(GetParam().backend);
+    } catch (const Error& e) {
+      GTEST_SKIP() << e.what();  // the cuda backend without a usable GPU
+    }
+    tls_backend = be.get();
     if (!be->supports(Op::matmul, dt())) GTEST_SKIP() << be->name() << " has no " << dtype_name(dt());
   }
   std::unique_ptr<Backend> be;
@@ -116,7 +183,7 @@ TEST_P(Kernels, MatmulBackward) {
     auto dinp0 = vals(N * C, 7), dw0 = random_f32_values(C * OC, 8), db0 = random_f32_values(OC, 9);
     Buf dinp(dt(), dinp0);
     auto dw = to_float(dw0), db = to_float(db0);
-    be->matmul_backward(dt(), dinp.data(), dw.data(), db.data(), Buf(dt(), dout).data(),
+    be->matmul_backward(dt(), dinp.data(), dev(dw), dev(db), Buf(dt(), dout).data(),
                         Buf(dt(), inp).data(), Buf(dt(), w).data(), N, C, OC, layout);
     auto want_dinp = dinp0, want_dw = dw0, want_db = db0;
     ref::matmul_backward(want_dinp.data(), want_dw.data(), want_db.data(), dout.data(), inp.data(),
@@ -139,7 +206,7 @@ TEST_P(Kernels, LayerNormForward) {
   auto x = vals(N * C, 10, -2, 3), w = vals(C, 11), b = vals(C, 12);
   Buf out(dt(), N * C);
   std::vector<float> mean(N), rstd(N);
-  be->layernorm_forward(dt(), out.data(), mean.data(), rstd.data(), Buf(dt(), x).data(),
+  be->layernorm_forward(dt(), out.data(), dev(mean), dev(rstd), Buf(dt(), x).data(),
                         Buf(dt(), w).data(), Buf(dt(), b).data(), N, C);
   std::vector<double> want(N * C), wm(N), ws(N);
   ref::layernorm_forward(want.data(), wm.data(), ws.data(), x.data(), w.data(), b.data(), N, C);
@@ -179,11 +246,11 @@ TEST_P(Kernels, ResidualLayerNormIsTheTwoCallsFused) {
   Buf sum1(dt(), N * C), out1(dt(), N * C), sum2(dt(), N * C), out2(dt(), N * C);
   std::vector<float> m1(N), s1(N), m2(N), s2(N);
   be->residual_forward(dt(), sum1.data(), ab.data(), bb.data(), N * C);
-  be->layernorm_forward(dt(), out1.data(), m1.data(), s1.data(), sum1.data(), wb.data(), biasb.data(), N, C);
-  be->residual_layernorm_forward(dt(), sum2.data(), out2.data(), m2.data(), s2.data(), ab.data(), bb.data(), wb.data(),
+  be->layernorm_forward(dt(), out1.data(), dev(m1), dev(s1), sum1.data(), wb.data(), biasb.data(), N, C);
+  be->residual_layernorm_forward(dt(), sum2.data(), out2.data(), dev(m2), dev(s2), ab.data(), bb.data(), wb.data(),
                                  biasb.data(), N, C);
-  EXPECT_EQ(sum1.bytes, sum2.bytes) << "sum";
-  EXPECT_EQ(out1.bytes, out2.bytes) << "out";
+  EXPECT_EQ(sum1.host(), sum2.host()) << "sum";
+  EXPECT_EQ(out1.host(), out2.host()) << "out";
   EXPECT_EQ(0, std::memcmp(m1.data(), m2.data(), size_t(N) * 4)) << "mean";
   EXPECT_EQ(0, std::memcmp(s1.data(), s2.data(), size_t(N) * 4)) << "rstd";
 }
@@ -194,13 +261,13 @@ TEST_P(Kernels, LayerNormBackward) {
   // mean and rstd are inputs here: take the kernel's fp32 values, so both sides see the same.
   Buf y(dt(), N * C);
   std::vector<float> mean(N), rstd(N);
-  be->layernorm_forward(dt(), y.data(), mean.data(), rstd.data(), Buf(dt(), x).data(),
+  be->layernorm_forward(dt(), y.data(), dev(mean), dev(rstd), Buf(dt(), x).data(),
                         Buf(dt(), w).data(), Buf(dt(), w).data(), N, C);
   auto dx0 = vals(N * C, 16), dw0 = random_f32_values(C, 17), db0 = random_f32_values(C, 18);
   Buf dx(dt(), dx0);
   auto dw = to_float(dw0), db = to_float(db0);
-  be->layernorm_backward(dt(), dx.data(), dw.data(), db.data(), Buf(dt(), g).data(),
-                         Buf(dt(), x).data(), Buf(dt(), w).data(), mean.data(), rstd.data(), N, C);
+  be->layernorm_backward(dt(), dx.data(), dev(dw), dev(db), Buf(dt(), g).data(),
+                         Buf(dt(), x).data(), Buf(dt(), w).data(), dev(mean), dev(rstd), N, C);
   auto wdx = dx0, wdw = dw0, wdb = db0;
   auto md = to_double(mean), rs = to_double(rstd);
   ref::layernorm_backward(wdx.data(), wdw.data(), wdb.data(), g.data(), x.data(), w.data(),
@@ -325,7 +392,7 @@ TEST_P(Kernels, AttentionForward) {
   std::vector<float> lse(B * NH * T);
   const size_t esz = dtype_size(dt());
   char* qb = static_cast<char*>(in.data());
-  be->attention_forward(dt(), out.data(), lse.data(), qb, qb + C * esz, qb + (C + L.NKV * HS) * esz, L.shape());
+  be->attention_forward(dt(), out.data(), dev(lse), qb, qb + C * esz, qb + (C + L.NKV * HS) * esz, L.shape());
   std::vector<double> want, wl, bo, bl;
   attention_oracle(qkv, L, B, T, C, NH, want, wl, bo, bl, u_operand());
   widen(bo, want);
@@ -370,7 +437,7 @@ TEST_P(Kernels, AttentionBackward) {
   const size_t esz = dtype_size(dt());
   char *db = static_cast<char*>(dqkv.data()), *qb = static_cast<char*>(in.data());
   be->attention_backward(dt(), db, db + kv0 * esz, db + v0 * esz, Buf(dt(), dout).data(), qb, qb + kv0 * esz,
-                         qb + v0 * esz, Buf(dt(), out).data(), to_float(lse).data(), L.shape());
+                         qb + v0 * esz, Buf(dt(), out).data(), dev(to_float(lse)), L.shape());
   auto want = d0;
   ref::attention_backward(want.data(), want.data() + kv0, want.data() + v0, dout.data(), qkv.data(),
                           qkv.data() + kv0, qkv.data() + v0, out.data(), lse.data(), L.shape());
@@ -431,7 +498,7 @@ TEST_P(Kernels, RmsNorm) {
   auto dw0 = random_f32_values(C, 84);
   Buf y(dt(), N * C);
   std::vector<float> r(N);
-  be->rmsnorm_forward(dt(), y.data(), r.data(), Buf(dt(), x).data(), Buf(dt(), w).data(), N, C, eps);
+  be->rmsnorm_forward(dt(), y.data(), dev(r), Buf(dt(), x).data(), Buf(dt(), w).data(), N, C, eps);
   std::vector<double> wy(N * C), wr(N);
   ref::rmsnorm_forward(wy.data(), wr.data(), x.data(), w.data(), N, C, double(eps));
   // mean(x^2): C positive terms, gamma_{C+2} relative (the squares, /C, + eps); the inverse
@@ -448,8 +515,8 @@ TEST_P(Kernels, RmsNorm) {
   std::vector<double> rs = to_double(r);
   Buf dx(dt(), d0);
   auto dw = to_float(dw0);
-  be->rmsnorm_backward(dt(), dx.data(), dw.data(), Buf(dt(), g).data(), Buf(dt(), x).data(), Buf(dt(), w).data(),
-                       r.data(), N, C);
+  be->rmsnorm_backward(dt(), dx.data(), dev(dw), Buf(dt(), g).data(), Buf(dt(), x).data(), Buf(dt(), w).data(),
+                       dev(r), N, C);
   auto wdx = d0, wdw = dw0;
   ref::rmsnorm_backward(wdx.data(), wdw.data(), g.data(), x.data(), w.data(), rs.data(), N, C);
   std::vector<double> bdx(N * C), bdw(C, 0.0);
@@ -489,8 +556,8 @@ TEST_P(Kernels, Rope) {
   auto x = vals(n, 85, -2, 2);
   for (int sign : {+1, -1}) {
     Buf y(dt(), x);
-    if (sign > 0) be->rope_forward(dt(), y.data(), cs.data(), B, T, H, HS);
-    else be->rope_backward(dt(), y.data(), cs.data(), B, T, H, HS);
+    if (sign > 0) be->rope_forward(dt(), y.data(), dev(cs), B, T, H, HS);
+    else be->rope_backward(dt(), y.data(), dev(cs), B, T, H, HS);
     auto want = x;
     ref::rope_rotate(want.data(), csd.data(), B, T, H, HS, sign);
     // Each output is a x1 c -+ x2 s: two products and a sum, gamma_2 of the |terms|.
@@ -588,7 +655,7 @@ TEST_P(Kernels, Embedding) {
   for (int64_t i = 0; i < B * T; i++) tok[i] = int32_t((i * 7 + i / 3) % V);
   auto wte = vals(V * C, 40), wpe = vals(T * C, 41), g = vals(B * T * C, 42);
   Buf out(dt(), B * T * C);
-  be->embedding_forward(dt(), out.data(), tok.data(), Buf(dt(), wte).data(), Buf(dt(), wpe).data(), B, T, C);
+  be->embedding_forward(dt(), out.data(), dev(tok), Buf(dt(), wte).data(), Buf(dt(), wpe).data(), B, T, C);
   std::vector<double> want(B * T * C), bound(B * T * C, 0.0);
   for (int64_t i = 0; i < B * T * C; i++) {
     const int64_t bt = i / C, c = i % C, t = bt % T;
@@ -604,7 +671,7 @@ TEST_P(Kernels, Embedding) {
   // dwte, dwpe are fp32 in every mode.
   auto dte0 = random_f32_values(V * C, 43), dpe0 = random_f32_values(T * C, 44);
   auto dte = to_float(dte0), dpe = to_float(dpe0);
-  be->embedding_backward(dt(), dte.data(), dpe.data(), Buf(dt(), g).data(), tok.data(), B, T, C);
+  be->embedding_backward(dt(), dev(dte), dev(dpe), Buf(dt(), g).data(), dev(tok), B, T, C);
   auto wte_g = dte0, wpe_g = dpe0, mte = abs_values(dte0), mpe = abs_values(dpe0);
   ref::embedding_backward(wte_g.data(), wpe_g.data(), g.data(), tok.data(), B, T, C);
   ref::embedding_backward(mte.data(), mpe.data(), abs_values(g).data(), tok.data(), B, T, C);
@@ -625,7 +692,7 @@ TEST_P(Kernels, CrossEntropy) {
   for (bool grad : {false, true}) {
     Buf lg(dt(), logits);
     std::vector<float> loss(N);
-    be->crossentropy_forward_backward(dt(), loss.data(), lg.data(), tgt.data(),
+    be->crossentropy_forward_backward(dt(), dev(loss), lg.data(), dev(tgt),
                                       grad ? float(dloss) : 0.0f, N, V, Vp);
     auto wlg = logits;
     std::vector<double> wloss(N);
@@ -682,7 +749,7 @@ TEST_P(Kernels, CrossEntropySplitAcrossRanks) {
       for (int64_t v = 0; v < Vp; v++) mine[n * Vp + v] = logits[(n * 2 + r) * Vp + v];
     parts.emplace_back(dt(), mine);
     std::vector<float> l(N);
-    be->logsumexp_rows(dt(), l.data(), parts.back().data(), N, Vr, Vp);
+    be->logsumexp_rows(dt(), dev(l), parts.back().data(), N, Vr, Vp);
     part_lse[r] = to_double(l);
   }
   std::vector<float> lse32(N);
@@ -698,7 +765,7 @@ TEST_P(Kernels, CrossEntropySplitAcrossRanks) {
     const int64_t Vr = r == 0 ? Vh : V - Vh, v0 = r == 0 ? 0 : Vh;
     std::vector<int32_t> local(N);
     for (int64_t n = 0; n < N; n++) local[n] = tgt[n] >= v0 && tgt[n] < v0 + Vr ? int32_t(tgt[n] - v0) : -1;
-    be->crossentropy_backward_given_lse(dt(), parts[size_t(r)].data(), lse32.data(), local.data(), float(dloss), N, Vr, Vp);
+    be->crossentropy_backward_given_lse(dt(), parts[size_t(r)].data(), dev(lse32), dev(local), float(dloss), N, Vr, Vp);
     const auto got = parts[size_t(r)].get();
     std::vector<double> g, want, bound;
     for (int64_t n = 0; n < N; n++)
@@ -727,7 +794,7 @@ TEST_P(Kernels, EmbeddingPartsOfTheVocabulary) {
   for (int64_t i = 0; i < B * T; i++) tok[i] = i % 3 == 0 ? -1 : int32_t((i * 7) % V);
   auto wte = vals(V * C, 45);
   Buf out(dt(), B * T * C);
-  be->embedding_forward(dt(), out.data(), tok.data(), Buf(dt(), wte).data(), nullptr, B, T, C);
+  be->embedding_forward(dt(), out.data(), dev(tok), Buf(dt(), wte).data(), nullptr, B, T, C);
   const auto got = out.get();
   for (int64_t i = 0; i < B * T * C; i++) {
     const int64_t bt = i / C, c = i % C;
@@ -735,7 +802,7 @@ TEST_P(Kernels, EmbeddingPartsOfTheVocabulary) {
   }
   std::vector<float> dwte(V * C, 0.0f);
   auto g = vals(B * T * C, 46);
-  be->embedding_backward(dt(), dwte.data(), nullptr, Buf(dt(), g).data(), tok.data(), B, T, C);
+  be->embedding_backward(dt(), dev(dwte), nullptr, Buf(dt(), g).data(), dev(tok), B, T, C);
   std::vector<double> want(V * C, 0.0);
   for (int64_t i = 0; i < B * T * C; i++)
     if (tok[i / C] >= 0) want[tok[i / C] * C + i % C] += g[i];
@@ -753,7 +820,7 @@ TEST_P(Kernels, AdamW) {
        v0 = random_f32_values(n, 63, 0, 0.01);
   AdamWArgs a{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 7};
   auto pp = to_float(p0), mm = to_float(m0), vv = to_float(v0);
-  be->adamw_update(DType::fp32, pp.data(), to_float(g).data(), mm.data(), vv.data(), n, a);
+  be->adamw_update(DType::fp32, dev(pp), dev(to_float(g)), dev(mm), dev(vv), n, a);
   auto wp = p0, wm = m0, wv = v0;
   ref::adamw_update(wp.data(), g.data(), wm.data(), wv.data(), n, a);
   // The hyperparameters are fp32 values on both sides. m, v: 4 roundings each. The update
@@ -784,9 +851,9 @@ TEST_P(Kernels, AdamWRoundFusesTheWeightRefresh) {
   auto pp = to_float(p0), mm = to_float(m0), vv = to_float(v0);
   auto fp = pp, fm = mm, fv = vv;
   const auto gf = to_float(g);
-  be->adamw_update(DType::fp32, pp.data(), gf.data(), mm.data(), vv.data(), n, a);
+  be->adamw_update(DType::fp32, dev(pp), dev(gf), dev(mm), dev(vv), n, a);
   Buf copy(dt(), size_t(n));
-  be->adamw_update_round(DType::fp32, fp.data(), gf.data(), fm.data(), fv.data(), n, a, dt(), copy.data());
+  be->adamw_update_round(DType::fp32, dev(fp), dev(gf), dev(fm), dev(fv), n, a, dt(), copy.data());
   ASSERT_EQ(0, std::memcmp(pp.data(), fp.data(), size_t(n) * 4)) << "param";
   ASSERT_EQ(0, std::memcmp(mm.data(), fm.data(), size_t(n) * 4)) << "m";
   ASSERT_EQ(0, std::memcmp(vv.data(), fv.data(), size_t(n) * 4)) << "v";
@@ -802,7 +869,41 @@ TEST_P(Kernels, SumSquares) {
   double want = 0;
   for (double v : x) want += v * v;
   // fp32 squares are exact in double; an n-term double sum: gamma_n with u = 2^-53.
-  EXPECT_NEAR(be->sum_squares(DType::fp32, to_float(x).data(), n), want, gamma(n, 0x1p-53) * want);
+  EXPECT_NEAR(be->sum_squares(DType::fp32, dev(to_float(x)), n), want, gamma(n, 0x1p-53) * want);
+}
+
+// The backward kernels (the ones with reductions across rows) give the same bits twice.
+TEST_P(Kernels, RunsAreBitIdentical) {
+  const auto& p = GetParam();
+  const int64_t N = this->N(), C = p.C, OC = 3 * p.C, HS = C / p.NH;
+  const QkvLayout L(p.B, p.T, C, p.NH, p.nkv());
+  auto inp = vals(N * C, 1), w = vals(C * OC, 2), dout = vals(N * OC, 3), g = vals(N * C, 4), qkv = vals(N * L.W, 5);
+  std::vector<int32_t> tok(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; i++) tok[size_t(i)] = int32_t((i * 7) % p.V);
+  auto run = [&]() {
+    Buf dinp(dt(), size_t(N * C)), dw(DType::fp32, size_t(C * OC)), db(DType::fp32, size_t(OC));
+    be->matmul_backward(dt(), dinp.data(), dw.data(), db.data(), Buf(dt(), dout).data(), Buf(dt(), inp).data(),
+                        Buf(dt(), w).data(), N, C, OC, WeightLayout::in_out);
+    Buf y(dt(), size_t(N * C)), mean(DType::fp32, size_t(N)), rstd(DType::fp32, size_t(N)), dx(dt(), size_t(N * C));
+    Buf lw(DType::fp32, size_t(C)), lb(DType::fp32, size_t(C)), wc(dt(), vals(C, 6));
+    be->layernorm_forward(dt(), y.data(), mean.data(), rstd.data(), Buf(dt(), inp).data(), wc.data(), wc.data(), N, C);
+    be->layernorm_backward(dt(), dx.data(), lw.data(), lb.data(), Buf(dt(), g).data(), Buf(dt(), inp).data(),
+                           wc.data(), mean.data(), rstd.data(), N, C);
+    Buf in(dt(), qkv), out(dt(), size_t(N * C)), lse(DType::fp32, size_t(p.B * p.NH * p.T)), dq(dt(), size_t(N * L.W));
+    const size_t esz = dtype_size(dt());
+    char *qb = static_cast<char*>(in.data()), *dqb = static_cast<char*>(dq.data());
+    const int64_t kv0 = C, v0 = C + L.NKV * HS;
+    be->attention_forward(dt(), out.data(), lse.data(), qb, qb + kv0 * esz, qb + v0 * esz, L.shape());
+    be->attention_backward(dt(), dqb, dqb + kv0 * esz, dqb + v0 * esz, Buf(dt(), g).data(), qb, qb + kv0 * esz,
+                           qb + v0 * esz, out.data(), lse.data(), L.shape());
+    Buf dte(DType::fp32, size_t(p.V * C)), dpe(DType::fp32, size_t(p.T * C));
+    be->embedding_backward(dt(), dte.data(), dpe.data(), Buf(dt(), g).data(), dev(tok), p.B, p.T, C);
+    std::vector<std::vector<char>> all;
+    for (Buf* b : {&dinp, &dw, &db, &dx, &lw, &lb, &out, &lse, &dq, &dte, &dpe}) all.push_back(b->host());
+    return all;
+  };
+  const auto first = run(), second = run();
+  for (size_t i = 0; i < first.size(); i++) EXPECT_EQ(first[i], second[i]) << "output " << i;
 }
 
 // Shapes: tiny odd sizes that exercise remainders, and a GPT-2-like head size of 64.
@@ -819,6 +920,19 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"cpu", 2, 7, 48, 4, 50, 128, DType::fp32, 2}, Case{"reference", 2, 7, 48, 4, 50, 128, DType::fp32, 2},
                       Case{"cpu", 2, 19, 64, 4, 50, 128, DType::fp32, 1},
                       Case{"cpu", 2, 7, 48, 4, 50, 128, DType::bf16, 2}, Case{"cpu", 2, 19, 64, 4, 50, 128, DType::fp16, 1}),
+    [](const auto& info) { return info.param.name(); });
+
+// The cuda backend on the same cases (skipped where no GPU is usable: scripts/gpu_check.sh
+// runs them on a lent one), and a GPT-2-sized head and row.
+INSTANTIATE_TEST_SUITE_P(
+    Cuda, Kernels,
+    ::testing::Values(Case{"cuda", 2, 7, 24, 3, 50, 128}, Case{"cuda", 2, 64, 128, 2, 256, 256},
+                      Case{"cuda", 1, 33, 192, 3, 300, 384}, Case{"cuda", 1, 70, 768, 12, 1000, 1024},
+                      Case{"cuda", 2, 7, 24, 3, 50, 128, DType::bf16}, Case{"cuda", 1, 33, 192, 3, 300, 384, DType::bf16},
+                      Case{"cuda", 1, 70, 768, 12, 1000, 1024, DType::bf16},
+                      Case{"cuda", 2, 7, 24, 3, 50, 128, DType::fp16}, Case{"cuda", 1, 33, 192, 3, 300, 384, DType::fp16},
+                      Case{"cuda", 2, 7, 48, 4, 50, 128, DType::fp32, 2}, Case{"cuda", 2, 19, 64, 4, 50, 128, DType::fp32, 1},
+                      Case{"cuda", 2, 7, 48, 4, 50, 128, DType::bf16, 2}),
     [](const auto& info) { return info.param.name(); });
 
 }  // namespace
