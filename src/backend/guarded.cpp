@@ -1,5 +1,7 @@
 #include "backend/guarded.h"
 
+#include <string_view>
+
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -99,10 +101,35 @@ class GuardedBackend final : public Backend {
     free_.push_back({size_t(static_cast<char*>(p) - base_), n});
   }
 
-#define MESHLM_OP(R, name, family, key, params, args) \
-  R name params override {                            \
-    Open open_scope(*this);                           \
-    return in_->name args;                            \
+  // Every pointer an op is given must be a buffer of this backend (ops.inc), as a device
+  // backend requires: a host pointer here would be an invalid address on a GPU. upload and
+  // download take one host pointer by definition and are not checked.
+  struct Buffers {
+    const GuardedBackend& g;
+    const char* op;
+    template <class... A>
+    void operator()(const A&... a) const {
+      int i = 0;
+      (one(a, ++i), ...);
+    }
+    template <class T>
+    void one(T* p, int i) const {
+      const char* c = reinterpret_cast<const char*>(p);
+      if (p && (c < g.base_ || c >= g.base_ + g.top_))
+        throw Error(std::string("guarded backend: ") + op + " was given memory that is not the backend's (argument " +
+                    std::to_string(i) + "); every pointer must be a backend buffer (backend/ops.inc)");
+    }
+    template <class T>
+    void one(const T&, int) const {}
+  };
+  Buffers buffers(const char* op) const { return {*this, op}; }
+
+#define MESHLM_OP(R, name, family, key, params, args)                            \
+  R name params override {                                                       \
+    if (std::string_view(#name) != "upload" && std::string_view(#name) != "download") \
+      buffers(#name) args;                                                       \
+    Open open_scope(*this);                                                      \
+    return in_->name args;                                                       \
   }
 #include "backend/ops.inc"
 #undef MESHLM_OP

@@ -7,6 +7,7 @@
 
 #include "backend/backend.h"
 #include "backend/guarded.h"
+#include "core/error.h"
 
 using namespace meshlm;
 
@@ -60,3 +61,15 @@ TEST_F(Guarded, OpsAndDeclaredClientsReachTheMemory) {
 }
 
 }  // namespace
+
+// A host pointer given to an op is an error (on a GPU it would be an invalid address).
+TEST(GuardedBuffers, OpsRefuseMemoryThatIsNotTheBackends) {
+  auto be = meshlm::make_guarded_backend(meshlm::make_cpu_backend());
+  std::vector<float> host(16, 1.0f);
+  void* buf = be->allocate(16 * sizeof(float));
+  EXPECT_THROW(be->gelu_forward(meshlm::DType::fp32, buf, host.data(), 16), meshlm::Error);
+  EXPECT_THROW(be->sum(meshlm::DType::fp32, host.data(), 16), meshlm::Error);
+  be->upload(buf, host.data(), 16 * sizeof(float));  // upload and download take host memory
+  EXPECT_DOUBLE_EQ(be->sum(meshlm::DType::fp32, buf, 16), 16.0);
+  be->deallocate(buf, 16 * sizeof(float));
+}
