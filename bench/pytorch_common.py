@@ -17,6 +17,7 @@ def add_run_args(ap):
                     help="bf16: forward and loss under torch.autocast(cpu, bfloat16)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (they include torch.compile's compile)")
     ap.add_argument("--timed-steps", type=int, default=10)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the GPU check runs it on the lent GPU)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile the model (PyTorch 2: Inductor's C++/OpenMP code on the CPU)")
@@ -50,23 +51,31 @@ def adamw(model):
         return torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95), eps=1e-8), "default"
 
 
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def time_training(model, a, vocab_size, flops_per_token, sdpa):
     """Forward + backward + clip + AdamW step on random tokens, wall clock per step after the
     warm-up, as `meshlm bench` times it; prints the JSON line."""
+    model.to(a.device)
     opt, opt_kind = adamw(model)
     step_model = torch.compile(model) if a.compile else model
     g = torch.Generator().manual_seed(7)
     times = []
     for step in range(a.warmup + a.timed_steps):
-        x = torch.randint(0, vocab_size, (a.batch_size, a.seq_len), generator=g)
-        y = torch.randint(0, vocab_size, (a.batch_size, a.seq_len), generator=g)
+        x = torch.randint(0, vocab_size, (a.batch_size, a.seq_len), generator=g).to(a.device)
+        y = torch.randint(0, vocab_size, (a.batch_size, a.seq_len), generator=g).to(a.device)
+        sync(a.device)
         t0 = time.perf_counter()
-        with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+        with torch.autocast(device_type=a.device, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
             loss = step_model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sync(a.device)
         if step >= a.warmup:
             times.append(time.perf_counter() - t0)
     ms = statistics.median(times) * 1e3

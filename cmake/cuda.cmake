@@ -37,4 +37,14 @@ target_compile_definitions(meshlm_cuda PRIVATE MESHLM_CUDA_ARCH_LIST="${arch_lis
 set_target_properties(meshlm_cuda PROPERTIES CUDA_RUNTIME_LIBRARY Static POSITION_INDEPENDENT_CODE ON
                       LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
 target_link_libraries(meshlm_cuda PRIVATE CUDA::cublasLt)
+# NCCL (the CUDA 13 toolkit ships it under lib/; elsewhere a system package): the communicator.
+find_library(MESHLM_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_ROOT}/lib ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_TARGET_DIR}/lib)
+find_path(MESHLM_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+if(MESHLM_NCCL_LIBRARY AND MESHLM_NCCL_INCLUDE)
+  target_sources(meshlm_cuda PRIVATE src/parallel/nccl_communicator.cpp src/parallel/communicator.cpp)
+  target_include_directories(meshlm_cuda PRIVATE ${MESHLM_NCCL_INCLUDE})
+  target_link_libraries(meshlm_cuda PRIVATE ${MESHLM_NCCL_LIBRARY})
+  target_compile_definitions(meshlm_cuda PRIVATE MESHLM_WITH_NCCL=1)
+  message(STATUS "meshlm: NCCL ${MESHLM_NCCL_LIBRARY}")
+endif()
 target_link_options(meshlm_cuda PRIVATE -Wl,--no-undefined -Wl,-Bsymbolic)

@@ -118,5 +118,8 @@ struct CudaStatus {
   std::string detail;   // the devices, or why the library or a device is unusable
 };
 CudaStatus cuda_status();
+// A function of libmeshlm_cuda.so by name (nullptr when the library cannot be loaded): how
+// parallel/ reaches the NCCL communicator built into it.
+void* cuda_library_symbol(const char* name);
 
 }  // namespace meshlm

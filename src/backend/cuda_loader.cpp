@@ -99,6 +99,11 @@ CudaStatus cuda_status() {
   return st;
 }
 
+void* cuda_library_symbol(const char* name) {
+  const Library lib = open_library();
+  return lib.handle ? dlsym(lib.handle, name) : nullptr;
+}
+
 std::unique_ptr<Backend> make_cuda_backend(int device) {
   const Library lib = open_library();
   if (!lib.handle) throw Error("cuda backend: " + lib.error);

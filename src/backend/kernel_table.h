@@ -25,6 +25,8 @@ class KernelTable final : public Backend {
   void* allocate(size_t bytes) override { return impl_.allocate(bytes); }
   void deallocate(void* p, size_t bytes) override { impl_.deallocate(p, bytes); }
 
+  Impl& impl() { return impl_; }
+
 #define MESHLM_OP(R, name, family, key, params, args) \
   R name params override { return impl_.name args; }
 #include "backend/ops.inc"

@@ -18,7 +18,7 @@ void add_bench(CLI::App& app) {
       "tokens unless --data is given, writing nothing (a temporary run directory is removed).\n"
       "Prints medians over the timed steps (with the fastest and slowest step): ms/step, tokens/s,\n"
       "achieved model GFLOP/s (6 x parameters + 12 x L x C x T FLOPs per token), MFU against a peak\n"
-      "measured once per machine with a 2048^3 GEMM in the compute dtype and kept in --peak-cache\n"
+      "measured once per machine with a 2048^3 GEMM (8192^3 on a GPU) in the compute dtype and kept in --peak-cache\n"
       "(or --peak-gflops), and the peak RSS; --breakdown adds\n"
       "the time per kernel of a step (GEMMs, attention, layernorm, loss, optimizer, ...).\n"
       "Takes the flags of `meshlm train` that shape a step (--n-layer ... --precision, --dp ...; not\n"

@@ -53,14 +53,6 @@ int64_t total(const std::vector<int64_t>& counts) {
 
 }  // namespace
 
-RequestPtr Communicator::ireduce_scatter(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) {
-  reduce_scatter(send, recv, counts, dt);
-  return std::make_unique<DoneRequest>();
-}
-RequestPtr Communicator::iall_gather(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) {
-  all_gather(send, recv, counts, dt);
-  return std::make_unique<DoneRequest>();
-}
 
 namespace {
 

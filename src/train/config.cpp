@@ -345,7 +345,7 @@ const std::vector<ConfigKey>& config_keys() {
       TEXT_KEY(peak_cache, "file the measured peaks are kept in, per CPU model, backend, dtype and threads, so every run's MFU has the same denominator: auto ($XDG_CACHE_HOME or ~/.cache/meshlm/peak_gflops.json), off (measure every run), or a path"),
       TEXT_KEY(data, "directory of token shards (*train*.bin, *val*.bin)"),
       TEXT_KEY(out, "run directory: metrics.jsonl and checkpoints"),
-      TEXT_KEY(backend, "kernel backend: cpu, reference, or either with -guarded (tensor memory inaccessible outside backend calls: a test mode)"),
+      TEXT_KEY(backend, "kernel backend: cpu, cuda (an NVIDIA GPU; docs/cuda.md), reference, or cpu/reference with -guarded (tensor memory inaccessible outside backend calls: a test mode)"),
       TEXT_KEY(tokenizer, "the data's tokenizer (bytes, gpt2 or a file), for sampling and per-byte loss; empty: from <data>/manifest.json"),
       TEXT_KEY(init_from, "start from these weights: a Hugging Face model directory (config.json + model.safetensors; its config sets the model keys) or a bare model.safetensors (shapes checked against the model keys); fresh optimizer, step 0"),
       BOOL_KEY(vocab_resize, "1: --init-from's vocabulary may differ from vocab_size: rows past it are cut, new rows keep their initialization"),

@@ -505,6 +505,7 @@ StepOutcome Trainer::Impl::train_step() {
   st_.step++;
   st_.loader.sequences += batches_.global_batch();
   st_.epoch = st_.loader.sequences / train_data_.windows_per_epoch();
+  backend_->synchronize();  // a device backend's step ends when its queued work has (no-op on the cpu)
   o.secs = since(t0);
   return o;
 }

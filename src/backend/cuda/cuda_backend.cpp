@@ -321,6 +321,9 @@ struct CudaKernels {
     cuda::k::adamw_fp16_storage(s(), p, g, m, v, n, cuda::adamw_consts(args));
   }
 
+  cudaStream_t stream() const { return dev_.stream; }
+  int device() const { return dev_.id; }
+
  private:
   cudaStream_t s() const { return dev_.stream; }
   static std::string version(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
@@ -398,6 +401,12 @@ MESHLM_EXPORT int meshlm_cuda_probe(char* buf, int len) {
   }
   meshlm::write(buf, len, s);
   return n;
+}
+
+// The stream a cuda backend queues its work on (the NCCL communicator orders itself after it).
+extern "C" cudaStream_t meshlm_cuda_stream_of(meshlm::Backend* be) {
+  if (!be || std::string(be->name()) != "cuda") return nullptr;
+  return static_cast<meshlm::KernelTable<meshlm::CudaKernels>*>(be)->impl().stream();
 }
 
 MESHLM_EXPORT meshlm::Backend* meshlm_cuda_create(int device, char* err, int len) {
