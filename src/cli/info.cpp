@@ -38,7 +38,7 @@ void add_info(CLI::App& app) {
     // launcher, or a single rank; mpi_always asks MPI for its library even then).
     const std::unique_ptr<Backend> cpu = make_cpu_backend(), ref = make_reference_backend();
     std::cout << "meshlm     0.1.0 (C++20)\n"
-              << "backends   " << cpu->describe() << ", " << ref->describe() << ", and each -guarded (" << backend_names()
+              << "backends   " << cpu->describe() << ", " << ref->describe() << ", cuda (below), and cpu or reference -guarded (names: " << backend_names()
               << ")\n"
               << "cpu        " << cpu_summary() << "\n"
               << "threads    " << omp_get_max_threads() << " (OpenMP)\n"

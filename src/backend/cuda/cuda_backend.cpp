@@ -101,28 +101,28 @@ struct CudaKernels {
   // ---- memory ----
   void* allocate(size_t bytes) {
     void* p = pool_.allocate(bytes);
-    CK(cudaMemsetAsync(p, 0, bytes, dev_.stream));  // tensors start zeroed, as in host memory
+    CK(cudaMemsetAsync(p, 0, bytes, s()));  // tensors start zeroed, as in host memory
     return p;
   }
   void deallocate(void* p, size_t) { pool_.deallocate(p); }
   void copy(void* dst, const void* src, size_t bytes) {
-    if (bytes) CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, dev_.stream));
+    if (bytes) CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s()));
   }
   void upload(void* dst, const void* host, size_t bytes) {
     // From pageable memory the call returns once `host` has been read: the caller may reuse it.
     // cudaMemcpyDefault (unified addressing): `dst` may also be host memory, as the staged
     // communicator's scalars are.
-    if (bytes) CK(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyDefault, dev_.stream));
+    if (bytes) CK(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyDefault, s()));
   }
   void download(void* host, const void* src, size_t bytes) {
-    if (bytes) CK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDefault, dev_.stream));
+    if (bytes) CK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDefault, s()));
     synchronize();
   }
   void zero(void* dst, size_t bytes) {
-    if (bytes) CK(cudaMemsetAsync(dst, 0, bytes, dev_.stream));
+    if (bytes) CK(cudaMemsetAsync(dst, 0, bytes, s()));
   }
   void synchronize() {
-    CK(cudaStreamSynchronize(dev_.stream));
+    CK(cudaStreamSynchronize(s()));
     CK(cudaGetLastError());  // a failed launch surfaces here with its cause
   }
 
@@ -175,17 +175,20 @@ struct CudaKernels {
   void gemm(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
             const void* B, int64_t ldb, float beta, void* C, int64_t ldc) {
     check(Op::gemm, dt);
+    s();  // the device current for cuBLASLt
     gemm_.run({dt, DType::fp32, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, false, dt}, A, B, C);
   }
   void matmul_forward(DType dt, void* out, const void* inp, const void* w, const void* bias, int64_t N, int64_t C,
                       int64_t OC, WeightLayout layout) {
     check(Op::matmul, dt);
+    s();  // the device current for cuBLASLt
     const bool out_in = layout == WeightLayout::out_in;
     gemm_.run(cuda::matmul_forward_call(dt, N, C, OC, out_in, bias != nullptr), inp, w, out, bias);
   }
   void matmul_backward(DType dt, void* dinp, void* dw, void* dbias, const void* dout, const void* inp, const void* w,
                        int64_t N, int64_t C, int64_t OC, WeightLayout layout) {
     check(Op::matmul, dt);
+    s();  // the device current for cuBLASLt
     const bool out_in = layout == WeightLayout::out_in;
     if (dinp) gemm_.run(cuda::matmul_dinp_call(dt, N, C, OC, out_in), dout, w, dinp);
     if (dw && !out_in) gemm_.run(cuda::matmul_dweight_call(dt, N, C, OC, out_in), inp, dout, dw);
@@ -325,7 +328,12 @@ struct CudaKernels {
   int device() const { return dev_.id; }
 
  private:
-  cudaStream_t s() const { return dev_.stream; }
+  // The stream, with this backend's device current in the calling thread (a checkpoint writer
+  // or the communicator may call from another thread; a no-op when it already is).
+  cudaStream_t s() const {
+    cudaSetDevice(dev_.id);
+    return dev_.stream;
+  }
   static std::string version(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
   void check(Op op, DType dt) const {
     if (!supports(op, dt))
