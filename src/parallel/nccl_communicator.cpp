@@ -66,12 +66,6 @@ class EventRequest final : public Request {
   cudaStream_t backend_;
 };
 
-class DoneRequest final : public Request {
- public:
-  void wait() override {}
-  bool test() override { return true; }
-};
-
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(Communicator& boot, std::unique_ptr<Communicator> owned, Backend& be)
