@@ -4,13 +4,15 @@
 #      the GPU's architecture, falling back to the bundle's sm_90a one;
 #   2. `meshlm info`, then every kernel test on the cuda backend (test_kernels --gtest_filter
 #      'Cuda/*': each op against the double-precision oracle with derived tolerances, and the
-#      backward kernels twice for bit-identity);
-#   3. a 10-step tiny training on the cpu and the cuda backend: the losses must agree within
-#      the documented tolerance; and 5 + 5 steps resumed on cuda must equal 10 in one go, bit
-#      for bit;
+#      backward kernels twice for bit-identity), and the real fp8 operands (test_fp8_gemm: codes
+#      bit for bit, cuBLASLt's fp8 GEMMs against double);
+#   3. a 10-step tiny training on the cpu and the cuda backend (fp32, bf16, and fp8 with real
+#      fp8 GEMMs): the losses must agree within the documented tolerance; and 5 + 5 steps resumed
+#      on cuda must equal 10 in one go, bit for bit;
 #   4. GPT-2 124M: `meshlm bench` bf16 and fp32 at B 16 and 32, T 1024, MFU against the measured
 #      GEMM peak, and the PyTorch reference model (bench/pytorch_gpt2.py) eager and compiled
-#      where the machine's Python has a CUDA PyTorch.
+#      where the machine's Python has a CUDA PyTorch; then a wider model (4 layers of 2048
+#      channels, B 16, T 1024) in bf16 and in fp8 with real fp8 GEMMs, side by side.
 # Needs build-gpu/bundle.tar.xz (scripts/gpu_bundle.sh, made on a build machine). Writes the
 # results to $OUT/gpu_check/ (or build-gpu/check/): summary.md and the raw logs.
 # Usage: bash scripts/gpu_check.sh [--no-bench]
@@ -58,15 +60,17 @@ run "$B/meshlm" info 2>&1 | tee "$R/info.txt"
 # 2. every kernel against the oracle, and bit-identity
 check run "$B/test_kernels" --gtest_filter='Cuda/*' --gtest_brief=1 >"$R/kernels.txt" 2>&1
 tail -3 "$R/kernels.txt" | sed 's/^/    /' | tee -a "$S"
+check run "$B/test_fp8_gemm" --gtest_filter='Cuda/*' --gtest_brief=1 >"$R/fp8_gemm.txt" 2>&1
+tail -3 "$R/fp8_gemm.txt" | sed 's/^/    /' | tee -a "$S"
 
 # 3. tiny training: cpu vs cuda, and resume on cuda
 D=build-gpu/tiny
 run "$B/meshlm" prepare --tokenizer bytes --input data/tinyshakespeare.txt --output "$D/data" >"$R/prepare.txt" 2>&1
 TINY=(--data "$D/data" --n-layer 2 --n-head 4 --n-embd 64 --seq-len 64 --batch-size 8 --lr 1e-3 --seed 1
       --eval-every 0 --save-every 5)
-for prec in fp32 bf16; do
-  run "$B/meshlm" train "${TINY[@]}" --precision $prec --steps 10 --backend cpu --out "$D/cpu_$prec" --overwrite >"$R/train_cpu_$prec.txt" 2>&1
-  run "$B/meshlm" train "${TINY[@]}" --precision $prec --steps 10 --backend cuda --out "$D/cuda_$prec" --overwrite >"$R/train_cuda_$prec.txt" 2>&1
+for prec in fp32 bf16 fp8; do
+  run "$B/meshlm" train "${TINY[@]}" --precision $prec --fp8-gemm real --steps 10 --backend cpu --out "$D/cpu_$prec" --overwrite >"$R/train_cpu_$prec.txt" 2>&1
+  run "$B/meshlm" train "${TINY[@]}" --precision $prec --fp8-gemm real --steps 10 --backend cuda --out "$D/cuda_$prec" --overwrite >"$R/train_cuda_$prec.txt" 2>&1
   tol=$([ $prec = fp32 ] && echo 2e-4 || echo 2e-2)
   check python3 - "$D/cpu_$prec/metrics.jsonl" "$D/cuda_$prec/metrics.jsonl" "$tol" <<'PY'
 import json, sys
@@ -108,6 +112,16 @@ if [ $BENCH = 1 ]; then
     say "(no CUDA PyTorch on this machine: the PyTorch rows are missing)"
   fi
   say "(reference: llm.c's 8 x H100 GPT-2 124M run, about 470K tokens/s per GPU)"
+  # fp8 where its GEMMs dominate: 4 layers of 2048 channels, bf16 against real fp8 GEMMs.
+  W=(--n-layer 4 --n-head 16 --n-embd 2048 --vocab-size 50257 --seq-len 1024 --max-seq-len 1024 --warmup 2 --timed-steps 5
+     --batch-size 16)
+  for prec in bf16 fp8; do
+    run "$B/meshlm" bench --backend cuda "${W[@]}" --precision $prec --fp8-gemm real --json --peak-cache "$R/peaks.json" \
+      >"$R/bench_wide_$prec.json" 2>"$R/bench_wide_$prec.err" &&
+      python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("| meshlm %s, 4 x 2048 | 16 | %.0f | %.1f | %.0f%% |" % (sys.argv[2], j["tokens_per_s"], j["ms_per_step"], 100*j["mfu"]))' \
+        "$R/bench_wide_$prec.json" $prec | tee -a "$S" || say "| meshlm $prec, 4 x 2048 | 16 | failed: $(tail -1 "$R/bench_wide_$prec.err") | | |"
+  done
+  say "(fp8 MFU is against the bf16 GEMM peak)"
 fi
 say ""
 say "gpu_check: $([ $fail = 0 ] && echo PASSED || echo FAILED) (results in $R)"

@@ -243,6 +243,18 @@ class GemmQuantizer {
     const void *dout_d, *w_d, *dout_w, *x_w;
   };
   virtual Backward backward(Backend& be, const GemmShape& g, const void* dout, const void* x, const void* w) = 0;
+
+  // A quantizer whose products are real low-precision GEMMs (fp8 codes on fp8 tensor cores)
+  // runs them itself: the Linear then calls these instead of forward/backward and its own
+  // products. out = x @ w + bias (out and bias in the compute dtype); dinp += dout @ w^T and
+  // dweight += the weight gradient in w's layout (fp32), either may be null (ops.inc's
+  // matmul_forward and matmul_backward, less the bias gradient, which the Linear takes from
+  // the unquantized output gradient).
+  virtual bool runs_products() const { return false; }
+  virtual void forward_product(Backend&, const GemmShape&, void* /*out*/, const void* /*x*/, const void* /*w*/,
+                               const void* /*bias*/, bool /*training*/) {}
+  virtual void backward_products(Backend&, const GemmShape&, void* /*dinp*/, void* /*dweight*/,
+                                 const void* /*dout*/, const void* /*x*/, const void* /*w*/) {}
 };
 
 }  // namespace meshlm

@@ -34,17 +34,19 @@ void Linear::bind(const ParamTable& table) {
                spec_.weight + ": only a column-parallel weight without bias can be shared by tensor-parallel ranks");
 }
 
-// The weight gradient of one call summed over the ranks that share the part: each rank's
-// partial gradient in its part's slot of a (parts, local) buffer, all-reduced over the group,
-// its own slot added to the gradient. Per call, as the sequence-parallel layernorm's (summing
-// the accumulated gradient would count earlier micro-batches more than once).
-void Linear::shared_backward(Ctx& c, void* dinp, const void* dout, const void* x, const void* w) {
+// The input gradient and the weight gradient of one call by `products(dinp, dweight)`. A part
+// several ranks share: each rank's partial weight gradient in its part's slot of a (parts,
+// local) buffer, all-reduced over the group, its own slot added to the gradient. Per call, as
+// the sequence-parallel layernorm's (summing the accumulated gradient would count earlier
+// micro-batches more than once).
+void Linear::grads(Ctx& c, void* dinp, const Products& products) {
+  if (!shared_) return products(dinp, c.w.grad(*w_));
   const int64_t n = in_l_ * out_l_, parts = w_->parts;
   if (partial_.numel() < parts * n) partial_ = Tensor({parts * n}, DType::fp32, c.be);
   float* all = partial_.as<float>();  // (parts, n) fp32
   float* mine = all + w_->part() * n;
   c.be.zero(all, size_t(parts * n) * 4);
-  c.be.matmul_backward(c.dt, dinp, mine, nullptr, dout, x, w, c.d.N, in_l_, out_l_, spec_.layout);
+  products(dinp, mine);
   c.tp.sum_partial_grads(all, parts * n);
   c.be.accumulate(DType::fp32, c.w.grad(*w_), mine, n);
 }
@@ -71,29 +73,31 @@ const void* Linear::entry_forward(Ctx& c, const void* inp) {
 
 void Linear::product_forward(Ctx& c, void* out, const void* x, const void* bias) {
   const void* w = c.w.weight(*w_);
-  if (quantizer_) quantizer_->forward(c.be, {c.d.N, in_l_, out_l_, spec_.layout}, x, w, c.training);
+  const GemmShape g{c.d.N, in_l_, out_l_, spec_.layout};
+  if (quantizer_ && quantizer_->runs_products()) return quantizer_->forward_product(c.be, g, out, x, w, bias, c.training);
+  if (quantizer_) quantizer_->forward(c.be, g, x, w, c.training);
   c.be.matmul_forward(c.dt, out, x, w, bias, c.d.N, in_l_, out_l_, spec_.layout);
 }
 
 // With a quantizer, the bias gradient comes from the unquantized output gradient, and the
-// input and weight gradients from the operands it hands back: one call when both products
-// read the same output gradient, else one each.
+// input and weight gradients either from the quantizer's own products or from the operands it
+// hands back: one call when both products read the same output gradient, else one each.
 void Linear::product_backward(Ctx& c, void* dinp, const void* dout, const void* x) {
   const void* w = c.w.weight(*w_);
   void* dbias = b_ ? c.w.grad(*b_) : nullptr;
-  GemmQuantizer::Backward o{dout, w, dout, x};
-  if (quantizer_) {
-    if (dbias) c.be.matmul_backward(c.dt, nullptr, nullptr, dbias, dout, x, w, c.d.N, in_l_, out_l_, spec_.layout);
-    dbias = nullptr;
-    o = quantizer_->backward(c.be, {c.d.N, in_l_, out_l_, spec_.layout}, dout, x, w);
-  }
-  auto weight_grad = [&](void* di, const void* d, const void* wd) {
-    if (shared_) return shared_backward(c, di, d, o.x_w, wd);
-    c.be.matmul_backward(c.dt, di, c.w.grad(*w_), dbias, d, o.x_w, wd, c.d.N, in_l_, out_l_, spec_.layout);
+  const int64_t N = c.d.N;
+  auto matmul = [&](void* di, void* dw, void* db, const void* d, const void* xx, const void* ww) {
+    c.be.matmul_backward(c.dt, di, dw, db, d, xx, ww, N, in_l_, out_l_, spec_.layout);
   };
-  if (o.dout_d == o.dout_w) return weight_grad(dinp, o.dout_d, o.w_d);
-  if (dinp) c.be.matmul_backward(c.dt, dinp, nullptr, nullptr, o.dout_d, o.x_w, o.w_d, c.d.N, in_l_, out_l_, spec_.layout);
-  weight_grad(nullptr, o.dout_w, w);
+  if (!quantizer_) return grads(c, dinp, [&](void* di, void* dw) { matmul(di, dw, dbias, dout, x, w); });
+  if (dbias) matmul(nullptr, nullptr, dbias, dout, x, w);
+  const GemmShape g{N, in_l_, out_l_, spec_.layout};
+  if (quantizer_->runs_products())
+    return grads(c, dinp, [&](void* di, void* dw) { quantizer_->backward_products(c.be, g, di, dw, dout, x, w); });
+  const GemmQuantizer::Backward o = quantizer_->backward(c.be, g, dout, x, w);
+  if (o.dout_d == o.dout_w) return grads(c, dinp, [&](void* di, void* dw) { matmul(di, dw, nullptr, o.dout_d, o.x_w, o.w_d); });
+  if (dinp) matmul(dinp, nullptr, nullptr, o.dout_d, o.x_w, o.w_d);
+  grads(c, nullptr, [&](void*, void* dw) { matmul(nullptr, dw, nullptr, o.dout_w, o.x_w, w); });
 }
 
 void Linear::forward(Ctx& c, const void* inp) {

@@ -18,6 +18,7 @@
 // `reduce` (all-reduce) or `scatter` (reduce-scatter to this rank's rows). Unsharded, every
 // collective is a no-op. A GemmQuantizer, when set, transforms the operands (fp8).
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -78,7 +79,8 @@ class Linear {
   const void* entry_forward(Ctx& c, const void* inp);  // the whole input of a column-parallel product
   void product_forward(Ctx& c, void* out, const void* inp, const void* bias);
   void product_backward(Ctx& c, void* dinp, const void* dout, const void* inp);
-  void shared_backward(Ctx& c, void* dinp, const void* dout, const void* x, const void* w);
+  using Products = std::function<void(void* dinp, void* dweight)>;
+  void grads(Ctx& c, void* dinp, const Products& products);
 
   LinearSpec spec_;
   const ParamEntry *w_ = nullptr, *b_ = nullptr;

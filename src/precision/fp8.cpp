@@ -12,6 +12,8 @@ void Fp8ScalingConfig::validate() const {
   MESHLM_CHECK(algorithm == "max" || algorithm == "most_recent",
                "fp8: amax algorithm must be 'max' or 'most_recent' (got '" + algorithm + "')");
   MESHLM_CHECK(margin >= 0 && margin < 32, "fp8: margin must be in [0, 32)");
+  MESHLM_CHECK(gemm == "auto" || gemm == "simulated" || gemm == "real",
+               "fp8: fp8_gemm must be auto, simulated or real (got '" + gemm + "')");
 }
 
 Fp8Scale::Fp8Scale(DType format, const Fp8ScalingConfig& cfg) : format_(format), cfg_(cfg) {

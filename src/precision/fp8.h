@@ -24,6 +24,10 @@ struct Fp8ScalingConfig {
   int64_t history = 16;
   std::string algorithm = "max";  // "max" | "most_recent"
   int64_t margin = 0;             // extra headroom, in powers of two
+  // The products: "real" (fp8 codes into the backend's gemm_fp8), "simulated" (operands read
+  // back in bf16, bf16 GEMMs: the same values, summed in another order), or "auto" (real where
+  // the backend has fp8 tensor cores: supports(gemm, fp8_e4m3)).
+  std::string gemm = "auto";
   void validate() const;
 };
 

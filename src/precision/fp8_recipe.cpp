@@ -35,6 +35,52 @@ class Fp8Recipe::Site final : public GemmQuantizer {
     be.fake_quantize(DType::fp8_e4m3, wq + nw, xp, nx, scale(be, x, xp, nx));
     return {gq, wq, gq, wq + nw};
   }
+  // Real fp8 products (fp8_gemm = real): the operands as one-byte codes, each laid out with its
+  // product's reduction axis contiguous (ops.inc gemm_fp8), the scales undone by alpha.
+  bool runs_products() const override { return r_.real_; }
+  void forward_product(Backend& be, const GemmShape& s, void* out, const void* xp, const void* wp, const void* bias,
+                       bool training) override {
+    const float sx = scale(be, x, xp, s.N * s.C), sw = scale(be, w, wp, s.C * s.OC);
+    uint8_t* xq = r_.codes(r_.a8_, s.N * s.C, be);   // (N, C)
+    uint8_t* wq = r_.codes(r_.b8_, s.C * s.OC, be);  // (OC, C)
+    const float ax = be.quantize_fp8(DType::fp8_e4m3, xq, xp, s.N, s.C, sx, false);
+    const float aw = quantize_weight(be, s, wq, wp, sw, false);
+    if (training) {
+      x_amax = std::max(x_amax, ax);
+      w_amax = std::max(w_amax, aw);
+    }
+    be.gemm_fp8(DType::fp8_e4m3, DType::fp8_e4m3, s.N, s.OC, s.C, unscale(sx, sw), xq, s.C, wq, s.C, 0.0f,
+                DType::bf16, out, s.OC, bias);
+  }
+  void backward_products(Backend& be, const GemmShape& s, void* dinp, void* dweight, const void* gp, const void* xp,
+                         const void* wp) override {
+    const float sg = scale(be, g, gp, s.N * s.OC);
+    float ag = 0;
+    if (dinp) {  // dinp (N, C) += dout (N, OC) @ W^T: the reduction over OC
+      const float sw = scale(be, w, wp, s.C * s.OC);
+      uint8_t* gq = r_.codes(r_.a8_, s.N * s.OC, be);  // (N, OC)
+      uint8_t* wq = r_.codes(r_.b8_, s.C * s.OC, be);  // (C, OC)
+      ag = be.quantize_fp8(DType::fp8_e5m2, gq, gp, s.N, s.OC, sg, false);
+      quantize_weight(be, s, wq, wp, sw, true);
+      be.gemm_fp8(DType::fp8_e5m2, DType::fp8_e4m3, s.N, s.C, s.OC, unscale(sg, sw), gq, s.OC, wq, s.OC, 1.0f,
+                  DType::bf16, dinp, s.C, nullptr);
+    }
+    if (dweight) {  // dW += x^T @ dout in W's layout: the reduction over the N rows
+      const float sx = scale(be, x, xp, s.N * s.C);
+      uint8_t* gt = r_.codes(r_.a8_, s.N * s.OC, be);  // (OC, N)
+      uint8_t* xt = r_.codes(r_.b8_, s.N * s.C, be);   // (C, N)
+      ag = be.quantize_fp8(DType::fp8_e5m2, gt, gp, s.N, s.OC, sg, true);
+      be.quantize_fp8(DType::fp8_e4m3, xt, xp, s.N, s.C, sx, true);
+      if (s.layout == WeightLayout::out_in)  // dW (OC, C)
+        be.gemm_fp8(DType::fp8_e5m2, DType::fp8_e4m3, s.OC, s.C, s.N, unscale(sg, sx), gt, s.N, xt, s.N, 1.0f,
+                    DType::fp32, dweight, s.C, nullptr);
+      else  // dW (C, OC)
+        be.gemm_fp8(DType::fp8_e4m3, DType::fp8_e5m2, s.C, s.OC, s.N, unscale(sx, sg), xt, s.N, gt, s.N, 1.0f,
+                    DType::fp32, dweight, s.OC, nullptr);
+    }
+    g_amax = std::max(g_amax, ag);
+  }
+
   void end_step() {
     auto record = [](Fp8Scale& s, float& amax) {
       if (std::isfinite(amax)) s.record_amax(amax);  // an inf is the loss's problem, not the scale's
@@ -54,6 +100,15 @@ class Fp8Recipe::Site final : public GemmQuantizer {
   static float scale(Backend& be, const Fp8Scale& s, const void* t, int64_t n) {
     return s.has_history() ? s.pow2_scale() : s.pow2_scale_for(be.amax(DType::bf16, t, n));
   }
+  // 1 / (sa sb): exact for powers of two.
+  static float unscale(float sa, float sb) { return float(1.0 / (double(sa) * double(sb))); }
+  // W's codes with C contiguous, (OC, C), for the forward product (by_oc false), or with OC
+  // contiguous, (C, OC), for the input gradient's; transposed from W's layout where it differs.
+  static float quantize_weight(Backend& be, const GemmShape& s, uint8_t* q, const void* w, float sw, bool by_oc) {
+    const bool out_in = s.layout == WeightLayout::out_in;  // W (OC, C); else (C, OC)
+    const int64_t rows = out_in ? s.OC : s.C, cols = out_in ? s.C : s.OC;
+    return be.quantize_fp8(DType::fp8_e4m3, q, w, rows, cols, sw, out_in == by_oc);
+  }
 };
 
 namespace {
@@ -63,8 +118,11 @@ uint16_t* grown(Tensor& t, int64_t n, Backend& be) {
 }
 }  // namespace
 
-Fp8Recipe::Fp8Recipe(Model& model, const Fp8ScalingConfig& cfg) : model_(model) {
+Fp8Recipe::Fp8Recipe(Model& model, const Fp8ScalingConfig& cfg)
+    : model_(model),
+      real_(cfg.gemm == "real" || (cfg.gemm == "auto" && model.backend().supports(Op::gemm, DType::fp8_e4m3))) {
   MESHLM_CHECK(model.dtype() == DType::bf16, "fp8 needs the bf16 compute dtype");
+  cfg.validate();
   const std::vector<Linear*> mine = model.block_linears();
   const std::vector<int64_t> layers = model.stage().layers(model.config().n_layer);  // of mine, in order
   const int64_t per_block = int64_t(mine.size()) / std::max<int64_t>(1, int64_t(layers.size()));
@@ -78,6 +136,11 @@ Fp8Recipe::~Fp8Recipe() {
 }
 
 uint16_t* Fp8Recipe::scratch(Tensor& t, int64_t n, Backend& be) { return grown(t, n, be); }
+
+uint8_t* Fp8Recipe::codes(Tensor& t, int64_t n, Backend& be) {
+  if (t.numel() < n) t = Tensor({n}, DType::fp8_e4m3, be);
+  return static_cast<uint8_t*>(t.data());
+}
 
 void Fp8Recipe::end_step() {
   for (auto& s : sites_) s->end_step();

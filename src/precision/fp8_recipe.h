@@ -2,6 +2,9 @@
 // c_proj, c_fc, mlp c_proj) gets a quantizer that passes its input and weight through e4m3 and
 // its output gradient through e5m2, each with a per-tensor delayed scale (precision/fp8.h);
 // the embedding and the LM head stay bf16. The model itself is unchanged (compute dtype bf16).
+// The products are either simulated (operands read back in bf16, the Linear's bf16 GEMMs) or
+// real (the quantizer runs gemm_fp8 on one-byte codes: fp8 tensor cores on a GPU); the values
+// multiplied are the same, only the order of the fp32 sums differs.
 //
 // Sites: one per block Linear of the whole model, in model order (layer-major), so every
 // pipeline stage holds the same table (its own Linears use theirs). The amaxes a step sees are
@@ -32,13 +35,19 @@ class Fp8Recipe {
   void set_step_amaxes(const std::vector<float>& a);
   nlohmann::json state() const;  // [[x, w, g], ...] per site
   void set_state(const nlohmann::json& j);
+  // Whether the products are real fp8 GEMMs (Fp8ScalingConfig::gemm), not bf16 ones on
+  // operands read back from fp8.
+  bool real_gemms() const { return real_; }
 
  private:
   class Site;
   uint16_t* scratch(Tensor& t, int64_t n, Backend& be);  // t grown to n elements
+  uint8_t* codes(Tensor& t, int64_t n, Backend& be);     // t grown to n one-byte codes
   Model& model_;
+  bool real_;
   std::vector<std::unique_ptr<Site>> sites_;
-  Tensor a_, b_;  // quantized operands (bf16): x or g; w then x
+  Tensor a_, b_;    // simulated: quantized operands (bf16): x or g; w then x
+  Tensor a8_, b8_;  // real: fp8 codes: x or g; w or x
 };
 
 }  // namespace meshlm

@@ -48,8 +48,8 @@ nlohmann::ordered_json BenchResult::to_json(const TrainConfig& cfg) const {
       {"mfu", mfu}, {"peak_rss_mib", peak_rss_mib}, {"model_gflops", gflops}, {"peak_gflops", peak_gflops},
       {"peak_source", peak_how},
       {"steps", steps},               {"precision", cfg.precision},
-      {"fp8_simulated", cfg.precision == "fp8"},
-      {"quantization_simulated", cfg.precision != "fp32" && cfg.precision != "bf16" && cfg.precision.rfind("fp16", 0) != 0},
+      {"fp8_simulated", fp8_simulated},
+      {"quantization_simulated", quantization_simulated},
       {"model", {{"n_layer", cfg.n_layer}, {"n_head", cfg.n_head}, {"n_embd", cfg.n_embd},
                  {"vocab_size", cfg.vocab_size}, {"seq_len", cfg.seq_len}, {"batch_size", cfg.batch_size},
                  {"parameters", cfg.model().num_parameters()}}},
@@ -103,6 +103,8 @@ BenchResult bench(TrainConfig cfg, const BenchOptions& opt, std::ostream& log, M
   b.held_mib = r.held_mib;
   b.pp_idle = r.pp_idle;
   b.pp_idle_predicted = r.pp_idle_predicted;
+  b.fp8_simulated = r.fp8_simulated;
+  b.quantization_simulated = r.quantization_simulated;
   if (mesh && mesh->rank() != 0) return b;  // only rank 0 wrote metrics
   std::ifstream in(fs::path(cfg.out) / "metrics.jsonl");
   std::vector<double> ms, tps, mfu;

@@ -234,7 +234,7 @@ StabilityConfig TrainConfig::stability() const {
 }
 
 Fp8ScalingConfig TrainConfig::fp8_scaling() const {
-  return Fp8ScalingConfig{fp8_history, fp8_algorithm, fp8_margin};
+  return Fp8ScalingConfig{fp8_history, fp8_algorithm, fp8_margin, fp8_gemm};
 }
 
 nlohmann::json TrainConfig::to_json() const {
@@ -365,6 +365,7 @@ const std::vector<ConfigKey>& config_keys() {
       INT_KEY(fp8_history, "fp8: amax history length of the delayed scaling"),
       TEXT_KEY(fp8_algorithm, "fp8: max (over the history) or most_recent"),
       INT_KEY(fp8_margin, "fp8: extra headroom of the scales, in powers of two"),
+      TEXT_KEY(fp8_gemm, "fp8: real (GEMMs on one-byte e4m3/e5m2 codes: fp8 tensor cores on a GPU, widened to fp32 elsewhere), simulated (operands rounded through fp8 and read back in bf16, bf16 GEMMs), or auto: real where the backend has fp8 tensor cores (cuda on sm_89 and later), else simulated"),
       INT_KEY(numerics_report, "every N steps append per-layer amax / underflow / overflow statistics to <out>/numerics.jsonl; 0: off"),
       INT_KEY(dp, "data-parallel ranks (launch with mpirun -np dp*tp*pp); batch_size is the global batch"),
       INT_KEY(tp, "tensor-parallel ranks: each holds n_head/tp heads and 1/tp of the MLP (Megatron-style)"),
@@ -456,7 +457,7 @@ std::string config_group(const std::string& key) {
       {"numerics_report", "logging"}, {"profile", "logging"}, {"peak_gflops", "logging"}, {"peak_cache", "logging"},
       {"precision", "precision"}, {"stochastic_rounding", "precision"}, {"master_weights", "precision"},
       {"loss_scale", "precision"}, {"loss_scale_hysteresis", "precision"},
-      {"loss_scale_growth_interval", "precision"}, {"fp8_history", "precision"}, {"fp8_margin", "precision"},
+      {"loss_scale_growth_interval", "precision"}, {"fp8_history", "precision"}, {"fp8_margin", "precision"}, {"fp8_gemm", "precision"},
       {"fp8_algorithm", "precision"}, {"precision_plan", "precision"}, {"on_instability", "precision"},
       {"instability_z", "precision"}, {"instability_window", "precision"}, {"instability_warmup", "precision"},
       {"instability_overflow", "precision"}, {"instability_underflow", "precision"}};

@@ -182,6 +182,8 @@ class Trainer::Impl {
   double optimizer_step(double lr, double norm, double scale);
   void end_fp8_step();
   double fp8_gemm_bits();
+  // fp8 with bf16 products on operands read back from fp8 (not fp8_gemm = real).
+  bool fp8_simulated() const { return prec_.fp8 && !(fp8_ && fp8_->real_gemms()); }
   void judge_stability(StepOutcome& o);
   std::string act_on_instability(const std::vector<Instability>& found, const std::vector<std::string>& what,
                                  StepOutcome& o);
@@ -818,7 +820,7 @@ nlohmann::ordered_json Trainer::Impl::metrics_line(const StepOutcome& o, const s
     line["instability"] = o.instabilities;
     line["instability_action"] = o.instability_action;
   }
-  if (prec_.fp8 || quant_) line["quantization_simulated"] = true;  // the speed figures are not fp8/fp4 hardware's
+  if (fp8_simulated() || quant_) line["quantization_simulated"] = true;  // the speed figures are not fp8/fp4 hardware's
   line["rss_mib"] = current_rss_mib();  // this rank's resident memory now (rank 0's line)
   if (pipeline_) line["pp_idle"] = idle;  // per stage, fraction of the step
   if (plan_.mesh.tp > 1) {  // tensor-parallel payload of this step (formula: ((16 L + 8) N C + 12 N) bytes x accum)
@@ -1027,7 +1029,7 @@ void Trainer::Impl::summarize() {
   }
   res_.pp_idle_predicted = pipeline_ ? predicted_bubble(pp, int(accum_), plan_.pp_virtual) : 0.0;
   res_.steps = st_.step;
-  res_.fp8_simulated = prec_.fp8;
+  res_.fp8_simulated = fp8_simulated();
   if (quant_) {
     res_.gemm_bits = quant_->mean_bits();
     res_.low_bit_flops_share = quant_->flops_share_at_most(4.5);
@@ -1035,7 +1037,7 @@ void Trainer::Impl::summarize() {
   } else {
     res_.gemm_bits = prec_.compute == DType::fp32 ? 32 : prec_.fp8 ? fp8_gemm_bits() : 16;
   }
-  res_.quantization_simulated = prec_.fp8 || quant_;
+  res_.quantization_simulated = fp8_simulated() || quant_;
   res_.peak_gflops = peak_;
   res_.peak_how = peak_how_;
   res_.tokens_per_s = time_sum_ > 0 ? tok_sum_ / time_sum_ : 0;

@@ -59,6 +59,19 @@ TEST(CudaDeviceMath, FormatsMatchCoreBitForBit) {
   }
 }
 
+// quantize_fp8's code of each value (device_math.h fp8_code) is the reference's, bit for bit,
+// non-finite values included.
+TEST(CudaDeviceMath, Fp8CodesAreTheReferences) {
+  const std::vector<float> xs = probe_floats();
+  for (DType f : {DType::fp8_e4m3, DType::fp8_e5m2})
+    for (float scale : {1.0f, 0x1p-5f, 0x1p7f}) {
+      const SmallFormat sf = small_format(f);
+      int bad = 0;
+      for (float x : xs) bad += fp8_code(sf, x, scale) != reference::fp8_code(f, x, scale);
+      EXPECT_EQ(bad, 0) << dtype_name(f) << " scale " << scale;
+    }
+}
+
 TEST(CudaDeviceMath, RandomBitsAreCoresStream) {
   const uint64_t base = random_base(11, 5);
   for (uint64_t i = 0; i < 1000; i++) ASSERT_EQ(random_bits(base, i * 977), random_u32(11, 5, i * 977));
@@ -189,6 +202,32 @@ TEST(CudaGemmPlan, RowMajorCallsMapOntoColumnMajorCuBlasLt) {
   EXPECT_THROW(make_lt_plan({DType::fp32, DType::fp32, false, false, 4, 4, 4, 2, 4, 4}), Error);
 }
 
+// gemm_fp8 as cuBLASLt's "TN" call with each operand's format, and when its fp8 kernels take it.
+TEST(CudaGemmPlan, Fp8CallsAreTnWithEachOperandsFormat) {
+  const DType e4 = DType::fp8_e4m3, e5 = DType::fp8_e5m2;
+  const GemmCall g = gemm_fp8_call(e5, e4, 32, 48, 64, 80, 64, 0.25f, 1.0f, DType::bf16, 48, false);
+  check_plan(g, 500);
+  check_plan(gemm_fp8_call(e4, e4, 7, 5, 9, 12, 9, 0.5f, 0.0f, DType::fp32, 6, true), 510);
+  const LtPlan p = make_lt_plan(g);
+  EXPECT_TRUE(p.trans_a);
+  EXPECT_FALSE(p.trans_b);
+  EXPECT_EQ(p.a.dt, e4);  // cuBLASLt's A is meshlm's B
+  EXPECT_EQ(p.b.dt, e5);
+  EXPECT_EQ(p.c.dt, DType::bf16);
+  alignas(16) static char buf[64];
+  EXPECT_TRUE(fp8_gemm_native(g, 9, 0, buf, buf));   // Hopper
+  EXPECT_TRUE(fp8_gemm_native(g, 8, 9, buf, buf));   // Ada
+  EXPECT_FALSE(fp8_gemm_native(g, 8, 0, buf, buf));  // A100: no fp8 tensor cores
+  EXPECT_FALSE(fp8_gemm_native(g, 9, 0, buf + 8, buf));
+  EXPECT_FALSE(fp8_gemm_native(gemm_fp8_call(e4, e4, 7, 5, 9, 9, 9, 1.0f, 0.0f, DType::fp32, 5, false), 9, 0, buf, buf));
+  EXPECT_FALSE(fp8_gemm_native(matmul_forward_call(DType::bf16, 64, 64, 64, false, false), 9, 0, buf, buf));
+  EXPECT_THROW(gemm_fp8_call(e5, e5, 16, 16, 16, 16, 16, 1.0f, 0.0f, DType::fp32, 16, false), Error);
+  EXPECT_THROW(gemm_fp8_call(e4, e4, 16, 16, 16, 16, 16, 1.0f, 0.0f, DType::fp16, 16, false), Error);
+  EXPECT_THROW(gemm_fp8_call(e4, e4, 16, 16, 16, 8, 16, 1.0f, 0.0f, DType::fp32, 16, false), Error);
+  const LtPlan q = make_lt_plan(gemm_fp8_call(e4, e4, 32, 48, 64, 80, 64, 0.25f, 1.0f, DType::bf16, 48, false));
+  EXPECT_FALSE(algo_key(p, buf, buf, buf) == algo_key(q, buf, buf, buf));  // the formats are in the key
+}
+
 TEST(CudaGemmPlan, AlgorithmKeysSeparateWhatTheChoiceDependsOn) {
   alignas(16) static char buf[64];
   const LtPlan p = make_lt_plan(matmul_forward_call(DType::bf16, 64, 768, 2304, false, true));
@@ -232,6 +271,33 @@ TEST(CudaLaunch, GridStrideAndRowShapesCoverEveryElementOnce) {
   EXPECT_EQ(chunks(64), 2);
   EXPECT_EQ(chunks(65), 3);
   EXPECT_EQ(layernorm_backward_scratch(65, 10), 3 * 20);
+}
+
+// The transposing quantizer's tiles: every element read once and written once, to its
+// transposed place, from the shared-memory slot it was read into.
+TEST(CudaLaunch, TransposeTilesCoverEveryElementOnce) {
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {37, 45}, {64, 96}, {33, 1}, {300, 70}}) {
+    const Launch L = tiles(rows, cols);
+    ASSERT_EQ(L.block, uint32_t(kTileThreads));
+    const int64_t tr = (rows + kTile - 1) / kTile, tc = (cols + kTile - 1) / kTile;
+    ASSERT_EQ(tile_count(rows, cols), tr * tc);
+    std::vector<int> read(size_t(rows * cols), 0), written(size_t(rows * cols), 0);
+    for (int64_t b = 0; b < int64_t(L.grid); b++)
+      for (int64_t tl = b; tl < tr * tc; tl += L.grid)
+        for (int t = 0; t < kTileThreads; t++)
+          for (int k = 0; k < kTile / kTileRowsPerPass; k++) {
+            const TileCoord e = tile_element(tl, tc, t, k);
+            if (e.row < rows && e.col < cols) read[size_t(e.row * cols + e.col)]++;
+            const TileCoord o = tile_element(transposed_tile(tl, tr, tc), tr, t, k);  // (cols, rows) of q
+            if (o.row >= cols || o.col >= rows) continue;
+            // The slot written from, (t % 32, t / 32 + 8 k), holds x's element of the read map:
+            const TileCoord from = tile_element(tl, tc, (t % kTile) * kTile + t / kTile + kTileRowsPerPass * k, 0);
+            ASSERT_EQ(from.row, o.col);
+            ASSERT_EQ(from.col, o.row);
+            written[size_t(o.col * cols + o.row)]++;
+          }
+    for (size_t i = 0; i < read.size(); i++) ASSERT_TRUE(read[i] == 1 && written[i] == 1) << rows << "x" << cols << " " << i;
+  }
 }
 
 // ---- the caching pool, over malloc with a limit ----

@@ -6,7 +6,7 @@
 # rank's shard of the reduction; NVFP4: per-shard tensor scales and stochastic rounding drawn
 # per rank; measured 8e-5 .. 2.2e-3; docs/numerics.md), and a promotion by the stability rules
 # happens on every rank at the same step (a rank that promoted alone would hang the job or
-# split the curves).
+# split the curves). fp8 with real products at tp 2 follows its one-rank curve too.
 # Usage: formats_test.sh path/to/meshlm path/to/mpirun repo_root
 set -uo pipefail
 source "$(dirname "$0")/mpi_helpers.sh"
@@ -25,6 +25,11 @@ for prec in mxfp8 nvfp4+recipe; do
     else fail "$prec $layout: $(tail -1 "$WORK/${name}_$layout.log")"; fi
   done
 done
+# fp8 with real products (gemm_fp8 on one-byte codes) at tp 2 + SP against one rank: the scales
+# are the max over the ranks, so every rank quantizes alike; the sums' order differs.
+run 1 fp8real_1 --precision fp8 --fp8-gemm real &&
+  run 2 fp8real_tp2 --dp 1 --tp 2 --sequence-parallel 1 --precision fp8 --fp8-gemm real &&
+  check "fp8 real tp2 vs 1 rank" fp8real_1 fp8real_tp2 1e-2 || fail "fp8 real: $(tail -1 "$WORK/fp8real_tp2.log")"
 # A plan: the first block mxfp8, the rest mxfp4, the head nvfp4.
 PLAN="layers.0: mxfp8; head: nvfp4; *: mxfp4"
 run 1 plan_1 --precision bf16 --precision-plan "$PLAN" && run 2 plan_tp2 --dp 1 --tp 2 --precision bf16 --precision-plan "$PLAN" &&

@@ -83,6 +83,37 @@ struct CpuKernels : HostMemory {
     gemm_.run({dt, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, false}, A, B, C);
   }
 
+  float quantize_fp8(DType format, void* q, const void* x, int64_t rows, int64_t cols, float scale, bool transpose) {
+    return cpu::quantize_fp8_bf16(format, static_cast<uint8_t*>(q), CH_(x), rows, cols, scale, transpose);
+  }
+  // No fp8 arithmetic on a CPU: the codes widened to fp32 (exact), an fp32 product (the fp8
+  // products are exact there too, the sums fp32), C rounded once when it is bf16.
+  void gemm_fp8(DType fa, DType fb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
+                const void* B, int64_t ldb, float beta, DType c, void* C, int64_t ldc, const void* bias) {
+    MESHLM_CHECK(c == DType::fp32 || c == DType::bf16, "gemm_fp8: C is fp32 or bf16");
+    MESHLM_CHECK(!(fa == DType::fp8_e5m2 && fb == DType::fp8_e5m2), "gemm_fp8: A and B both e5m2");
+    if (M == 0 || N == 0) return;
+    const bool f32 = c == DType::fp32;
+    float* af = conv_scratch(M * K + N * K + (f32 ? 0 : M * N + N));  // A (M, K), B (N, K), C (M, N), bias (N)
+    float *bf = af + M * K, *cf = f32 ? F_(C) : bf + N * K, *biasf = cf + M * N;
+    cpu::fp8_to_f32(fa, af, static_cast<const uint8_t*>(A), M, K, lda);
+    cpu::fp8_to_f32(fb, bf, static_cast<const uint8_t*>(B), N, K, ldb);
+    const int64_t ldcf = f32 ? ldc : N;
+    if (!f32 && beta != 0.0f)
+      for (int64_t i = 0; i < M; i++) lowp::to_f32(DType::bf16, cf + i * N, CH_(C) + i * ldc, N);
+    if (bias && !f32) lowp::to_f32(DType::bf16, biasf, CH_(bias), N);
+    // The bias added after the product (oneDNN would scale it by alpha with the product).
+    gemm_.run(GemmDesc{DType::fp32, false, true, M, N, K, K, K, ldcf, alpha, beta, false}, af, bf, cf);
+    if (bias) {
+      const float* b = f32 ? CF_(bias) : biasf;
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) cf[i * ldcf + j] += b[j];
+    }
+    if (!f32)
+      for (int64_t i = 0; i < M; i++) lowp::from_f32(DType::bf16, H_(C) + i * ldc, cf + i * N, N);
+  }
+
   void matmul_forward(DType dt, void* out, const void* inp, const void* w, const void* bias,
                       int64_t N, int64_t C, int64_t OC, WeightLayout layout) {
     check(Op::matmul, dt);

@@ -118,6 +118,11 @@ double sum(const float* x, int64_t n);
 TensorStats tensor_stats(DType format, DType stored, const void* x, int64_t n);
 float amax_bf16(const uint16_t* x, int64_t n);
 float fake_quantize_bf16(DType format, uint16_t* y, const uint16_t* x, int64_t n, float scale);
+// ops.inc's quantize_fp8: q (rows, cols) or its transpose = fp8 codes of x * scale.
+float quantize_fp8_bf16(DType format, uint8_t* q, const uint16_t* x, int64_t rows, int64_t cols, float scale,
+                        bool transpose);
+// dst (rows, cols, fp32, dense) = the values of fp8 codes src (rows, cols, leading dimension ld).
+void fp8_to_f32(DType format, float* dst, const uint8_t* src, int64_t rows, int64_t cols, int64_t ld);
 TensorStats quantize_blocks_bf16(const QuantSpec& q, uint16_t* y, const uint16_t* x, int64_t rows, int64_t cols);
 void crossentropy_partials(DType dt, float* sumexp, float* target_logit, int32_t* local_targets, const float* lse,
                            const float* row_max, const void* logits, const int32_t* targets, int64_t N, int64_t v0,

@@ -76,6 +76,7 @@ struct CudaKernels {
   ~CudaKernels() {
     cudaStreamSynchronize(dev_.stream);
     if (scratch_) pool_.deallocate(scratch_);
+    if (fp8_scratch_) pool_.deallocate(fp8_scratch_);
     pool_.deallocate(workspace_);
   }
 
@@ -94,9 +95,12 @@ struct CudaKernels {
     if (op == Op::memory || op == Op::convert || op == Op::stats) return true;
     if (op == Op::quantize) return dt == DType::bf16;
     if (dt == DType::fp32) return true;
+    if (op == Op::gemm && (dt == DType::fp8_e4m3 || dt == DType::fp8_e5m2)) return fp8_tensor_cores();
     if (op == Op::gemm) return is16(dt);
     return is16(dt) && op != Op::adamw && op != Op::sum_squares;
   }
+  // fp8 tensor cores: Ada (8.9) and Hopper (9.0) on.
+  bool fp8_tensor_cores() const { return dev_.props.major * 10 + dev_.props.minor >= 89; }
 
   // ---- memory ----
   void* allocate(size_t bytes) {
@@ -163,6 +167,12 @@ struct CudaKernels {
     cuda::k::fake_quantize_bf16(s(), format, H_(y), CH_(x), n, scale, bits);
     return read_float_bits(bits);
   }
+  float quantize_fp8(DType format, void* q, const void* x, int64_t rows, int64_t cols, float scale, bool transpose) {
+    uint32_t* bits = static_cast<uint32_t*>(scratch(1));
+    zero(bits, 4);
+    cuda::k::quantize_fp8(s(), format, static_cast<uint8_t*>(q), CH_(x), rows, cols, scale, transpose, bits);
+    return read_float_bits(bits);
+  }
   TensorStats quantize_blocks(const QuantSpec& q, void* y, const void* x, int64_t rows, int64_t cols) {
     std::vector<uint16_t> hx(size_t(rows * cols)), hy(hx.size());
     download(hx.data(), x, hx.size() * 2);
@@ -178,6 +188,23 @@ struct CudaKernels {
     s();  // the device current for cuBLASLt
     gemm_.run({dt, DType::fp32, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, false, dt}, A, B, C);
   }
+  // On fp8 tensor cores where cuBLASLt takes the call (gemm_plan.h fp8_gemm_native); else the
+  // codes widened to bf16 (exact) and multiplied there: the same products and fp32 sums.
+  void gemm_fp8(DType fa, DType fb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
+                const void* B, int64_t ldb, float beta, DType c, void* C, int64_t ldc, const void* bias) {
+    cuda::GemmCall g = cuda::gemm_fp8_call(fa, fb, M, N, K, lda, ldb, alpha, beta, c, ldc, bias != nullptr);
+    if (M == 0 || N == 0) return;
+    s();  // the device current for cuBLASLt
+    if (cuda::fp8_gemm_native(g, dev_.props.major, dev_.props.minor, A, B)) return gemm_.run(g, A, B, C, bias);
+    uint16_t* wide = static_cast<uint16_t*>(fp8_scratch(size_t(M * K + N * K) * 2));  // A (M, K), B (N, K) in bf16
+    cuda::k::fp8_to_bf16(s(), fa, wide, static_cast<const uint8_t*>(A), M, K, lda);
+    cuda::k::fp8_to_bf16(s(), fb, wide + M * K, static_cast<const uint8_t*>(B), N, K, ldb);
+    g.ab = DType::bf16;
+    g.b_dtype.reset();
+    g.lda = g.ldb = K;
+    gemm_.run(g, wide, wide + M * K, C, bias);
+  }
+
   void matmul_forward(DType dt, void* out, const void* inp, const void* w, const void* bias, int64_t N, int64_t C,
                       int64_t OC, WeightLayout layout) {
     check(Op::matmul, dt);
@@ -350,6 +377,17 @@ struct CudaKernels {
     }
     return scratch_;
   }
+  // The widened operands of gemm_fp8's fallback: a work space of its own, since scratch() holds
+  // the amax of the quantizers queued before it.
+  void* fp8_scratch(size_t bytes) {
+    if (bytes > fp8_scratch_bytes_) {
+      synchronize();
+      if (fp8_scratch_) pool_.deallocate(fp8_scratch_);
+      fp8_scratch_ = pool_.allocate(bytes);
+      fp8_scratch_bytes_ = bytes;
+    }
+    return fp8_scratch_;
+  }
   float read_float_bits(const uint32_t* bits) {
     uint32_t host = 0;
     download(&host, bits, 4);
@@ -373,6 +411,8 @@ struct CudaKernels {
   cuda::LtGemm gemm_;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
+  void* fp8_scratch_ = nullptr;
+  size_t fp8_scratch_bytes_ = 0;
 };
 
 void write(char* buf, int len, const std::string& s) {

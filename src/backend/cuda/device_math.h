@@ -134,6 +134,32 @@ MESHLM_HD uint16_t to_bits_stochastic(const Format& fm, float x, uint32_t random
 }
 MESHLM_HD float round_to(const Format& fm, float x) { return from_bits(fm, to_bits(fm, x)); }
 
+// The fp8 code of v * scale (reference::fp8_code): clamped to the largest finite (satfinite),
+// RNE; a non-finite v is NaN in e4m3 (no inf there) and itself in e5m2.
+MESHLM_HD uint8_t fp8_code(const SmallFormat& f, float v, float scale) {
+  if (!is_finite(v) && !f.has_inf) return uint8_t((f2u(v) & 0x80000000u) ? 0xff : 0x7f);
+  const float r = is_finite(v) ? fminf(fmaxf(v * scale, -f.max_finite), f.max_finite) : v;
+  return uint8_t(small_from_f32(f, r, -1.0));
+}
+
+// The 32 x 32 tiles of a transposing kernel (launch.h tiles()): in tile `tile` of a matrix
+// tiles_c tiles wide, thread t of kTileThreads takes column t % 32 of the tile's rows t / 32 +
+// 8 k, k = 0..3. Reading x (rows, cols) and writing its transpose use the same map, the second
+// over the transposed tiling, so both the loads and the stores of a warp are one row.
+constexpr int kTile = 32, kTileThreads = 256, kTileRowsPerPass = kTileThreads / kTile;
+struct TileCoord {
+  int64_t row, col;
+};
+MESHLM_HD TileCoord tile_element(int64_t tile, int64_t tiles_c, int t, int k) {
+  return {(tile / tiles_c) * kTile + t / kTile + kTileRowsPerPass * k, (tile % tiles_c) * kTile + t % kTile};
+}
+// The index of tile `tile` of a matrix tiles_c tiles wide in the tiling of its transpose (tiles_r
+// tiles wide): tile (tr, tc) becomes (tc, tr). Thread t then writes element (t / 32 + 8 k, t % 32)
+// of the transposed tile, which is element (t % 32, t / 32 + 8 k) of the one it read.
+MESHLM_HD int64_t transposed_tile(int64_t tile, int64_t tiles_r, int64_t tiles_c) {
+  return (tile % tiles_c) * tiles_r + tile / tiles_c;
+}
+
 // core/rng.h's random_bits (the stream's bits for element `index`).
 MESHLM_HD uint32_t random_bits(uint64_t base, uint64_t index) {
   uint64_t x = (base ^ index) + 0x9E3779B97F4A7C15ull;

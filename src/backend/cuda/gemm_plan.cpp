@@ -9,7 +9,8 @@ namespace meshlm::cuda {
 LtPlan make_lt_plan(const GemmCall& g) {
   MESHLM_CHECK(g.M >= 0 && g.N >= 0 && g.K >= 0, "cuda gemm: negative size");
   // meshlm's op(B) is (K, N): stored (K, N) row-major = (N, K) column-major, or transposed.
-  const LtLayout a = g.trans_b ? LtLayout{g.ab, g.K, g.N, g.ldb} : LtLayout{g.ab, g.N, g.K, g.ldb};
+  const DType bdt = g.b_dtype.value_or(g.ab);
+  const LtLayout a = g.trans_b ? LtLayout{bdt, g.K, g.N, g.ldb} : LtLayout{bdt, g.N, g.K, g.ldb};
   const LtLayout b = g.trans_a ? LtLayout{g.ab, g.M, g.K, g.lda} : LtLayout{g.ab, g.K, g.M, g.lda};
   const LtLayout c{g.c, g.N, g.M, g.ldc};
   MESHLM_CHECK(a.ld >= a.rows && b.ld >= b.rows && c.ld >= c.rows,
@@ -26,6 +27,24 @@ GemmCall matmul_dinp_call(DType dt, int64_t N, int64_t C, int64_t OC, bool w_out
 GemmCall matmul_dweight_call(DType dt, int64_t N, int64_t C, int64_t OC, bool w_out_in) {
   if (!w_out_in) return {dt, DType::fp32, true, false, C, OC, N, C, OC, OC, 1.0f, 1.0f, false, dt};
   return {dt, DType::fp32, true, false, OC, C, N, OC, C, C, 1.0f, 1.0f, false, dt};
+}
+
+GemmCall gemm_fp8_call(DType fa, DType fb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, float alpha,
+                       float beta, DType c, int64_t ldc, bool bias) {
+  MESHLM_CHECK(fa == DType::fp8_e4m3 || fa == DType::fp8_e5m2, "gemm_fp8: A is not fp8");
+  MESHLM_CHECK(fb == DType::fp8_e4m3 || fb == DType::fp8_e5m2, "gemm_fp8: B is not fp8");
+  MESHLM_CHECK(!(fa == DType::fp8_e5m2 && fb == DType::fp8_e5m2), "gemm_fp8: A and B both e5m2");
+  MESHLM_CHECK(c == DType::fp32 || c == DType::bf16, "gemm_fp8: C is fp32 or bf16");
+  MESHLM_CHECK(lda >= K && ldb >= K && ldc >= N, "gemm_fp8: a leading dimension below its row length");
+  return {fa, c, false, true, M, N, K, lda, ldb, ldc, alpha, beta, bias, c, fb};
+}
+
+bool fp8_gemm_native(const GemmCall& g, int cc_major, int cc_minor, const void* A, const void* B) {
+  const bool fp8 = g.ab == DType::fp8_e4m3 || g.ab == DType::fp8_e5m2;
+  if (!fp8 || cc_major * 10 + cc_minor < 89 || g.trans_a || !g.trans_b) return false;
+  for (int64_t v : {g.M, g.N, g.K, g.lda, g.ldb, g.ldc})
+    if (v % 16 != 0) return false;
+  return alignment_of(A) == 16 && alignment_of(B) == 16;
 }
 
 int alignment_of(const void* p) {
@@ -53,7 +72,8 @@ size_t AlgoKeyHash::operator()(const AlgoKey& k) const {
 
 std::string describe(const AlgoKey& k) {
   return std::string(k.trans_a ? "T" : "N") + (k.trans_b ? "T" : "N") + " m=" + std::to_string(k.m) +
-         " n=" + std::to_string(k.n) + " k=" + std::to_string(k.k) + " " + dtype_name(k.a) + "->" + dtype_name(k.c) +
+         " n=" + std::to_string(k.n) + " k=" + std::to_string(k.k) + " " + dtype_name(k.a) +
+         (k.b != k.a ? std::string(" x ") + dtype_name(k.b) : std::string()) + "->" + dtype_name(k.c) +
          (k.bias ? " +bias" : "") + (k.beta_zero ? "" : " beta");
 }
 

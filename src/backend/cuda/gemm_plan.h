@@ -9,6 +9,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "core/dtype.h"
@@ -24,6 +25,7 @@ struct GemmCall {
   float alpha = 1.0f, beta = 0.0f;
   bool bias = false;  // + bias (N) on every row of C (cuBLASLt's bias epilogue over its m)
   DType bias_dtype = DType::fp32;
+  std::optional<DType> b_dtype = std::nullopt;  // B's dtype where it is not ab's (fp8: e5m2 with e4m3)
 };
 
 // A column-major matrix layout: rows x cols with leading dimension ld (>= rows).
@@ -51,6 +53,14 @@ GemmCall matmul_forward_call(DType dt, int64_t N, int64_t C, int64_t OC, bool w_
 GemmCall matmul_dinp_call(DType dt, int64_t N, int64_t C, int64_t OC, bool w_out_in);
 // Operands of the dW call: (inp, dout) for in_out, (dout, inp) for out_in.
 GemmCall matmul_dweight_call(DType dt, int64_t N, int64_t C, int64_t OC, bool w_out_in);
+// ops.inc's gemm_fp8: C (M, N) = alpha A (M, K) @ B (N, K)^T + beta C (+ bias), A and B fp8 codes
+// with K contiguous. In cuBLASLt's terms that is "TN", the one layout its fp8 kernels take.
+GemmCall gemm_fp8_call(DType fa, DType fb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, float alpha,
+                       float beta, DType c, int64_t ldc, bool bias);
+// Whether cuBLASLt's fp8 kernels take the call: compute capability 8.9 or later, the TN layout,
+// not both operands e5m2, every size and leading dimension a multiple of 16 and the operands
+// 16-byte aligned. Otherwise the backend widens the codes to bf16 and multiplies those.
+bool fp8_gemm_native(const GemmCall& g, int cc_major, int cc_minor, const void* A, const void* B);
 
 // What the chosen algorithm depends on: the plan's shape, dtypes, epilogue, whether beta is 0,
 // and the operands' alignment (16, 8, 4 or 2 bytes). Algorithms are chosen once per key and

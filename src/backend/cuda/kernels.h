@@ -41,6 +41,15 @@ void amax_bf16(cudaStream_t s, const uint16_t* x, int64_t n, uint32_t* amax_bits
 void fake_quantize_bf16(cudaStream_t s, DType format, uint16_t* y, const uint16_t* x, int64_t n, float scale,
                         uint32_t* amax_bits);
 
+// ---- fp8.cu ----
+// q (rows, cols), or its transpose (cols, rows) = fp8 codes of x (rows, cols) * scale; *amax_bits
+// as amax_bf16.
+void quantize_fp8(cudaStream_t s, DType format, uint8_t* q, const uint16_t* x, int64_t rows, int64_t cols,
+                  float scale, bool transpose, uint32_t* amax_bits);
+// dst (rows, cols, bf16, dense) = the values of fp8 codes src (rows, cols; leading dimension ld).
+void fp8_to_bf16(cudaStream_t s, DType format, uint16_t* dst, const uint8_t* src, int64_t rows, int64_t cols,
+                 int64_t ld);
+
 // ---- norm.cu ----
 // With b null: layernorm of a; else sum = a + b stored first and normalized (fused residual).
 void layernorm_forward(cudaStream_t s, DType dt, void* sum, void* out, float* mean, float* rstd, const void* a,

@@ -36,6 +36,11 @@ int64_t rmsnorm_backward_scratch(int64_t N, int64_t C);     // dweight partials
 int64_t bias_backward_scratch(int64_t N, int64_t OC);       // dbias partials
 int64_t attention_backward_scratch(const AttentionShape& s);  // D = rowsum(dout * out), (B, NH, T)
 
+// The tiles of a transposing kernel (device_math.h tile_element): kTileThreads threads a block,
+// each block takes tiles blockIdx.x, + gridDim.x, ... of the (rows, cols) matrix.
+Launch tiles(int64_t rows, int64_t cols);
+int64_t tile_count(int64_t rows, int64_t cols);
+
 // Attention: one warp per query row (or key row in the dk/dv pass), a lane per 32nd channel.
 constexpr int64_t kMaxHeadSize = 256;
 constexpr uint32_t kAttentionWarps = 4;

@@ -10,6 +10,7 @@
 
 #include "backend/backend.h"
 #include "core/dtype.h"
+#include "core/error.h"
 #include "core/rng.h"
 
 namespace meshlm::reference {
@@ -471,6 +472,47 @@ inline float fake_quantize_bf16(DType format, uint16_t* y, const uint16_t* x, in
     y[i] = reference_float_to_bits(DType::bf16, q / scale);
   }
   return amax;
+}
+// The fp8 code of one bf16 value times scale (fake_quantize's rounding); NaN for a non-finite
+// value in e4m3 (no inf there), the value's own inf or NaN in e5m2.
+inline uint8_t fp8_code(DType format, float v, float scale) {
+  const float max_finite = float(float_format(format).max_finite);
+  if (!std::isfinite(v) && format == DType::fp8_e4m3) return uint8_t(std::signbit(v) ? 0xff : 0x7f);
+  const float r = std::isfinite(v) ? std::clamp(v * scale, -max_finite, max_finite) : v;
+  return uint8_t(reference_float_to_bits(format, r));
+}
+// q (rows, cols), or its transpose (cols, rows), = fp8 codes of x (rows, cols, bf16) * scale.
+inline float quantize_fp8_bf16(DType format, uint8_t* q, const uint16_t* x, int64_t rows, int64_t cols, float scale,
+                               bool transpose) {
+  float amax = 0;
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) {
+      const float v = bits_to_float(DType::bf16, x[r * cols + c]);
+      if (std::isfinite(v)) amax = std::max(amax, std::fabs(v));
+      q[transpose ? c * rows + r : r * cols + c] = fp8_code(format, v, scale);
+    }
+  return amax;
+}
+// C (M, N) = alpha A (M, K) @ B (N, K)^T + beta C [+ bias], fp8 codes decoded exactly, summed in
+// double, C (and the bias) in dtype c (fp32 or bf16), rounded once.
+inline void gemm_fp8(DType fa, DType fb, int64_t M, int64_t N, int64_t K, float alpha, const uint8_t* A, int64_t lda,
+                     const uint8_t* B, int64_t ldb, float beta, DType c, void* C, int64_t ldc, const void* bias) {
+  MESHLM_CHECK(c == DType::fp32 || c == DType::bf16, "gemm_fp8: C is fp32 or bf16");
+  MESHLM_CHECK(!(fa == DType::fp8_e5m2 && fb == DType::fp8_e5m2), "gemm_fp8: A and B both e5m2");
+  auto load = [c](const void* p, int64_t i) {
+    return c == DType::fp32 ? double(static_cast<const float*>(p)[i])
+                            : double(bits_to_float(DType::bf16, static_cast<const uint16_t*>(p)[i]));
+  };
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = 0; j < N; j++) {
+      double acc = 0;
+      for (int64_t l = 0; l < K; l++)
+        acc += double(bits_to_float(fa, A[i * lda + l])) * double(bits_to_float(fb, B[j * ldb + l]));
+      double d = double(alpha) * acc + (beta == 0.0f ? 0.0 : double(beta) * load(C, i * ldc + j));
+      if (bias) d += load(bias, j);
+      if (c == DType::fp32) static_cast<float*>(C)[i * ldc + j] = float(d);
+      else static_cast<uint16_t*>(C)[i * ldc + j] = reference_float_to_bits(DType::bf16, float(d));
+    }
 }
 // quantize_blocks (ops.inc) spelled out (reference/quantize.cpp), and the element nearest v by
 // the format's table of values, ties to the even code, saturating (non-finite v: as is).

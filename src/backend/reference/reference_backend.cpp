@@ -61,6 +61,13 @@ struct ReferenceKernels : HostMemory {
   float fake_quantize(DType format, void* y, const void* x, int64_t n, float scale) {
     return reference::fake_quantize_bf16(format, M_(uint16_t, y), C_(uint16_t, x), n, scale);
   }
+  float quantize_fp8(DType format, void* q, const void* x, int64_t rows, int64_t cols, float scale, bool transpose) {
+    return reference::quantize_fp8_bf16(format, M_(uint8_t, q), C_(uint16_t, x), rows, cols, scale, transpose);
+  }
+  void gemm_fp8(DType fa, DType fb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
+                const void* B, int64_t ldb, float beta, DType c, void* C, int64_t ldc, const void* bias) {
+    reference::gemm_fp8(fa, fb, M, N, K, alpha, C_(uint8_t, A), lda, C_(uint8_t, B), ldb, beta, c, C, ldc, bias);
+  }
   TensorStats quantize_blocks(const QuantSpec& q, void* y, const void* x, int64_t rows, int64_t cols) {
     return reference::quantize_blocks_bf16(q, M_(uint16_t, y), C_(uint16_t, x), rows, cols);
   }
