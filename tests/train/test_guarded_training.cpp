@@ -39,8 +39,10 @@ std::vector<nlohmann::json> numbers(const fs::path& run) {
 class GuardedTraining : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(GuardedTraining, SameNumbersAsTheCpuBackend) {
-  const std::string precision = GetParam();
-  const fs::path root = test::fresh_dir(std::string("guarded_") + (precision == "fp16-pure" ? "fp16p" : precision));
+  const std::string param = GetParam();
+  const bool fp8_real = param == "fp8-real";  // fp8 with real fp8 GEMMs (gemm_fp8 on codes)
+  const std::string precision = fp8_real ? "fp8" : param;
+  const fs::path root = test::fresh_dir(std::string("guarded_") + (param == "fp16-pure" ? "fp16p" : param));
   auto config = [&](const std::string& backend) {
     TrainConfig c = test::tiny_train_config(shared_data() / "data", root / backend);
     c.steps = 6;
@@ -49,6 +51,7 @@ TEST_P(GuardedTraining, SameNumbersAsTheCpuBackend) {
     c.numerics_report = 2;
     c.precision = precision;
     c.backend = backend;
+    if (fp8_real) c.fp8_gemm = "real";
     if (precision == "fp16-pure") c.eps = 1e-4;  // the recipe's usual repair (test_precision_training)
     if (precision == "fp16") c.inject_inf_at_step = 2;  // a skipped step: the overflow path too
     return c;
@@ -69,10 +72,12 @@ TEST_P(GuardedTraining, SameNumbersAsTheCpuBackend) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, GuardedTraining,
-                         ::testing::Values("fp32", "bf16", "fp16", "fp16-pure", "fp8"),
+                         ::testing::Values("fp32", "bf16", "fp16", "fp16-pure", "fp8", "fp8-real"),
                          [](const auto& info) {
                            std::string s = info.param;
-                           return s == "fp16-pure" ? std::string("fp16_pure") : s;
+                           for (char& ch : s)
+                             if (ch == '-') ch = '_';
+                           return s;
                          });
 
 }  // namespace

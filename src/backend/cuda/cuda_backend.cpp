@@ -195,7 +195,8 @@ struct CudaKernels {
     cuda::GemmCall g = cuda::gemm_fp8_call(fa, fb, M, N, K, lda, ldb, alpha, beta, c, ldc, bias != nullptr);
     if (M == 0 || N == 0) return;
     s();  // the device current for cuBLASLt
-    if (cuda::fp8_gemm_native(g, dev_.props.major, dev_.props.minor, A, B)) return gemm_.run(g, A, B, C, bias);
+    if (cuda::fp8_gemm_native(g, dev_.props.major, dev_.props.minor, A, B) && gemm_.run_if_supported(g, A, B, C, bias))
+      return;
     uint16_t* wide = static_cast<uint16_t*>(fp8_scratch(size_t(M * K + N * K) * 2));  // A (M, K), B (N, K) in bf16
     cuda::k::fp8_to_bf16(s(), fa, wide, static_cast<const uint8_t*>(A), M, K, lda);
     cuda::k::fp8_to_bf16(s(), fb, wide + M * K, static_cast<const uint8_t*>(B), N, K, ldb);

@@ -38,6 +38,7 @@ struct LtGemm::Entry {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  bool found = false;
   ~Entry() {
     if (op) cublasLtMatmulDescDestroy(op);
     for (auto l : {a, b, c})
@@ -81,27 +82,37 @@ LtGemm::Entry& LtGemm::entry(const LtPlan& p, const AlgoKey& key) {
   const cublasStatus_t st =
       cublasLtMatmulAlgoGetHeuristic(handle_, e->op, e->a, e->b, e->c, e->c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  check(st, "algorithm heuristic");
-  MESHLM_CHECK(found > 0, "cuBLASLt: no algorithm for " + describe(key));
+  // No algorithm: CUBLAS_STATUS_NOT_SUPPORTED or no result (kept, so it is asked once).
+  if (st != CUBLAS_STATUS_NOT_SUPPORTED) check(st, "algorithm heuristic");
+  e->found = st == CUBLAS_STATUS_SUCCESS && found > 0;
   e->algo = result.algo;
   return *cache_.emplace(key, std::move(e)).first->second;
 }
 
 void LtGemm::run(const GemmCall& g, const void* A, const void* B, void* C, const void* bias) {
-  if (g.M == 0 || g.N == 0) return;
+  if (!run_if_supported(g, A, B, C, bias)) {
+    const LtPlan p = make_lt_plan(g);
+    throw Error("cuBLASLt: no algorithm for " + describe(algo_key(p, B, A, C)));
+  }
+}
+
+bool LtGemm::run_if_supported(const GemmCall& g, const void* A, const void* B, void* C, const void* bias) {
+  if (g.M == 0 || g.N == 0) return true;
   if (g.K == 0) {  // an empty sum: C unchanged is the only case meshlm asks for (+= of nothing)
     MESHLM_CHECK(g.beta == 1.0f && !g.bias, "cuda gemm: K = 0 with beta != 1 or a bias");
-    return;
+    return true;
   }
   const LtPlan p = make_lt_plan(g);
   // cuBLASLt's A is meshlm's B (gemm_plan.h).
   const void* la = B;
   const void* lb = A;
   Entry& e = entry(p, algo_key(p, la, lb, C));
+  if (!e.found) return false;
   if (p.bias) set(e.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, "bias pointer");
   check(cublasLtMatmul(handle_, e.op, &p.alpha, la, e.a, lb, e.b, &p.beta, C, e.c, C, e.c, &e.algo, workspace_,
                        workspace_bytes_, stream_),
         "matmul");
+  return true;
 }
 
 }  // namespace meshlm::cuda

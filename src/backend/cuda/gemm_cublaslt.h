@@ -23,12 +23,15 @@ class LtGemm {
 
   // C = alpha op(A) op(B) + beta C (+ bias), meshlm's row-major call (gemm_plan.h).
   void run(const GemmCall& g, const void* A, const void* B, void* C, const void* bias = nullptr);
+  // run(), or false (nothing queued) where cuBLASLt has no algorithm for the call; the answer is
+  // kept per AlgoKey like the algorithms.
+  bool run_if_supported(const GemmCall& g, const void* A, const void* B, void* C, const void* bias = nullptr);
   size_t cached_plans() const { return cache_.size(); }
   std::string version() const;
 
  private:
   struct Entry;
-  Entry& entry(const LtPlan& p, const AlgoKey& key);
+  Entry& entry(const LtPlan& p, const AlgoKey& key);  // found = false where there is no algorithm
   cudaStream_t stream_;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_;

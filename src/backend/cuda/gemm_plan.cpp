@@ -42,6 +42,7 @@ GemmCall gemm_fp8_call(DType fa, DType fb, int64_t M, int64_t N, int64_t K, int6
 bool fp8_gemm_native(const GemmCall& g, int cc_major, int cc_minor, const void* A, const void* B) {
   const bool fp8 = g.ab == DType::fp8_e4m3 || g.ab == DType::fp8_e5m2;
   if (!fp8 || cc_major * 10 + cc_minor < 89 || g.trans_a || !g.trans_b) return false;
+  if (g.bias && g.c == DType::fp32) return false;  // cuBLASLt's fp8 kernels take a bf16 bias with fp32 out
   for (int64_t v : {g.M, g.N, g.K, g.lda, g.ldb, g.ldc})
     if (v % 16 != 0) return false;
   return alignment_of(A) == 16 && alignment_of(B) == 16;

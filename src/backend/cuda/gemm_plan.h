@@ -58,8 +58,9 @@ GemmCall matmul_dweight_call(DType dt, int64_t N, int64_t C, int64_t OC, bool w_
 GemmCall gemm_fp8_call(DType fa, DType fb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, float alpha,
                        float beta, DType c, int64_t ldc, bool bias);
 // Whether cuBLASLt's fp8 kernels take the call: compute capability 8.9 or later, the TN layout,
-// not both operands e5m2, every size and leading dimension a multiple of 16 and the operands
-// 16-byte aligned. Otherwise the backend widens the codes to bf16 and multiplies those.
+// not both operands e5m2, every size and leading dimension a multiple of 16, the operands
+// 16-byte aligned, and no bias with fp32 out. Otherwise (or when cuBLASLt's heuristic offers no
+// algorithm) the backend widens the codes to bf16 and multiplies those.
 bool fp8_gemm_native(const GemmCall& g, int cc_major, int cc_minor, const void* A, const void* B);
 
 // What the chosen algorithm depends on: the plan's shape, dtypes, epilogue, whether beta is 0,
