@@ -4,7 +4,8 @@
 #      the GPU's architecture, falling back to the bundle's sm_90a one;
 #   2. `meshlm info`, then every kernel test on the cuda backend (test_kernels --gtest_filter
 #      'Cuda/*': each op against the double-precision oracle with derived tolerances, and the
-#      backward kernels twice for bit-identity), and the real fp8 operands (test_fp8_gemm: codes
+#      backward kernels twice for bit-identity; 16-bit attention on tensor cores, and again with
+#      MESHLM_CUDA_ATTENTION=simple on the warp-per-row kernels), and the real fp8 operands (test_fp8_gemm: codes
 #      bit for bit, cuBLASLt's fp8 GEMMs against double);
 #   3. a 10-step tiny training on the cpu and the cuda backend (fp32, bf16, and fp8 with real
 #      fp8 GEMMs): the losses must agree within the documented tolerance; and 5 + 5 steps resumed
@@ -60,6 +61,8 @@ run "$B/meshlm" info 2>&1 | tee "$R/info.txt"
 # 2. every kernel against the oracle, and bit-identity
 check run "$B/test_kernels" --gtest_filter='Cuda/*' --gtest_brief=1 >"$R/kernels.txt" 2>&1
 tail -3 "$R/kernels.txt" | sed 's/^/    /' | tee -a "$S"
+MESHLM_CUDA_ATTENTION=simple check run "$B/test_kernels" --gtest_filter='Cuda/*Attention*' --gtest_brief=1 \
+  >"$R/kernels_simple_attention.txt" 2>&1
 check run "$B/test_fp8_gemm" --gtest_filter='Cuda/*' --gtest_brief=1 >"$R/fp8_gemm.txt" 2>&1
 tail -3 "$R/fp8_gemm.txt" | sed 's/^/    /' | tee -a "$S"
 

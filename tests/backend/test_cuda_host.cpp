@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <map>
 #include <set>
+#include <tuple>
 #include <vector>
 
 #include "backend/backend.h"
@@ -298,6 +299,125 @@ TEST(CudaLaunch, TransposeTilesCoverEveryElementOnce) {
           }
     for (size_t i = 0; i < read.size(); i++) ASSERT_TRUE(read[i] == 1 && written[i] == 1) << rows << "x" << cols << " " << i;
   }
+}
+
+// ---- tensor-core attention (attention_tc.cu): its blocks, lanes, shared memory, row algebra ----
+TEST(CudaTcAttention, BlocksCoverEveryTileOnceHeaviestFirst) {
+  for (int64_t T : {1, 63, 64, 65, 1024})
+    for (auto [NH, NKV] : {std::pair<int64_t, int64_t>{4, 4}, {4, 2}, {3, 1}}) {
+      AttentionShape a{2, T, NH, NKV, 64, 3 * NH * 64, 3 * NH * 64};
+      const int64_t n = tc_tiles(T);
+      ASSERT_EQ(n, (T + 63) / 64);
+      std::set<std::tuple<int64_t, int64_t, int64_t>> q, k;
+      for (int64_t b = 0; b < a.B * NH * n; b++) {
+        const TcTile x = tc_query_block(b, a);
+        ASSERT_TRUE(x.b < a.B && x.head < NH && x.tile < n);
+        q.insert({x.b, x.head, x.tile});
+        if (b % n == 0) {
+          EXPECT_EQ(x.tile, n - 1);  // the longest query rows first
+        }
+      }
+      for (int64_t b = 0; b < a.B * NKV * n; b++) {
+        const TcTile x = tc_key_block(b, a);
+        ASSERT_TRUE(x.b < a.B && x.head < NKV && x.tile < n);
+        k.insert({x.b, x.head, x.tile});
+        if (b % n == 0) {
+          EXPECT_EQ(x.tile, 0);  // the keys with the most queries after them first
+        }
+      }
+      EXPECT_EQ(int64_t(q.size()), a.B * NH * n);
+      EXPECT_EQ(int64_t(k.size()), a.B * NKV * n);
+    }
+}
+
+TEST(CudaTcAttention, LanesOwnEachScoreAndChannelOnce) {
+  std::vector<int> scores(kTcWarpRows * kTcRows, 0), channels(kTcWarpRows * 128, 0);
+  for (int lane = 0; lane < kWarp; lane++) {
+    const TcLane me = tc_lane(lane);
+    for (int c = me.col0; c < me.col0 + kTcLaneCols; c++) scores[size_t(me.row * kTcRows + c)]++;
+    for (int c = (lane % 2) * 64; c < (lane % 2 + 1) * 64; c++) channels[size_t(me.row * 128 + c)]++;
+  }
+  for (int v : scores) ASSERT_EQ(v, 1);
+  for (int v : channels) ASSERT_EQ(v, 1);
+  EXPECT_EQ(kTcWarps * kTcWarpRows, kTcRows);
+}
+
+// Regions 32-byte aligned (wmma's pointers), disjoint, within an H100's 227 KiB opt-in up to
+// HS 128; past the default 48 KiB already at HS 64 (the kernels opt in).
+TEST(CudaTcAttention, SharedMemoryPlans) {
+  for (int64_t HS : {16, 64, 128})
+    for (const TcSmem& m : {tc_forward_smem(HS), tc_dq_smem(HS), tc_dkv_smem(HS)}) {
+      std::vector<std::pair<size_t, size_t>> used;
+      auto region = [&](size_t off, size_t bytes) {
+        if (bytes == 0) return;
+        EXPECT_EQ(off % 32, 0u);
+        EXPECT_LE(off + bytes, m.bytes);
+        for (auto [o, b] : used) EXPECT_TRUE(off + bytes <= o || o + b <= off) << "overlap at " << off;
+        used.push_back({off, bytes});
+      };
+      const size_t tile = size_t(kTcRows * HS) * 2, ws = size_t(kTcWarps * kTcWarpRows * kTcRows);
+      region(m.q, tile);
+      if (m.v) region(m.v, tile);
+      region(m.k, tile);
+      region(m.s, ws * 4);
+      region(m.acc, size_t(kTcWarps * kTcWarpRows * HS) * 4);
+      if (m.dout) {  // the backward kernels'
+        region(m.dout, tile);
+        region(m.lse, kTcRows * 4);
+        region(m.delta, kTcRows * 4);
+        region(m.dp, ws * 4);
+        region(m.ds, ws * 2);
+      }
+      if (m.p) region(m.p, ws * 2);
+      if (m.acc2) region(m.acc2, size_t(kTcWarps * kTcWarpRows * HS) * 4);
+      if (m.stats) region(m.stats, 2 * kTcRows * 4);
+      EXPECT_LE(m.bytes, size_t(227) << 10) << HS;
+    }
+  EXPECT_GT(tc_forward_smem(64).bytes, size_t(48) << 10);
+  const AttentionShape gpt2{16, 1024, 12, 12, 64, 3 * 768, 3 * 768};
+  EXPECT_TRUE(tc_attention_fits(gpt2, DType::bf16, size_t(227) << 10));
+  EXPECT_TRUE(tc_attention_fits(gpt2, DType::fp16, size_t(227) << 10));
+  EXPECT_FALSE(tc_attention_fits(gpt2, DType::fp32, size_t(227) << 10));
+  EXPECT_FALSE(tc_attention_fits(gpt2, DType::bf16, size_t(48) << 10));
+  for (int64_t HS : {8, 24, 256}) {
+    AttentionShape a = gpt2;
+    a.HS = HS;
+    EXPECT_FALSE(tc_attention_fits(a, DType::bf16, size_t(227) << 10)) << HS;
+  }
+}
+
+// A row's online softmax as the forward kernel runs it (tiles of 64 keys, each split between two
+// lanes, the output rescaled by corr) gives the direct softmax's lse and weighted sum.
+TEST(CudaTcAttention, OnlineSoftmaxOverTilesIsTheSoftmax) {
+  for (int64_t n : {1, 17, 64, 65, 300}) {
+    const std::vector<double> s = test::random_values(n, uint64_t(n), -8.0, 8.0), v = test::random_values(n, 99, -1.0, 1.0);
+    float m = -INFINITY, l = 0, o = 0;
+    for (int64_t j0 = 0; j0 < n; j0 += kTcRows) {
+      float half_max[2] = {-INFINITY, -INFINITY};
+      for (int h = 0; h < 2; h++)
+        for (int c = h * kTcLaneCols; c < (h + 1) * kTcLaneCols && j0 + c < n; c++)
+          half_max[h] = std::max(half_max[h], float(s[size_t(j0 + c)]));
+      const TcSoftmaxStep st = tc_softmax_step(m, std::max(half_max[0], half_max[1]));
+      float sum[2] = {0, 0}, pv = 0;
+      for (int h = 0; h < 2; h++)
+        for (int c = h * kTcLaneCols; c < (h + 1) * kTcLaneCols && j0 + c < n; c++) {
+          const float p = std::exp(float(s[size_t(j0 + c)]) - st.m_new);
+          sum[h] += p;
+          pv += p * float(v[size_t(j0 + c)]);
+        }
+      l = l * st.corr + (sum[0] + sum[1]);
+      o = o * st.corr + pv;
+      m = st.m_new;
+    }
+    double mx = -INFINITY, z = 0, want = 0;
+    for (double x : s) mx = std::max(mx, x);
+    for (int64_t i = 0; i < n; i++) z += std::exp(s[size_t(i)] - mx), want += std::exp(s[size_t(i)] - mx) * v[size_t(i)];
+    EXPECT_NEAR(m + std::log(l), mx + std::log(z), 1e-5 * (1 + std::fabs(mx))) << n;
+    EXPECT_NEAR(o / l, want / z, 1e-5) << n;
+  }
+  EXPECT_EQ(tc_probability(3.0f, 0.5f, 1.5f, true), 0.0f);
+  EXPECT_FLOAT_EQ(tc_probability(3.0f, 0.5f, 1.5f, false), 1.0f);
+  EXPECT_FLOAT_EQ(tc_score_grad(0.25f, 2.0f, 1.0f, 0.5f), 0.125f);
 }
 
 // ---- the caching pool, over malloc with a limit ----

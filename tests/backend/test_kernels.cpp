@@ -923,7 +923,10 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return info.param.name(); });
 
 // The cuda backend on the same cases (skipped where no GPU is usable: scripts/gpu_check.sh
-// runs them on a lent one), and a GPT-2-sized head and row.
+// runs them on a lent one), and a GPT-2-sized head and row. 16-bit attention with a head size
+// that is a multiple of 16 runs on tensor cores (attention_tc.cu; the 64-row tiles padded at T
+// 70 and 130, grouped-query at 2 query heads per kv head), the others on the warp-per-row
+// kernels; MESHLM_CUDA_ATTENTION=simple runs every case on the latter.
 INSTANTIATE_TEST_SUITE_P(
     Cuda, Kernels,
     ::testing::Values(Case{"cuda", 2, 7, 24, 3, 50, 128}, Case{"cuda", 2, 64, 128, 2, 256, 256},
@@ -932,7 +935,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"cuda", 1, 70, 768, 12, 1000, 1024, DType::bf16},
                       Case{"cuda", 2, 7, 24, 3, 50, 128, DType::fp16}, Case{"cuda", 1, 33, 192, 3, 300, 384, DType::fp16},
                       Case{"cuda", 2, 7, 48, 4, 50, 128, DType::fp32, 2}, Case{"cuda", 2, 19, 64, 4, 50, 128, DType::fp32, 1},
-                      Case{"cuda", 2, 7, 48, 4, 50, 128, DType::bf16, 2}),
+                      Case{"cuda", 2, 7, 48, 4, 50, 128, DType::bf16, 2},
+                      Case{"cuda", 2, 70, 256, 4, 300, 384, DType::bf16, 2},
+                      Case{"cuda", 1, 130, 128, 2, 256, 256, DType::fp16}),
     [](const auto& info) { return info.param.name(); });
 
 }  // namespace

@@ -244,6 +244,15 @@ void attention_decode(cudaStream_t s, DType dt, void* out, const void* q, const 
   });
 }
 
+void attention_delta(cudaStream_t s, DType dt, float* D, const void* dout, const void* out, const AttentionShape& a) {
+  const int64_t rows = a.B * a.NH * a.T;
+  if (rows == 0) return;
+  with_storage(dt, [&](auto t) {
+    using S = decltype(t);
+    MESHLM_LAUNCH(delta_kernel<S>, warp_rows(rows), s)(format_of(dt), D, (const S*)dout, (const S*)out, a);
+  });
+}
+
 void attention_backward(cudaStream_t s, DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q,
                         const void* k, const void* v, const void* out, const float* lse, const AttentionShape& a,
                         float* scratch) {
@@ -253,7 +262,7 @@ void attention_backward(cudaStream_t s, DType dt, void* dq, void* dk, void* dv, 
   with_storage(dt, [&](auto t) {
     using S = decltype(t);
     const Format fm = format_of(dt);
-    MESHLM_LAUNCH(delta_kernel<S>, warp_rows(rows), s)(fm, scratch, (const S*)dout, (const S*)out, a);
+    attention_delta(s, dt, scratch, dout, out, a);
     MESHLM_LAUNCH(dq_kernel<S>, attention_rows(rows), s)(fm, (S*)dq, (const S*)dout, (const S*)q, (const S*)k,
                                                          (const S*)v, lse, scratch, a, scale);
     MESHLM_LAUNCH(dkv_kernel<S>, attention_rows(a.B * a.NKV * a.T), s)(fm, (S*)dk, (S*)dv, (const S*)dout,

@@ -7,6 +7,7 @@
 // time (backend/cuda_loader.cpp); the entry points are at the end.
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -43,6 +44,10 @@ void cuda_check(cudaError_t e, const char* what) {
 #define CH_(p) static_cast<const uint16_t*>(p)
 
 bool is16(DType dt) { return dt == DType::bf16 || dt == DType::fp16; }
+bool env_is(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v && std::string(v) == value;
+}
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;  // cuBLASLt's (Hopper wants 32 MiB)
 
 // The device, its stream and the cuBLASLt state; created first, destroyed last.
@@ -72,7 +77,8 @@ struct CudaKernels {
               },
               [](void* p) { cudaFree(p); }),
         workspace_(pool_.allocate(kWorkspaceBytes)),
-        gemm_(dev_.stream, workspace_, kWorkspaceBytes) {}
+        gemm_(dev_.stream, workspace_, kWorkspaceBytes),
+        tc_attention_(!env_is("MESHLM_CUDA_ATTENTION", "simple")) {}
   ~CudaKernels() {
     cudaStreamSynchronize(dev_.stream);
     if (scratch_) pool_.deallocate(scratch_);
@@ -101,6 +107,11 @@ struct CudaKernels {
   }
   // fp8 tensor cores: Ada (8.9) and Hopper (9.0) on.
   bool fp8_tensor_cores() const { return dev_.props.major * 10 + dev_.props.minor >= 89; }
+  // attention_tc.cu where it applies (16-bit, sm_80+, its shape and shared memory: launch.h),
+  // unless MESHLM_CUDA_ATTENTION=simple asks for the warp-per-row kernels everywhere.
+  bool tensor_core_attention(const AttentionShape& a, DType dt) const {
+    return tc_attention_ && dev_.props.major >= 8 && cuda::tc_attention_fits(a, dt, dev_.props.sharedMemPerBlockOptin);
+  }
 
   // ---- memory ----
   void* allocate(size_t bytes) {
@@ -245,6 +256,7 @@ struct CudaKernels {
   void attention_forward(DType dt, void* out, void* lse, const void* q, const void* k, const void* v,
                          const AttentionShape& a) {
     check(Op::attention, dt);
+    if (tensor_core_attention(a, dt)) return cuda::k::attention_tc_forward(s(), dt, out, F_(lse), q, k, v, a);
     cuda::k::attention_forward(s(), dt, out, F_(lse), q, k, v, a);
   }
   void attention_decode(DType dt, void* out, const void* q, const void* k, const void* v, const AttentionShape& a,
@@ -255,8 +267,12 @@ struct CudaKernels {
   void attention_backward(DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
                           const void* v, const void* out, const void* lse, const AttentionShape& a) {
     check(Op::attention, dt);
-    cuda::k::attention_backward(s(), dt, dq, dk, dv, dout, q, k, v, out, CF_(lse), a,
-                                F_(scratch(cuda::attention_backward_scratch(a))));
+    float* D = F_(scratch(cuda::attention_backward_scratch(a)));
+    if (tensor_core_attention(a, dt)) {
+      cuda::k::attention_delta(s(), dt, D, dout, out, a);
+      return cuda::k::attention_tc_backward(s(), dt, dq, dk, dv, dout, q, k, v, CF_(lse), D, a);
+    }
+    cuda::k::attention_backward(s(), dt, dq, dk, dv, dout, q, k, v, out, CF_(lse), a, D);
   }
   void gelu_forward(DType dt, void* out, const void* inp, int64_t n) {
     check(Op::gelu, dt);
@@ -414,6 +430,7 @@ struct CudaKernels {
   size_t scratch_bytes_ = 0;
   void* fp8_scratch_ = nullptr;
   size_t fp8_scratch_bytes_ = 0;
+  bool tc_attention_;
 };
 
 void write(char* buf, int len, const std::string& s) {

@@ -160,6 +160,48 @@ MESHLM_HD int64_t transposed_tile(int64_t tile, int64_t tiles_r, int64_t tiles_c
   return (tile % tiles_c) * tiles_r + tile / tiles_c;
 }
 
+// ---- tensor-core attention (attention_tc.cu) ----
+// A block of kTcWarps warps takes a tile of kTcRows query rows (forward, dq) or key rows (dk,
+// dv), 16 per warp; the other side comes in tiles of kTcRows too. After a warp's 16 x kTcRows
+// block of scores is in shared memory, lane l owns row l / 2 of it and the half l % 2 of its
+// columns (and of the head's channels, to rescale the output row).
+constexpr int kTcWarps = 4, kTcRows = 64, kTcWarpRows = 16, kTcLaneCols = kTcRows / 2;
+struct TcLane {
+  int row, col0;  // the row in the warp's 16, the first of its kTcLaneCols columns
+};
+MESHLM_HD TcLane tc_lane(int lane) { return {lane / 2, (lane % 2) * kTcLaneCols}; }
+
+// The blocks: forward and dq one per (b, h, query tile), the longest rows first; dk/dv one per
+// (b, kv head, key tile), the key tiles with the most query tiles after them first.
+struct TcTile {
+  int64_t b, head, tile;
+};
+MESHLM_HD int64_t tc_tiles(int64_t T) { return (T + kTcRows - 1) / kTcRows; }
+MESHLM_HD TcTile tc_query_block(int64_t block, const AttentionShape& a) {
+  const int64_t n = tc_tiles(a.T), bh = block / n;
+  return {bh / a.NH, bh % a.NH, n - 1 - block % n};
+}
+MESHLM_HD TcTile tc_key_block(int64_t block, const AttentionShape& a) {
+  const int64_t n = tc_tiles(a.T), bg = block / n;
+  return {bg / a.NKV, bg % a.NKV, block % n};
+}
+
+// One lane's step of the online softmax over its half of a row of scaled scores s (masked
+// entries -inf), given the row's max over both halves: p = exp(s - m_new) for its columns, the
+// factor corr = exp(m - m_new) that rescales the row's earlier sum and output. The caller adds
+// both halves' sums of p (before rounding p to the operand dtype, as the scalar kernel sums).
+struct TcSoftmaxStep {
+  float m_new, corr;
+};
+MESHLM_HD TcSoftmaxStep tc_softmax_step(float m, float row_max) {
+  const float m_new = m > row_max ? m : row_max;
+  return {m_new, expf(m - m_new)};
+}
+// Backward's two element-wise quantities from a recomputed score: the probability from the
+// saved log-sum-exp, and the score gradient dS = P (dP - D) scale (0 where masked).
+MESHLM_HD float tc_probability(float s, float scale, float lse, bool masked) { return masked ? 0.0f : expf(s * scale - lse); }
+MESHLM_HD float tc_score_grad(float p, float dp, float D, float scale) { return p * (dp - D) * scale; }
+
 // core/rng.h's random_bits (the stream's bits for element `index`).
 MESHLM_HD uint32_t random_bits(uint64_t base, uint64_t index) {
   uint64_t x = (base ^ index) + 0x9E3779B97F4A7C15ull;

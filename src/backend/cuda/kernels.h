@@ -90,5 +90,14 @@ void attention_decode(cudaStream_t s, DType dt, void* out, const void* q, const 
 void attention_backward(cudaStream_t s, DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q,
                         const void* k, const void* v, const void* out, const float* lse, const AttentionShape& a,
                         float* scratch);
+// D (B, NH, T) = rowsum(dout * out): backward's first step.
+void attention_delta(cudaStream_t s, DType dt, float* D, const void* dout, const void* out, const AttentionShape& a);
+
+// ---- attention_tc.cu (tensor cores: 16-bit, launch.h tc_attention_fits) ----
+void attention_tc_forward(cudaStream_t s, DType dt, void* out, float* lse, const void* q, const void* k,
+                          const void* v, const AttentionShape& a);
+// dq, dk, dv += the gradients, given D from attention_delta.
+void attention_tc_backward(cudaStream_t s, DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q,
+                           const void* k, const void* v, const float* lse, const float* D, const AttentionShape& a);
 
 }  // namespace meshlm::cuda::k

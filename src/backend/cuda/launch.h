@@ -41,6 +41,22 @@ int64_t attention_backward_scratch(const AttentionShape& s);  // D = rowsum(dout
 Launch tiles(int64_t rows, int64_t cols);
 int64_t tile_count(int64_t rows, int64_t cols);
 
+// Tensor-core attention (attention_tc.cu): bf16 or fp16, head size a multiple of 16 up to 128,
+// and its shared memory within the device's opt-in limit; otherwise the warp-per-row kernels.
+// The dynamic shared memory of each kernel, carved into 32-byte aligned regions (wmma's rule):
+//   forward  Q, K, V tiles (kTcRows x HS, 16-bit); per warp S (16 x kTcRows fp32), P (16-bit),
+//            O (16 x HS fp32); the rows' m and l
+//   dq       Q, dO, K, V tiles; lse, D; per warp S, dP (fp32), dS (16-bit), dQ (fp32)
+//   dkv      K, V, Q, dO tiles; lse, D; per warp S^T, dP^T (fp32), P^T, dS^T (16-bit), dK, dV
+struct TcSmem {
+  size_t q, k, v, dout, lse, delta, s, dp, p, ds, acc, acc2, stats, bytes;
+};
+TcSmem tc_forward_smem(int64_t HS);
+TcSmem tc_dq_smem(int64_t HS);
+TcSmem tc_dkv_smem(int64_t HS);
+bool tc_attention_fits(const AttentionShape& a, DType dt, size_t smem_optin);
+// The blocks of each kernel: device_math.h tc_query_block, tc_key_block.
+
 // Attention: one warp per query row (or key row in the dk/dv pass), a lane per 32nd channel.
 constexpr int64_t kMaxHeadSize = 256;
 constexpr uint32_t kAttentionWarps = 4;
