@@ -120,7 +120,8 @@ uint16_t* grown(Tensor& t, int64_t n, Backend& be) {
 
 Fp8Recipe::Fp8Recipe(Model& model, const Fp8ScalingConfig& cfg)
     : model_(model),
-      real_(cfg.gemm == "real" || (cfg.gemm == "auto" && model.backend().supports(Op::gemm, DType::fp8_e4m3))) {
+      hardware_(model.backend().supports(Op::gemm, DType::fp8_e4m3)),
+      real_(cfg.gemm == "real" || (cfg.gemm == "auto" && hardware_)) {
   MESHLM_CHECK(model.dtype() == DType::bf16, "fp8 needs the bf16 compute dtype");
   cfg.validate();
   const std::vector<Linear*> mine = model.block_linears();

@@ -38,12 +38,16 @@ class Fp8Recipe {
   // Whether the products are real fp8 GEMMs (Fp8ScalingConfig::gemm), not bf16 ones on
   // operands read back from fp8.
   bool real_gemms() const { return real_; }
+  // Whether the backend has fp8 tensor cores (supports(gemm, fp8_e4m3)): real products there
+  // run at fp8 speed; elsewhere their codes are widened and the speed is not fp8's.
+  bool fp8_hardware() const { return hardware_; }
 
  private:
   class Site;
   uint16_t* scratch(Tensor& t, int64_t n, Backend& be);  // t grown to n elements
   uint8_t* codes(Tensor& t, int64_t n, Backend& be);     // t grown to n one-byte codes
   Model& model_;
+  bool hardware_;
   bool real_;
   std::vector<std::unique_ptr<Site>> sites_;
   Tensor a_, b_;    // simulated: quantized operands (bf16): x or g; w then x

@@ -50,6 +50,7 @@ nlohmann::ordered_json BenchResult::to_json(const TrainConfig& cfg) const {
       {"steps", steps},               {"precision", cfg.precision},
       {"fp8_simulated", fp8_simulated},
       {"quantization_simulated", quantization_simulated},
+      {"fp8_gemm", cfg.precision == "fp8" ? (fp8_real_gemms ? "real" : "simulated") : "none"},
       {"model", {{"n_layer", cfg.n_layer}, {"n_head", cfg.n_head}, {"n_embd", cfg.n_embd},
                  {"vocab_size", cfg.vocab_size}, {"seq_len", cfg.seq_len}, {"batch_size", cfg.batch_size},
                  {"parameters", cfg.model().num_parameters()}}},
@@ -105,6 +106,7 @@ BenchResult bench(TrainConfig cfg, const BenchOptions& opt, std::ostream& log, M
   b.pp_idle_predicted = r.pp_idle_predicted;
   b.fp8_simulated = r.fp8_simulated;
   b.quantization_simulated = r.quantization_simulated;
+  b.fp8_real_gemms = r.fp8_real_gemms;
   if (mesh && mesh->rank() != 0) return b;  // only rank 0 wrote metrics
   std::ifstream in(fs::path(cfg.out) / "metrics.jsonl");
   std::vector<double> ms, tps, mfu;

@@ -34,7 +34,7 @@ struct BenchResult {
   double activation_mib = 0, saved_activation_mib = 0, held_mib = 0;  // rank 0's (TrainResult)
   std::vector<double> pp_idle;  // pipeline: each stage's mean idle fraction
   double pp_idle_predicted = 0;
-  bool fp8_simulated = false, quantization_simulated = false;  // TrainResult's
+  bool fp8_simulated = false, quantization_simulated = false, fp8_real_gemms = false;  // TrainResult's
   nlohmann::ordered_json to_json(const TrainConfig& cfg) const;
 };
 

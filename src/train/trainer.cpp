@@ -182,8 +182,9 @@ class Trainer::Impl {
   double optimizer_step(double lr, double norm, double scale);
   void end_fp8_step();
   double fp8_gemm_bits();
-  // fp8 with bf16 products on operands read back from fp8 (not fp8_gemm = real).
-  bool fp8_simulated() const { return prec_.fp8 && !(fp8_ && fp8_->real_gemms()); }
+  // fp8 whose speed is not fp8 hardware's: bf16 products on operands read back from fp8, or
+  // real products on a backend without fp8 tensor cores (the codes widened).
+  bool fp8_simulated() const { return prec_.fp8 && !(fp8_ && fp8_->real_gemms() && fp8_->fp8_hardware()); }
   void judge_stability(StepOutcome& o);
   std::string act_on_instability(const std::vector<Instability>& found, const std::vector<std::string>& what,
                                  StepOutcome& o);
@@ -821,6 +822,7 @@ nlohmann::ordered_json Trainer::Impl::metrics_line(const StepOutcome& o, const s
     line["instability_action"] = o.instability_action;
   }
   if (fp8_simulated() || quant_) line["quantization_simulated"] = true;  // the speed figures are not fp8/fp4 hardware's
+  if (fp8_) line["fp8_gemm"] = fp8_->real_gemms() ? "real" : "simulated";
   line["rss_mib"] = current_rss_mib();  // this rank's resident memory now (rank 0's line)
   if (pipeline_) line["pp_idle"] = idle;  // per stage, fraction of the step
   if (plan_.mesh.tp > 1) {  // tensor-parallel payload of this step (formula: ((16 L + 8) N C + 12 N) bytes x accum)
@@ -1030,6 +1032,7 @@ void Trainer::Impl::summarize() {
   res_.pp_idle_predicted = pipeline_ ? predicted_bubble(pp, int(accum_), plan_.pp_virtual) : 0.0;
   res_.steps = st_.step;
   res_.fp8_simulated = fp8_simulated();
+  res_.fp8_real_gemms = fp8_ && fp8_->real_gemms();
   if (quant_) {
     res_.gemm_bits = quant_->mean_bits();
     res_.low_bit_flops_share = quant_->flops_share_at_most(4.5);

@@ -30,7 +30,8 @@ struct TrainResult {
   double peak_gflops = 0;      // the MFU denominator used
   std::string peak_how;        // where it came from: given, measured, cached
   std::map<std::string, double> kernel_ms;  // --profile 1: ms per step per kernel (after the first step)
-  bool fp8_simulated = false;  // the speed figures are bf16 arithmetic plus fp8 rounding
+  bool fp8_simulated = false;  // the speed figures are not fp8 hardware's (bf16 products, or widened codes)
+  bool fp8_real_gemms = false;  // fp8's products ran on one-byte codes (fp8_gemm), not bf16 read-backs
   bool quantization_simulated = false;  // fp8 or a GEMM format of the ladder: the same
   int64_t skipped_steps = 0;   // fp16 overflows in this run (optimizer steps skipped)
   int64_t instability_steps = 0;  // steps with findings of the stability rules (train/stability.h)
