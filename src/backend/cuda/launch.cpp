@@ -26,49 +26,48 @@ Launch tiles(int64_t rows, int64_t cols) {
 }
 
 namespace {
-// Regions laid out one after another, each rounded up to 32 bytes.
+// Regions laid out one after another, each rounded up to 32 bytes: a tile (kTcRows x HS, 16-bit),
+// each warp's scores (16 x kTcRows) of `bytes` per value, each warp's rows of HS fp32, and
+// kTcRows fp32 row statistics.
 struct Carver {
+  int64_t HS;
   size_t at = 0;
   size_t take(size_t bytes) {
     const size_t here = at;
     at += (bytes + 31) / 32 * 32;
     return here;
   }
+  size_t tile() { return take(size_t(kTcRows * HS) * 2); }
+  size_t scores(size_t bytes) { return take(size_t(kTcWarps * kTcWarpRows * kTcRows) * bytes); }
+  size_t rows() { return take(size_t(kTcWarps * kTcWarpRows * HS) * 4); }
+  size_t stats() { return take(size_t(kTcRows) * 4); }
 };
 }  // namespace
 
 TcSmem tc_forward_smem(int64_t HS) {
-  const size_t tile = size_t(kTcRows * HS) * 2, warp_s = size_t(kTcWarps * kTcWarpRows * kTcRows);
-  Carver c;
+  Carver c{HS};
   TcSmem m{};
-  m.q = c.take(tile), m.k = c.take(tile), m.v = c.take(tile);
-  m.s = c.take(warp_s * 4), m.p = c.take(warp_s * 2);
-  m.acc = c.take(size_t(kTcWarps * kTcWarpRows * HS) * 4);
+  m.q = c.tile(), m.k = c.tile(), m.v = c.tile();
+  m.s = c.scores(4), m.p = c.scores(2), m.acc = c.rows();
   m.stats = c.take(size_t(2 * kTcRows) * 4);
   m.bytes = c.at;
   return m;
 }
 
 TcSmem tc_dq_smem(int64_t HS) {
-  const size_t tile = size_t(kTcRows * HS) * 2, warp_s = size_t(kTcWarps * kTcWarpRows * kTcRows);
-  Carver c;
+  Carver c{HS};
   TcSmem m{};
-  m.q = c.take(tile), m.dout = c.take(tile), m.k = c.take(tile), m.v = c.take(tile);
-  m.lse = c.take(size_t(kTcRows) * 4), m.delta = c.take(size_t(kTcRows) * 4);
-  m.s = c.take(warp_s * 4), m.dp = c.take(warp_s * 4), m.ds = c.take(warp_s * 2);
-  m.acc = c.take(size_t(kTcWarps * kTcWarpRows * HS) * 4);
+  m.q = c.tile(), m.dout = c.tile(), m.k = c.tile(), m.v = c.tile(), m.lse = c.stats(), m.delta = c.stats();
+  m.s = c.scores(4), m.dp = c.scores(4), m.ds = c.scores(2), m.acc = c.rows();
   m.bytes = c.at;
   return m;
 }
 
 TcSmem tc_dkv_smem(int64_t HS) {
-  const size_t tile = size_t(kTcRows * HS) * 2, warp_s = size_t(kTcWarps * kTcWarpRows * kTcRows);
-  Carver c;
+  Carver c{HS};
   TcSmem m{};
-  m.k = c.take(tile), m.v = c.take(tile), m.q = c.take(tile), m.dout = c.take(tile);
-  m.lse = c.take(size_t(kTcRows) * 4), m.delta = c.take(size_t(kTcRows) * 4);
-  m.s = c.take(warp_s * 4), m.dp = c.take(warp_s * 4), m.p = c.take(warp_s * 2), m.ds = c.take(warp_s * 2);
-  m.acc = c.take(size_t(kTcWarps * kTcWarpRows * HS) * 4), m.acc2 = c.take(size_t(kTcWarps * kTcWarpRows * HS) * 4);
+  m.k = c.tile(), m.v = c.tile(), m.q = c.tile(), m.dout = c.tile(), m.lse = c.stats(), m.delta = c.stats();
+  m.s = c.scores(4), m.dp = c.scores(4), m.p = c.scores(2), m.ds = c.scores(2), m.acc = c.rows(), m.acc2 = c.rows();
   m.bytes = c.at;
   return m;
 }
