@@ -53,8 +53,19 @@ __device__ void warp_mma(float* C, int ldc, const uint16_t* A, int lda, const ui
   }
 }
 
-// dst (kTcRows x HS) = rows [r0, r0 + kTcRows) of a head (row stride ld), zeros past T.
+// dst (kTcRows x HS) = rows [r0, r0 + kTcRows) of a head (row stride ld), zeros past T: 16 bytes
+// a thread where the rows allow (every row start 16-byte aligned: the usual case), else 2.
 __device__ void load_tile(uint16_t* dst, const uint16_t* src, int64_t ld, int64_t r0, int64_t T, int HS) {
+  if (ld % 8 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {  // HS is a multiple of 16
+    const int per_row = HS / 8;
+    for (int i = int(threadIdx.x); i < kTcRows * per_row; i += int(blockDim.x)) {
+      const int r = i / per_row, c = (i % per_row) * 8;
+      const uint4 z{0, 0, 0, 0};
+      *reinterpret_cast<uint4*>(dst + r * HS + c) =
+          r0 + r < T ? *reinterpret_cast<const uint4*>(src + (r0 + r) * ld + c) : z;
+    }
+    return;
+  }
   for (int i = int(threadIdx.x); i < kTcRows * HS; i += int(blockDim.x)) {
     const int r = i / HS, c = i % HS;
     dst[i] = r0 + r < T ? src[(r0 + r) * ld + c] : uint16_t(0);

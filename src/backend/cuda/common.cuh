@@ -51,6 +51,14 @@ __device__ __forceinline__ float block_max(float v, float* shared) {
   return warp_max(lane < nw ? shared[lane] : -INFINITY);
 }
 
+// *bits = max(*bits, the bits of the block's max of a >= 0): an atomic max on the bits of
+// non-negative floats is exact and order-free (the amax of the fp8 quantizers).
+__device__ __forceinline__ void block_max_into_bits(uint32_t* bits, float a) {
+  __shared__ float shared[kWarp];
+  const float m = block_max(a, shared);
+  if (threadIdx.x == 0 && m > 0) atomicMax(bits, f2u(m));
+}
+
 // Calls f(S{}) with S the storage type of dt's buffers: float, or uint16_t for bf16 and fp16.
 template <class F>
 void with_storage(DType dt, F&& f) {

@@ -8,12 +8,6 @@
 namespace meshlm::cuda::k {
 namespace {
 
-__device__ void max_into_bits(uint32_t* bits, float a) {
-  __shared__ float shared[kWarp];
-  const float m = block_max(a, shared);
-  if (threadIdx.x == 0 && m > 0) atomicMax(bits, f2u(m));
-}
-
 __global__ void quantize_fp8_kernel(SmallFormat f, uint8_t* q, const uint16_t* x, int64_t n, float scale,
                                     uint32_t* bits) {
   float a = 0;
@@ -22,7 +16,7 @@ __global__ void quantize_fp8_kernel(SmallFormat f, uint8_t* q, const uint16_t* x
     if (is_finite(v)) a = fmaxf(a, abs_f(v));
     q[i] = fp8_code(f, v, scale);
   }
-  max_into_bits(bits, a);
+  block_max_into_bits(bits, a);
 }
 
 // q (cols, rows) = codes of x (rows, cols)^T, one 32 x 32 tile at a time.
@@ -49,7 +43,7 @@ __global__ void quantize_fp8_transpose_kernel(SmallFormat f, uint8_t* q, const u
     }
     __syncthreads();  // the tile is rewritten by the next iteration
   }
-  max_into_bits(bits, a);
+  block_max_into_bits(bits, a);
 }
 
 __global__ void fp8_to_bf16_kernel(SmallFormat f, uint16_t* dst, const uint8_t* src, int64_t rows, int64_t cols,

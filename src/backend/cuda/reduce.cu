@@ -28,19 +28,13 @@ __global__ void sum_kernel_f64(const double* x, int64_t n, bool squares, double*
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
-__device__ void max_into(uint32_t* bits, float a) {
-  __shared__ float shared[kWarp];
-  const float m = block_max(a, shared);
-  if (threadIdx.x == 0 && m > 0) atomicMax(bits, f2u(m));
-}
-
 __global__ void amax_kernel(const uint16_t* x, int64_t n, uint32_t* bits) {
   float a = 0;
   for (int64_t i = global_thread(); i < n; i += grid_threads()) {
     const float v = abs_f(bf16_to_f32(x[i]));
     if (is_finite(v)) a = fmaxf(a, v);
   }
-  max_into(bits, a);
+  block_max_into_bits(bits, a);
 }
 
 // y = bf16(fp8(clamp(x * scale)) / scale) (reference::fake_quantize_bf16), non-finite x as is.
@@ -57,7 +51,7 @@ __global__ void fake_quantize_kernel(SmallFormat f, uint16_t* y, const uint16_t*
     const float r = fminf(fmaxf(v * scale, -f.max_finite), f.max_finite);
     y[i] = f32_to_bf16(small_to_f32(f, small_from_f32(f, r, -1.0)) / scale);
   }
-  max_into(bits, a);
+  block_max_into_bits(bits, a);
 }
 
 }  // namespace
