@@ -31,7 +31,7 @@ class Fp8Recipe {
   Fp8Recipe& operator=(const Fp8Recipe&) = delete;
   void end_step();
   // The amaxes this step has seen so far, 3 per site (input, weight, output gradient).
-  std::vector<float> step_amaxes() const;
+  std::vector<float> step_amaxes();
   void set_step_amaxes(const std::vector<float>& a);
   nlohmann::json state() const;  // [[x, w, g], ...] per site
   void set_state(const nlohmann::json& j);
@@ -52,6 +52,8 @@ class Fp8Recipe {
   std::vector<std::unique_ptr<Site>> sites_;
   Tensor a_, b_;    // simulated: quantized operands (bf16): x or g; w then x
   Tensor a8_, b8_;  // real: fp8 codes: x or g; w or x
+  Tensor amax_dev_;  // real: (sites, 3) fp32 in the backend, this step's amaxes (x, w, g)
+  void fold_device_amaxes();
 };
 
 }  // namespace meshlm

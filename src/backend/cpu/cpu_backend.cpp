@@ -83,8 +83,10 @@ struct CpuKernels : HostMemory {
     gemm_.run({dt, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, false}, A, B, C);
   }
 
-  float quantize_fp8(DType format, void* q, const void* x, int64_t rows, int64_t cols, float scale, bool transpose) {
-    return cpu::quantize_fp8_bf16(format, static_cast<uint8_t*>(q), CH_(x), rows, cols, scale, transpose);
+  void quantize_fp8(DType format, void* q, const void* x, int64_t rows, int64_t cols, float scale, bool transpose,
+                    float* amax) {
+    const float a = cpu::quantize_fp8_bf16(format, static_cast<uint8_t*>(q), CH_(x), rows, cols, scale, transpose);
+    if (amax) *amax = std::max(*amax, a);
   }
   // No fp8 arithmetic on a CPU: the codes widened to fp32 (exact), an fp32 product (the fp8
   // products are exact there too, the sums fp32), C rounded once when it is bf16.

@@ -178,11 +178,11 @@ struct CudaKernels {
     cuda::k::fake_quantize_bf16(s(), format, H_(y), CH_(x), n, scale, bits);
     return read_float_bits(bits);
   }
-  float quantize_fp8(DType format, void* q, const void* x, int64_t rows, int64_t cols, float scale, bool transpose) {
-    uint32_t* bits = static_cast<uint32_t*>(scratch(1));
-    zero(bits, 4);
-    cuda::k::quantize_fp8(s(), format, static_cast<uint8_t*>(q), CH_(x), rows, cols, scale, transpose, bits);
-    return read_float_bits(bits);
+  // The amax by an atomic max on its bits (non-negative floats order like their bits); no wait.
+  void quantize_fp8(DType format, void* q, const void* x, int64_t rows, int64_t cols, float scale, bool transpose,
+                    float* amax) {
+    cuda::k::quantize_fp8(s(), format, static_cast<uint8_t*>(q), CH_(x), rows, cols, scale, transpose,
+                          reinterpret_cast<uint32_t*>(amax));
   }
   TensorStats quantize_blocks(const QuantSpec& q, void* y, const void* x, int64_t rows, int64_t cols) {
     std::vector<uint16_t> hx(size_t(rows * cols)), hy(hx.size());

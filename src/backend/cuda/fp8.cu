@@ -16,7 +16,7 @@ __global__ void quantize_fp8_kernel(SmallFormat f, uint8_t* q, const uint16_t* x
     if (is_finite(v)) a = fmaxf(a, abs_f(v));
     q[i] = fp8_code(f, v, scale);
   }
-  block_max_into_bits(bits, a);
+  if (bits) block_max_into_bits(bits, a);
 }
 
 // q (cols, rows) = codes of x (rows, cols)^T, one 32 x 32 tile at a time.
@@ -43,7 +43,7 @@ __global__ void quantize_fp8_transpose_kernel(SmallFormat f, uint8_t* q, const u
     }
     __syncthreads();  // the tile is rewritten by the next iteration
   }
-  block_max_into_bits(bits, a);
+  if (bits) block_max_into_bits(bits, a);
 }
 
 __global__ void fp8_to_bf16_kernel(SmallFormat f, uint16_t* dst, const uint8_t* src, int64_t rows, int64_t cols,

@@ -43,7 +43,7 @@ void fake_quantize_bf16(cudaStream_t s, DType format, uint16_t* y, const uint16_
 
 // ---- fp8.cu ----
 // q (rows, cols), or its transpose (cols, rows) = fp8 codes of x (rows, cols) * scale; *amax_bits
-// as amax_bf16.
+// (if not null) as amax_bf16, without zeroing it first.
 void quantize_fp8(cudaStream_t s, DType format, uint8_t* q, const uint16_t* x, int64_t rows, int64_t cols,
                   float scale, bool transpose, uint32_t* amax_bits);
 // dst (rows, cols, bf16, dense) = the values of fp8 codes src (rows, cols; leading dimension ld).

@@ -61,8 +61,10 @@ struct ReferenceKernels : HostMemory {
   float fake_quantize(DType format, void* y, const void* x, int64_t n, float scale) {
     return reference::fake_quantize_bf16(format, M_(uint16_t, y), C_(uint16_t, x), n, scale);
   }
-  float quantize_fp8(DType format, void* q, const void* x, int64_t rows, int64_t cols, float scale, bool transpose) {
-    return reference::quantize_fp8_bf16(format, M_(uint8_t, q), C_(uint16_t, x), rows, cols, scale, transpose);
+  void quantize_fp8(DType format, void* q, const void* x, int64_t rows, int64_t cols, float scale, bool transpose,
+                    float* amax) {
+    const float a = reference::quantize_fp8_bf16(format, M_(uint8_t, q), C_(uint16_t, x), rows, cols, scale, transpose);
+    if (amax) *amax = std::max(*amax, a);
   }
   void gemm_fp8(DType fa, DType fb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
                 const void* B, int64_t ldb, float beta, DType c, void* C, int64_t ldc, const void* bias) {
