@@ -23,7 +23,8 @@ void add_bench(CLI::App& app) {
       "the time per kernel of a step (GEMMs, attention, layernorm, loss, optimizer, ...).\n"
       "Takes the flags of `meshlm train` that shape a step (--n-layer ... --precision, --dp ...; not\n"
       "--steps, --out, --save-every or the logging flags, which it has no use for); works under\n"
-      "mpirun (--dp defaults to the ranks / (tp x pp)). fp8 speed is simulated (bf16 arithmetic plus quantization) and says so.\n"
+      "mpirun (--dp defaults to the ranks / (tp x pp)). fp8 speed is simulated (bf16 arithmetic plus quantization, or fp8 codes widened) and says so,\n"
+      "except with real fp8 GEMMs on fp8 tensor cores (--backend cuda on sm_89+; --fp8-gemm).\n"
       "Example (GPT-2 124M shape): meshlm bench --n-layer 12 --n-head 12 --n-embd 768\n"
       "  --vocab-size 50257 --seq-len 256 --max-seq-len 1024 --batch-size 4 --precision bf16");
   auto config_file = std::make_shared<std::string>();
@@ -48,7 +49,7 @@ void add_bench(CLI::App& app) {
       std::cout << r.to_json(cfg).dump() << "\n";
       return;
     }
-    const bool sim = cfg.precision != "fp32" && cfg.precision != "bf16" && cfg.precision.rfind("fp16", 0) != 0;
+    const bool sim = r.quantization_simulated;
     std::printf("bench   %s, %lld timed steps after %lld warm-up: median %.1f ms/step (%.1f-%.1f), %.0f tokens/s%s\n"
                 "        %.1f model GFLOP/s, MFU %.1f%% of %.0f GFLOP/s (%s), peak RSS %.0f MiB\n",
                 cfg.precision.c_str(), (long long)r.steps, (long long)opt->warmup, r.ms_per_step, r.ms_min, r.ms_max,

@@ -42,7 +42,8 @@ void add_info(CLI::App& app) {
               << ")\n"
               << "cpu        " << cpu_summary() << "\n"
               << "threads    " << omp_get_max_threads() << " (OpenMP)\n"
-              << "precision  fp32, bf16, fp16 (mixed, dynamic loss scaling), fp16-pure, fp8 (simulated)\n";
+              << "precision  fp32, bf16, fp16 (mixed, dynamic loss scaling), fp16-pure, fp8 (simulated on the cpu "
+                 "backend; real fp8 GEMMs on cuda devices with fp8 tensor cores)\n";
     const CudaStatus cuda = cuda_status();
     if (!cuda.loaded)
       std::cout << "cuda       " << (cuda.built ? "built, unusable: " : "") << cuda.detail << "\n";

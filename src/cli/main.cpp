@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
   // First, before any thread exists: stop signals go to one waiting thread (core/stop_signals.h).
   meshlm::StopSignals::install();
   CLI::App app{
-      "meshlm: trains GPT-2 and Llama language models on CPUs, in fp32, bf16, fp16 or (simulated) fp8,\n"
+      "meshlm: trains GPT-2 and Llama language models on CPUs (and NVIDIA GPUs: --backend cuda), in\n"
+      "fp32, bf16, fp16 or fp8 (simulated on CPUs, fp8 tensor cores on GPUs that have them),\n"
       "data-, tensor- and pipeline-parallel over MPI (mpirun -np dp*tp*pp meshlm train --dp ...).\n\n"
       "Quick start:\n"
       "  meshlm tokenizer train --vocab-size 4096 --input data/tinyshakespeare.txt --output tok.json\n  meshlm prepare --tokenizer tok.json --input data/tinyshakespeare.txt --output data/shakespeare\n"
