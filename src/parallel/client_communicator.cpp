@@ -107,18 +107,16 @@ class ClientCommunicator final : public Communicator {
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& inner, Backend& be) {
   using Make = Communicator* (*)(Communicator*, Backend*, char*, int);
   auto make = reinterpret_cast<Make>(cuda_library_symbol("meshlm_cuda_make_nccl"));
-  MESHLM_CHECK(make, "MESHLM_COMM=nccl: the CUDA library has no NCCL communicator (built without NCCL?)");
+  MESHLM_CHECK(make, "--comm nccl: the CUDA library has no NCCL communicator (built without NCCL?)");
   char err[512] = {};
   Communicator* c = make(&inner, &be, err, sizeof err);
-  MESHLM_CHECK(c, std::string("MESHLM_COMM=nccl: ") + err);
+  MESHLM_CHECK(c, std::string("--comm nccl: ") + err);
   return std::unique_ptr<Communicator>(c);
 }
 
-std::unique_ptr<Communicator> as_backend_client(Communicator& inner, Backend& be) {
-  if (!be.host_addressable()) {
-    // Device memory: MPI through host copies, or NCCL between the devices (MESHLM_COMM=nccl).
-    const char* comm = std::getenv("MESHLM_COMM");
-    if (comm && std::string(comm) == "nccl" && inner.size() > 1) return make_nccl_communicator(inner, be);
+std::unique_ptr<Communicator> as_backend_client(Communicator& inner, Backend& be, bool nccl) {
+  if (!be.host_addressable()) {  // device memory: MPI through host copies, or NCCL between the devices
+    if (nccl && inner.size() > 1) return make_nccl_communicator(inner, be);
     return as_staged_client(inner, be);
   }
   return std::make_unique<ClientCommunicator>(inner, nullptr, be);

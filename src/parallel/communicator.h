@@ -87,8 +87,9 @@ std::unique_ptr<Communicator> make_self_communicator();
 // backend's memory open to it (Backend::begin_client_access; the guarded backend needs this,
 // the others do nothing). Buffers are backend buffers or host memory. split() gives views too.
 // `inner` must outlive the view.
-// Backends whose memory the host cannot address (cuda) get as_staged_client instead.
-std::unique_ptr<Communicator> as_backend_client(Communicator& inner, Backend& be);
+// Backends whose memory the host cannot address (cuda) get as_staged_client instead, or with
+// `nccl` (and more than one rank) NCCL between the devices (libmeshlm_cuda.so's communicator).
+std::unique_ptr<Communicator> as_backend_client(Communicator& inner, Backend& be, bool nccl = false);
 // `inner` (which needs host buffers: MPI, local) over `be`'s buffers: each call's inputs are
 // downloaded to host copies and its results uploaded back (parallel/staged_communicator.cpp).
 std::unique_ptr<Communicator> as_staged_client(Communicator& inner, Backend& be);

@@ -34,16 +34,16 @@ Mesh::Mesh(Communicator& world, const MeshShape& shape) : world_(&world), shape_
 
 namespace meshlm {
 
-Mesh::Mesh(Mesh& base, Backend& be)
-    : world_view_(as_backend_client(base.world(), be)),
+Mesh::Mesh(Mesh& base, Backend& be, bool nccl)
+    : world_view_(as_backend_client(base.world(), be, nccl)),
       world_(world_view_.get()),
       shape_(base.shape_),
       dp_rank_(base.dp_rank_),
       tp_rank_(base.tp_rank_),
       pp_rank_(base.pp_rank_),
-      dp_(as_backend_client(base.dp(), be)),
-      tp_(as_backend_client(base.tp(), be)),
-      pp_(as_backend_client(base.pp(), be)),
-      tied_(as_backend_client(base.tied(), be)) {}
+      dp_(as_backend_client(base.dp(), be, nccl)),
+      tp_(as_backend_client(base.tp(), be, nccl)),
+      pp_(as_backend_client(base.pp(), be, nccl)),
+      tied_(as_backend_client(base.tied(), be, nccl)) {}
 
 }  // namespace meshlm

@@ -22,9 +22,10 @@ class Mesh {
  public:
   // Throws meshlm::Error (the same one-line message on every rank) unless dp tp pp = world size.
   Mesh(Communicator& world, const MeshShape& shape);
-  // The same mesh with every group a declared client of `be`'s memory (as_backend_client):
-  // what the trainer uses, since its collectives move tensor buffers. `base` must outlive it.
-  Mesh(Mesh& base, Backend& be);
+  // The same mesh with every group a declared client of `be`'s memory (as_backend_client; on a
+  // device backend through host copies, or NCCL with `nccl`): what the trainer uses, since its
+  // collectives move tensor buffers. `base` must outlive it.
+  Mesh(Mesh& base, Backend& be, bool nccl = false);
   const MeshShape& shape() const { return shape_; }
   int rank() const { return world_->rank(); }
   int dp_rank() const { return dp_rank_; }

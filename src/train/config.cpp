@@ -215,6 +215,8 @@ void TrainConfig::validate() const {
                "numerics_report and inject_inf_at_step must be >= 0");
   loss_scaler().validate();
   if (precision == "fp8") fp8_scaling().validate();
+  MESHLM_CHECK(comm == "mpi" || comm == "nccl", "comm must be mpi or nccl (got '" + comm + "')");
+  MESHLM_CHECK(comm == "mpi" || backend == "cuda", "--comm nccl needs --backend cuda (got '" + backend + "')");
   schedule().validate();
 }
 
@@ -346,6 +348,7 @@ const std::vector<ConfigKey>& config_keys() {
       TEXT_KEY(data, "directory of token shards (*train*.bin, *val*.bin)"),
       TEXT_KEY(out, "run directory: metrics.jsonl and checkpoints"),
       TEXT_KEY(backend, "kernel backend: cpu, cuda (an NVIDIA GPU; docs/cuda.md), reference, or cpu/reference with -guarded (tensor memory inaccessible outside backend calls: a test mode)"),
+      TEXT_KEY(comm, "collectives of the cuda backend under mpirun: mpi (device buffers staged through host copies) or nccl (device to device, one GPU per rank from the local rank)"),
       TEXT_KEY(tokenizer, "the data's tokenizer (bytes, gpt2 or a file), for sampling and per-byte loss; empty: from <data>/manifest.json"),
       TEXT_KEY(init_from, "start from these weights: a Hugging Face model directory (config.json + model.safetensors; its config sets the model keys) or a bare model.safetensors (shapes checked against the model keys); fresh optimizer, step 0"),
       BOOL_KEY(vocab_resize, "1: --init-from's vocabulary may differ from vocab_size: rows past it are cut, new rows keep their initialization"),
@@ -439,7 +442,7 @@ bool is_model_key(const std::string& key) {
 bool is_layout_key(const std::string& key) {
   static const std::set<std::string> keys = {"dp", "tp", "pp", "pp_layers", "pp_schedule", "pp_virtual", "micro_batch_size",
                                              "sequence_parallel", "layout", "machine", "zero", "fsdp_unit", "zero_accumulate", "bucket_mb", "overlap", "grad_reduce",
-                                             "recompute", "threads", "backend"};
+                                             "recompute", "threads", "backend", "comm"};
   return keys.count(key) > 0;
 }
 

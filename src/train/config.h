@@ -64,7 +64,8 @@ struct TrainConfig {
   int64_t loss_scale_hysteresis = 2, loss_scale_growth_interval = 2000;
   int64_t fp8_history = 16, fp8_margin = 0;
   std::string fp8_algorithm = "max";
-  std::string fp8_gemm = "auto";  // auto | simulated | real (precision/fp8.h)
+  std::string fp8_gemm = "auto";
+  std::string comm = "mpi";  // a device backend's collectives: mpi (staged through the host) | nccl  // auto | simulated | real (precision/fp8.h)
   std::string precision_plan;      // GEMM formats per Linear (plan/plan.h PrecisionPlan)
   // the stability rules (train/stability.h)
   std::string on_instability = "warn";  // warn | skip | rescale | promote | stop

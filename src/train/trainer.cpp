@@ -273,7 +273,7 @@ Trainer::Impl::Impl(const TrainConfig& cfg, Mesh& job_mesh, std::ostream& out, c
       log_(out, job_mesh.rank() == 0),
       threads_(make_thread_governor(cfg.threads)),
       backend_(make_run_backend(cfg, &profiler_)),
-      mesh_(job_mesh, *backend_),
+      mesh_(job_mesh, *backend_, cfg.comm == "nccl"),
       mcfg_(cfg.model()),
       T_(cfg.seq_len),
       mb_(cfg.micro_batch()),
