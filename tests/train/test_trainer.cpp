@@ -74,4 +74,11 @@ TEST(Trainer, ClearErrors) {
   c = tiny(root / "data", root / "run");
   c.vocab_size = 100;  // the byte shards hold ids up to 'z' and beyond
   EXPECT_THROW(train(c, "", log), Error);
+  // Collectives and fp8 products by name only, and NCCL only between cuda devices.
+  for (auto [key, value] : {std::pair<const char*, const char*>{"comm", "gloo"}, {"comm", "nccl"}, {"fp8_gemm", "fast"}}) {
+    c = tiny(root / "data", root / "run");
+    c.precision = "fp8";
+    (std::string(key) == "comm" ? c.comm : c.fp8_gemm) = value;
+    EXPECT_THROW(train(c, "", log), Error) << key << " " << value;
+  }
 }
