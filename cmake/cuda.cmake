@@ -23,10 +23,10 @@ endforeach()
 add_library(meshlm_cuda SHARED
   src/backend/cuda/elementwise.cu src/backend/cuda/reduce.cu src/backend/cuda/norm.cu src/backend/cuda/embedding.cu
   src/backend/cuda/crossentropy.cu src/backend/cuda/attention.cu src/backend/cuda/fp8.cu src/backend/cuda/attention_tc.cu
+  src/backend/cuda/quantize.cu
   src/backend/cuda/cuda_backend.cpp src/backend/cuda/gemm_cublaslt.cpp src/backend/cuda/gemm_plan.cpp
   src/backend/cuda/caching_allocator.cpp src/backend/cuda/launch.cpp src/backend/cuda/bootstrap.cpp
-  src/core/dtype.cpp src/core/formats.cpp src/core/rng.cpp src/core/tensor.cpp src/backend/ops.cpp
-  src/backend/reference/quantize.cpp)
+  src/core/dtype.cpp src/core/formats.cpp src/core/rng.cpp src/core/tensor.cpp src/backend/ops.cpp)
 target_include_directories(meshlm_cuda PRIVATE ${root})
 # --fmad=false: the kernels' arithmetic rounds as device_math.h's host copy does (the CPU tests).
 target_compile_options(meshlm_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--fmad=false -Xcompiler=-Wall>

@@ -11,13 +11,13 @@ cd "$(dirname "$0")/.."
 B=build-gpu
 cmake -S . -B "$B/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMESHLM_NATIVE=OFF -DMESHLM_CUDA=ON \
   -DMESHLM_CUDA_ARCHS=90a -DMESHLM_BENCH=OFF >/dev/null
-cmake --build "$B/build" -j "${JOBS:-2}" --target meshlm test_kernels test_fp8_gemm meshlm_cuda
+cmake --build "$B/build" -j "${JOBS:-2}" --target meshlm test_kernels test_fp8_gemm test_quantize meshlm_cuda
 rm -rf "$B/bundle"
 mkdir -p "$B/bundle/lib" "$B/bundle/glibc"
-cp "$B/build/meshlm" "$B/build/test_kernels" "$B/build/test_fp8_gemm" "$B/build/libmeshlm_cuda.so" "$B/bundle/"
+cp "$B/build/meshlm" "$B/build/test_kernels" "$B/build/test_fp8_gemm" "$B/build/test_quantize" "$B/build/libmeshlm_cuda.so" "$B/bundle/"
 # Every library the programs load, but the GPU machine's own CUDA (driver, cuBLASLt, NCCL);
 # glibc, the loader and the C++ runtime apart (used only where the machine's are too old).
-for lib in $(ldd "$B/build/meshlm" "$B/build/test_kernels" "$B/build/test_fp8_gemm" | awk '/=> \//{print $3}' | sort -u); do
+for lib in $(ldd "$B/build/meshlm" "$B/build/test_kernels" "$B/build/test_fp8_gemm" "$B/build/test_quantize" | awk '/=> \//{print $3}' | sort -u); do
   case "$(basename "$lib")" in
     libcuda.so*|libcublas*|libnccl*|libcudart*) ;;
     libc.so*|libm.so*|libmvec.so*|libpthread.so*|libdl.so*|librt.so*|libstdc++.so*|libgcc_s.so*)
@@ -26,6 +26,6 @@ for lib in $(ldd "$B/build/meshlm" "$B/build/test_kernels" "$B/build/test_fp8_ge
   esac
 done
 cp -L /lib64/ld-linux-x86-64.so.2 "$B/bundle/glibc/"
-strip --strip-unneeded "$B/bundle/meshlm" "$B/bundle/test_kernels" "$B/bundle/test_fp8_gemm" 2>/dev/null || true
+strip --strip-unneeded "$B/bundle/meshlm" "$B/bundle/test_kernels" "$B/bundle/test_fp8_gemm" "$B/bundle/test_quantize" 2>/dev/null || true
 tar -C "$B" -cJf "$B/bundle.tar.xz" bundle
 echo "gpu_bundle: $B/bundle.tar.xz ($(du -h "$B/bundle.tar.xz" | cut -f1))"

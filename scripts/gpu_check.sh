@@ -6,7 +6,8 @@
 #      'Cuda/*': each op against the double-precision oracle with derived tolerances, and the
 #      backward kernels twice for bit-identity; 16-bit attention on tensor cores, and again with
 #      MESHLM_CUDA_ATTENTION=simple on the warp-per-row kernels), and the real fp8 operands (test_fp8_gemm: codes
-#      bit for bit, cuBLASLt's fp8 GEMMs against double);
+#      bit for bit, cuBLASLt's fp8 GEMMs against double) and the block-scaled quantizer of the
+#      precision ladder (test_quantize: bit for bit against the reference);
 #   3. a 10-step tiny training on the cpu and the cuda backend (fp32, bf16, and fp8 with real
 #      fp8 GEMMs): the losses must agree within the documented tolerance; and 5 + 5 steps resumed
 #      on cuda must equal 10 in one go, bit for bit;
@@ -65,6 +66,8 @@ MESHLM_CUDA_ATTENTION=simple check run "$B/test_kernels" --gtest_filter='Cuda/*A
   >"$R/kernels_simple_attention.txt" 2>&1
 check run "$B/test_fp8_gemm" --gtest_filter='Cuda/*' --gtest_brief=1 >"$R/fp8_gemm.txt" 2>&1
 tail -3 "$R/fp8_gemm.txt" | sed 's/^/    /' | tee -a "$S"
+check run "$B/test_quantize" --gtest_filter='*Cuda*' --gtest_brief=1 >"$R/quantize.txt" 2>&1
+tail -3 "$R/quantize.txt" | sed 's/^/    /' | tee -a "$S"
 
 # 3. tiny training: cpu vs cuda, and resume on cuda
 D=build-gpu/tiny

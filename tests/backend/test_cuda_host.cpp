@@ -19,9 +19,11 @@
 #include "backend/cuda/device_math.h"
 #include "backend/cuda/gemm_plan.h"
 #include "backend/cuda/launch.h"
+#include "backend/cuda/quantize_math.h"
 #include "backend/reference/kernels.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/formats.h"
 #include "core/rng.h"
 #include "support/support.h"
 
@@ -418,6 +420,140 @@ TEST(CudaTcAttention, OnlineSoftmaxOverTilesIsTheSoftmax) {
   EXPECT_EQ(tc_probability(3.0f, 0.5f, 1.5f, true), 0.0f);
   EXPECT_FLOAT_EQ(tc_probability(3.0f, 0.5f, 1.5f, false), 1.0f);
   EXPECT_FLOAT_EQ(tc_score_grad(0.25f, 2.0f, 1.0f, 0.5f), 0.125f);
+}
+
+// ---- quantize_blocks on the device (quantize.cu): its arithmetic and its steps on the host ----
+std::vector<QuantSpec> quant_specs() {
+  auto spec = [](Elem e, ScaleKind sk, Granularity g, int axis, int64_t block) {
+    QuantSpec q;
+    q.elem = e, q.scale = sk, q.granularity = g, q.axis = axis, q.block = block;
+    return q;
+  };
+  std::vector<QuantSpec> out;
+  for (int axis : {0, 1}) {
+    for (Elem e : {Elem::e4m3, Elem::e5m2, Elem::e2m3, Elem::e3m2, Elem::e2m1})
+      for (bool up : {true, false}) {
+        out.push_back(spec(e, ScaleKind::e8m0, Granularity::block, axis, 32));
+        out.back().round_up = up;
+      }
+    out.push_back(spec(Elem::e2m1, ScaleKind::e4m3, Granularity::block, axis, 16));
+    out.push_back(spec(Elem::e4m3, ScaleKind::pow2, Granularity::tensor, axis, 32));
+    out.push_back(spec(Elem::e5m2, ScaleKind::pow2, Granularity::vector, axis, 32));
+    out.push_back(spec(Elem::e4m3, ScaleKind::given, Granularity::tensor, axis, 32));
+    out.back().given = 64.0f;
+    out.push_back(spec(Elem::e2m1, ScaleKind::e4m3, Granularity::block, axis, 16));
+    out.back().hadamard = true, out.back().hadamard_seed = 9;
+    out.push_back(spec(Elem::e2m1, ScaleKind::e4m3, Granularity::block, axis, 16));
+    out.back().stochastic = true, out.back().seed = 3, out.back().stream = 17;
+  }
+  out.push_back(spec(Elem::e2m1, ScaleKind::e4m3, Granularity::tile, 1, 16));
+  out.push_back(spec(Elem::e4m3, ScaleKind::e8m0, Granularity::tile, 0, 32));
+  return out;
+}
+
+TEST(CudaQuantize, ElementRoundingIsCoresBitForBit) {
+  const std::vector<float> xs = probe_floats();
+  for (Elem e : {Elem::e4m3, Elem::e5m2, Elem::e3m2, Elem::e2m3, Elem::e2m1}) {
+    const ElemF f = elem_f(e);
+    int bad = 0;
+    for (size_t i = 0; i < xs.size(); i++) {
+      const float x = xs[i] * 64.0f;
+      bad += !same_bits_or_nan(round_elem(f, x), round_to_elem(elem_info(e), x));
+      const uint32_t r = random_u32(5, 6, i);
+      if (std::isfinite(x)) bad += !same_bits_or_nan(round_elem_stochastic(f, x, r), round_to_elem_stochastic(elem_info(e), x, r));
+    }
+    EXPECT_EQ(bad, 0) << elem_info(e).name;
+  }
+}
+
+TEST(CudaQuantize, BlockMultipliersAreCores) {
+  const std::vector<float> amaxes = {0.0f, 1e-30f, 1e-6f, 0.37f, 1.0f, 6.0f, 448.0f, 3e5f, 1e30f, 0x1p-127f};
+  for (const QuantSpec& spec : quant_specs())
+    for (float amax : amaxes)
+      for (bool nonfinite : {false, true})
+        for (float S : {1.0f, 2688.0f / 3.5f, 0.25f}) {
+          const float want = block_multiplier(spec, amax, nonfinite, S), got = block_mult(quant_params(spec), amax, nonfinite, S);
+          ASSERT_TRUE(same_bits_or_nan(got, want)) << spec.describe() << " amax " << amax << " " << nonfinite << " S " << S;
+        }
+  for (float amax : amaxes) EXPECT_EQ(e4m3_scale_of_tensor(elem_f(Elem::e2m1), amax), e4m3_tensor_scale(elem_info(Elem::e2m1), amax));
+}
+
+TEST(CudaQuantize, BlockRangesPartitionTheMatrix) {
+  for (const QuantSpec& spec : quant_specs())
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{48, 80}, {37, 70}, {64, 1}, {1, 33}}) {
+      const QuantParams q = quant_params(spec);
+      std::vector<int> seen(size_t(rows * cols), 0);
+      for (int64_t b = 0; b < block_count(q, rows, cols); b++) {
+        const BlockRange R = block_range(q, rows, cols, b);
+        for (int64_t r = R.r0; r < R.r1; r++)
+          for (int64_t c = R.c0; c < R.c1; c++) {
+            ASSERT_EQ(block_of(q, cols, r, c), spec.granularity == Granularity::tensor ? 0 : b) << spec.describe();
+            seen[size_t(r * cols + c)]++;
+          }
+      }
+      for (int v : seen) ASSERT_EQ(v, 1) << spec.describe() << " " << rows << "x" << cols;
+    }
+}
+
+// The kernels' five steps (quantize.cu), run on the host with the same functions, against the
+// reference kernel: outputs bit for bit and the same counts.
+TEST(CudaQuantize, TheKernelsStepsAreTheReference) {
+  for (const QuantSpec& spec : quant_specs())
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{48, 80}, {37, 70}, {64, 1}}) {
+      if (spec.hadamard && (spec.axis == 1 ? cols : rows) % 16 != 0) continue;
+      const int64_t n = rows * cols;
+      std::vector<uint16_t> x(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; i++) {
+        const double mag = std::pow(10.0, 6 * uniform01(uint64_t(n), 1, uint64_t(i)) - 4) * (i % 97 == 5 ? 100 : 1);
+        x[size_t(i)] = f32_to_bf16(float((uniform01(uint64_t(n), 2, uint64_t(i)) - 0.5) * mag));
+      }
+      if (n > 40) x[40] = f32_to_bf16(INFINITY);  // a non-finite block
+      std::vector<uint16_t> want(x.size()), h = x, y(x.size());
+      const TensorStats ws = reference::quantize_blocks_bf16(spec, want.data(), x.data(), rows, cols);
+      const QuantParams q = quant_params(spec);
+      if (spec.hadamard)  // 1.
+        for (int64_t g = 0; g < n / 16; g++) {
+          const HadamardGroup G = hadamard_group(spec.axis, cols, g);
+          float v[16];
+          for (int i = 0; i < 16; i++) v[i] = bf16_to_f32(x[size_t(G.first + i * G.stride)]);
+          hadamard16_local(v, q.signs);
+          for (int i = 0; i < 16; i++) h[size_t(G.first + i * G.stride)] = f32_to_bf16(v[i]);
+        }
+      float tamax = 0;  // 2.
+      bool tnonfinite = false;
+      for (uint16_t b : h) {
+        const float a = abs_f(bf16_to_f32(b));
+        is_finite(a) ? void(tamax = std::max(tamax, a)) : void(tnonfinite = true);
+      }
+      const int64_t nb = block_count(q, rows, cols);
+      std::vector<float> m(static_cast<size_t>(nb));
+      for (int64_t b = 0; b < nb; b++) {  // 3. and 4.
+        const BlockRange R = block_range(q, rows, cols, b);
+        float a = 0;
+        bool nf = false;
+        for (int64_t r = R.r0; r < R.r1; r++)
+          for (int64_t c = R.c0; c < R.c1; c++) {
+            const float v = abs_f(bf16_to_f32(h[size_t(r * cols + c)]));
+            is_finite(v) ? void(a = std::max(a, v)) : void(nf = true);
+          }
+        const float S = spec.scale == ScaleKind::e4m3 ? e4m3_scale_of_tensor(q.f, tamax) : 1.0f;
+        m[size_t(b)] = block_mult(q, a, nf, S);
+      }
+      TensorStats gs;  // 5.
+      for (int64_t i = 0; i < n; i++) {
+        const QuantOut o = quantize_element(q, bf16_to_f32(h[size_t(i)]), m[size_t(block_of(q, cols, i / cols, i % cols))], i);
+        y[size_t(i)] = f32_to_bf16(o.y);
+        gs.overflow += o.overflow, gs.zero += o.zero, gs.underflow += o.underflow, gs.subnormal += o.subnormal;
+      }
+      for (int64_t i = 0; i < n; i++)
+        ASSERT_TRUE(same_bits_or_nan(bf16_to_f32(y[size_t(i)]), bf16_to_f32(want[size_t(i)])))
+            << spec.describe() << " " << rows << "x" << cols << " at " << i;
+      EXPECT_EQ(double(tamax), ws.amax) << spec.describe();
+      EXPECT_EQ(gs.overflow, ws.overflow) << spec.describe();
+      EXPECT_EQ(gs.zero, ws.zero) << spec.describe();
+      EXPECT_EQ(gs.underflow, ws.underflow) << spec.describe();
+      EXPECT_EQ(gs.subnormal, ws.subnormal) << spec.describe();
+    }
 }
 
 // ---- the caching pool, over malloc with a limit ----

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/error.h"
 #include "core/rng.h"
 
 using namespace meshlm;
@@ -79,14 +80,14 @@ std::vector<QuantSpec> all_specs() {
 
 }  // namespace
 
-TEST(Quantize, CpuEqualsTheReferenceBitForBit) {
+// Every spec and shape on `fast` against the reference: outputs bit for bit, the same statistics.
+static void expect_backend_is_the_reference(Backend& fast) {
   auto ref = make_backend("reference");
-  auto cpu = make_backend("cpu");
   for (const QuantSpec& q : all_specs())
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{48, 80}, {37, 70}, {64, 1}}) {
       if (q.hadamard && (q.axis == 1 ? cols : rows) % 16 != 0) continue;
       const std::vector<float> x = spread_values(rows * cols, uint64_t(rows + cols));
-      const Result a = quantize(*ref, q, x, rows, cols), b = quantize(*cpu, q, x, rows, cols);
+      const Result a = quantize(*ref, q, x, rows, cols), b = quantize(fast, q, x, rows, cols);
       for (size_t i = 0; i < x.size(); i++)
         ASSERT_TRUE(a.y[i] == b.y[i] || (std::isnan(a.y[i]) && std::isnan(b.y[i])))
             << q.describe() << " " << rows << "x" << cols << " at " << i << ": " << a.y[i] << " vs " << b.y[i];
@@ -96,6 +97,20 @@ TEST(Quantize, CpuEqualsTheReferenceBitForBit) {
       EXPECT_EQ(a.s.subnormal, b.s.subnormal) << q.describe();
       EXPECT_EQ(a.s.zero, b.s.zero) << q.describe();
     }
+}
+
+TEST(Quantize, CpuEqualsTheReferenceBitForBit) { expect_backend_is_the_reference(*make_backend("cpu")); }
+
+// The device kernels (backend/cuda/quantize.cu; their steps run on the host in test_cuda_host),
+// where a GPU is usable: scripts/gpu_check.sh runs this on a lent one.
+TEST(Quantize, CudaEqualsTheReferenceBitForBit) {
+  std::unique_ptr<Backend> cuda;
+  try {
+    cuda = make_backend("cuda");
+  } catch (const Error& e) {
+    GTEST_SKIP() << e.what();
+  }
+  expect_backend_is_the_reference(*cuda);
 }
 
 // Hand-computed blocks: the scale each rule selects and the values read back.

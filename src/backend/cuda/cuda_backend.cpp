@@ -1,10 +1,10 @@
 // The "cuda" backend: tensors in device memory (one caching pool over cudaMalloc), every op
 // queued on one stream (kernels.h launchers, cuBLASLt GEMMs), results that come back to the
 // host (sums, amax) and download() synchronizing. fp32 and 16-bit storage like the cpu backend;
-// adamw and sum_squares on fp32 masters. tensor_stats and quantize_blocks (the numerics report
-// and the precision ladder's simulations, off the training step's path) run on the host over a
-// downloaded copy with the reference kernels. Built into libmeshlm_cuda.so and loaded at run
-// time (backend/cuda_loader.cpp); the entry points are at the end.
+// adamw and sum_squares on fp32 masters. tensor_stats (the numerics report, off the training
+// step's path) runs on the host over a downloaded copy with the reference kernel. Built into
+// libmeshlm_cuda.so and loaded at run time (backend/cuda_loader.cpp); the entry points are at
+// the end.
 #include <cuda_runtime_api.h>
 
 #include <cstdlib>
@@ -82,7 +82,7 @@ struct CudaKernels {
   ~CudaKernels() {
     cudaStreamSynchronize(dev_.stream);
     if (scratch_) pool_.deallocate(scratch_);
-    if (fp8_scratch_) pool_.deallocate(fp8_scratch_);
+    if (aux_scratch_) pool_.deallocate(aux_scratch_);
     pool_.deallocate(workspace_);
   }
 
@@ -185,10 +185,15 @@ struct CudaKernels {
                           reinterpret_cast<uint32_t*>(amax));
   }
   TensorStats quantize_blocks(const QuantSpec& q, void* y, const void* x, int64_t rows, int64_t cols) {
-    std::vector<uint16_t> hx(size_t(rows * cols)), hy(hx.size());
-    download(hx.data(), x, hx.size() * 2);
-    const TensorStats st = reference::quantize_blocks_bf16(q, hy.data(), hx.data(), rows, cols);
-    upload(y, hy.data(), hy.size() * 2);
+    uint64_t counts[4];
+    float amax = 0;
+    cuda::k::quantize_blocks(s(), q, H_(y), CH_(x), rows, cols, aux_scratch(cuda::k::quantize_work(q, rows, cols).bytes),
+                             counts, &amax);
+    TensorStats st;
+    st.n = rows * cols;
+    st.overflow = int64_t(counts[0]), st.zero = int64_t(counts[1]), st.underflow = int64_t(counts[2]);
+    st.subnormal = int64_t(counts[3]);
+    st.amax = amax;
     return st;
   }
 
@@ -208,7 +213,7 @@ struct CudaKernels {
     s();  // the device current for cuBLASLt
     if (cuda::fp8_gemm_native(g, dev_.props.major, dev_.props.minor, A, B) && gemm_.run_if_supported(g, A, B, C, bias))
       return;
-    uint16_t* wide = static_cast<uint16_t*>(fp8_scratch(size_t(M * K + N * K) * 2));  // A (M, K), B (N, K) in bf16
+    uint16_t* wide = static_cast<uint16_t*>(aux_scratch(size_t(M * K + N * K) * 2));  // A (M, K), B (N, K) in bf16
     cuda::k::fp8_to_bf16(s(), fa, wide, static_cast<const uint8_t*>(A), M, K, lda);
     cuda::k::fp8_to_bf16(s(), fb, wide + M * K, static_cast<const uint8_t*>(B), N, K, ldb);
     g.ab = DType::bf16;
@@ -394,16 +399,16 @@ struct CudaKernels {
     }
     return scratch_;
   }
-  // The widened operands of gemm_fp8's fallback: a work space of its own, since scratch() holds
-  // the amax of the quantizers queued before it.
-  void* fp8_scratch(size_t bytes) {
-    if (bytes > fp8_scratch_bytes_) {
+  // The work space of gemm_fp8's fallback (the widened operands) and of quantize_blocks: one of
+  // its own, apart from scratch() (other ops' partials), grown on demand and kept.
+  void* aux_scratch(size_t bytes) {
+    if (bytes > aux_scratch_bytes_) {
       synchronize();
-      if (fp8_scratch_) pool_.deallocate(fp8_scratch_);
-      fp8_scratch_ = pool_.allocate(bytes);
-      fp8_scratch_bytes_ = bytes;
+      if (aux_scratch_) pool_.deallocate(aux_scratch_);
+      aux_scratch_ = pool_.allocate(bytes);
+      aux_scratch_bytes_ = bytes;
     }
-    return fp8_scratch_;
+    return aux_scratch_;
   }
   float read_float_bits(const uint32_t* bits) {
     uint32_t host = 0;
@@ -428,8 +433,8 @@ struct CudaKernels {
   cuda::LtGemm gemm_;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
-  void* fp8_scratch_ = nullptr;
-  size_t fp8_scratch_bytes_ = 0;
+  void* aux_scratch_ = nullptr;
+  size_t aux_scratch_bytes_ = 0;
   bool tc_attention_;
 };
 

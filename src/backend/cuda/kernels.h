@@ -50,6 +50,18 @@ void quantize_fp8(cudaStream_t s, DType format, uint8_t* q, const uint16_t* x, i
 void fp8_to_bf16(cudaStream_t s, DType format, uint16_t* dst, const uint8_t* src, int64_t rows, int64_t cols,
                  int64_t ld);
 
+// ---- quantize.cu ----
+// The device work space quantize_blocks needs (bytes) and its scale blocks.
+struct QuantWork {
+  int64_t blocks = 0;
+  size_t hadamard_bytes = 0, bytes = 0;
+};
+QuantWork quantize_work(const QuantSpec& q, int64_t rows, int64_t cols);
+// y (rows, cols) = x quantized per q and read back (ops.inc quantize_blocks); waits for the
+// stream and returns the counts (overflow, zero, underflow, subnormal) and the finite amax.
+void quantize_blocks(cudaStream_t s, const QuantSpec& q, uint16_t* y, const uint16_t* x, int64_t rows, int64_t cols,
+                     void* work, uint64_t* counts, float* amax);
+
 // ---- norm.cu ----
 // With b null: layernorm of a; else sum = a + b stored first and normalized (fused residual).
 void layernorm_forward(cudaStream_t s, DType dt, void* sum, void* out, float* mean, float* rstd, const void* a,
