@@ -60,14 +60,18 @@ say "- CUDA library: $MESHLM_CUDA_LIBRARY (build $(( $(date +%s) - t0 )) s, sm_$
 run "$B/meshlm" info 2>&1 | tee "$R/info.txt"
 
 # 2. every kernel against the oracle, and bit-identity
-check run "$B/test_kernels" --gtest_filter='Cuda/*' --gtest_brief=1 >"$R/kernels.txt" 2>&1
-tail -3 "$R/kernels.txt" | sed 's/^/    /' | tee -a "$S"
-MESHLM_CUDA_ATTENTION=simple check run "$B/test_kernels" --gtest_filter='Cuda/*Attention*' --gtest_brief=1 \
-  >"$R/kernels_simple_attention.txt" 2>&1
-check run "$B/test_fp8_gemm" --gtest_filter='Cuda/*' --gtest_brief=1 >"$R/fp8_gemm.txt" 2>&1
-tail -3 "$R/fp8_gemm.txt" | sed 's/^/    /' | tee -a "$S"
-check run "$B/test_quantize" --gtest_filter='*Cuda*' --gtest_brief=1 >"$R/quantize.txt" 2>&1
-tail -3 "$R/quantize.txt" | sed 's/^/    /' | tee -a "$S"
+# gtest's closing lines of each (its log in $R), below its PASS or FAIL line.
+tests() {
+  local log=$1
+  shift
+  check run "$@" --gtest_brief=1 >"$R/$log" 2>&1
+  grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$R/$log" | sed 's/^/    /' | tee -a "$S"
+  if grep -q '^\[  SKIPPED \]' "$R/$log"; then say "- FAIL: skipped cases (no usable GPU?)"; fail=1; fi
+}
+tests kernels.txt "$B/test_kernels" --gtest_filter='Cuda/*'
+MESHLM_CUDA_ATTENTION=simple tests kernels_simple_attention.txt "$B/test_kernels" --gtest_filter='Cuda/*Attention*'
+tests fp8_gemm.txt "$B/test_fp8_gemm" --gtest_filter='Cuda/*'
+tests quantize.txt "$B/test_quantize" --gtest_filter='*Cuda*'
 
 # 3. tiny training: cpu vs cuda, and resume on cuda
 D=build-gpu/tiny
