@@ -29,7 +29,8 @@ add_library(meshlm_cuda SHARED
   src/core/dtype.cpp src/core/formats.cpp src/core/rng.cpp src/core/tensor.cpp src/backend/ops.cpp)
 target_include_directories(meshlm_cuda PRIVATE ${root})
 # --fmad=false: the kernels' arithmetic rounds as device_math.h's host copy does (the CPU tests).
-target_compile_options(meshlm_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--fmad=false -Xcompiler=-Wall>
+# --expt-relaxed-constexpr: core's constexpr functions (hadamard16) run on the device as they are.
+target_compile_options(meshlm_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--fmad=false --expt-relaxed-constexpr -Xcompiler=-Wall>
                        $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas>)
 string(REPLACE ";" " " arch_list "${MESHLM_CUDA_ARCHS}")
 target_compile_definitions(meshlm_cuda PRIVATE MESHLM_CUDA_ARCH_LIST="${arch_list}"

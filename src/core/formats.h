@@ -139,9 +139,10 @@ inline float dequantize(float e, float m) { return m == 0 ? std::copysign(0.0f, 
 
 // The random Hadamard transform of 16 values: x <- H16 diag(signs) x / 4, orthonormal, so the
 // product of two operands transformed alike along their shared reduction axis is unchanged.
-// The signs (+-1) are bit i of `signs`. hadamard_signs draws them from a seed.
+// The signs (+-1) are bit i of `signs`. hadamard_signs draws them from a seed. constexpr, so
+// that the CUDA kernels call this same function (nvcc --expt-relaxed-constexpr).
 uint16_t hadamard_signs(uint64_t seed);
-inline void hadamard16(float* x, int64_t stride, uint16_t signs) {
+constexpr void hadamard16(float* x, int64_t stride, uint16_t signs) {
   float v[16];
   for (int i = 0; i < 16; i++) v[i] = (signs >> i & 1) ? -x[i * stride] : x[i * stride];
   for (int h = 1; h < 16; h *= 2)

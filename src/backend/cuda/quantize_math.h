@@ -140,19 +140,8 @@ MESHLM_HD BlockRange block_range(const QuantParams& q, int64_t rows, int64_t col
   return {0, 0, 0, 0};
 }
 
-// hadamard16 on 16 values in v (core/formats.h): signs, the butterflies, / 4.
-MESHLM_HD void hadamard16_local(float* v, uint16_t signs) {
-  for (int i = 0; i < 16; i++)
-    if (signs >> i & 1) v[i] = -v[i];
-  for (int h = 1; h < 16; h *= 2)
-    for (int i = 0; i < 16; i += 2 * h)
-      for (int j = i; j < i + h; j++) {
-        const float a = v[j], b = v[j + h];
-        v[j] = a + b;
-        v[j + h] = a - b;
-      }
-  for (int i = 0; i < 16; i++) v[i] = v[i] * 0.25f;
-}
+// core/formats.h's hadamard16 on 16 consecutive values (constexpr: callable on the device).
+MESHLM_HD void hadamard16_local(float* v, uint16_t signs) { hadamard16(v, 1, signs); }
 // The 16 elements of Hadamard group g along the axis: the first (r, c) and the stride.
 struct HadamardGroup {
   int64_t first, stride;
