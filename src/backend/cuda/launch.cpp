@@ -48,8 +48,7 @@ TcSmem tc_forward_smem(int64_t HS) {
   Carver c{HS};
   TcSmem m{};
   m.q = c.tile(), m.k = c.tile(), m.v = c.tile();
-  m.s = c.scores(4), m.p = c.scores(2), m.acc = c.rows();
-  m.stats = c.take(size_t(2 * kTcRows) * 4);
+  m.s = c.scores(4), m.p = c.scores(2), m.acc = c.rows();  // each row's m and l live in registers
   m.bytes = c.at;
   return m;
 }

@@ -45,11 +45,11 @@ int64_t tile_count(int64_t rows, int64_t cols);
 // and its shared memory within the device's opt-in limit; otherwise the warp-per-row kernels.
 // The dynamic shared memory of each kernel, carved into 32-byte aligned regions (wmma's rule):
 //   forward  Q, K, V tiles (kTcRows x HS, 16-bit); per warp S (16 x kTcRows fp32), P (16-bit),
-//            O (16 x HS fp32); the rows' m and l
+//            O (16 x HS fp32)
 //   dq       Q, dO, K, V tiles; lse, D; per warp S, dP (fp32), dS (16-bit), dQ (fp32)
 //   dkv      K, V, Q, dO tiles; lse, D; per warp S^T, dP^T (fp32), P^T, dS^T (16-bit), dK, dV
 struct TcSmem {
-  size_t q, k, v, dout, lse, delta, s, dp, p, ds, acc, acc2, stats, bytes;
+  size_t q, k, v, dout, lse, delta, s, dp, p, ds, acc, acc2, bytes;
 };
 TcSmem tc_forward_smem(int64_t HS);
 TcSmem tc_dq_smem(int64_t HS);
